@@ -1,0 +1,293 @@
+"""`edge-agent` commands: run, check-config, status, outbox list|show|retry|discard."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.errors import AgentError, ConfigError
+
+DEFAULT_CONFIG = Path(os.environ.get("EDGE_AGENT_CONFIG", "/etc/edge-agent/agent.toml"))
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `edge-agent` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except AgentError as err:
+        print(f"edge-agent: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)"
+        )
+
+    run = commands.add_parser("run", help="run the agent in the foreground")
+    config_option(run)
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate a config and print it, masked")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_check_config)
+
+    status = commands.add_parser("status", help="per-uplink queues, breaker and last error")
+    config_option(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    box = commands.add_parser("outbox", help="inspect and act on outbox messages")
+    actions = box.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="newest messages first")
+    config_option(listing)
+    listing.add_argument("--uplink")
+    listing.add_argument(
+        "--state", choices=["pending", "inflight", "delivered", "dead", "discarded"]
+    )
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_outbox_list)
+
+    show = actions.add_parser("show", help="one message with payload and the platform's answer")
+    config_option(show)
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_outbox_show)
+
+    retry = actions.add_parser("retry", help="re-queue dead letters for delivery now")
+    config_option(retry)
+    retry.add_argument("ids", type=int, nargs="*")
+    retry.add_argument("--all-dead", action="store_true", help="every dead letter (see --uplink)")
+    retry.add_argument("--uplink")
+    retry.add_argument("--payload", type=Path, help="replace the payload with this JSON file")
+    retry.add_argument("--actor", default=_actor())
+    retry.set_defaults(func=cmd_outbox_retry)
+
+    discard = actions.add_parser("discard", help="give up on messages for good (journaled)")
+    config_option(discard)
+    discard.add_argument("ids", type=int, nargs="+")
+    discard.add_argument("--reason", required=True)
+    discard.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    discard.add_argument("--actor", default=_actor())
+    discard.set_defaults(func=cmd_outbox_discard)
+    return parser
+
+
+def _actor() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Load the config, set up logging and run the daemon until SIGTERM/SIGINT."""
+    from agent.config import load_config
+    from agent.logs import configure_logging
+    from agent.runtime import Agent
+
+    config = load_config(args.config)
+    configure_logging(config.log.level, config.log.format, config.secrets())
+    try:
+        asyncio.run(Agent(config).run())
+    except AgentError as err:
+        structlog.get_logger("agent").error("agent.failed", error=str(err))
+        return EXIT_FAILURE
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Print the effective config with secrets masked, or every problem (exit 2)."""
+    from agent.config import load_config
+    from agent.toml_out import dumps
+
+    config = load_config(args.file)
+    data = config.model_dump(mode="json", exclude={"path"})
+    print(f"# {args.file}: OK (secrets masked)")
+    print(dumps(data), end="")
+    return 0
+
+
+def _database(config_path: Path) -> Path:
+    """Where the journal of `config_path` lives; secrets are not resolved (systemd holds them)."""
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError([f"{config_path}: cannot read: {err}"]) from err
+    state_dir = Path(raw.get("agent", {}).get("state_dir", "/var/lib/edge-agent"))
+    if not state_dir.is_absolute():
+        state_dir = config_path.parent.resolve() / state_dir
+    return state_dir / "journal.db"
+
+
+def _configured_uplinks(config_path: Path) -> list[str]:
+    raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    return sorted(raw.get("uplinks", {}))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print each uplink's queue."""
+    from agent.journal import queries
+
+    async def fetch() -> list[queries.UplinkStatus]:
+        async with queries.connect(_database(args.config)) as db:
+            return await queries.uplink_status(db, _configured_uplinks(args.config))
+
+    rows = asyncio.run(fetch())
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows] if rows else [], indent=2))
+        return 0
+    headers = ["UPLINK", "PENDING", "INFLIGHT", "DEAD", "DELIVERED", "OLDEST", "BREAKER"]
+    table = [
+        [
+            r.uplink,
+            str(r.pending),
+            str(r.inflight),
+            str(r.dead),
+            str(r.delivered),
+            _age(r.oldest_pending_age),
+            r.breaker,
+        ]
+        for r in rows
+    ]
+    _print_table(headers, table)
+    for r in rows:
+        if r.last_error:
+            print(f"{r.uplink}: last error: {r.last_error}")
+    return 0
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    """Print messages, newest first."""
+    from agent.journal import queries
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with queries.connect(_database(args.config)) as db:
+            return await queries.list_messages(
+                db, uplink=args.uplink, state=args.state, limit=args.limit
+            )
+
+    rows = asyncio.run(fetch())
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    now = time.time()
+    _print_table(
+        ["ID", "UPLINK", "KIND", "STATE", "ATTEMPTS", "AGE", "ORDER KEY", "LAST ERROR"],
+        [
+            [
+                str(r["id"]),
+                r["uplink"],
+                r["kind"],
+                r["state"],
+                str(r["attempts"]),
+                _age(now - r["created_at"]),
+                r["order_key"],
+                (r["last_error"] or "")[:60],
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def cmd_outbox_show(args: argparse.Namespace) -> int:
+    """Print one message as JSON."""
+    from agent.journal import queries
+
+    async def fetch() -> dict[str, Any] | None:
+        async with queries.connect(_database(args.config)) as db:
+            return await queries.get_message(db, args.id)
+
+    message = asyncio.run(fetch())
+    if message is None:
+        print(f"edge-agent: no outbox message {args.id}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(message, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    """Re-queue dead letters (by id, or all of them) for delivery now."""
+    from agent.journal import queries
+
+    if bool(args.ids) == args.all_dead:
+        print("edge-agent: give message ids or --all-dead, not both", file=sys.stderr)
+        return EXIT_CONFIG
+    payload = None
+    if args.payload is not None:
+        if len(args.ids) != 1:
+            print("edge-agent: --payload replaces one message: give one id", file=sys.stderr)
+            return EXIT_CONFIG
+        payload = json.loads(args.payload.read_text(encoding="utf-8"))
+
+    async def act() -> list[int]:
+        async with queries.connect(_database(args.config)) as db:
+            ids = args.ids or await queries.dead_ids(db, args.uplink)
+            return await queries.retry(db, ids, actor=args.actor, payload=payload)
+
+    changed = asyncio.run(act())
+    print(f"re-queued {len(changed)} message(s): {' '.join(map(str, changed))}".rstrip(": "))
+    return 0 if changed or args.all_dead else EXIT_FAILURE
+
+
+def cmd_outbox_discard(args: argparse.Namespace) -> int:
+    """Discard messages for good; needs --yes; journaled with actor and reason."""
+    from agent.journal import queries
+
+    if not args.yes:
+        print("edge-agent: discarding cannot be undone: add --yes to confirm", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def act() -> list[int]:
+        async with queries.connect(_database(args.config)) as db:
+            return await queries.discard(db, args.ids, actor=args.actor, reason=args.reason)
+
+    changed = asyncio.run(act())
+    print(f"discarded {len(changed)} message(s): {' '.join(map(str, changed))}".rstrip(": "))
+    return 0 if changed else EXIT_FAILURE
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    for line in [headers, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Load and validate the TOML config; every configuration error surfaces here, at start."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+)
+
+from agent.errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
+    """Turn `env:NAME`, `credential:NAME`, `file:PATH` or a literal into the secret's value."""
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string: env:NAME, credential:NAME, file:PATH or the value")
+    context = info.context or {}
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    base: Path = context.get("base_dir", Path.cwd())
+    scheme, _, rest = value.partition(":")
+    if scheme == "env":
+        if rest not in environ:
+            raise ValueError(f"environment variable {rest} is not set")
+        return SecretStr(environ[rest])
+    if scheme == "credential":
+        directory = environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ValueError(
+                f"credential {rest!r} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
+            )
+        return _read_secret_file(Path(directory) / rest)
+    if scheme == "file":
+        return _read_secret_file(base / rest)
+    return SecretStr(value)
+
+
+def _read_secret_file(path: Path) -> SecretStr:
+    try:
+        text = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as err:
+        raise ValueError(f"cannot read secret file {path}: {err.strerror or err}") from err
+    if not text:
+        raise ValueError(f"secret file {path} is empty")
+    return SecretStr(text)
+
+
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    base: Path = (info.context or {}).get("base_dir", Path.cwd())
+    return (base / value).resolve() if not value.is_absolute() else value
+
+
+def _writable_dir(value: Path) -> Path:
+    try:
+        value.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=value, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{value} is not a writable directory: {err.strerror or err}") from err
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+StateDir = Annotated[Path, AfterValidator(_relative_to_config), AfterValidator(_writable_dir)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(Section):
+    """[agent]"""
+
+    state_dir: StateDir = Path("/var/lib/edge-agent")
+    shutdown_timeout: Seconds = 10.0
+    stats_interval: Annotated[float, Field(ge=0)] = 60.0
+
+
+class LogSection(Section):
+    """[log]"""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class JournalSection(Section):
+    """[journal]"""
+
+    retention_days: Annotated[int, Field(ge=1)] = 1096
+    purge_interval: Seconds = 3600.0
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1024
+
+
+class SupervisorSection(Section):
+    """[supervisor]"""
+
+    restart_initial: Seconds = 1.0
+    restart_max: Seconds = 60.0
+    stable_after: Seconds = 10.0
+
+
+class PluginSection(Section):
+    """Common keys of every [uplinks.*], [sources.*] and [simulators.*] table."""
+
+    type: str
+    enabled: bool = True
+
+
+class UplinkSection(PluginSection):
+    """Delivery settings every uplink has; platform plugins add their own keys."""
+
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
+    send_timeout: Seconds = 60.0
+    retry_base: Seconds = 1.0
+    retry_cap: Seconds = 300.0
+    breaker_threshold: Annotated[int, Field(ge=1)] = 5
+    breaker_open_seconds: Seconds = 30.0
+    dead_letter_blocks_key: bool = False
+
+
+class Config(Section):
+    """The whole validated configuration."""
+
+    path: Path
+    agent: AgentSection = AgentSection()
+    log: LogSection = LogSection()
+    journal: JournalSection = JournalSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    uplinks: dict[str, UplinkSection] = {}
+    sources: dict[str, PluginSection] = {}
+    simulators: dict[str, PluginSection] = {}
+
+    @property
+    def database_path(self) -> Path:
+        """Where the journal lives."""
+        return self.agent.state_dir / "journal.db"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, so logging can redact it wherever it appears."""
+        found: list[str] = []
+        _collect_secrets(self, found)
+        return found
+
+
+def _collect_secrets(value: object, found: list[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.append(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _collect_secrets(getattr(value, name), found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_secrets(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_secrets(item, found)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate `path`; raise ConfigError listing every problem as `FILE: key: reason`."""
+    from agent.plugins import PLUGIN_KINDS
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError([f"{path}: invalid TOML: {err}"]) from err
+    context = {"base_dir": path.parent.resolve(), "environ": environ or os.environ}
+    problems: list[str] = []
+    for section, registry in PLUGIN_KINDS.items():
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        for name, entry in list(table.items()):
+            model, plugin_problems = _validate_plugin(
+                path, section, name, entry, registry=registry, context=context
+            )
+            problems.extend(plugin_problems)
+            if model is None:
+                del table[name]  # still validate everything else, so every problem is listed
+            else:
+                table[name] = model
+    try:
+        config = Config.model_validate({**raw, "path": path}, context=context)
+    except ValidationError as err:
+        problems.extend(_describe(path, err, ()))
+    if not problems:
+        return config
+    raise ConfigError(problems)
+
+
+def _validate_plugin(
+    path: Path,
+    section: str,
+    name: str,
+    entry: Any,
+    *,
+    registry: Mapping[str, Any],
+    context: dict[str, Any],
+) -> tuple[PluginSection | None, list[str]]:
+    if not NAME_PATTERN.match(name):
+        return None, [f"{path}: {section}.{name}: name must match {NAME_PATTERN.pattern}"]
+    kind = entry.get("type") if isinstance(entry, dict) else None
+    if not isinstance(kind, str) or kind not in registry:
+        known = ", ".join(sorted(registry))
+        return None, [f"{path}: {section}.{name}.type: must be one of: {known}"]
+    try:
+        return registry[kind].model.model_validate(entry, context=context), []
+    except ValidationError as err:
+        return None, _describe(path, err, (section, name))
+
+
+def _describe(path: Path, err: ValidationError, prefix: tuple[str, ...]) -> list[str]:
+    lines = []
+    for problem in err.errors(include_url=False):
+        key = ".".join(str(part) for part in (*prefix, *problem["loc"])) or "(top level)"
+        match problem["type"]:
+            case "extra_forbidden":
+                reason = "unknown key"
+            case "missing":
+                reason = "required key is missing"
+            case _:
+                reason = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {key}: {reason}")
+    return lines

@@ -1,0 +1,1 @@
+"""Delivery: one loop per uplink, typed outcomes, backoff, circuit breaker."""

@@ -1,0 +1,37 @@
+"""Typed results of one delivery attempt; the dispatcher, not the uplink, acts on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The platform accepted the message; `response` is its answer, kept verbatim."""
+
+    response: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: try again after `after` seconds, or after the backoff if None.
+
+    `reauthenticate` says the credentials expired: the dispatcher refreshes them once
+    (single-flight) and retries at once.
+    """
+
+    reason: str
+    after: float | None = None
+    response: str | None = None
+    reauthenticate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The platform refused the message for good: it becomes a dead letter with this reason."""
+
+    reason: str
+    response: str | None = None
+
+
+Outcome = Delivered | Retry | Reject

@@ -1,0 +1,27 @@
+"""The agent's one exception tree."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The configuration is invalid; `problems` holds one `FILE: key.path: reason` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class JournalError(AgentError):
+    """The local journal (SQLite) cannot be opened, migrated or written."""
+
+
+class JournalClosedError(JournalError):
+    """A write was submitted after the journal stopped accepting work."""
+
+
+class StateDirLockedError(AgentError):
+    """Another agent process already owns the state directory."""

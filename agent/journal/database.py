@@ -1,0 +1,93 @@
+"""Open the journal database: pragmas, integrity check, `schema/vN.sql` migrations."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+from agent.errors import JournalError
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Return the packaged migrations as (version, sql), in order."""
+    found = []
+    for entry in resources.files("agent.journal").joinpath("schema").iterdir():
+        match = re.fullmatch(r"v(\d+)\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise JournalError(f"migrations must be v1..vN without gaps, found {versions}")
+    return found
+
+
+def latest_version() -> int:
+    """Return the schema version this build expects."""
+    return migrations()[-1][0]
+
+
+def open_database(path: Path, *, check_integrity: bool = True) -> sqlite3.Connection:
+    """Open (or create) the journal at `path`, verify it and migrate it to the latest schema."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        if check_integrity:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise JournalError(f"{path}: integrity check failed: {'; '.join(problems[:5])}")
+        migrate(conn)
+    except sqlite3.Error as err:
+        raise JournalError(f"{path}: {err}") from err
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than `user_version`, each in its own transaction."""
+    current: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    known = migrations()
+    if current > known[-1][0]:
+        raise JournalError(
+            f"database schema v{current} is newer than this agent (v{known[-1][0]}): "
+            "upgrade the agent or restore a matching backup"
+        )
+    for version, sql in known:
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in split_statements(sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration script into complete statements (triggers kept whole)."""
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        if not buffer and line.strip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise JournalError(f"incomplete statement in migration: {buffer.strip()[:60]}")
+    return statements

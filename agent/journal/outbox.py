@@ -1,0 +1,155 @@
+"""Outbox state transitions; each function runs on the writer thread inside a group commit."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+OPEN_STATES = ("pending", "inflight")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One message to deliver to one uplink."""
+
+    id: int
+    uplink: str
+    kind: str
+    order_key: str
+    dedupe_key: str
+    payload: dict[str, Any]
+    attempts: int  # including the attempt this lease is for
+    created_at: float
+    event_id: str | None
+
+
+def lease(
+    conn: sqlite3.Connection, uplink: str, limit: int, *, block_on_dead: bool, now: float
+) -> list[OutboxMessage]:
+    """Mark up to `limit` due messages in flight: each the oldest open message of its order key."""
+    blocking = ("pending", "inflight", "dead") if block_on_dead else OPEN_STATES
+    marks = ",".join("?" * len(blocking))
+    rows = conn.execute(
+        "SELECT id, uplink, kind, order_key, dedupe_key, payload, attempts, created_at, event_id"
+        " FROM outbox AS o WHERE o.uplink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
+        " AND NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.uplink = o.uplink"
+        f"   AND p.order_key = o.order_key AND p.state IN ({marks}) AND p.id < o.id)"
+        " ORDER BY o.id LIMIT ?",
+        (uplink, now, *blocking, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    conn.executemany(
+        "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, leased_at = ? WHERE id = ?",
+        [(now, row[0]) for row in rows],
+    )
+    return [
+        OutboxMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6] + 1, r[7], r[8])
+        for r in rows
+    ]
+
+
+def next_due(conn: sqlite3.Connection, uplink: str) -> float | None:
+    """Return the earliest next-attempt time of the uplink's pending messages, if any."""
+    row = conn.execute(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE uplink = ? AND state = 'pending'", (uplink,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def mark_delivered(conn: sqlite3.Connection, message_id: int, response: str | None) -> None:
+    """Settle a message as delivered, keeping the platform's answer."""
+    conn.execute(
+        "UPDATE outbox SET state = 'delivered', settled_at = ?, response = ?, last_error = NULL"
+        " WHERE id = ? AND state = 'inflight'",
+        (time.time(), response, message_id),
+    )
+
+
+def mark_retry(
+    conn: sqlite3.Connection, message_id: int, error: str, not_before: float, response: str | None
+) -> None:
+    """Put a message back in the queue to be tried again at `not_before`."""
+    conn.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?,"
+        " response = COALESCE(?, response) WHERE id = ? AND state = 'inflight'",
+        (not_before, error, response, message_id),
+    )
+
+
+def mark_dead(conn: sqlite3.Connection, message_id: int, reason: str, response: str | None) -> None:
+    """Make a message a dead letter, keeping the platform's reason and answer."""
+    conn.execute(
+        "UPDATE outbox SET state = 'dead', settled_at = ?, last_error = ?, response = ?"
+        " WHERE id = ? AND state = 'inflight'",
+        (time.time(), reason, response, message_id),
+    )
+
+
+def release(conn: sqlite3.Connection, message_ids: list[int]) -> None:
+    """Return leased messages to the queue unsent (shutdown): the attempt is not counted."""
+    conn.executemany(
+        "UPDATE outbox SET state = 'pending', attempts = MAX(attempts - 1, 0)"
+        " WHERE id = ? AND state = 'inflight'",
+        [(i,) for i in message_ids],
+    )
+
+
+def recover_inflight(conn: sqlite3.Connection) -> int:
+    """Return every lease a previous process left in flight to the queue; count them."""
+    return conn.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = MIN(next_attempt_at, ?)"
+        " WHERE state = 'inflight'",
+        (time.time(),),
+    ).rowcount
+
+
+def save_uplink_state(
+    conn: sqlite3.Connection,
+    uplink: str,
+    *,
+    breaker: str,
+    consecutive_failures: int,
+    last_error: str | None,
+    success: bool | None,
+) -> None:
+    """Record an uplink's breaker state so `edge-agent status` can show it from another process."""
+    now = time.time()
+    conn.execute(
+        "INSERT INTO uplink_state (uplink, breaker, consecutive_failures, last_error,"
+        " last_success_at, last_failure_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (uplink) DO UPDATE SET breaker = excluded.breaker,"
+        " consecutive_failures = excluded.consecutive_failures,"
+        " last_error = COALESCE(excluded.last_error, uplink_state.last_error),"
+        " last_success_at = COALESCE(excluded.last_success_at, uplink_state.last_success_at),"
+        " last_failure_at = COALESCE(excluded.last_failure_at, uplink_state.last_failure_at),"
+        " updated_at = excluded.updated_at",
+        (
+            uplink,
+            breaker,
+            consecutive_failures,
+            last_error,
+            now if success else None,
+            now if success is False else None,
+            now,
+        ),
+    )
+
+
+def purge(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+    """Delete up to `limit` raw events and settled messages older than the retention; count them."""
+    cutoff = datetime.fromtimestamp(older_than, UTC).isoformat(timespec="microseconds")
+    events = conn.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < ? LIMIT ?)",
+        (cutoff, limit),
+    ).rowcount
+    messages = conn.execute(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+        " WHERE state IN ('delivered', 'discarded') AND settled_at < ? LIMIT ?)",
+        (older_than, limit),
+    ).rowcount
+    return int(events + messages)

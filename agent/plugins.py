@@ -1,0 +1,37 @@
+"""Every plugin type the config may name: its config model and how to build it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.config import PluginSection
+from agent.simulators import http_cloud
+from agent.uplinks.http import uplink as http_uplink
+from drivers import synthetic
+
+
+@dataclass(frozen=True, slots=True)
+class Plugin:
+    """A plugin type: config model, factory, and the domain handlers it contributes."""
+
+    model: type[PluginSection]
+    build: Callable[[str, Any], Any]
+    handlers: Callable[[str, Any], list[Any]] | None = None
+
+
+UPLINKS = {
+    "http": Plugin(http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers),
+}
+SOURCES = {
+    "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
+}
+SIMULATORS = {
+    "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
+}
+PLUGIN_KINDS: dict[str, dict[str, Plugin]] = {
+    "uplinks": UPLINKS,
+    "sources": SOURCES,
+    "simulators": SIMULATORS,
+}

@@ -1,0 +1,222 @@
+"""Start and stop the agent: journal, simulators, delivery loops, drivers, signals, sd_notify."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.config import Config, UplinkSection
+from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
+from agent.dispatch.policy import Backoff
+from agent.errors import StateDirLockedError
+from agent.events import Event
+from agent.journal import outbox
+from agent.journal.writer import Journal
+from agent.plugins import SIMULATORS, SOURCES, UPLINKS
+from agent.sdnotify import Notifier
+from agent.supervisor import Supervisor
+
+log = structlog.get_logger(__name__)
+PURGE_CHUNK = 5000
+
+
+def dispatch_settings(section: UplinkSection) -> DispatchSettings:
+    """Delivery settings of one uplink's config table."""
+    return DispatchSettings(
+        concurrency=section.concurrency,
+        send_timeout=section.send_timeout,
+        backoff=Backoff(section.retry_base, section.retry_cap),
+        breaker_threshold=section.breaker_threshold,
+        breaker_open_seconds=section.breaker_open_seconds,
+        dead_letter_blocks_key=section.dead_letter_blocks_key,
+    )
+
+
+class StateDirLock:
+    """An exclusive lock on the state directory: one agent per journal."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "agent.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> StateDirLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            os.close(fd)
+            raise StateDirLockedError(
+                f"{self.path.parent}: another edge-agent is running on this state directory"
+            ) from err
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Agent:
+    """The daemon: one asyncio process, every component supervised."""
+
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.supervisor = Supervisor(config.supervisor)
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self.journal: Journal | None = None
+        self._stop = asyncio.Event()
+        self._simulators: list[Any] = []
+        self._background: list[asyncio.Task[None]] = []
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM and SIGINT do)."""
+        self._stop.set()
+
+    async def emit(self, event: Event) -> bool:
+        """The drivers' `ctx.emit`: journal the event; returns only after the commit."""
+        assert self.journal is not None
+        return (await self.journal.ingest([event]))[0]
+
+    async def run(self) -> None:
+        """Run until asked to stop, then stop within `agent.shutdown_timeout` (plus closing)."""
+        config = self.config
+        with StateDirLock(config.agent.state_dir):
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.request_stop)
+            try:
+                await self._start()
+                self.notifier.notify("READY=1", f"STATUS=running {len(self.dispatchers)} uplinks")
+                log.info(
+                    "agent.started",
+                    version=__version__,
+                    state_dir=str(config.agent.state_dir),
+                    uplinks=sorted(self.dispatchers),
+                    sources=sorted(k for k, v in config.sources.items() if v.enabled),
+                )
+                await self._stop.wait()
+            finally:
+                self.notifier.notify("STOPPING=1")
+                await self._shutdown()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+
+    async def _start(self) -> None:
+        config = self.config
+        for name, section in config.simulators.items():
+            if section.enabled:
+                simulator = SIMULATORS[section.type].build(name, section)
+                await simulator.start()
+                self._simulators.append(simulator)
+        handlers: list[Any] = []
+        uplinks = {n: s for n, s in config.uplinks.items() if s.enabled}
+        for name, section in uplinks.items():
+            contribute = UPLINKS[section.type].handlers
+            if contribute is not None:
+                handlers.extend(contribute(name, section))
+        journal = await Journal.open(
+            config.database_path, handlers, max_batch=config.journal.max_batch
+        )
+        self.journal = journal
+        recovered = await journal.run(outbox.recover_inflight)
+        if recovered:
+            log.warning("outbox.leases_recovered", messages=recovered)
+        for name, section in uplinks.items():
+            uplink = UPLINKS[section.type].build(name, section)
+            self.dispatchers[name] = Dispatcher(journal, uplink, dispatch_settings(section))
+        journal.on_commit(self._wake_dispatchers)
+        for name, dispatcher in self.dispatchers.items():
+            self.supervisor.start(f"uplink:{name}", dispatcher.run)
+        for name, section in config.sources.items():
+            if section.enabled:
+                driver = SOURCES[section.type].build(name, section)
+                self.supervisor.start(f"source:{name}", partial(driver.run, self))
+        self._background = [
+            asyncio.create_task(self._purge_loop(), name="retention"),
+            asyncio.create_task(self._stats_loop(), name="stats"),
+            asyncio.create_task(self._watchdog_loop(), name="watchdog"),
+        ]
+
+    def _wake_dispatchers(self, uplinks: set[str]) -> None:
+        for name in uplinks:
+            dispatcher = self.dispatchers.get(name)
+            if dispatcher is not None:
+                dispatcher.wake()
+
+    async def _shutdown(self) -> None:
+        grace = self.config.agent.shutdown_timeout
+        log.info("agent.stopping", grace=grace)
+        sources = [n for n in self.supervisor.states if n.startswith("source:")]
+        await self.supervisor.stop(sources)  # stop accepting first
+        await asyncio.gather(*(d.stop(grace) for d in self.dispatchers.values()))
+        await self.supervisor.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.journal is not None:
+            await self.journal.close()
+        for simulator in self._simulators:
+            await simulator.stop()
+        log.info("agent.stopped")
+
+    async def _purge_loop(self) -> None:
+        assert self.journal is not None
+        retention = self.config.journal.retention_days * 86400
+        while True:
+            removed = 0
+            while True:
+                cutoff = time.time() - retention
+                count = await self.journal.run(
+                    partial(outbox.purge, older_than=cutoff, limit=PURGE_CHUNK)
+                )
+                removed += count
+                if count < PURGE_CHUNK:
+                    break
+            if removed:
+                log.info("journal.purged", rows=removed, retention_days=retention // 86400)
+            await asyncio.sleep(self.config.journal.purge_interval)
+
+    async def _stats_loop(self) -> None:
+        interval = self.config.agent.stats_interval
+        if not interval:
+            return
+        last: dict[str, tuple[int, int, int]] = {}
+        while True:
+            await asyncio.sleep(interval)
+            for name, dispatcher in self.dispatchers.items():
+                c = dispatcher.counters
+                now = (c.delivered, c.retried, c.dead)
+                if now != last.get(name):
+                    log.info(
+                        "dispatch.progress",
+                        uplink=name,
+                        delivered=c.delivered,
+                        retried=c.retried,
+                        dead=c.dead,
+                        breaker=str(dispatcher.breaker.state),
+                    )
+                    last[name] = now
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None or self.journal is None:
+            return
+        while True:
+            # Ping only if the writer still commits: a stuck journal should get us restarted.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.journal.run(lambda conn: None)
+                    self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)

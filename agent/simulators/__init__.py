@@ -1,0 +1,1 @@
+"""Faithful fake clouds (aiohttp) for tests, the demo and integrators."""

@@ -1,0 +1,1 @@
+"""Generic HTTP uplink: POST each message as JSON, optional OAuth2 client-credentials token."""

@@ -1,0 +1,1 @@
+"""Device-facing drivers: bytes in, Events out."""
