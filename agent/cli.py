@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import json
 import os
@@ -157,7 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     rows = asyncio.run(fetch())
     if args.json:
-        print(json.dumps([row.__dict__ for row in rows] if rows else [], indent=2))
+        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2, ensure_ascii=False))
         return 0
     headers = ["UPLINK", "PENDING", "INFLIGHT", "DEAD", "DELIVERED", "OLDEST", "BREAKER"]
     table = [

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
 )
@@ -147,9 +148,10 @@ class Config(Section):
     log: LogSection = LogSection()
     journal: JournalSection = JournalSection()
     supervisor: SupervisorSection = SupervisorSection()
-    uplinks: dict[str, UplinkSection] = {}
-    sources: dict[str, PluginSection] = {}
-    simulators: dict[str, PluginSection] = {}
+    # SerializeAsAny: dump each plugin's own keys too, not only the base section's.
+    uplinks: dict[str, SerializeAsAny[UplinkSection]] = {}
+    sources: dict[str, SerializeAsAny[PluginSection]] = {}
+    simulators: dict[str, SerializeAsAny[PluginSection]] = {}
 
     @property
     def database_path(self) -> Path:

@@ -30,7 +30,7 @@ TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             ((?:access_?token|refresh_?token|token|client_?secret|secret|password|passwd
                |accessSecret|sign|patient_?name|name|doctor_?name|id_?card|id_?no|phone|mobile
                |姓名|身份证号?|电话|手机号?)
-             ["']?\s*[:=：]\s*["']?)
+             [\\"']*\s*[:=：]\s*[\\"']*)  # quotes, also JSON-escaped ones (\")
             ([^"'&,;\s}\]]+)"""
         ),
         rf"\1{MASK}",

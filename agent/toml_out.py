@@ -15,7 +15,7 @@ def dumps(data: dict[str, Any]) -> str:
 
 def _table(data: dict[str, Any], path: list[str], lines: list[str]) -> None:
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and v is not None}
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict) and v}
     if path and (scalars or not tables):
         lines.extend(["", f"[{'.'.join(_key(p) for p in path)}]"])
     lines.extend(f"{_key(k)} = {_value(v)}" for k, v in scalars.items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class HttpCloud:
         self.received = Received()
         self.arrived = asyncio.Condition()
         self._tokens: set[str] = set()
+        self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = config.port
 
@@ -79,6 +81,7 @@ class HttpCloud:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -109,7 +112,8 @@ class HttpCloud:
         self.received.requests += 1
         faults = self.faults
         if faults.delay:
-            await asyncio.sleep(faults.delay)
+            with contextlib.suppress(TimeoutError):  # a held answer ends early at stop()
+                await asyncio.wait_for(self._stopping.wait(), faults.delay)
         if faults.reset_next > 0:
             faults.reset_next -= 1
             if request.transport is not None:

@@ -1,0 +1,58 @@
+"""Shared fixtures: a journal in a temp dir, the HTTP cloud simulator, lingering-task guard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.journal.writer import Handler, Journal
+from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
+
+
+@pytest.fixture(autouse=True)
+async def no_lingering_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running: every component must stop what it starts."""
+    before = asyncio.all_tasks()
+    yield
+    lingering = [
+        t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()
+    ]
+    for task in lingering:
+        task.cancel()
+    assert not lingering, f"tasks still running after the test: {lingering}"
+
+
+@pytest.fixture
+async def open_journal(tmp_path: Path) -> AsyncIterator[type[Journal]]:
+    """A factory `await open_journal(handlers)`-style helper that closes what it opened."""
+    opened: list[Journal] = []
+
+    class Factory(Journal):
+        @classmethod
+        async def open(  # type: ignore[override]
+            cls, path: Path | None = None, handlers: tuple[Handler, ...] = (), **kw: int
+        ) -> Journal:
+            journal = await Journal.open(path or tmp_path / "journal.db", handlers, **kw)
+            opened.append(journal)
+            return journal
+
+    yield Factory
+    for journal in opened:
+        await journal.close()
+
+
+@pytest.fixture
+async def cloud() -> AsyncIterator[HttpCloud]:
+    """The HTTP cloud simulator on a free port, tokens required."""
+    simulator = HttpCloud(
+        "cloud",
+        HttpCloudConfig(
+            type="http_cloud", port=0, client_id="agent", client_secret="s3cret-cloud-key"
+        ),
+    )
+    await simulator.start()
+    yield simulator
+    await simulator.stop()

@@ -1,0 +1,172 @@
+"""The operator's CLI against a real journal: status, outbox list/show/retry/discard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.journal import outbox
+from agent.journal.writer import Journal, Transaction
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config whose journal holds: uplink `cloud` with 1 delivered, 1 pending, 2 dead."""
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[agent]\nstate_dir = "state"\n'
+        '[uplinks.cloud]\ntype = "http"\nurl = "https://c.example/"\nclient_secret = "env:UNSET"\n'
+        '[uplinks.idle]\ntype = "http"\nurl = "https://i.example/"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "state").mkdir()
+
+    async def populate() -> None:
+        journal = await Journal.open(tmp_path / "state" / "journal.db")
+
+        def enqueue(conn: sqlite3.Connection) -> None:
+            tx = Transaction(conn, None, set())
+            for n in range(4):
+                tx.enqueue(
+                    uplink="cloud",
+                    kind="demo",
+                    order_key=f"k{n}",
+                    dedupe_key=f"d{n}",
+                    payload={"n": n},
+                )
+
+        await journal.run(enqueue)
+        leased = await journal.run(
+            lambda c: outbox.lease(c, "cloud", 10, block_on_dead=False, now=9e12)
+        )
+        await journal.run(lambda c: outbox.mark_delivered(c, leased[0].id, "ok"))
+        await journal.run(lambda c: outbox.mark_retry(c, leased[1].id, "HTTP 503", 9e12, None))
+        for message in leased[2:]:
+            await journal.run(
+                lambda c, m=message: outbox.mark_dead(
+                    c, m.id, "HTTP 422: field cleanId too long", '{"code":422}'
+                )
+            )
+        await journal.close()
+
+    asyncio.run(populate())
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def states(config: Path) -> dict[int, str]:
+    with sqlite3.connect(config.parent / "state" / "journal.db") as conn:
+        return dict(conn.execute("SELECT id, state FROM outbox").fetchall())
+
+
+def test_status_counts_each_configured_uplink_without_resolving_secrets(config, capsys):
+    # client_secret names an unset variable: status must still work (systemd holds secrets).
+    code, out, _ = run_cli(capsys, "status", "-c", str(config), "--json")
+    assert code == 0
+    rows = {row["uplink"]: row for row in json.loads(out)}
+    assert (rows["cloud"]["pending"], rows["cloud"]["dead"], rows["cloud"]["delivered"]) == (
+        1,
+        2,
+        1,
+    )
+    assert rows["cloud"]["oldest_pending_age"] >= 0
+    assert rows["idle"]["pending"] == 0 and rows["idle"]["breaker"] == "closed"
+    code, out, _ = run_cli(capsys, "status", "-c", str(config))
+    assert code == 0 and out.splitlines()[0].split()[:4] == [
+        "UPLINK",
+        "PENDING",
+        "INFLIGHT",
+        "DEAD",
+    ]
+
+
+def test_outbox_list_and_show_give_the_platform_reason(config, capsys):
+    code, out, _ = run_cli(capsys, "outbox", "list", "-c", str(config), "--state", "dead", "--json")
+    dead = json.loads(out)
+    assert code == 0 and [m["state"] for m in dead] == ["dead", "dead"]
+    code, out, _ = run_cli(capsys, "outbox", "show", "-c", str(config), str(dead[0]["id"]))
+    shown = json.loads(out)
+    assert shown["last_error"] == "HTTP 422: field cleanId too long"
+    assert shown["response"] == '{"code":422}' and shown["payload"] == {"n": 3}
+    code, _, err = run_cli(capsys, "outbox", "show", "-c", str(config), "999")
+    assert code == 1 and "no outbox message 999" in err
+
+
+def test_retry_requeues_dead_letters_and_is_audited(config, capsys):
+    dead = [i for i, s in states(config).items() if s == "dead"]
+    code, out, _ = run_cli(
+        capsys, "outbox", "retry", "-c", str(config), str(dead[0]), "--actor", "it-engineer"
+    )
+    assert code == 0 and f"re-queued 1 message(s): {dead[0]}" in out
+    assert states(config)[dead[0]] == "pending"
+    code, out, _ = run_cli(capsys, "outbox", "retry", "-c", str(config), "--all-dead")
+    assert code == 0 and states(config)[dead[1]] == "pending"
+    with sqlite3.connect(config.parent / "state" / "journal.db") as conn:
+        audit = conn.execute("SELECT actor, action, target FROM audit ORDER BY id").fetchall()
+    assert audit[0] == ("it-engineer", "outbox.retry", f"outbox:{dead[0]}")
+
+
+def test_retry_with_an_edited_payload(config, capsys, tmp_path):
+    dead = next(i for i, s in states(config).items() if s == "dead")
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text('{"n": 3, "cleanId": "short"}', encoding="utf-8")
+    code, _, _ = run_cli(
+        capsys, "outbox", "retry", "-c", str(config), str(dead), "--payload", str(fixed)
+    )
+    assert code == 0
+    _, out, _ = run_cli(capsys, "outbox", "show", "-c", str(config), str(dead))
+    assert json.loads(out)["payload"] == {"n": 3, "cleanId": "short"}
+
+
+def test_discard_needs_yes_and_is_audited_with_reason(config, capsys):
+    dead = next(i for i, s in states(config).items() if s == "dead")
+    code, _, err = run_cli(
+        capsys, "outbox", "discard", "-c", str(config), str(dead), "--reason", "duplicate record"
+    )
+    assert code == 2 and "--yes" in err and states(config)[dead] == "dead"
+    code, _out, _ = run_cli(
+        capsys,
+        "outbox",
+        "discard",
+        "-c",
+        str(config),
+        str(dead),
+        "--reason",
+        "duplicate record",
+        "--yes",
+        "--actor",
+        "nurse-li",
+    )
+    assert code == 0 and states(config)[dead] == "discarded"
+    with sqlite3.connect(config.parent / "state" / "journal.db") as conn:
+        ((actor, detail),) = conn.execute("SELECT actor, detail FROM audit").fetchall()
+    assert actor == "nurse-li" and json.loads(detail) == {"reason": "duplicate record"}
+
+
+def test_delivered_messages_cannot_be_discarded_or_retried(config, capsys):
+    delivered = next(i for i, s in states(config).items() if s == "delivered")
+    assert run_cli(capsys, "outbox", "retry", "-c", str(config), str(delivered))[0] == 1
+    assert (
+        run_cli(
+            capsys, "outbox", "discard", "-c", str(config), str(delivered), "--reason", "x", "--yes"
+        )[0]
+        == 1
+    )
+    assert states(config)[delivered] == "delivered"
+
+
+def test_status_without_a_journal_says_so(tmp_path, capsys):
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nstate_dir = "nothing-here"\n', encoding="utf-8")
+    code, _, err = run_cli(capsys, "status", "-c", str(path))
+    assert code == 1 and "no journal here" in err

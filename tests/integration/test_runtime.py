@@ -1,0 +1,89 @@
+"""The daemon as systemd runs it: READY/WATCHDOG/STOPPING, bounded graceful stop, one per dir."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from agent.simulators.http_cloud import HttpCloud
+from tests.agent_process import AgentProcess
+
+
+def write_config(tmp_path: Path, cloud: HttpCloud, extra: str = "") -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f"""
+[agent]
+state_dir = "state"
+shutdown_timeout = 1.0
+[log]
+format = "json"
+[sources.sensor]
+type = "synthetic"
+rate = 0
+count = 5
+producers = 2  # two order keys, so two sends can be in flight
+[uplinks.cloud]
+type = "http"
+url = "{cloud.url}/ingest"
+token_url = "{cloud.url}/token"
+client_id = "agent"
+client_secret = "s3cret-cloud-key"
+forward = ["synthetic.*"]
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_ready_watchdog_and_stopping_reach_notify_socket(tmp_path, cloud):
+    agent = AgentProcess(write_config(tmp_path, cloud), tmp_path, env={"WATCHDOG_USEC": "200000"})
+    await agent.start()
+    await agent.wait_for_notification("WATCHDOG=1", timeout=10)
+    agent.proc.terminate()  # type: ignore[union-attr]
+    await agent.wait_for_notification("STOPPING=1", timeout=10)
+    assert await agent.stop() == 0
+    assert agent.notifications.index("READY=1") < agent.notifications.index("STOPPING=1")
+
+
+async def test_sigterm_stops_within_bound_and_releases_hung_sends(tmp_path, cloud):
+    cloud.faults.delay = 3600.0  # the platform never answers
+    agent = AgentProcess(write_config(tmp_path, cloud, "concurrency = 2"), tmp_path)
+    await agent.start()
+    db = tmp_path / "state" / "journal.db"
+
+    def inflight() -> int:
+        with sqlite3.connect(db) as conn:
+            return int(
+                conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'inflight'").fetchone()[0]
+            )
+
+    async with asyncio.timeout(10):
+        while inflight() < 2:
+            await asyncio.sleep(0.02)
+    started = time.monotonic()
+    assert await agent.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5  # shutdown_timeout 1 s plus closing
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT state, attempts FROM outbox").fetchall()
+    # The hung sends were released unsent: pending again, the attempt not counted.
+    assert len(rows) == 10 and all(row == ("pending", 0) for row in rows)
+    output = await agent.output()
+    assert '"dispatch.released"' in output
+
+
+async def test_second_agent_on_same_state_dir_is_refused(tmp_path, cloud):
+    config = write_config(tmp_path, cloud)
+    first = AgentProcess(config, tmp_path)
+    await first.start()
+    second = AgentProcess(config, tmp_path)
+    try:
+        await second.start(timeout=20)
+        raise AssertionError("second agent started")
+    except AssertionError as err:
+        assert "another edge-agent is running" in str(err)
+    assert second.proc is not None and second.proc.returncode == 1
+    assert await first.stop() == 0

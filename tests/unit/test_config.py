@@ -1,0 +1,140 @@
+"""Config: every problem reported as `FILE: key.path: reason`; secrets from env, files, systemd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.config import load_config
+from agent.errors import ConfigError
+
+UPLINK = """
+[uplinks.cloud]
+type = "http"
+url = "https://cloud.example/ingest"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "agent.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(f'[agent]\nstate_dir = "state"\n{text}', encoding="utf-8")
+    return path
+
+
+def problems(path: Path, **environ: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=environ)
+    return info.value.problems
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path):
+    config = load_config(write(tmp_path, UPLINK), environ={})
+    assert config.agent.state_dir == tmp_path / "state"  # relative to the config file
+    assert config.journal.retention_days == 1096  # three years, WS 507-2016 §7.6
+    uplink = config.uplinks["cloud"]
+    assert (uplink.concurrency, uplink.dead_letter_blocks_key) == (4, False)
+    assert getattr(uplink, "verify_tls", None) is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (UPLINK + "urll = 'x'\n", "uplinks.cloud.urll: unknown key"),
+        ("[journal]\nretention_days = 'long'\n", "journal.retention_days: Input should be"),
+        (UPLINK + "concurrency = 0\n", "uplinks.cloud.concurrency: Input should be greater"),
+        (UPLINK.replace('"http"', '"carrier-pigeon"'), "uplinks.cloud.type: must be one of"),
+        ("[uplinks.cloud]\ntype = 'http'\n", "uplinks.cloud.url: required key is missing"),
+        ("[agent.extra]\n", "agent.agent: unknown key"),
+    ],
+)
+def test_each_problem_names_file_key_and_reason(tmp_path, text, expected):
+    if text.startswith("[agent.extra]"):
+        path = tmp_path / "agent.toml"
+        path.write_text("[agent]\nagent = 1\n", encoding="utf-8")
+    else:
+        path = write(tmp_path, text)
+    found = problems(path)
+    assert any(line.startswith(f"{path}: {expected}") for line in found), found
+
+
+def test_all_problems_are_listed_at_once(tmp_path):
+    path = write(tmp_path, UPLINK + "concurrency = 'many'\n[log]\nlevel = 'chatty'\n")
+    found = problems(path)
+    assert [line.split(": ")[1] for line in found] == ["uplinks.cloud.concurrency", "log.level"]
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text("[agent\n", encoding="utf-8")
+    (line,) = problems(path)
+    assert line.startswith(f"{path}: invalid TOML")
+
+
+def test_secret_from_environment(tmp_path):
+    path = write(tmp_path, UPLINK + 'client_secret = "env:CLOUD_SECRET"\n')
+    config = load_config(path, environ={"CLOUD_SECRET": "from-env-123"})
+    assert config.secrets() == ["from-env-123"]
+    assert problems(path) == [
+        f"{path}: uplinks.cloud.client_secret: environment variable CLOUD_SECRET is not set"
+    ]
+
+
+def test_secret_from_file_relative_to_config(tmp_path):
+    (tmp_path / "cloud.secret").write_text("from-file-456\n", encoding="utf-8")
+    path = write(tmp_path, UPLINK + 'client_secret = "file:cloud.secret"\n')
+    assert load_config(path, environ={}).secrets() == ["from-file-456"]
+
+
+def test_missing_secret_file(tmp_path):
+    path = write(tmp_path, UPLINK + 'client_secret = "file:nowhere.secret"\n')
+    (line,) = problems(path)
+    assert line.startswith(f"{path}: uplinks.cloud.client_secret: cannot read secret file")
+
+
+def test_secret_from_systemd_credentials_directory(tmp_path):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "cloud_secret").write_text("from-systemd-789", encoding="utf-8")
+    path = write(tmp_path, UPLINK + 'client_secret = "credential:cloud_secret"\n')
+    config = load_config(path, environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert config.secrets() == ["from-systemd-789"]
+    (line,) = problems(path)
+    assert "needs $CREDENTIALS_DIRECTORY" in line
+
+
+def test_unwritable_state_dir(tmp_path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    path = tmp_path / "agent.toml"
+    # A path below a regular file cannot be created, even by root.
+    path.write_text('[agent]\nstate_dir = "a-file/state"\n', encoding="utf-8")
+    (line,) = problems(path)
+    assert line.startswith(f"{path}: agent.state_dir: ") and "not a writable directory" in line
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (UPLINK + "urll = 'x'\n", "uplinks.cloud.urll"),
+        (UPLINK + "concurrency = 'many'\n", "uplinks.cloud.concurrency"),
+        (UPLINK + 'client_secret = "file:missing.secret"\n', "uplinks.cloud.client_secret"),
+    ],
+)
+def test_bad_config_fails_run_and_check_config_with_one_line(tmp_path, capsys, command, text, key):
+    path = write(tmp_path, text)
+    argv = ["run", "--config", str(path)] if command == "run" else ["check-config", str(path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{path}: {key}: "), err
+
+
+def test_check_config_prints_effective_config_with_secrets_masked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLOUD_SECRET", "very-secret-value")
+    path = write(tmp_path, UPLINK + 'client_secret = "env:CLOUD_SECRET"\n')
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "very-secret-value" not in out
+    assert 'client_secret = "**********"' in out
+    assert "[uplinks.cloud]" in out and "retention_days = 1096" in out

@@ -1,0 +1,142 @@
+"""The journal: durable ingest, handlers in the same transaction, migrations, append-only."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent.errors import JournalError
+from agent.events import Event
+from agent.journal.database import latest_version, open_database
+from agent.journal.writer import Transaction
+
+
+class Forward:
+    name = "forward"
+    kinds = ("test.*",)
+
+    def handle(self, tx: Transaction, event: Event) -> None:
+        tx.enqueue(
+            uplink="cloud",
+            kind=event.kind,
+            order_key=event.source,
+            dedupe_key=event.id,
+            payload={"n": event.payload["n"]},
+        )
+
+
+class Broken:
+    name = "broken"
+    kinds = ("test.boom",)
+
+    def handle(self, tx: Transaction, event: Event) -> None:
+        tx.enqueue(uplink="other", kind="x", order_key="k", dedupe_key=event.id, payload={})
+        raise ValueError("handler bug")
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_ingest_commits_event_and_its_messages_together(open_journal, tmp_path):
+    journal = await open_journal.open(handlers=(Forward(),))
+    event = Event("test.tap", "reader-1", {"n": 1})
+    assert await journal.ingest([event]) == [True]
+    # Another connection sees both at once: the commit happened before ingest returned.
+    db = tmp_path / "journal.db"
+    assert rows(db, "SELECT id, kind FROM events") == [(event.id, "test.tap")]
+    assert rows(db, "SELECT uplink, dedupe_key, state FROM outbox") == [
+        ("cloud", event.id, "pending")
+    ]
+
+
+async def test_resent_event_is_stored_once_and_handled_once(open_journal, tmp_path):
+    journal = await open_journal.open(handlers=(Forward(),))
+    event = Event("test.tap", "reader-1", {"n": 1})
+    assert await journal.ingest([event]) == [True]
+    assert await journal.ingest([event]) == [False]
+    db = tmp_path / "journal.db"
+    assert rows(db, "SELECT COUNT(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT COUNT(*) FROM outbox") == [(1,)]
+
+
+async def test_concurrent_ingests_share_commits(open_journal):
+    journal = await open_journal.open(handlers=(Forward(),))
+    events = [Event("test.tap", f"r{i % 4}", {"n": i}) for i in range(400)]
+    results = await asyncio.gather(*(journal.ingest([e]) for e in events))
+    assert all(r == [True] for r in results)
+    assert journal.commits < len(events)  # group commit: far fewer fsyncs than events
+
+
+async def test_failing_handler_keeps_the_event_and_records_the_failure(open_journal, tmp_path):
+    journal = await open_journal.open(handlers=(Forward(), Broken()))
+    event = Event("test.boom", "reader-1", {"n": 7})
+    assert await journal.ingest([event]) == [True]
+    db = tmp_path / "journal.db"
+    assert rows(db, "SELECT id FROM events") == [(event.id,)]
+    # The good handler's message stays; the broken handler's partial write is rolled back.
+    assert rows(db, "SELECT uplink FROM outbox") == [("cloud",)]
+    assert rows(db, "SELECT event_id, handler, error FROM handler_failures") == [
+        (event.id, "broken", "ValueError: handler bug")
+    ]
+
+
+async def test_failing_job_does_not_abort_the_others_in_its_batch(open_journal):
+    journal = await open_journal.open()
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO audit (at, actor, action, target) VALUES (1, 'a', 'b', 'c')")
+        raise RuntimeError("nope")
+
+    def count(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+
+    results = await asyncio.gather(journal.run(bad), journal.run(count), return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] == 0
+
+
+async def test_raw_events_are_append_only(open_journal):
+    journal = await open_journal.open()
+    await journal.ingest([Event("test.tap", "r", {"n": 1})])
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await journal.run(lambda conn: conn.execute("UPDATE events SET kind = 'forged'"))
+
+
+async def test_closed_journal_refuses_writes(open_journal):
+    journal = await open_journal.open()
+    await journal.close()
+    with pytest.raises(JournalError):
+        await journal.ingest([Event("test.tap", "r", {"n": 1})])
+
+
+def test_open_migrates_to_latest_and_is_idempotent(tmp_path):
+    path = tmp_path / "j.db"
+    open_database(path).close()
+    conn = open_database(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    conn.close()
+
+
+def test_database_from_a_newer_agent_is_refused(tmp_path):
+    path = tmp_path / "j.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version={latest_version() + 1}")
+    with pytest.raises(JournalError, match="newer than this agent"):
+        open_database(path)
+
+
+def test_corrupt_database_fails_the_integrity_check(tmp_path):
+    path = tmp_path / "j.db"
+    open_database(path).close()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # wreck the first page's b-tree
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError):
+        open_database(path)
