@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
+    backup = commands.add_parser("backup", help="consistent copy of the journal, while running")
+    config_option(backup)
+    backup.add_argument("destination", type=Path, help="file to write (must not exist)")
+    backup.set_defaults(func=cmd_backup)
+
     box = commands.add_parser("outbox", help="inspect and act on outbox messages")
     actions = box.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="newest messages first")
@@ -177,6 +182,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         if r.last_error:
             print(f"{r.uplink}: last error: {r.last_error}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Copy the journal with SQLite's online backup; safe while the daemon writes."""
+    from agent.journal.database import backup
+
+    destination: Path = args.destination
+    if destination.exists():
+        print(f"edge-agent: {destination} exists: choose a new file", file=sys.stderr)
+        return EXIT_FAILURE
+    pages = backup(_database(args.config), destination)
+    print(f"backed up {pages} pages to {destination}")
     return 0
 
 

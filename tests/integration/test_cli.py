@@ -170,3 +170,13 @@ def test_status_without_a_journal_says_so(tmp_path, capsys):
     path.write_text('[agent]\nstate_dir = "nothing-here"\n', encoding="utf-8")
     code, _, err = run_cli(capsys, "status", "-c", str(path))
     assert code == 1 and "no journal here" in err
+
+
+def test_backup_is_a_consistent_copy_and_never_overwrites(config, capsys, tmp_path):
+    destination = tmp_path / "backup.db"
+    code, out, _ = run_cli(capsys, "backup", "-c", str(config), str(destination))
+    assert code == 0 and "backed up" in out
+    with sqlite3.connect(destination) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 4
+    code, _, err = run_cli(capsys, "backup", "-c", str(config), str(destination))
+    assert code == 1 and "exists" in err

@@ -1,0 +1,39 @@
+"""config/agent.example.toml is valid and documents every option of every section and plugin."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from agent.config import AgentSection, JournalSection, LogSection, SupervisorSection, load_config
+from agent.plugins import PLUGIN_KINDS
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "agent.example.toml"
+
+
+def test_example_config_is_valid(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8").replace("/var/lib/edge-agent", str(tmp_path))
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "hospital_bus_secret").write_text("x", encoding="utf-8")
+    path = tmp_path / "agent.toml"
+    path.write_text(text, encoding="utf-8")
+    config = load_config(
+        path, environ={"CREDENTIALS_DIRECTORY": str(tmp_path / "creds"), "TEST_CLOUD_SECRET": "y"}
+    )
+    assert config.uplinks and config.sources and config.simulators
+
+
+def test_example_config_documents_every_option():
+    text = EXAMPLE.read_text(encoding="utf-8")
+    models: list[type[BaseModel]] = [AgentSection, LogSection, JournalSection, SupervisorSection]
+    models += [plugin.model for registry in PLUGIN_KINDS.values() for plugin in registry.values()]
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name in model.model_fields
+        if not re.search(rf"^#? ?{name} = ", text, re.MULTILINE)
+        and not re.search(rf"^\[\w+\.\w+\.{name}\]", text, re.MULTILINE)
+    ]
+    assert not missing, f"undocumented options: {missing}"
