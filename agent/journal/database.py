@@ -92,3 +92,21 @@ def split_statements(sql: str) -> list[str]:
     if buffer.strip():
         raise JournalError(f"incomplete statement in migration: {buffer.strip()[:60]}")
     return statements
+
+
+def backup(source: Path, destination: Path) -> int:
+    """Write a consistent snapshot of the journal at `source` to `destination`; count pages."""
+    if not source.exists():
+        raise JournalError(f"{source}: no journal here (has the agent run with this config?)")
+    try:
+        with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src:
+            src.execute("PRAGMA busy_timeout=10000")
+            with closing(sqlite3.connect(destination)) as dst:
+                src.backup(dst)
+                check = dst.execute("PRAGMA quick_check").fetchone()[0]
+                pages: int = dst.execute("PRAGMA page_count").fetchone()[0]
+    except sqlite3.Error as err:
+        raise JournalError(f"backup of {source} to {destination} failed: {err}") from err
+    if check != "ok":
+        raise JournalError(f"backup {destination} failed its integrity check: {check}")
+    return pages
