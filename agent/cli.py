@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(config.log.level, config.log.format, config.secrets())
     try:
         asyncio.run(Agent(config).run())
-    except AgentError as err:
+    except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE
     return 0

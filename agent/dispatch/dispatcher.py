@@ -65,6 +65,8 @@ class Dispatcher:
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
         self._opened = False
+        self._loop_exited = asyncio.Event()
+        self._loop_exited.set()
 
     @property
     def name(self) -> str:
@@ -80,6 +82,13 @@ class Dispatcher:
         if not self._opened:
             await self.uplink.open()
             self._opened = True
+        self._loop_exited.clear()
+        try:
+            await self._deliver_until_stopped()
+        finally:
+            self._loop_exited.set()
+
+    async def _deliver_until_stopped(self) -> None:
         settings = self.settings
         while not self._stopping:
             self._wake.clear()
@@ -129,6 +138,7 @@ class Dispatcher:
         """Stop leasing, let in-flight sends finish within `grace` s, release the rest unsent."""
         self._stopping = True
         self._wake.set()
+        await self._loop_exited.wait()  # a lease in progress must have started its sends
         tasks = list(self._inflight.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)

@@ -13,7 +13,7 @@ from agent.supervisor import ComponentState, Supervisor
 
 async def test_crashing_component_is_restarted_and_logged_once_each_way():
     supervisor = Supervisor(
-        SupervisorSection(restart_initial=0.01, restart_max=0.04, stable_after=0.05)
+        SupervisorSection(restart_initial=0.02, restart_max=0.08, stable_after=0.05)
     )
     starts: list[float] = []
     healthy = asyncio.Event()
@@ -39,8 +39,9 @@ async def test_crashing_component_is_restarted_and_logged_once_each_way():
     assert events.count("component.recovered") == 1
     assert events.index("component.down") < events.index("component.recovered")
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert gaps[1] > gaps[0] * 1.5  # backoff grows between restarts
-    assert max(gaps) < 1.0  # and is capped (restart_max 0.04 s)
+    # Lower bounds only (a loaded machine can only make gaps longer): 0.02, 0.04, 0.08, 0.08.
+    expected = (0.02, 0.04, 0.08, 0.08)
+    assert all(gap >= delay * 0.95 for gap, delay in zip(gaps, expected, strict=True)), gaps
 
 
 async def test_component_that_finishes_is_not_restarted():
