@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -87,3 +89,33 @@ async def test_second_agent_on_same_state_dir_is_refused(tmp_path, cloud):
         assert "another edge-agent is running" in str(err)
     assert second.proc is not None and second.proc.returncode == 1
     assert await first.stop() == 0
+
+
+async def test_status_reads_the_journal_while_the_daemon_runs(tmp_path, cloud):
+    cloud.faults.delay = 3600.0  # keep messages undelivered so there is something to see
+    config = write_config(tmp_path, cloud)
+    agent = AgentProcess(config, tmp_path)
+    await agent.start()
+
+    async def status() -> dict[str, int]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "status",
+            "--json",
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        (row,) = json.loads(out)
+        assert row["uplink"] == "cloud"
+        return row  # type: ignore[no-any-return]
+
+    async with asyncio.timeout(30):  # the producers may still be running: wait for all ten
+        while (row := await status())["pending"] + row["inflight"] < 10:
+            pass
+    assert row["delivered"] == 0 and row["inflight"] >= 1
+    assert await agent.stop() == 0

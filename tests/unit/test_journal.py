@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agent.errors import JournalError
 from agent.events import Event
+from agent.journal import outbox
 from agent.journal.database import latest_version, open_database
 from agent.journal.writer import Transaction
 
@@ -140,3 +142,30 @@ def test_corrupt_database_fails_the_integrity_check(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(JournalError):
         open_database(path)
+
+
+async def test_retention_purges_old_events_and_settled_messages_only(open_journal, tmp_path):
+    journal = await open_journal.open(handlers=(Forward(),))
+    old = datetime.now(UTC) - timedelta(days=1200)
+    events = [Event("test.tap", f"r{i}", {"n": i}, received_at=old) for i in range(4)]
+    await journal.ingest(events)
+    leased = await journal.run(lambda c: outbox.lease(c, "cloud", 4, block_on_dead=False, now=9e12))
+    await journal.run(lambda c: outbox.mark_delivered(c, leased[0].id, "ok"))
+    await journal.run(lambda c: outbox.mark_dead(c, leased[1].id, "bad", None))
+    await journal.run(lambda c: outbox.release(c, [leased[2].id, leased[3].id]))
+    await journal.run(lambda c: c.execute("UPDATE outbox SET settled_at = 1"))  # long ago
+    recent = Event("test.tap", "r9", {"n": 9})
+    await journal.ingest([recent])
+
+    cutoff = datetime.now(UTC).timestamp() - 1096 * 86400
+    removed = await journal.run(lambda c: outbox.purge(c, older_than=cutoff, limit=100))
+    db = tmp_path / "journal.db"
+    assert removed == 5  # four old events and the one delivered message
+    assert rows(db, "SELECT id FROM events") == [(recent.id,)]
+    # Undelivered work is never purged, however old: pending and dead stay.
+    assert sorted(r[0] for r in rows(db, "SELECT state FROM outbox")) == [
+        "dead",
+        "pending",
+        "pending",
+        "pending",
+    ]
