@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from agent.journal.writer import Handler, Journal
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
@@ -50,7 +51,10 @@ async def cloud() -> AsyncIterator[HttpCloud]:
     simulator = HttpCloud(
         "cloud",
         HttpCloudConfig(
-            type="http_cloud", port=0, client_id="agent", client_secret="s3cret-cloud-key"
+            type="http_cloud",
+            port=0,
+            client_id="agent",
+            client_secret=SecretStr("s3cret-cloud-key"),
         ),
     )
     await simulator.start()

@@ -16,7 +16,10 @@ class Backoff:
 
     def ceiling(self, attempts: int) -> float:
         """Return the largest delay allowed after `attempts` failed attempts."""
-        return min(self.cap, self.base * 2.0 ** max(attempts - 1, 0))
+        try:
+            return min(self.cap, self.base * 2.0 ** max(attempts - 1, 0))
+        except OverflowError:  # retrying forever: past ~1024 attempts 2**n is no float
+            return self.cap
 
     def delay(self, attempts: int, rng: random.Random) -> float:
         """Return the delay before the next attempt after `attempts` failed attempts."""

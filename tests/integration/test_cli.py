@@ -46,12 +46,15 @@ def config(tmp_path: Path) -> Path:
         )
         await journal.run(lambda c: outbox.mark_delivered(c, leased[0].id, "ok"))
         await journal.run(lambda c: outbox.mark_retry(c, leased[1].id, "HTTP 503", 9e12, None))
-        for message in leased[2:]:
-            await journal.run(
-                lambda c, m=message: outbox.mark_dead(
-                    c, m.id, "HTTP 422: field cleanId too long", '{"code":422}'
+        dead_ids = [m.id for m in leased[2:]]
+
+        def kill(conn: sqlite3.Connection) -> None:
+            for message_id in dead_ids:
+                outbox.mark_dead(
+                    conn, message_id, "HTTP 422: field cleanId too long", '{"code":422}'
                 )
-            )
+
+        await journal.run(kill)
         await journal.close()
 
     asyncio.run(populate())

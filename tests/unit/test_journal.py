@@ -163,7 +163,7 @@ async def test_retention_purges_old_events_and_settled_messages_only(open_journa
     assert removed == 5  # four old events and the one delivered message
     assert rows(db, "SELECT id FROM events") == [(recent.id,)]
     # Undelivered work is never purged, however old: pending and dead stay.
-    assert sorted(r[0] for r in rows(db, "SELECT state FROM outbox")) == [
+    assert sorted(str(r[0]) for r in rows(db, "SELECT state FROM outbox")) == [
         "dead",
         "pending",
         "pending",

@@ -85,7 +85,9 @@ class HttpUplink(Uplink):
                 return self._outcome(resp, text)
         except TokenError as err:
             return Retry(str(err))
-        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+        except TimeoutError:
+            return Retry(f"no answer within request_timeout {self.config.request_timeout:g} s")
+        except (aiohttp.ClientError, OSError) as err:
             return Retry(f"{type(err).__name__}: {err}".rstrip(": "))
 
     def _outcome(self, resp: aiohttp.ClientResponse, text: str) -> Outcome:
