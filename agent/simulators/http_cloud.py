@@ -35,6 +35,7 @@ class Faults:
     reject_containing: str | None = None  # answer 422 to bodies containing this text
     delay: float = 0.0  # seconds before answering (timeouts)
     reset_next: int = 0  # drop the connection without an answer
+    hold: bool = False  # keep every ingest waiting until release_held()
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Received:
     order: list[str] = field(default_factory=list)  # keys in first-arrival order
     tokens_issued: int = 0
     requests: int = 0
+    held: int = 0  # ingests that waited at the hold switch
 
 
 class HttpCloud:
@@ -59,6 +61,7 @@ class HttpCloud:
         self.arrived = asyncio.Condition()
         self._tokens: set[str] = set()
         self._stopping = asyncio.Event()
+        self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = config.port
 
@@ -82,6 +85,7 @@ class HttpCloud:
     async def stop(self) -> None:
         """Stop listening."""
         self._stopping.set()
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -89,6 +93,16 @@ class HttpCloud:
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far."""
         self._tokens.clear()
+
+    def release_held(self) -> None:
+        """Answer every held ingest, and hold no more."""
+        self.faults.hold = False
+        self._released.set()
+
+    async def wait_held(self, count: int) -> None:
+        """Return once `count` ingests are waiting at the hold switch."""
+        async with self.arrived:
+            await self.arrived.wait_for(lambda: self.received.held >= count)
 
     async def wait_for(self, keys: set[str]) -> None:
         """Return once every key in `keys` has been delivered at least once."""
@@ -114,6 +128,11 @@ class HttpCloud:
         if faults.delay:
             with contextlib.suppress(TimeoutError):  # a held answer ends early at stop()
                 await asyncio.wait_for(self._stopping.wait(), faults.delay)
+        if faults.hold:
+            async with self.arrived:
+                self.received.held += 1
+                self.arrived.notify_all()
+            await self._released.wait()
         if faults.reset_next > 0:
             faults.reset_next -= 1
             if request.transport is not None:
