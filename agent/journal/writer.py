@@ -9,6 +9,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -23,13 +24,29 @@ from agent.journal.database import open_database
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# One encoder for every row: `json.dumps` with options builds a new encoder on each call.
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Checkpoint when about this many WAL frames (pages) have accumulated. Half SQLite's default:
+# a smaller checkpoint mostly finishes while the loop is still handling the commit's answers.
+CHECKPOINT_FRAMES = 500
 
 
 class Handler(Protocol):
-    """A domain handler: pure and synchronous, it reads and writes state only through `tx`."""
+    """A domain handler: pure and synchronous, it reads and writes state only through `tx`.
 
-    name: str
-    kinds: tuple[str, ...]  # fnmatch patterns of the event kinds it handles
+    It must be deterministic: if anything in its batch fails, the batch's writes are rolled back
+    and `handle` runs again for the same event.
+    """
+
+    @property
+    def name(self) -> str:
+        """Names the handler in failure records and logs."""
+        ...
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """fnmatch patterns of the event kinds it handles."""
+        ...
 
     def handle(self, tx: Transaction, event: Event) -> None: ...
 
@@ -64,7 +81,7 @@ class Transaction:
                 kind,
                 order_key,
                 dedupe_key,
-                json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                _to_json(payload),
                 self.event_id,
                 self.now,
                 self.now + delay,
@@ -91,9 +108,6 @@ class _Outcome:
     handler_failures: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-_STOP = object()
-
-
 class Journal:
     """Durable, ordered storage of events and outbox state; `ingest` returns only after fsync."""
 
@@ -111,11 +125,18 @@ class Journal:
         self._by_kind: dict[str, tuple[Handler, ...]] = {}
         self._loop = loop
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()  # None: stop
+        self._pending: list[_Job] = []
         self._closed = False
         self._listeners: list[Callable[[set[str]], None]] = []
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self.commits = 0
+        # SQLite's auto-checkpoint runs inside COMMIT, before the waiters can be answered; the
+        # writer checkpoints itself right after answering them instead (see `_checkpoint`).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._since_checkpoint = 0
+        self._checkpoint_every = 16  # commits; re-estimated from the WAL size at each checkpoint
+        self._checkpoint_failing = False
 
     @classmethod
     async def open(
@@ -144,37 +165,52 @@ class Journal:
     async def _submit(self, job: _Job) -> Any:
         if self._closed:
             raise JournalClosedError(f"{self.path}: journal is closed")
-        self._queue.put(job)
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(job)
         return await job.future
+
+    def _flush(self) -> None:
+        # Hand everything submitted during one turn of the loop to the writer at once: producers
+        # woken together by a commit then share the next commit instead of splitting into
+        # alternating cohorts, and the writer thread is woken once per turn, not once per job.
+        if self._pending:
+            self._queue.put(self._pending)
+            self._pending = []
 
     async def close(self) -> None:
         """Finish every submitted write, stop the writer and close the database."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._flush()
+        self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         await asyncio.to_thread(self._conn.close)
 
     # --- writer thread -------------------------------------------------------------------
 
     def _writer(self) -> None:
+        backlog: deque[_Job] = deque()
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch:
+        while True:
+            if not backlog:
+                if stopping:
+                    break
+                item = self._queue.get()
+                if item is None:
+                    break
+                backlog.extend(item)
+            while not stopping and len(backlog) < self._max_batch:
                 try:
-                    job = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is _STOP:
+                if item is None:
                     stopping = True
-                    break
-                batch.append(job)
-            jobs: list[_Job] = batch  # type: ignore[assignment]
+                else:
+                    backlog.extend(item)
+            jobs = [backlog.popleft() for _ in range(min(len(backlog), self._max_batch))]
             outcome = _Outcome()
             try:
                 self._commit(jobs, outcome)
@@ -185,23 +221,42 @@ class Journal:
                     job.error = failure
                 outcome = _Outcome()
             self._post(jobs, outcome)
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= self._checkpoint_every:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: never waits for readers); pace the next one."""
+        commits, self._since_checkpoint = self._since_checkpoint, 0
+        try:
+            _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as err:
+            if not self._checkpoint_failing:  # the WAL only grows meanwhile: say so once
+                log.warning("journal.checkpoint_failed", error=str(err))
+                self._checkpoint_failing = True
+            return
+        if self._checkpoint_failing:
+            log.info("journal.checkpoint_recovered")
+            self._checkpoint_failing = False
+        # `frames` counts the WAL since it last restarted, normally since the last checkpoint.
+        per_commit = max(1.0, frames / commits)
+        self._checkpoint_every = max(1, min(CHECKPOINT_FRAMES, int(CHECKPOINT_FRAMES / per_commit)))
 
     def _commit(self, jobs: list[_Job], outcome: _Outcome) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for job in jobs:
-                conn.execute("SAVEPOINT job")
-                try:
-                    if job.events is not None:
-                        job.result = self._append(job.events, outcome)
-                    else:
-                        assert job.fn is not None
-                        job.result = job.fn(conn)
-                except Exception as err:
-                    conn.execute("ROLLBACK TO job")
-                    job.error = err
-                conn.execute("RELEASE job")
+            start = 0
+            while start < len(jobs):
+                end = start
+                while end < len(jobs) and jobs[end].events is not None:
+                    end += 1
+                if end > start:
+                    self._ingest(jobs[start:end], outcome)
+                else:
+                    self._isolated(jobs[start], outcome)
+                    end += 1
+                start = end
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -209,7 +264,49 @@ class Journal:
             raise
         self.commits += 1
 
-    def _append(self, events: Sequence[Event], outcome: _Outcome) -> list[bool]:
+    def _ingest(self, jobs: list[_Job], outcome: _Outcome) -> None:
+        # Fast path: one savepoint for a run of ingest jobs instead of one per job and per
+        # handler. Handlers are pure and deterministic, so if anything in the run fails it is
+        # rolled back and replayed job by job, where a failure costs only its own writes.
+        conn = self._conn
+        touched: set[str] = set()
+        conn.execute("SAVEPOINT ingest")
+        try:
+            for job in jobs:
+                assert job.events is not None
+                job.result = self._append(job.events, touched, None)
+        except Exception:
+            conn.execute("ROLLBACK TO ingest")
+            for job in jobs:
+                job.result = None
+                self._isolated(job, outcome)
+        else:
+            outcome.touched |= touched
+        conn.execute("RELEASE ingest")
+
+    def _isolated(self, job: _Job, outcome: _Outcome) -> None:
+        """Run one job in its own savepoint: its failure undoes only its writes."""
+        conn = self._conn
+        mine = _Outcome()
+        conn.execute("SAVEPOINT job")
+        try:
+            if job.events is not None:
+                job.result = self._append(job.events, mine.touched, mine)
+            else:
+                assert job.fn is not None
+                job.result = job.fn(conn)
+        except Exception as err:
+            conn.execute("ROLLBACK TO job")
+            job.error = err
+        else:
+            outcome.touched |= mine.touched
+            outcome.handler_failures += mine.handler_failures
+        conn.execute("RELEASE job")
+
+    def _append(
+        self, events: Sequence[Event], touched: set[str], outcome: _Outcome | None
+    ) -> list[bool]:
+        """Insert events and run their handlers; each handler isolated only if `outcome`."""
         conn = self._conn
         fresh = []
         for event in events:
@@ -222,7 +319,7 @@ class Journal:
                     event.source,
                     event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
                     event.received_at.astimezone(UTC).isoformat(timespec="microseconds"),
-                    json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
+                    _to_json(event.payload),
                 ),
             )
             if not cursor.rowcount:
@@ -230,16 +327,23 @@ class Journal:
                 continue
             fresh.append(True)
             for handler in self._handlers_for(event.kind):
-                self._run_handler(handler, event, outcome)
+                if outcome is None:
+                    handler.handle(Transaction(conn, event.id, touched), event)
+                else:
+                    self._run_handler(handler, event, touched, outcome)
         return fresh
 
-    def _run_handler(self, handler: Handler, event: Event, outcome: _Outcome) -> None:
+    def _run_handler(
+        self, handler: Handler, event: Event, touched: set[str], outcome: _Outcome
+    ) -> None:
         # A failing handler must not cost the raw event: roll back only its own writes and
         # record the failure so the event can be re-processed after a fix.
         conn = self._conn
+        mine: set[str] = set()
         conn.execute("SAVEPOINT handler")
         try:
-            handler.handle(Transaction(conn, event.id, outcome.touched), event)
+            handler.handle(Transaction(conn, event.id, mine), event)
+            touched |= mine
         except Exception as err:
             conn.execute("ROLLBACK TO handler")
             error = f"{type(err).__name__}: {err}"
