@@ -7,10 +7,13 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 
 class AgentProcess:
     """One agent subprocess; `start()` returns once it sent READY=1."""
+
+    live: ClassVar[set[AgentProcess]] = set()  # killed after each test (see conftest)
 
     def __init__(self, config: Path, tmp_path: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
@@ -36,6 +39,7 @@ class AgentProcess:
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
         )
+        AgentProcess.live.add(self)
         await self.wait_for_notification("READY=1", timeout)
 
     async def wait_for_notification(self, state: str, timeout: float) -> None:
@@ -84,6 +88,7 @@ class AgentProcess:
         return (await self.proc.stdout.read()).decode(errors="replace")
 
     def _close(self) -> None:
+        AgentProcess.live.discard(self)
         if self._sock is not None:
             self._sock.close()
             self._sock = None

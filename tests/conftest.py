@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from agent.journal.writer import Handler, Journal
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
+from tests.agent_process import AgentProcess
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +19,8 @@ async def no_lingering_tasks() -> AsyncIterator[None]:
     """Fail a test that leaves tasks running: every component must stop what it starts."""
     before = asyncio.all_tasks()
     yield
+    for agent in list(AgentProcess.live):  # a failed test must not leave a daemon running
+        await agent.kill()
     lingering = [
         t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()
     ]

@@ -15,6 +15,9 @@ PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",
+    # A long reader can make the WAL grow while it holds its snapshot; afterwards, truncate it
+    # back to this size instead of keeping the high-water mark on disk.
+    "PRAGMA journal_size_limit=67108864",
 )
 
 
