@@ -120,10 +120,14 @@ def test_unwritable_state_dir(tmp_path):
         (UPLINK + "urll = 'x'\n", "uplinks.cloud.urll"),
         (UPLINK + "concurrency = 'many'\n", "uplinks.cloud.concurrency"),
         (UPLINK + 'client_secret = "file:missing.secret"\n', "uplinks.cloud.client_secret"),
+        ("", "agent.state_dir"),  # unwritable: see below
     ],
 )
 def test_bad_config_fails_run_and_check_config_with_one_line(tmp_path, capsys, command, text, key):
     path = write(tmp_path, text)
+    if key == "agent.state_dir":
+        (tmp_path / "a-file").write_text("", encoding="utf-8")
+        path.write_text('[agent]\nstate_dir = "a-file/state"\n', encoding="utf-8")
     argv = ["run", "--config", str(path)] if command == "run" else ["check-config", str(path)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
