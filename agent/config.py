@@ -122,7 +122,7 @@ class SupervisorSection(Section):
 
 
 class PluginSection(Section):
-    """Common keys of every [uplinks.*], [sources.*] and [simulators.*] table."""
+    """Common keys of every [uplinks.*], [sources.*], [simulators.*] and [domains.*] table."""
 
     type: str
     enabled: bool = True
@@ -152,6 +152,7 @@ class Config(Section):
     uplinks: dict[str, SerializeAsAny[UplinkSection]] = {}
     sources: dict[str, SerializeAsAny[PluginSection]] = {}
     simulators: dict[str, SerializeAsAny[PluginSection]] = {}
+    domains: dict[str, SerializeAsAny[PluginSection]] = {}
 
     @property
     def database_path(self) -> Path:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agent.config import PluginSection
+from agent.reprocessing import plugin as reprocessing
 from agent.simulators import http_cloud
 from agent.uplinks.http import uplink as http_uplink
 from drivers import synthetic
@@ -14,11 +16,12 @@ from drivers import synthetic
 
 @dataclass(frozen=True, slots=True)
 class Plugin:
-    """A plugin type: config model, factory, and the domain handlers it contributes."""
+    """A plugin type: config model, factory, its domain handlers and its start-up journal jobs."""
 
     model: type[PluginSection]
-    build: Callable[[str, Any], Any]
+    build: Callable[[str, Any], Any] | None = None
     handlers: Callable[[str, Any], list[Any]] | None = None
+    startup: Callable[[str, Any], list[Callable[[sqlite3.Connection], Any]]] | None = None
 
 
 UPLINKS = {
@@ -30,8 +33,16 @@ SOURCES = {
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
 }
+DOMAINS = {
+    "reprocessing": Plugin(
+        reprocessing.ReprocessingConfig,
+        handlers=reprocessing.handlers,
+        startup=reprocessing.startup,
+    ),
+}
 PLUGIN_KINDS: dict[str, dict[str, Plugin]] = {
     "uplinks": UPLINKS,
     "sources": SOURCES,
     "simulators": SIMULATORS,
+    "domains": DOMAINS,
 }

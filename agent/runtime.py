@@ -15,14 +15,14 @@ from typing import Any
 import structlog
 
 from agent import __version__
-from agent.config import Config, UplinkSection
+from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.errors import StateDirLockedError
 from agent.events import Event
 from agent.journal import outbox
 from agent.journal.writer import Journal
-from agent.plugins import SIMULATORS, SOURCES, UPLINKS
+from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 
@@ -40,6 +40,13 @@ def dispatch_settings(section: UplinkSection) -> DispatchSettings:
         breaker_open_seconds=section.breaker_open_seconds,
         dead_letter_blocks_key=section.dead_letter_blocks_key,
     )
+
+
+def build(registry: dict[str, Plugin], name: str, section: PluginSection) -> Any:
+    """Make the component a config table describes."""
+    factory = registry[section.type].build
+    assert factory is not None, f"{section.type} builds no component"
+    return factory(name, section)
 
 
 class StateDirLock:
@@ -117,15 +124,20 @@ class Agent:
         config = self.config
         for name, section in config.simulators.items():
             if section.enabled:
-                simulator = SIMULATORS[section.type].build(name, section)
+                simulator = build(SIMULATORS, name, section)
                 await simulator.start()
                 self._simulators.append(simulator)
         handlers: list[Any] = []
+        startup: list[Any] = []
         uplinks = {n: s for n, s in config.uplinks.items() if s.enabled}
-        for name, section in uplinks.items():
-            contribute = UPLINKS[section.type].handlers
-            if contribute is not None:
-                handlers.extend(contribute(name, section))
+        domains = {n: s for n, s in config.domains.items() if s.enabled}
+        for registry, sections in ((UPLINKS, uplinks), (DOMAINS, domains)):
+            for name, section in sections.items():
+                plugin = registry[section.type]
+                if plugin.handlers is not None:
+                    handlers.extend(plugin.handlers(name, section))
+                if plugin.startup is not None:
+                    startup.extend(plugin.startup(name, section))
         journal = await Journal.open(
             config.database_path, handlers, max_batch=config.journal.max_batch
         )
@@ -133,15 +145,17 @@ class Agent:
         recovered = await journal.run(outbox.recover_inflight)
         if recovered:
             log.warning("outbox.leases_recovered", messages=recovered)
+        for job in startup:
+            await journal.run(job)
         for name, section in uplinks.items():
-            uplink = UPLINKS[section.type].build(name, section)
+            uplink = build(UPLINKS, name, section)
             self.dispatchers[name] = Dispatcher(journal, uplink, dispatch_settings(section))
         journal.on_commit(self._wake_dispatchers)
         for name, dispatcher in self.dispatchers.items():
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
         for name, section in config.sources.items():
             if section.enabled:
-                driver = SOURCES[section.type].build(name, section)
+                driver = build(SOURCES, name, section)
                 self.supervisor.start(f"source:{name}", partial(driver.run, self))
         self._background = [
             asyncio.create_task(self._purge_loop(), name="retention"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 from pydantic import BaseModel
 
@@ -11,6 +12,16 @@ from agent.config import AgentSection, JournalSection, LogSection, SupervisorSec
 from agent.plugins import PLUGIN_KINDS
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "agent.example.toml"
+
+
+def nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """Models used as a field's type, or as the item type of a list field."""
+    found = []
+    for field in model.model_fields.values():
+        for candidate in (field.annotation, *get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found.append(candidate)
+    return found
 
 
 def test_example_config_is_valid(tmp_path):
@@ -29,11 +40,12 @@ def test_example_config_documents_every_option():
     text = EXAMPLE.read_text(encoding="utf-8")
     models: list[type[BaseModel]] = [AgentSection, LogSection, JournalSection, SupervisorSection]
     models += [plugin.model for registry in PLUGIN_KINDS.values() for plugin in registry.values()]
+    models += [nested for model in list(models) for nested in nested_models(model)]
     missing = [
         f"{model.__name__}.{name}"
         for model in models
         for name in model.model_fields
         if not re.search(rf"^#? ?{name} = ", text, re.MULTILINE)
-        and not re.search(rf"^\[\w+\.\w+\.{name}\]", text, re.MULTILINE)
+        and not re.search(rf"^\[\[?\w+\.\w+\.{name}\]\]?(\s|$)", text, re.MULTILINE)
     ]
     assert not missing, f"undocumented options: {missing}"

@@ -1,0 +1,1 @@
+"""Endoscope reprocessing: stations, cycles and cleanIds, and the records the platform needs."""

@@ -1,0 +1,131 @@
+"""[domains.<name>] type = "reprocessing": stations, endoscopes, staff and the institution."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.config import PluginSection, Section
+
+
+class StepKind(StrEnum):
+    """What a station does; decides which platform records its taps produce."""
+
+    PRE_CLEAN = "pre_clean"
+    LEAK_TEST = "leak_test"
+    CLEAN = "clean"
+    ENZYME = "enzyme"
+    RINSE = "rinse"
+    DISINFECT = "disinfect"
+    STERILIZE = "sterilize"
+    FINAL_RINSE = "final_rinse"
+    DRY = "dry"
+    MACHINE_WASH = "machine_wash"
+    STORE = "store"
+    USE = "use"
+
+
+class Institution(Section):
+    """The hospital's identifiers on the platform."""
+
+    unique_code: Annotated[str, Field(pattern=r"^\w{9}$")]  # 全国唯一码, S9
+    credit_code: Annotated[str, Field(pattern=r"^\w{18}$")]  # 统一社会信用代码, S18
+
+
+class Station(Section):
+    """One reprocessing station and the reader tapped there."""
+
+    reader: str  # the reader_id its driver reports
+    reader_rfid: str = ""  # the reader's id on the platform (readerId); default `reader`
+    step_id: Annotated[int, Field(ge=0)]  # the platform's step id (addCleanStepInfo.stepId)
+    name: str  # stepName
+    order: Annotated[int, Field(ge=0)]  # orderId
+    min_interval: Annotated[int, Field(ge=0)] | None = None  # orderTime, seconds
+    parent: str = ""  # parentId
+    kind: StepKind
+    tap_mode: Literal["enter", "enter_exit"] = "enter"
+    agent_type: Literal[0, 1] = 0  # disinfect/sterilize: 0 disinfectant, 1 sterilant
+    ratio_number: str = ""  # disinfectant batch in use until an event registers another
+    cabinet: str = ""  # store: storage cabinet number (storagetNumber)
+
+    @property
+    def platform_reader_id(self) -> str:
+        """The readerId the platform knows this station's reader by."""
+        return self.reader_rfid or self.reader
+
+
+class Endoscope(Section):
+    """One endoscope (addEndoSocopeInfo)."""
+
+    number: Annotated[str, Field(min_length=1, max_length=64)]
+    rfid: Annotated[str, Field(min_length=1, max_length=64)]
+    type_name: str = ""  # e.g. 胃镜, 肠镜, 支气管镜
+    brand: str = ""  # the platform calls it `model`
+    steel_number: str = ""
+    alias: str = ""
+    status: Literal[0, 1] = 0  # 0 normal, 1 damaged
+    buy_date: date | None = None
+    durable_years: Annotated[int, Field(ge=0, le=99)] | None = None
+
+
+class StaffBadge(Section):
+    """A staff member's badge."""
+
+    rfid: str
+    id: str
+    name: str
+
+
+class ReprocessingConfig(PluginSection):
+    """The endoscopy centre as the agent sees it."""
+
+    uplink: str = "zhejiang_endoscope"  # where the records go
+    timezone: str = "Asia/Shanghai"  # the platform's DT fields are local times
+    scope_ref: Literal["rfid", "number"] = "rfid"  # what the `rfidNumber` fields carry
+    upload_user: Literal["name", "id"] = "name"  # what uploadUser/userName carry
+    operator_expiry_minutes: Annotated[float, Field(gt=0)] = 240.0
+    new_cycle_after_storage_hours: Annotated[float, Field(gt=0)] = 24.0
+    patient_code_pattern: str = r"^[A-Za-z0-9-]{4,32}$"  # unknown tags at the use station
+    default_upload_user: Annotated[str, Field(min_length=1, max_length=32)] = "edge-agent"
+    institution: Institution
+    stations: list[Station]
+    endoscopes: list[Endoscope] = []
+    staff: list[StaffBadge] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+    @field_validator("patient_code_pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"invalid regular expression: {err}") from err
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> ReprocessingConfig:
+        for label, values in (
+            ("stations: reader", [s.reader for s in self.stations]),
+            ("endoscopes: number", [e.number for e in self.endoscopes]),
+            ("endoscopes: rfid", [e.rfid.upper() for e in self.endoscopes]),
+            ("staff: rfid", [b.rfid.upper() for b in self.staff]),
+        ):
+            seen = {v for v in values if values.count(v) > 1}
+            if seen:
+                raise ValueError(f"{label} must be unique, repeated: {', '.join(sorted(seen))}")
+        if not any(s.kind is StepKind.USE for s in self.stations):
+            raise ValueError("stations: one station must have kind = 'use'")
+        return self

@@ -1,0 +1,305 @@
+"""The reprocessing state machine: taps become cycles, steps and platform records (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent.errors import AgentError
+from agent.events import Event
+from agent.journal.writer import Transaction
+from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station, StepKind
+from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
+
+DISINFECTION = (StepKind.DISINFECT, StepKind.STERILIZE)
+
+
+class UnknownReaderError(AgentError):
+    """A tap came from a reader no station is configured for."""
+
+
+class UnknownTagError(AgentError):
+    """A tag that is neither a scope, a badge, nor (at the use station) a patient code."""
+
+
+def tag_key(tag: str) -> str:
+    """How tags are compared: case, spaces and separators do not matter."""
+    return re.sub(r"[\s:-]", "", tag).upper()
+
+
+class ReprocessingHandler:
+    """Handles `rfid.read`, `reprocessing.patient` and `reprocessing.batch` events."""
+
+    kinds = ("rfid.read", "reprocessing.patient", "reprocessing.batch")
+
+    def __init__(self, name: str, config: ReprocessingConfig) -> None:
+        self.name = name
+        self.config = config
+        self.records = RecordBuilder(config)
+        self.stations = {s.reader: s for s in config.stations}
+        self.scopes = {tag_key(e.rfid): e for e in config.endoscopes}
+        self.badges = {tag_key(b.rfid): b for b in config.staff}
+        self.patient_code = re.compile(config.patient_code_pattern)
+
+    def handle(self, tx: Transaction, event: Event) -> None:
+        """Apply one event to the reprocessing state and queue the records it implies."""
+        payload = event.payload
+        if event.kind == "reprocessing.patient":
+            self._set_patient(tx.conn, payload["reader_id"], payload, event.occurred_at)
+            return
+        if event.kind == "reprocessing.batch":
+            self._reader_row(tx.conn, payload["reader_id"])
+            tx.conn.execute(
+                "UPDATE rp_readers SET ratio_number = ? WHERE reader = ?",
+                (payload["ratio_number"], payload["reader_id"]),
+            )
+            return
+        station = self.stations.get(payload["reader_id"])
+        if station is None:
+            raise UnknownReaderError(f"no station is configured for reader {payload['reader_id']}")
+        key = tag_key(str(payload["tag"]))
+        if key in self.scopes:
+            self._scope_tap(tx, event, station, self.scopes[key])
+        elif key in self.badges:
+            self._badge_tap(tx.conn, station, self.badges[key], event.occurred_at)
+        elif station.kind is StepKind.USE and self.patient_code.match(str(payload["tag"])):
+            self._set_patient(
+                tx.conn, station.reader, {"patient_id": payload["tag"]}, event.occurred_at
+            )
+        else:
+            raise UnknownTagError(f"tag at reader {station.reader} is not a known scope or badge")
+
+    # --- operators and patients -----------------------------------------------------------
+
+    def _reader_row(self, conn: sqlite3.Connection, reader: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO rp_readers (reader) VALUES (?)", (reader,))
+
+    def _badge_tap(
+        self, conn: sqlite3.Connection, station: Station, badge: StaffBadge, at: datetime
+    ) -> None:
+        self._reader_row(conn, station.reader)
+        conn.execute(
+            "UPDATE rp_readers SET operator_id = ?, operator_name = ?, operator_at = ?"
+            " WHERE reader = ?",
+            (badge.id, badge.name, at.isoformat(), station.reader),
+        )
+
+    def _set_patient(
+        self, conn: sqlite3.Connection, reader: str, payload: dict[str, Any], at: datetime
+    ) -> None:
+        self._reader_row(conn, reader)
+        conn.execute(
+            "UPDATE rp_readers SET patient_id = ?, patient_name = ?, patient_at = ?"
+            " WHERE reader = ?",
+            (payload["patient_id"], payload.get("patient_name", ""), at.isoformat(), reader),
+        )
+
+    def _operator(self, conn: sqlite3.Connection, reader: str, at: datetime) -> str:
+        row = conn.execute(
+            "SELECT operator_id, operator_name, operator_at FROM rp_readers WHERE reader = ?",
+            (reader,),
+        ).fetchone()
+        if row is None or row[2] is None:
+            return ""
+        expiry = timedelta(minutes=self.config.operator_expiry_minutes)
+        if at - datetime.fromisoformat(row[2]) > expiry:
+            return ""
+        return str(row[1] if self.config.upload_user == "name" else row[0])
+
+    # --- scopes ----------------------------------------------------------------------------
+
+    def _scope_tap(self, tx: Transaction, event: Event, station: Station, scope: Endoscope) -> None:
+        conn, at = tx.conn, event.occurred_at
+        conn.execute("INSERT OR IGNORE INTO rp_scopes (number) VALUES (?)", (scope.number,))
+        clean_id, seq, state, step_row, stored_at, cabinet = conn.execute(
+            "SELECT clean_id, cycle_seq, cycle_state, step_row, stored_at, cabinet"
+            " FROM rp_scopes WHERE number = ?",
+            (scope.number,),
+        ).fetchone()
+        user = self._operator(conn, station.reader, at) or self.config.default_upload_user
+        leaving_storage = stored_at is not None and station.kind is not StepKind.STORE
+        if leaving_storage:
+            stored = datetime.fromisoformat(stored_at)
+            self._enqueue(
+                tx,
+                "endoscopeSave",
+                scope,
+                f"endoscopeSave:{scope.number}:{stored_at}",
+                self.records.endoscope_save(cabinet or "", scope, stored, at),
+            )
+            conn.execute(
+                "UPDATE rp_scopes SET stored_at = NULL, cabinet = NULL WHERE number = ?",
+                (scope.number,),
+            )
+            stale = at - stored > timedelta(hours=self.config.new_cycle_after_storage_hours)
+        else:
+            stale = False
+        if station.kind is StepKind.USE:
+            self._close_step(tx, scope, step_row, at)
+            self._use(tx, event=event, station=station, scope=scope, clean_id=clean_id, user=user)
+            return
+        if state != "open" or stale:
+            self._close_step(tx, scope, step_row, at)
+            step_row = None
+            seq += 1
+            clean_id = make_clean_id(scope.number, at.astimezone(self.records.zone), seq)
+            conn.execute(
+                "INSERT INTO rp_cycles (clean_id, scope, opened_at, opened_by) VALUES (?, ?, ?, ?)",
+                (clean_id, scope.number, at.isoformat(), event.id),
+            )
+        open_station = None
+        if step_row is not None:
+            open_station = conn.execute(
+                "SELECT station FROM rp_steps WHERE id = ?", (step_row,)
+            ).fetchone()[0]
+        self._close_step(tx, scope, step_row, at)
+        if open_station == station.reader and station.tap_mode == "enter_exit":
+            step_row = None  # the exit tap: the step is done, the scope waits for the next one
+        else:
+            step_row = conn.execute(
+                "INSERT INTO rp_steps (clean_id, station, step_id, kind, operator, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    clean_id,
+                    station.reader,
+                    station.step_id,
+                    station.kind.value,
+                    user,
+                    at.isoformat(),
+                ),
+            ).lastrowid
+            if station.kind is StepKind.STORE:
+                conn.execute(
+                    "UPDATE rp_scopes SET stored_at = ?, cabinet = ? WHERE number = ?",
+                    (at.isoformat(), station.cabinet, scope.number),
+                )
+        conn.execute(
+            "UPDATE rp_scopes SET clean_id = ?, cycle_seq = ?, cycle_state = 'open', step_row = ?"
+            " WHERE number = ?",
+            (clean_id, seq, step_row, scope.number),
+        )
+        self._enqueue(
+            tx,
+            "uploadReadData",
+            scope,
+            f"uploadReadData:{event.id}",
+            self.records.read_data(clean_id, at, scope, station, user),
+        )
+
+    def _close_step(
+        self, tx: Transaction, scope: Endoscope, step_row: int | None, at: datetime
+    ) -> None:
+        """End the open step at `at` and queue the record its kind implies."""
+        if step_row is None:
+            return
+        conn = tx.conn
+        row = conn.execute(
+            "SELECT clean_id, station, kind, operator, started_at, ended_at"
+            " FROM rp_steps WHERE id = ?",
+            (step_row,),
+        ).fetchone()
+        clean_id, reader, kind, operator, started_at, ended_at = row
+        if ended_at is not None:
+            return
+        conn.execute("UPDATE rp_steps SET ended_at = ? WHERE id = ?", (at.isoformat(), step_row))
+        conn.execute("UPDATE rp_scopes SET step_row = NULL WHERE number = ?", (scope.number,))
+        start = datetime.fromisoformat(started_at)
+        station = self.stations[reader]
+        user = operator or self.config.default_upload_user
+        if kind == StepKind.ENZYME:
+            self._enqueue(
+                tx,
+                "uploadEnzymeWashData",
+                scope,
+                f"uploadEnzymeWashData:{clean_id}:{step_row}",
+                self.records.enzyme_wash(clean_id, scope, user, start, at),
+            )
+        elif kind in DISINFECTION:
+            batch = conn.execute(
+                "SELECT ratio_number FROM rp_readers WHERE reader = ?", (reader,)
+            ).fetchone()
+            ratio = (batch[0] if batch and batch[0] else "") or station.ratio_number
+            self._enqueue(
+                tx,
+                "sterProcess",
+                scope,
+                f"sterProcess:{clean_id}:{step_row}",
+                self.records.ster_process(
+                    clean_id,
+                    scope,
+                    station=station,
+                    user=user,
+                    span=(start, at),
+                    ratio_number=ratio,
+                ),
+            )
+
+    def _use(
+        self,
+        tx: Transaction,
+        *,
+        event: Event,
+        station: Station,
+        scope: Endoscope,
+        clean_id: str | None,
+        user: str,
+    ) -> None:
+        conn, at = tx.conn, event.occurred_at
+        patient = conn.execute(
+            "SELECT patient_id, patient_name FROM rp_readers WHERE reader = ?", (station.reader,)
+        ).fetchone()
+        patient_id, patient_name = patient or (None, None)
+        conn.execute(
+            "UPDATE rp_readers SET patient_id = NULL, patient_name = NULL, patient_at = NULL"
+            " WHERE reader = ?",
+            (station.reader,),
+        )
+        if clean_id is not None:
+            conn.execute(
+                "UPDATE rp_cycles SET used_at = ?, patient_id = ? WHERE clean_id = ?",
+                (at.isoformat(), patient_id, clean_id),
+            )
+        conn.execute(
+            "UPDATE rp_scopes SET cycle_state = 'used', step_row = NULL, last_use_at = ?"
+            " WHERE number = ?",
+            (at.isoformat(), scope.number),
+        )
+        # A use with no cycle since the last use is still reported (the platform answers
+        # 404 "not cleaned"): hiding it would hide the compliance event.
+        self._enqueue(
+            tx,
+            "uploadUseStepData",
+            scope,
+            f"uploadUseStepData:{event.id}",
+            self.records.use_step(
+                clean_id or "", scope, patient_id or "", patient_name or "", user
+            ),
+        )
+
+    def _enqueue(
+        self, tx: Transaction, kind: str, scope: Endoscope, dedupe: str, payload: dict[str, Any]
+    ) -> None:
+        # One order key per scope: its cleaning records always go out before its use.
+        tx.enqueue(
+            uplink=self.config.uplink,
+            kind=kind,
+            order_key=f"scope:{scope.number}",
+            dedupe_key=dedupe,
+            payload=payload,
+        )
+
+    def queue_master_data(self, conn: sqlite3.Connection) -> int:
+        """Queue scope, reader and step master data; identical content is never queued twice."""
+        tx = Transaction(conn, None, set())
+        queued = 0
+        for kind, key, payload in self.records.master_data():
+            queued += tx.enqueue(
+                uplink=self.config.uplink,
+                kind=kind,
+                order_key=f"master:{kind}:{key}",
+                dedupe_key=content_key(kind, key, payload),
+                payload=payload,
+            )
+        return queued

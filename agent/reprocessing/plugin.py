@@ -1,0 +1,22 @@
+"""How the runtime meets the reprocessing domain: its handler and its start-up jobs."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.handler import ReprocessingHandler
+
+__all__ = ["ReprocessingConfig", "handlers", "startup"]
+
+
+def handlers(name: str, config: ReprocessingConfig) -> list[ReprocessingHandler]:
+    """The domain handler for events from the endoscopy centre."""
+    return [ReprocessingHandler(name, config)]
+
+
+def startup(name: str, config: ReprocessingConfig) -> list[Callable[[sqlite3.Connection], Any]]:
+    """Queue master data (scopes, readers, steps) whose content the platform has not had."""
+    return [ReprocessingHandler(name, config).queue_master_data]
