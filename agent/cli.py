@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -45,11 +46,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def config_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)"
-        )
-
     run = commands.add_parser("run", help="run the agent in the foreground")
     config_option(run)
     run.set_defaults(func=cmd_run)
@@ -68,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("destination", type=Path, help="file to write (must not exist)")
     backup.set_defaults(func=cmd_backup)
 
+    _add_simulate(commands)
+    _add_outbox(commands)
+    return parser
+
+
+def _add_simulate(commands: Any) -> None:
+    simulate = commands.add_parser("simulate", help="run a fake cloud in the foreground")
+    platforms = simulate.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
+    zhejiang = platforms.add_parser(
+        "zhejiang-endoscope", help="Zhejiang infection-control platform, endoscope module"
+    )
+    zhejiang.add_argument("--host", default="127.0.0.1")
+    zhejiang.add_argument("--port", type=int, default=8790)
+    zhejiang.add_argument("--access-key", default="edge-agent")
+    zhejiang.add_argument("--access-secret", default="simulator-secret")
+    zhejiang.add_argument("--token-ttl", type=float, default=7200.0)
+    zhejiang.set_defaults(func=cmd_simulate_zhejiang)
+
+
+def _add_outbox(commands: Any) -> None:
     box = commands.add_parser("outbox", help="inspect and act on outbox messages")
     actions = box.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="newest messages first")
@@ -101,7 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     discard.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     discard.add_argument("--actor", default=_actor())
     discard.set_defaults(func=cmd_outbox_discard)
-    return parser
+
+
+def config_option(parser: argparse.ArgumentParser) -> None:
+    """Add the -c/--config option every database command takes."""
+    parser.add_argument(
+        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)"
+    )
 
 
 def _actor() -> str:
@@ -182,6 +204,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         if r.last_error:
             print(f"{r.uplink}: last error: {r.last_error}")
+    return 0
+
+
+def cmd_simulate_zhejiang(args: argparse.Namespace) -> int:
+    """Serve the Zhejiang endoscope platform simulator until interrupted."""
+    from agent.simulators.zhejiang_endoscope import serve
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                access_key=args.access_key,
+                access_secret=args.access_secret,
+                token_ttl=args.token_ttl,
+                ready=lambda sim: print(f"base_url = {sim.base_url}", flush=True),
+            )
+        )
     return 0
 
 

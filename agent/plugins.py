@@ -10,7 +10,10 @@ from typing import Any
 from agent.config import PluginSection
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import http_cloud
+from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
+from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
+from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import synthetic
 
 
@@ -26,12 +29,16 @@ class Plugin:
 
 UPLINKS = {
     "http": Plugin(http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers),
+    "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
+    "zhejiang_endoscope": Plugin(
+        zhejiang_endoscope_sim.ZhejiangEndoscopeSimulatorConfig, zhejiang_endoscope_sim.build
+    ),
 }
 DOMAINS = {
     "reprocessing": Plugin(

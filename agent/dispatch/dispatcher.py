@@ -202,7 +202,8 @@ class Dispatcher:
                 not_before=now + delay,
                 response=outcome.response,
             )
-            changed = self.breaker.failure(now)
+            # A deferred message says nothing about the platform's health: it answered.
+            changed = self.breaker.success() if outcome.deferred else self.breaker.failure(now)
             log.debug(
                 "outbox.retry",
                 uplink=self.name,
@@ -231,7 +232,7 @@ class Dispatcher:
             self.counters.delivered += 1
             mark = partial(outbox.mark_delivered, message_id=message.id, response=outcome.response)
             changed = self.breaker.success()
-        error = outcome.reason if isinstance(outcome, Retry) else None
+        error = outcome.reason if isinstance(outcome, Retry) and not outcome.deferred else None
         save_state = partial(
             outbox.save_uplink_state,
             uplink=self.name,

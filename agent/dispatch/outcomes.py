@@ -17,13 +17,15 @@ class Retry:
     """A transient failure: try again after `after` seconds, or after the backoff if None.
 
     `reauthenticate` says the credentials expired: the dispatcher refreshes them once
-    (single-flight) and retries at once.
+    (single-flight) and retries at once. `deferred` says the platform is fine and only this
+    message must wait (e.g. for a record it depends on): the circuit breaker is not charged.
     """
 
     reason: str
     after: float | None = None
     response: str | None = None
     reauthenticate: bool = False
+    deferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,282 @@
+"""A faithful fake of the Zhejiang endoscope platform (seed 000), with fault switches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import re
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import Field, SecretStr, field_validator
+
+from agent.config import PluginSection, Secret
+from agent.uplinks.zhejiang_endoscope.fields import (
+    DEFAULT_TIME_FORMAT,
+    ENDPOINTS,
+    lists,
+    validate,
+)
+from agent.uplinks.zhejiang_endoscope.sign import DEFAULT_SCHEME, SCHEMES
+
+CODE_OK = 200
+CODE_INVALID = 400  # a field breaks the table
+CODE_TOKEN = 401  # token missing, unknown or expired
+CODE_SIGN = 403  # bad sign or credentials
+CODE_NOT_CLEANED = 404  # uploadUseStepData: 该内镜未清洗
+CODE_BUSY = 503
+MSG_EXPIRED = "token无效或已过期"
+_dumps = functools.partial(json.dumps, ensure_ascii=False)  # the platform answers in UTF-8
+_TIMESTAMP = re.compile(r"^\d{13}$")
+
+
+class ZhejiangEndoscopeSimulatorConfig(PluginSection):
+    """[simulators.<name>] type = "zhejiang_endoscope" """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8790
+    path_prefix: str = "/openapi"  # the uplink's base_url is http://host:port<path_prefix>
+    access_key: str = "edge-agent"
+    access_secret: Secret = SecretStr("simulator-secret")
+    token_ttl: Annotated[float, Field(gt=0)] = 7200.0
+    sign_scheme: str = DEFAULT_SCHEME
+    time_format: str = DEFAULT_TIME_FORMAT  # the seed's DT fields
+    date_format: str = DEFAULT_TIME_FORMAT  # the seed's `date` fields
+    fail_every: Annotated[int, Field(ge=0)] = 0  # every Nth upload answers HTTP 503 (0 = never)
+
+    @field_validator("sign_scheme")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value not in SCHEMES:
+            raise ValueError(f"must be one of: {', '.join(sorted(SCHEMES))}")
+        return value
+
+
+@dataclass
+class Faults:
+    """Switches tests flip to make the platform misbehave."""
+
+    fail_next: int = 0  # answer the next N uploads with HTTP 503
+    fail_every: int = 0
+    busy_next: int = 0  # answer the next N uploads HTTP 200 {code: 503, msg: 系统繁忙}
+    delay: float = 0.0  # seconds before answering (timeouts)
+    reset_next: int = 0  # drop the connection without an answer
+    hold: bool = False  # keep every upload waiting until release_held()
+
+
+@dataclass
+class Received:
+    """What the platform accepted and refused, in arrival order."""
+
+    accepted: defaultdict[str, list[dict[str, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # endpoint -> decoded form fields
+    refused: list[tuple[str, int, str]] = field(default_factory=list)  # (endpoint, code, msg)
+    tokens_issued: int = 0
+    requests: int = 0  # uploads, whatever their fate
+    held: int = 0
+
+
+class ZhejiangEndoscopeSimulator:
+    """`await start()`, point the uplink's base_url at `base_url`, inspect `received`."""
+
+    def __init__(self, name: str, config: ZhejiangEndoscopeSimulatorConfig) -> None:
+        self.name = name
+        self.config = config
+        self.faults = Faults(fail_every=config.fail_every)
+        self.received = Received()
+        self.arrived = asyncio.Condition()
+        self._signer = SCHEMES[config.sign_scheme]
+        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._rfid_of: dict[str, str] = {}  # endoscope number -> rfid (addEndoSocopeInfo)
+        self._cleanings: defaultdict[str, set[str]] = defaultdict(set)  # rfid -> cleanIds
+        self._stopping = asyncio.Event()
+        self._released = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+
+    @property
+    def base_url(self) -> str:
+        """The uplink's base_url for this simulator."""
+        return f"http://{self.config.host}:{self.port}{self.config.path_prefix}"
+
+    async def start(self) -> None:
+        """Listen on the configured host and port (0 picks a free port)."""
+        prefix = self.config.path_prefix.rstrip("/")
+        app = web.Application()
+        app.router.add_get(f"{prefix}/auth/getAccessToken", self._token)
+        for endpoint in ENDPOINTS:
+            app.router.add_post(f"{prefix}/endoscope/{endpoint}", self._upload)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+        if self.config.port == 0:
+            self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening; held and delayed answers end now."""
+        self._stopping.set()
+        self._released.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def expire_tokens(self) -> None:
+        """Invalidate every token issued so far."""
+        self._tokens.clear()
+
+    def release_held(self) -> None:
+        """Answer every held upload, and hold no more."""
+        self.faults.hold = False
+        self._released.set()
+
+    async def wait_until(self, check: Callable[[Received], bool]) -> None:
+        """Return once `check(received)` holds (checked after every request)."""
+        async with self.arrived:
+            await self.arrived.wait_for(lambda: check(self.received))
+
+    async def wait_accepted(self, endpoint: str, count: int = 1) -> list[dict[str, str]]:
+        """Return the endpoint's accepted forms once there are `count` of them."""
+        await self.wait_until(lambda r: len(r.accepted[endpoint]) >= count)
+        return self.received.accepted[endpoint]
+
+    async def _token(self, request: web.Request) -> web.Response:
+        query = request.query
+        secret = self.config.access_secret.get_secret_value()
+        timestamp = query.get("timestamp", "")
+        if not _TIMESTAMP.match(timestamp):
+            return _answer(CODE_INVALID, "参数timestamp格式错误")
+        if query.get("accessKey") != self.config.access_key or query.get("accessSecret") != secret:
+            return _answer(CODE_SIGN, "accessKey或accessSecret错误")
+        params = {k: v for k, v in query.items() if k != "sign"}
+        if query.get("sign") != self._signer(self.config.access_key, secret, timestamp, params):
+            return _answer(CODE_SIGN, "签名错误")
+        token = secrets.token_hex(16)
+        self._tokens[token] = time.monotonic() + self.config.token_ttl
+        self.received.tokens_issued += 1
+        return _answer(CODE_OK, "成功", {"accessToken": token, "expiresIn": self.config.token_ttl})
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.path.rsplit("/", 1)[-1]
+        self.received.requests += 1
+        await self._misbehave(request)
+        if self.faults.fail_next > 0:
+            self.faults.fail_next -= 1
+            return web.json_response({"error": "busy"}, status=503)
+        if self.faults.fail_every and self.received.requests % self.faults.fail_every == 0:
+            return web.json_response({"error": "busy"}, status=503)
+        if self.faults.busy_next > 0:
+            self.faults.busy_next -= 1
+            return await self._refuse(endpoint, CODE_BUSY, "系统繁忙，请稍后重试")
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        code, msg = self._check(endpoint, form, request.headers.get("accessToken"))
+        if code != CODE_OK:
+            return await self._refuse(endpoint, code, msg)
+        async with self.arrived:
+            self._record(endpoint, form)
+            self.received.accepted[endpoint].append(form)
+            self.arrived.notify_all()
+        return _answer(CODE_OK, "上传成功")
+
+    async def _misbehave(self, request: web.Request) -> None:
+        faults = self.faults
+        if faults.delay:
+            with contextlib.suppress(TimeoutError):  # a delayed answer ends early at stop()
+                await asyncio.wait_for(self._stopping.wait(), faults.delay)
+        if faults.hold:
+            async with self.arrived:
+                self.received.held += 1
+                self.arrived.notify_all()
+            await self._released.wait()
+        if faults.reset_next > 0:
+            faults.reset_next -= 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable()  # never reaches the client: the socket is gone
+
+    def _check(
+        self, endpoint: str, form: dict[str, str], header_token: str | None
+    ) -> tuple[int, str]:
+        token = form.get("accessToken") or header_token
+        if lists(endpoint, "accessToken") or token is not None:
+            expiry = self._tokens.get(token or "")
+            if expiry is None or time.monotonic() >= expiry:
+                return CODE_TOKEN, MSG_EXPIRED
+        timestamp = form.get("timestamp", "")
+        if not _TIMESTAMP.match(timestamp):
+            return CODE_INVALID, "参数timestamp不能为空或格式错误"
+        secret = self.config.access_secret.get_secret_value()
+        unsigned = {k: v for k, v in form.items() if k != "sign"}
+        if form.get("sign") != self._signer(self.config.access_key, secret, timestamp, unsigned):
+            return CODE_SIGN, "签名错误"
+        problems = validate(endpoint, form, self.config.time_format, self.config.date_format)
+        if problems:
+            return CODE_INVALID, "参数校验失败：" + "；".join(problems)
+        if endpoint == "uploadUseStepData":
+            rfid = self._rfid_of.get(form["number"], form["number"])
+            if form["cleanId"] not in self._cleanings.get(rfid, set()):
+                return CODE_NOT_CLEANED, "该内镜未清洗"
+        return CODE_OK, ""
+
+    def _record(self, endpoint: str, form: dict[str, str]) -> None:
+        """The platform's memory of scopes: which cleanings count for the next use."""
+        if endpoint == "addEndoSocopeInfo":
+            self._rfid_of[form["number"]] = form["rfidNumber"]
+        elif endpoint == "uploadReadData":
+            self._cleanings[form["deviceRfidNumber"]].add(form["cleanId"])
+        elif endpoint == "uploadUseStepData":
+            self._cleanings.pop(self._rfid_of.get(form["number"], form["number"]), None)
+
+    async def _refuse(self, endpoint: str, code: int, msg: str) -> web.Response:
+        async with self.arrived:
+            self.received.refused.append((endpoint, code, msg))
+            self.arrived.notify_all()
+        return _answer(code, msg)
+
+
+def _answer(code: int, msg: str, data: object = None) -> web.Response:
+    return web.json_response({"code": code, "msg": msg, "data": data}, dumps=_dumps)
+
+
+def build(name: str, config: ZhejiangEndoscopeSimulatorConfig) -> ZhejiangEndoscopeSimulator:
+    """Make the simulator from its validated config."""
+    return ZhejiangEndoscopeSimulator(name, config)
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8790,
+    *,
+    access_key: str = "edge-agent",
+    access_secret: str = "simulator-secret",  # noqa: S107 - the demo's well-known secret
+    token_ttl: float = 7200.0,
+    sign_scheme: str = DEFAULT_SCHEME,
+    ready: Callable[[ZhejiangEndoscopeSimulator], None] | None = None,
+) -> None:
+    """Run the simulator until cancelled (`edge-agent simulate zhejiang-endoscope`)."""
+    config = ZhejiangEndoscopeSimulatorConfig.model_validate(
+        {
+            "type": "zhejiang_endoscope",
+            "host": host,
+            "port": port,
+            "access_key": access_key,
+            "access_secret": access_secret,
+            "token_ttl": token_ttl,
+            "sign_scheme": sign_scheme,
+        }
+    )
+    simulator = ZhejiangEndoscopeSimulator("zhejiang_endoscope", config)
+    await simulator.start()
+    try:
+        if ready is not None:
+            ready(simulator)
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()

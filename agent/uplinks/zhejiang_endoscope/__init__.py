@@ -1,0 +1,1 @@
+"""Zhejiang infection-control platform, endoscope module (seed 000): token, sign, form POSTs."""

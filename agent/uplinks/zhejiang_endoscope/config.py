@@ -1,0 +1,48 @@
+"""[uplinks.<name>] type = "zhejiang_endoscope": every key, with the defaults the docs state."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, field_validator
+
+from agent.config import ConfigPath, Seconds, Secret, UplinkSection
+from agent.uplinks.zhejiang_endoscope.fields import DEFAULT_TIME_FORMAT
+from agent.uplinks.zhejiang_endoscope.sign import DEFAULT_SCHEME, SCHEMES
+
+TEST_BASE_URL = "http://test.zhihuiweijian.com/openapi"
+
+
+class ZhejiangEndoscopeConfig(UplinkSection):
+    """[uplinks.<name>] type = "zhejiang_endoscope" """
+
+    base_url: HttpUrl  # the seed's 接口前缀, e.g. TEST_BASE_URL
+    access_key: Annotated[str, Field(min_length=1, max_length=64)]
+    access_secret: Secret
+    unique_code: Annotated[str, Field(min_length=9, max_length=9)]  # 全国唯一码 (S9)
+    credit_code: Annotated[str, Field(pattern=r"^[0-9A-Z]{18}$")]  # 统一社会信用代码 (S18)
+    sign_scheme: str = DEFAULT_SCHEME
+    time_format: str = DEFAULT_TIME_FORMAT  # strftime format of the seed's DT fields (checked)
+    date_format: str = DEFAULT_TIME_FORMAT  # strftime format of the seed's `date` fields
+    token_lifetime: Seconds = 7200.0  # used when the token answer states no lifetime
+    token_refresh_margin: Annotated[float, Field(ge=0)] = 300.0
+    auth_where_unlisted: Literal["field", "header", "omit"] = "field"
+    timestamp_everywhere: bool = True  # also where a table lacks `timestamp` (the sign uses it)
+    token_error_codes: list[int] = [401]
+    token_error_keywords: list[str] = ["token"]
+    busy_codes: list[int] = [429, 500, 502, 503, 504]
+    busy_keywords: list[str] = ["繁忙", "稍后", "busy"]
+    sign_error_codes: list[int] = [403]
+    uncleaned_retry_window: Seconds = 1800.0
+    uncleaned_retry_interval: Seconds = 60.0
+    verify_tls: bool = True
+    ca_file: ConfigPath | None = None
+    request_timeout: Seconds = 10.0
+    max_body: Annotated[int, Field(ge=256)] = 2000
+
+    @field_validator("sign_scheme")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value not in SCHEMES:
+            raise ValueError(f"must be one of: {', '.join(sorted(SCHEMES))}")
+        return value
