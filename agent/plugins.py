@@ -15,6 +15,7 @@ from agent.uplinks.http import uplink as http_uplink
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import synthetic
+from drivers.rfid import reader as rfid_reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ UPLINKS = {
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
+    "rfid_reader": Plugin(rfid_reader.RfidReaderConfig, rfid_reader.build),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),

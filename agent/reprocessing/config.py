@@ -120,12 +120,13 @@ class ReprocessingConfig(PluginSection):
         for label, values in (
             ("stations: reader", [s.reader for s in self.stations]),
             ("endoscopes: number", [e.number for e in self.endoscopes]),
-            ("endoscopes: rfid", [e.rfid.upper() for e in self.endoscopes]),
-            ("staff: rfid", [b.rfid.upper() for b in self.staff]),
         ):
             seen = {v for v in values if values.count(v) > 1}
             if seen:
                 raise ValueError(f"{label} must be unique, repeated: {', '.join(sorted(seen))}")
+        from agent.reprocessing.handler import tag_index
+
+        tag_index(self)  # ValueError if a tag is invalid or two could match the same read
         if not any(s.kind is StepKind.USE for s in self.stations):
             raise ValueError("stations: one station must have kind = 'use'")
         return self

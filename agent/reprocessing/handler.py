@@ -12,6 +12,7 @@ from agent.events import Event
 from agent.journal.writer import Transaction
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station, StepKind
 from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
+from drivers.rfid.tags import TagIndex, code_read
 
 DISINFECTION = (StepKind.DISINFECT, StepKind.STERILIZE)
 
@@ -24,9 +25,13 @@ class UnknownTagError(AgentError):
     """A tag that is neither a scope, a badge, nor (at the use station) a patient code."""
 
 
-def tag_key(tag: str) -> str:
-    """How tags are compared: case, spaces and separators do not matter."""
-    return re.sub(r"[\s:-]", "", tag).upper()
+def tag_index(config: ReprocessingConfig) -> TagIndex[Endoscope | StaffBadge]:
+    """Scopes and badges by tag, matched as drivers.rfid.tags says (printed decimal = read hex)."""
+    index: TagIndex[Endoscope | StaffBadge] = TagIndex()
+    items: list[Endoscope | StaffBadge] = [*config.endoscopes, *config.staff]
+    for item in items:
+        index.add(item.rfid, item)
+    return index
 
 
 class ReprocessingHandler:
@@ -39,8 +44,7 @@ class ReprocessingHandler:
         self.config = config
         self.records = RecordBuilder(config)
         self.stations = {s.reader: s for s in config.stations}
-        self.scopes = {tag_key(e.rfid): e for e in config.endoscopes}
-        self.badges = {tag_key(b.rfid): b for b in config.staff}
+        self.tags = tag_index(config)
         self.patient_code = re.compile(config.patient_code_pattern)
 
     def handle(self, tx: Transaction, event: Event) -> None:
@@ -59,11 +63,14 @@ class ReprocessingHandler:
         station = self.stations.get(payload["reader_id"])
         if station is None:
             raise UnknownReaderError(f"no station is configured for reader {payload['reader_id']}")
-        key = tag_key(str(payload["tag"]))
-        if key in self.scopes:
-            self._scope_tap(tx, event, station, self.scopes[key])
-        elif key in self.badges:
-            self._badge_tap(tx.conn, station, self.badges[key], event.occurred_at)
+        bits = payload.get("bits")
+        if bits is None:  # a source that does not say: read the code as the drivers would
+            bits = code_read(str(payload["tag"])).bits
+        found = self.tags.get(str(payload["tag"]), int(bits))
+        if isinstance(found, Endoscope):
+            self._scope_tap(tx, event, station, found)
+        elif isinstance(found, StaffBadge):
+            self._badge_tap(tx.conn, station, found, event.occurred_at)
         elif station.kind is StepKind.USE and self.patient_code.match(str(payload["tag"])):
             self._set_patient(
                 tx.conn, station.reader, {"patient_id": payload["tag"]}, event.occurred_at

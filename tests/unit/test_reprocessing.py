@@ -203,9 +203,14 @@ async def test_unknown_reader_and_tag_keep_the_event_and_record_why(centre):
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
 
 
-async def test_tags_match_whatever_case_and_separators(centre):
-    await centre.tap("R1", "00:d5:07:d0")
-    assert centre.messages()[0][1]["deviceRfidNumber"] == "00D507D0"
+async def test_a_scope_matches_its_read_in_any_reader_format(centre):
+    # Configured as 00D507D0; an RDM6300 delivers 40 bits (version byte 01 first).
+    await centre.tap("R1", "0100D507D0")
+    event = Event(
+        "rfid.read", "R2", {"reader_id": "R2", "tag": "D507D0", "bits": 24}, occurred_at=T0
+    )  # the Wiegand-26 reader at R2 sees facility 213, card 2000
+    await centre.journal.ingest([event])
+    assert [p["deviceRfidNumber"] for _, p in centre.messages()] == ["00D507D0", "00D507D0"]
 
 
 async def test_master_data_is_queued_once_per_content(open_journal, tmp_path):
@@ -241,7 +246,7 @@ def test_clean_id_is_readable_unique_and_fits_the_platform():
 
 
 def test_config_rejects_duplicates_and_a_centre_without_a_use_station():
-    with pytest.raises(ValueError, match="endoscopes: rfid must be unique"):
+    with pytest.raises(ValueError, match="tag 'AA11' matches the same reads as 'aa11'"):
         make_config(endoscopes=[{"number": "A", "rfid": "aa11"}, {"number": "B", "rfid": "AA11"}])
     with pytest.raises(ValueError, match="kind = 'use'"):
         make_config(

@@ -1,0 +1,41 @@
+"""Any line-based reader (barcode wristband scanners, odd readers): a regex with a `tag` group.
+
+Each CR/LF-terminated line is searched with the pattern; the `tag` group is the code. A code of
+an even number of hex digits carries bits (uppercased); anything else is kept verbatim as text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from drivers.rfid.framing import LineParser
+from drivers.rfid.tags import Read, code_read
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a tag pattern; ValueError if it is invalid or has no named group `tag`."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"invalid regular expression: {err}") from err
+    if "tag" not in compiled.groupindex:
+        raise ValueError("the pattern needs a named group `tag`, e.g. (?P<tag>[0-9A-F]+)")
+    return compiled
+
+
+class PatternLineParser(LineParser):
+    """Parses lines with a configured regular expression."""
+
+    protocol = "regex"
+
+    def __init__(self, pattern: str, source: str = "", max_line: int = 256) -> None:
+        super().__init__(source, max_line)
+        self.pattern = compile_pattern(pattern)
+
+    def _parse_line(self, text: str, size: int) -> Read | None:
+        match = self.pattern.search(text)
+        code = match["tag"] if match is not None else None
+        if not code:
+            self._reject("no_match", size)
+            return None
+        return code_read(code)

@@ -1,0 +1,98 @@
+"""The reader driver on a real serial pseudo-terminal pair made by socat, unplugged and back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.integration.test_reader_tcp import (
+    FRAME_A,
+    FRAME_B,
+    WAIT,
+    RecordingContext,
+    make_reader,
+    running,
+    until,
+)
+
+
+def socat() -> str:
+    """The socat binary; under CI a missing socat fails the test rather than skipping it."""
+    path = shutil.which("socat")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("socat is required under CI=true (apt-get install -y socat)")
+        pytest.skip("socat is not installed (apt-get install -y socat)")
+    return path
+
+
+@asynccontextmanager
+async def pty_pair(device: Path, peer: Path) -> AsyncIterator[None]:
+    """Run socat linking two raw ptys reachable as `device` and `peer` until the block ends."""
+    process = await asyncio.create_subprocess_exec(
+        socat(),
+        "-d",
+        "-d",
+        f"pty,raw,echo=0,link={device}",
+        f"pty,raw,echo=0,link={peer}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(WAIT):
+            while b"starting data transfer loop" not in await process.stderr.readline():
+                pass
+        yield
+    finally:
+        with suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def write_peer(peer: Path, data: bytes) -> None:
+    fd = os.open(peer, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+async def test_serial_reader_taps_and_survives_unplugging(tmp_path):
+    socat()
+    device, peer = tmp_path / "ttyREADER", tmp_path / "ttyTEST"
+    reader = make_reader(f"serial://{device}?baud=9600&parity=N&bytesize=8&stopbits=1")
+    ctx = RecordingContext()
+    with capture_logs() as logs:
+        async with running(reader, ctx):
+            await until(reader, lambda: reader.link.failures >= 2)  # not plugged in yet
+            async with pty_pair(device, peer):
+                await until(reader, lambda: reader.online)
+                write_peer(peer, b"\x00" + FRAME_A + FRAME_A + FRAME_A[:4])
+                write_peer(peer, FRAME_A[4:])
+                await ctx.wait_for_events(1)
+            # socat gone: the device disappeared under the open port.
+            await until(reader, lambda: not reader.online and reader.link.failures >= 2)
+            async with pty_pair(device, peer):
+                await until(reader, lambda: reader.online)
+                write_peer(peer, FRAME_B)
+                await ctx.wait_for_events(2)
+            await until(reader, lambda: not reader.online)
+    assert ctx.tags() == ["0100D507D0", "1A2B3C4D5E"]
+    assert ctx.events[0].payload["protocol"] == "rdm6300"
+    states = {"transport.online", "transport.offline"}
+    transitions = [e["event"] for e in logs if e["event"] in states]
+    assert reader.errors == {"garbage": 1}
+    assert transitions == [
+        "transport.offline",
+        "transport.online",
+        "transport.offline",
+        "transport.online",
+        "transport.offline",
+    ]
