@@ -14,7 +14,7 @@ from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
-from drivers import synthetic
+from drivers import mqtt, synthetic
 from drivers.rfid import reader as rfid_reader
 
 
@@ -35,6 +35,7 @@ UPLINKS = {
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
     "rfid_reader": Plugin(rfid_reader.RfidReaderConfig, rfid_reader.build),
+    "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
