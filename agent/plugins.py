@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.config import PluginSection
 from agent.reprocessing import plugin as reprocessing
-from agent.simulators import http_cloud
+from agent.simulators import http_cloud, rfid_readers
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
@@ -39,6 +39,7 @@ SOURCES = {
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
+    "rfid_readers": Plugin(rfid_readers.RfidReadersConfig, rfid_readers.build),
     "zhejiang_endoscope": Plugin(
         zhejiang_endoscope_sim.ZhejiangEndoscopeSimulatorConfig, zhejiang_endoscope_sim.build
     ),

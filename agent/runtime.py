@@ -172,6 +172,7 @@ class Agent:
     async def _shutdown(self) -> None:
         grace = self.config.agent.shutdown_timeout
         log.info("agent.stopping", grace=grace)
+        self.supervisor.stopping = True
         sources = [n for n in self.supervisor.states if n.startswith("source:")]
         await self.supervisor.stop(sources)  # stop accepting first
         await asyncio.gather(*(d.stop(grace) for d in self.dispatchers.values()))

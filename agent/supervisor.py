@@ -27,6 +27,7 @@ class Supervisor:
     def __init__(self, settings: SupervisorSection) -> None:
         self.settings = settings
         self.states: dict[str, ComponentState] = {}
+        self.stopping = False  # components ending now are being stopped, not finishing
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -74,7 +75,8 @@ class Supervisor:
             if recovered is not None:
                 recovered.cancel()
             self.states[name] = ComponentState.FINISHED
-            log.info("component.finished", component=name)
+            if not self.stopping:
+                log.info("component.finished", component=name)
             return
 
     def _recovered(self, name: str) -> None:
