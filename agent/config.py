@@ -20,6 +20,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from agent.errors import ConfigError
@@ -140,6 +141,22 @@ class UplinkSection(PluginSection):
     dead_letter_blocks_key: bool = False
 
 
+class ApiSection(Section):
+    """[api]: the local HTTP API hospital systems and the dashboard use."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8700
+    token: Secret | None = None  # required when enabled: every request carries it
+    max_body: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> ApiSection:
+        if self.enabled and self.token is None:
+            raise ValueError("token is required when the API is enabled")
+        return self
+
+
 class Config(Section):
     """The whole validated configuration."""
 
@@ -148,6 +165,7 @@ class Config(Section):
     log: LogSection = LogSection()
     journal: JournalSection = JournalSection()
     supervisor: SupervisorSection = SupervisorSection()
+    api: ApiSection = ApiSection()
     # SerializeAsAny: dump each plugin's own keys too, not only the base section's.
     uplinks: dict[str, SerializeAsAny[UplinkSection]] = {}
     sources: dict[str, SerializeAsAny[PluginSection]] = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from agent import __version__
 from agent.config import Config, PluginSection, UplinkSection
@@ -25,6 +26,7 @@ from agent.journal.writer import Journal
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
+from agent.web.api import make_app
 
 log = structlog.get_logger(__name__)
 PURGE_CHUNK = 5000
@@ -86,6 +88,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
+        self._api: web.AppRunner | None = None
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
@@ -153,6 +156,10 @@ class Agent:
         journal.on_commit(self._wake_dispatchers)
         for name, dispatcher in self.dispatchers.items():
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
+        if config.api.enabled:
+            self._api = web.AppRunner(make_app(config.api, self.emit), access_log=None)
+            await self._api.setup()
+            await web.TCPSite(self._api, config.api.host, config.api.port).start()
         for name, section in config.sources.items():
             if section.enabled:
                 driver = build(SOURCES, name, section)
@@ -174,7 +181,9 @@ class Agent:
         log.info("agent.stopping", grace=grace)
         self.supervisor.stopping = True
         sources = [n for n in self.supervisor.states if n.startswith("source:")]
-        await self.supervisor.stop(sources)  # stop accepting first
+        if self._api is not None:
+            await self._api.cleanup()  # stop accepting first: the API and the drivers
+        await self.supervisor.stop(sources)
         await asyncio.gather(*(d.stop(grace) for d in self.dispatchers.values()))
         await self.supervisor.stop()
         for task in self._background:

@@ -142,3 +142,9 @@ def test_check_config_prints_effective_config_with_secrets_masked(tmp_path, caps
     assert "very-secret-value" not in out
     assert 'client_secret = "**********"' in out
     assert "[uplinks.cloud]" in out and "retention_days = 1096" in out
+
+
+def test_api_needs_a_token_when_enabled(tmp_path):
+    path = write(tmp_path, "[api]\nenabled = true\n")
+    (line,) = problems(path)
+    assert line == f"{path}: api: token is required when the API is enabled"

@@ -8,7 +8,14 @@ from typing import get_args
 
 from pydantic import BaseModel
 
-from agent.config import AgentSection, JournalSection, LogSection, SupervisorSection, load_config
+from agent.config import (
+    AgentSection,
+    ApiSection,
+    JournalSection,
+    LogSection,
+    SupervisorSection,
+    load_config,
+)
 from agent.plugins import PLUGIN_KINDS
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "agent.example.toml"
@@ -29,6 +36,7 @@ def test_example_config_is_valid(tmp_path):
     (tmp_path / "creds").mkdir()
     (tmp_path / "creds" / "hospital_bus_secret").write_text("x", encoding="utf-8")
     (tmp_path / "creds" / "zhejiang_access_secret").write_text("x", encoding="utf-8")
+    (tmp_path / "creds" / "api_token").write_text("x", encoding="utf-8")
     path = tmp_path / "agent.toml"
     path.write_text(text, encoding="utf-8")
     config = load_config(
@@ -39,7 +47,13 @@ def test_example_config_is_valid(tmp_path):
 
 def test_example_config_documents_every_option():
     text = EXAMPLE.read_text(encoding="utf-8")
-    models: list[type[BaseModel]] = [AgentSection, LogSection, JournalSection, SupervisorSection]
+    models: list[type[BaseModel]] = [
+        AgentSection,
+        LogSection,
+        JournalSection,
+        SupervisorSection,
+        ApiSection,
+    ]
     models += [plugin.model for registry in PLUGIN_KINDS.values() for plugin in registry.values()]
     models += [nested for model in list(models) for nested in nested_models(model)]
     missing = [

@@ -1,0 +1,73 @@
+"""The local API: token-protected requests that become journaled events."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config import ApiSection
+from agent.events import Event
+
+log = structlog.get_logger(__name__)
+Emit = Callable[[Event], Awaitable[bool]]
+EMIT_KEY: web.AppKey[Emit] = web.AppKey("emit")
+
+
+class PatientForUse(BaseModel):
+    """The patient the next use of a scope at `reader_id` is for (uploadUseStepData)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reader_id: Annotated[str, Field(min_length=1, max_length=64)]
+    patient_id: Annotated[str, Field(min_length=1, max_length=32)]  # identityId: HIS number
+    patient_name: Annotated[str, Field(max_length=100)] = ""
+
+
+def make_app(settings: ApiSection, emit: Emit) -> web.Application:
+    """The API application; every route needs `Authorization: Bearer <token>`."""
+    assert settings.token is not None
+    expected = settings.token.get_secret_value().encode()
+
+    @web.middleware
+    async def require_token(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # Constant time: the comparison must not tell how much of a guess was right.
+        if scheme != "Bearer" or not hmac.compare_digest(given.encode(), expected):
+            log.warning("api.refused", path=request.path, remote=request.remote)
+            return web.json_response({"error": "missing or wrong token"}, status=401)
+        return await handler(request)
+
+    app = web.Application(middlewares=[require_token], client_max_size=settings.max_body)
+    app[EMIT_KEY] = emit
+    app.router.add_post("/api/v1/patients", set_patient)
+    return app
+
+
+async def set_patient(request: web.Request) -> web.Response:
+    """POST /api/v1/patients: journal who the next use at a reader is for; 201 once committed."""
+    try:
+        body = PatientForUse.model_validate_json(await request.read())
+    except ValidationError as err:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in err.errors(include_url=False)
+        ]
+        return web.json_response({"error": "invalid request", "problems": problems}, status=400)
+    event = Event(
+        "reprocessing.patient",
+        "api",
+        {
+            "reader_id": body.reader_id,
+            "patient_id": body.patient_id,
+            "patient_name": body.patient_name,
+        },
+    )
+    await request.app[EMIT_KEY](event)
+    return web.json_response({"event_id": event.id}, status=201)

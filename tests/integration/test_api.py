@@ -1,0 +1,79 @@
+"""The local API: token-protected, validated, and what it accepts is journaled before 201."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from agent.config import ApiSection
+from agent.reprocessing.handler import ReprocessingHandler
+from agent.web.api import make_app
+from tests.unit.test_reprocessing import Centre, make_config
+
+TOKEN = "api-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def centre(open_journal, tmp_path) -> Centre:
+    journal = await open_journal.open(handlers=(ReprocessingHandler("endo", make_config()),))
+    return Centre(journal, tmp_path / "journal.db")
+
+
+@pytest.fixture
+async def client(centre) -> AsyncIterator[TestClient[Any, Any]]:
+    async def emit(event):
+        return (await centre.journal.ingest([event]))[0]
+
+    settings = ApiSection(enabled=True, token=SecretStr(TOKEN), max_body=1024)
+    async with TestClient(TestServer(make_app(settings, emit))) as test_client:
+        yield test_client
+
+
+async def test_patient_set_through_the_api_goes_into_the_next_use(client, centre):
+    await centre.cycle()
+    response = await client.post(
+        "/api/v1/patients",
+        json={"reader_id": "R9", "patient_id": "HIS0042", "patient_name": "张三"},
+        headers=AUTH,
+    )
+    assert response.status == 201 and "event_id" in await response.json()
+    await centre.tap("R9", "00D507D0")
+    kind, use = centre.messages()[-1]
+    assert kind == "uploadUseStepData"
+    assert (use["identityId"], use["name"]) == ("HIS0042", "张三")
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}]
+)
+async def test_requests_without_the_right_token_are_refused_and_logged_without_it(
+    client, centre, headers
+):
+    with capture_logs() as logs:
+        response = await client.post(
+            "/api/v1/patients", json={"reader_id": "R9", "patient_id": "X1"}, headers=headers
+        )
+    assert response.status == 401
+    assert [entry["event"] for entry in logs] == ["api.refused"]
+    assert TOKEN not in str(logs) and "wrong" not in str(logs)
+    assert centre.messages() == []
+
+
+async def test_invalid_request_names_each_problem(client):
+    response = await client.post(
+        "/api/v1/patients", json={"reader_id": "", "patient_id": "9" * 40, "age": 3}, headers=AUTH
+    )
+    assert response.status == 400
+    problems = (await response.json())["problems"]
+    assert [p.split(":")[0] for p in problems] == ["reader_id", "patient_id", "age"]
+
+
+async def test_oversized_request_is_refused(client):
+    response = await client.post("/api/v1/patients", data=b"{" + b" " * 4096 + b"}", headers=AUTH)
+    assert response.status == 413
