@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from agent.errors import AgentError
 from agent.journal.outbox import OutboxMessage
 from agent.uplinks.base import Uplink
 from agent.uplinks.http.forward import ForwardEvents
+from agent.uplinks.http_session import client_session, retry_after_seconds
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 TOKEN_MARGIN = 60.0  # refresh this long before the platform's stated expiry
@@ -53,12 +53,10 @@ class HttpUplink(Uplink):
 
     async def open(self) -> None:
         """Create the HTTP session (no connection is made yet)."""
-        ssl_context: ssl.SSLContext | bool = self.config.verify_tls
-        if self.config.verify_tls and self.config.ca_file:
-            ssl_context = ssl.create_default_context(cafile=str(self.config.ca_file))
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
-            connector=aiohttp.TCPConnector(ssl=ssl_context),
+        self._session = client_session(
+            verify_tls=self.config.verify_tls,
+            ca_file=self.config.ca_file,
+            timeout=self.config.request_timeout,
         )
 
     async def close(self) -> None:
@@ -98,7 +96,7 @@ class HttpUplink(Uplink):
         if status == 401 and self.config.token_url is not None:
             return Retry(reason, after=0.0, response=text, reauthenticate=True)
         if status in TRANSIENT_STATUSES or status >= 500:
-            return Retry(reason, after=_retry_after(resp), response=text)
+            return Retry(reason, after=retry_after_seconds(resp), response=text)
         return Reject(reason, response=text)
 
     async def _ensure_token(self) -> str:
@@ -123,11 +121,6 @@ class HttpUplink(Uplink):
             self._token = token
             self._token_expires = time.monotonic() + max(lifetime - TOKEN_MARGIN, lifetime / 2)
             return token
-
-
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 def build(name: str, config: HttpUplinkConfig) -> HttpUplink:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.errors import AgentError
 from agent.journal.outbox import OutboxMessage
 from agent.uplinks.base import Uplink
+from agent.uplinks.http_session import client_session, retry_after_seconds
 from agent.uplinks.zhejiang_endoscope import codec
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.fields import lists
@@ -50,12 +50,10 @@ class ZhejiangEndoscopeUplink(Uplink):
 
     async def open(self) -> None:
         """Create the HTTP session (no connection is made yet)."""
-        ssl_context: ssl.SSLContext | bool = self.config.verify_tls
-        if self.config.verify_tls and self.config.ca_file:
-            ssl_context = ssl.create_default_context(cafile=str(self.config.ca_file))
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.request_timeout),
-            connector=aiohttp.TCPConnector(ssl=ssl_context),
+        self._session = client_session(
+            verify_tls=self.config.verify_tls,
+            ca_file=self.config.ca_file,
+            timeout=self.config.request_timeout,
         )
 
     async def close(self) -> None:
@@ -94,7 +92,7 @@ class ZhejiangEndoscopeUplink(Uplink):
             url = f"{self._base}/endoscope/{kind}"
             async with self._session.post(url, data=form, headers=headers) as resp:
                 text = (await resp.text(errors="replace"))[: self.config.max_body]
-                status, retry_after = resp.status, _retry_after(resp)
+                status, retry_after = resp.status, retry_after_seconds(resp)
         except TokenError as err:
             return Retry(self._scrub(str(err)))
         except TimeoutError:
@@ -143,11 +141,6 @@ class ZhejiangEndoscopeUplink(Uplink):
     def _scrub(self, text: str) -> str:
         """Errors may quote the token URL, whose query holds the secret."""
         return text.replace(self._secret, "***") if self._secret else text
-
-
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 def build(name: str, config: ZhejiangEndoscopeConfig) -> ZhejiangEndoscopeUplink:
