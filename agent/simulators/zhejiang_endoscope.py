@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import re
@@ -18,6 +17,7 @@ from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
 from agent.config import PluginSection, Secret
+from agent.simulators.base import Counts, Faults, SimulatedCloud
 from agent.uplinks.zhejiang_endoscope.fields import (
     DEFAULT_TIME_FORMAT,
     ENDPOINTS,
@@ -60,87 +60,51 @@ class ZhejiangEndoscopeSimulatorConfig(PluginSection):
 
 
 @dataclass
-class Faults:
-    """Switches tests flip to make the platform misbehave."""
+class ZhejiangFaults(Faults):
+    """The shared switches, plus the platform's own "busy" answer."""
 
-    fail_next: int = 0  # answer the next N uploads with HTTP 503
-    fail_every: int = 0
     busy_next: int = 0  # answer the next N uploads HTTP 200 {code: 503, msg: 系统繁忙}
-    delay: float = 0.0  # seconds before answering (timeouts)
-    reset_next: int = 0  # drop the connection without an answer
-    hold: bool = False  # keep every upload waiting until release_held()
 
 
 @dataclass
-class Received:
+class Received(Counts):
     """What the platform accepted and refused, in arrival order."""
 
     accepted: defaultdict[str, list[dict[str, str]]] = field(
         default_factory=lambda: defaultdict(list)
     )  # endpoint -> decoded form fields
     refused: list[tuple[str, int, str]] = field(default_factory=list)  # (endpoint, code, msg)
-    tokens_issued: int = 0
-    requests: int = 0  # uploads, whatever their fate
-    held: int = 0
 
 
-class ZhejiangEndoscopeSimulator:
+class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
     """`await start()`, point the uplink's base_url at `base_url`, inspect `received`."""
 
+    faults: ZhejiangFaults
+
     def __init__(self, name: str, config: ZhejiangEndoscopeSimulatorConfig) -> None:
-        self.name = name
+        faults = ZhejiangFaults(fail_every=config.fail_every)
+        super().__init__(name, config.host, config.port, faults, Received())
         self.config = config
-        self.faults = Faults(fail_every=config.fail_every)
-        self.received = Received()
-        self.arrived = asyncio.Condition()
         self._signer = SCHEMES[config.sign_scheme]
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._rfid_of: dict[str, str] = {}  # endoscope number -> rfid (addEndoSocopeInfo)
         self._cleanings: defaultdict[str, set[str]] = defaultdict(set)  # rfid -> cleanIds
-        self._stopping = asyncio.Event()
-        self._released = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = config.port
 
     @property
     def base_url(self) -> str:
         """The uplink's base_url for this simulator."""
-        return f"http://{self.config.host}:{self.port}{self.config.path_prefix}"
+        return f"http://{self.host}:{self.port}{self.config.path_prefix}"
 
-    async def start(self) -> None:
-        """Listen on the configured host and port (0 picks a free port)."""
+    def add_routes(self, app: web.Application) -> None:
+        """The token endpoint and every /endoscope/<name> endpoint of the seed."""
         prefix = self.config.path_prefix.rstrip("/")
-        app = web.Application()
         app.router.add_get(f"{prefix}/auth/getAccessToken", self._token)
         for endpoint in ENDPOINTS:
             app.router.add_post(f"{prefix}/endoscope/{endpoint}", self._upload)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
-        if self.config.port == 0:
-            self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        """Stop listening; held and delayed answers end now."""
-        self._stopping.set()
-        self._released.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far."""
         self._tokens.clear()
-
-    def release_held(self) -> None:
-        """Answer every held upload, and hold no more."""
-        self.faults.hold = False
-        self._released.set()
-
-    async def wait_until(self, check: Callable[[Received], bool]) -> None:
-        """Return once `check(received)` holds (checked after every request)."""
-        async with self.arrived:
-            await self.arrived.wait_for(lambda: check(self.received))
 
     async def wait_accepted(self, endpoint: str, count: int = 1) -> list[dict[str, str]]:
         """Return the endpoint's accepted forms once there are `count` of them."""
@@ -165,13 +129,9 @@ class ZhejiangEndoscopeSimulator:
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.path.rsplit("/", 1)[-1]
-        self.received.requests += 1
-        await self._misbehave(request)
-        if self.faults.fail_next > 0:
-            self.faults.fail_next -= 1
-            return web.json_response({"error": "busy"}, status=503)
-        if self.faults.fail_every and self.received.requests % self.faults.fail_every == 0:
-            return web.json_response({"error": "busy"}, status=503)
+        refusal = await self.misbehave(request)
+        if refusal is not None:
+            return refusal
         if self.faults.busy_next > 0:
             self.faults.busy_next -= 1
             return await self._refuse(endpoint, CODE_BUSY, "系统繁忙，请稍后重试")
@@ -184,22 +144,6 @@ class ZhejiangEndoscopeSimulator:
             self.received.accepted[endpoint].append(form)
             self.arrived.notify_all()
         return _answer(CODE_OK, "上传成功")
-
-    async def _misbehave(self, request: web.Request) -> None:
-        faults = self.faults
-        if faults.delay:
-            with contextlib.suppress(TimeoutError):  # a delayed answer ends early at stop()
-                await asyncio.wait_for(self._stopping.wait(), faults.delay)
-        if faults.hold:
-            async with self.arrived:
-                self.received.held += 1
-                self.arrived.notify_all()
-            await self._released.wait()
-        if faults.reset_next > 0:
-            faults.reset_next -= 1
-            if request.transport is not None:
-                request.transport.abort()
-            raise web.HTTPServiceUnavailable()  # never reaches the client: the socket is gone
 
     def _check(
         self, endpoint: str, form: dict[str, str], header_token: str | None
