@@ -179,13 +179,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print each uplink's queue."""
     from agent.journal import queries
 
-    async def fetch() -> list[queries.UplinkStatus]:
+    async def fetch() -> tuple[list[queries.UplinkStatus], int]:
         async with queries.connect(_database(args.config)) as db:
-            return await queries.uplink_status(db, _configured_uplinks(args.config))
+            rows = await queries.uplink_status(db, _configured_uplinks(args.config))
+            return rows, await queries.open_alert_count(db)
 
-    rows = asyncio.run(fetch())
+    rows, alerts = asyncio.run(fetch())
     if args.json:
-        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2, ensure_ascii=False))
+        uplinks = [dataclasses.asdict(row) for row in rows]
+        print(json.dumps({"uplinks": uplinks, "open_alerts": alerts}, indent=2, ensure_ascii=False))
         return 0
     headers = ["UPLINK", "PENDING", "INFLIGHT", "DEAD", "DELIVERED", "OLDEST", "BREAKER"]
     table = [
@@ -204,6 +206,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         if r.last_error:
             print(f"{r.uplink}: last error: {r.last_error}")
+    if alerts:
+        print(f"open alerts: {alerts} (GET /api/v1/alerts)")
     return 0
 
 

@@ -157,7 +157,9 @@ class Agent:
         for name, dispatcher in self.dispatchers.items():
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
         if config.api.enabled:
-            self._api = web.AppRunner(make_app(config.api, self.emit), access_log=None)
+            self._api = web.AppRunner(
+                make_app(config.api, self.emit, self.journal.run), access_log=None
+            )
             await self._api.setup()
             await web.TCPSite(self._api, config.api.host, config.api.port).start()
         for name, section in config.sources.items():

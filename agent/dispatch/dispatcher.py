@@ -14,6 +14,7 @@ import structlog
 from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.dispatch.policy import Backoff, Breaker, BreakerState
 from agent.journal import outbox
+from agent.journal.alerts import Alert, raise_alert
 from agent.journal.outbox import OutboxMessage
 from agent.journal.writer import Journal
 from agent.uplinks.base import Uplink
@@ -41,6 +42,20 @@ class DispatchCounters:
     delivered: int = 0
     retried: int = 0
     dead: int = 0
+
+
+def dead_letter(
+    conn: sqlite3.Connection,
+    *,
+    message: OutboxMessage,
+    reason: str,
+    response: str | None,
+    alert: str | None,
+) -> None:
+    """Make the message a dead letter and, if the refusal calls for one, raise its alert."""
+    outbox.mark_dead(conn, message.id, reason, response)
+    if alert:
+        raise_alert(conn, Alert(alert, message.order_key, reason, f"outbox:{message.id}"))
 
 
 class Dispatcher:
@@ -215,12 +230,21 @@ class Dispatcher:
         elif isinstance(outcome, Reject):
             self.counters.dead += 1
             mark = partial(
-                outbox.mark_dead,
-                message_id=message.id,
+                dead_letter,
+                message=message,
                 reason=outcome.reason,
                 response=outcome.response,
+                alert=outcome.alert,
             )
             changed = self.breaker.success()  # the platform answered: it is up
+            if outcome.alert:
+                log.error(
+                    "alert.raised",
+                    code=outcome.alert,
+                    subject=message.order_key,
+                    origin=f"outbox:{message.id}",
+                    reason=outcome.reason,
+                )
             log.warning(
                 "outbox.dead_letter",
                 uplink=self.name,

@@ -30,10 +30,15 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """The platform refused the message for good: it becomes a dead letter with this reason."""
+    """The platform refused the message for good: it becomes a dead letter with this reason.
+
+    `alert` names an alert code when the refusal is itself something a person must see (a
+    compliance event); the dispatcher raises it in the same transaction as the dead letter.
+    """
 
     reason: str
     response: str | None = None
+    alert: str | None = None
 
 
 Outcome = Delivered | Retry | Reject

@@ -86,6 +86,13 @@ async def uplink_status(db: aiosqlite.Connection, configured: list[str]) -> list
     return result
 
 
+async def open_alert_count(db: aiosqlite.Connection) -> int:
+    """How many alerts nobody has acknowledged yet."""
+    async with db.execute("SELECT COUNT(*) FROM alerts WHERE acknowledged_at IS NULL") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def list_messages(
     db: aiosqlite.Connection, *, uplink: str | None, state: str | None, limit: int
 ) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from aiohttp import web
@@ -12,10 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.config import ApiSection
 from agent.events import Event
+from agent.journal.alerts import open_alerts
 
 log = structlog.get_logger(__name__)
 Emit = Callable[[Event], Awaitable[bool]]
+Query = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 EMIT_KEY: web.AppKey[Emit] = web.AppKey("emit")
+QUERY_KEY: web.AppKey[Query] = web.AppKey("query")
 
 
 class PatientForUse(BaseModel):
@@ -28,7 +32,7 @@ class PatientForUse(BaseModel):
     patient_name: Annotated[str, Field(max_length=100)] = ""
 
 
-def make_app(settings: ApiSection, emit: Emit) -> web.Application:
+def make_app(settings: ApiSection, emit: Emit, query: Query) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>`."""
     assert settings.token is not None
     expected = settings.token.get_secret_value().encode()
@@ -46,7 +50,9 @@ def make_app(settings: ApiSection, emit: Emit) -> web.Application:
 
     app = web.Application(middlewares=[require_token], client_max_size=settings.max_body)
     app[EMIT_KEY] = emit
+    app[QUERY_KEY] = query
     app.router.add_post("/api/v1/patients", set_patient)
+    app.router.add_get("/api/v1/alerts", list_alerts)
     return app
 
 
@@ -71,3 +77,8 @@ async def set_patient(request: web.Request) -> web.Response:
     )
     await request.app[EMIT_KEY](event)
     return web.json_response({"event_id": event.id}, status=201)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """GET /api/v1/alerts: open alerts, newest first."""
+    return web.json_response({"alerts": await request.app[QUERY_KEY](open_alerts)})

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from agent.config import ApiSection
+from agent.journal.alerts import Alert, raise_alert
 from agent.reprocessing.handler import ReprocessingHandler
 from agent.web.api import make_app
 from tests.unit.test_reprocessing import Centre, make_config
@@ -31,7 +32,8 @@ async def client(centre) -> AsyncIterator[TestClient[Any, Any]]:
         return (await centre.journal.ingest([event]))[0]
 
     settings = ApiSection(enabled=True, token=SecretStr(TOKEN), max_body=1024)
-    async with TestClient(TestServer(make_app(settings, emit))) as test_client:
+    app = make_app(settings, emit, centre.journal.run)
+    async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
 
@@ -77,3 +79,14 @@ async def test_invalid_request_names_each_problem(client):
 async def test_oversized_request_is_refused(client):
     response = await client.post("/api/v1/patients", data=b"{" + b" " * 4096 + b"}", headers=AUTH)
     assert response.status == 413
+
+
+async def test_open_alerts_are_listed_newest_first(client, centre):
+    for n in (1, 2):
+        alert = Alert("scope_used_without_cleaning", "scope:GIF-001", f"use {n}", f"outbox:{n}")
+        await centre.journal.run(lambda conn, a=alert: raise_alert(conn, a))
+    assert not await centre.journal.run(lambda conn: raise_alert(conn, alert))  # once per origin
+    response = await client.get("/api/v1/alerts", headers=AUTH)
+    alerts = (await response.json())["alerts"]
+    assert [a["message"] for a in alerts] == ["use 2", "use 1"]
+    assert (await client.get("/api/v1/alerts")).status == 401

@@ -76,7 +76,9 @@ def test_status_counts_each_configured_uplink_without_resolving_secrets(config, 
     # client_secret names an unset variable: status must still work (systemd holds secrets).
     code, out, _ = run_cli(capsys, "status", "-c", str(config), "--json")
     assert code == 0
-    rows = {row["uplink"]: row for row in json.loads(out)}
+    status = json.loads(out)
+    assert status["open_alerts"] == 0
+    rows = {row["uplink"]: row for row in status["uplinks"]}
     assert (rows["cloud"]["pending"], rows["cloud"]["dead"], rows["cloud"]["delivered"]) == (
         1,
         2,

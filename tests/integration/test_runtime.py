@@ -110,7 +110,7 @@ async def test_status_reads_the_journal_while_the_daemon_runs(tmp_path, cloud):
         )
         out, _ = await proc.communicate()
         assert proc.returncode == 0
-        (row,) = json.loads(out)
+        (row,) = json.loads(out)["uplinks"]
         assert row["uplink"] == "cloud"
         return row  # type: ignore[no-any-return]
 

@@ -19,6 +19,7 @@ from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.outcomes import Outcome, Retry
 from agent.dispatch.policy import Backoff
 from agent.events import Event
+from agent.journal.alerts import open_alerts
 from agent.journal.outbox import OutboxMessage
 from agent.journal.writer import Journal, Transaction
 from agent.simulators.zhejiang_endoscope import (
@@ -377,6 +378,11 @@ async def test_use_step_never_cleaned_becomes_a_dead_letter_past_the_window(open
     assert row["last_error"].startswith(f"{UNCLEANED}: endoscope number=GIF-H290-01")
     assert "该内镜未清洗" in row["response"]
     assert row["attempts"] >= 2
+    # A scope used without a recorded cleaning is a compliance event: an alert, not only a
+    # dead letter, journaled in the same transaction.
+    (alert,) = await journal.run(open_alerts)
+    assert alert["code"] == "scope_used_without_cleaning"
+    assert alert["severity"] == "critical" and alert["message"] == row["last_error"]
 
 
 async def test_a_use_step_waiting_for_its_cleaning_does_not_trip_the_breaker(

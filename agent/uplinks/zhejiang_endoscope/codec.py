@@ -20,6 +20,7 @@ from agent.uplinks.zhejiang_endoscope.fields import (
 
 USE_STEP = "uploadUseStepData"
 UNCLEANED = "scope used without a recorded cleaning"
+UNCLEANED_ALERT = "scope_used_without_cleaning"  # a compliance event: raised as an alert
 """Dead-letter reasons of use steps the platform kept refusing with 404 start with this."""
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
@@ -124,7 +125,11 @@ def _uncleaned(
             deferred=True,
         )
     waited = f"{age / 60:.0f} min" if age >= 120 else f"{age:.1f} s"
-    return Reject(f"{UNCLEANED}: {scope} still refused after {waited}: {shown}", response=text)
+    return Reject(
+        f"{UNCLEANED}: {scope} still refused after {waited}: {shown}",
+        response=text,
+        alert=UNCLEANED_ALERT,
+    )
 
 
 def _mentions(msg: str, keywords: list[str]) -> bool:
