@@ -90,6 +90,8 @@ class ReprocessingConfig(PluginSection):
     upload_user: Literal["name", "id"] = "name"  # what uploadUser/userName carry
     operator_expiry_minutes: Annotated[float, Field(gt=0)] = 240.0
     new_cycle_after_storage_hours: Annotated[float, Field(gt=0)] = 24.0
+    repeat_use_seconds: Annotated[float, Field(ge=0)] = 30.0  # a use tap this soon after a use
+    # of the same scope is the same use (MQTT delivers at least once)
     patient_code_pattern: str = r"^[A-Za-z0-9-]{4,32}$"  # unknown tags at the use station
     default_upload_user: Annotated[str, Field(min_length=1, max_length=32)] = "edge-agent"
     institution: Institution

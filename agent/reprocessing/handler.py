@@ -120,11 +120,16 @@ class ReprocessingHandler:
     def _scope_tap(self, tx: Transaction, event: Event, station: Station, scope: Endoscope) -> None:
         conn, at = tx.conn, event.occurred_at
         conn.execute("INSERT OR IGNORE INTO rp_scopes (number) VALUES (?)", (scope.number,))
-        clean_id, seq, state, step_row, stored_at, cabinet = conn.execute(
-            "SELECT clean_id, cycle_seq, cycle_state, step_row, stored_at, cabinet"
+        clean_id, seq, state, step_row, stored_at, cabinet, last_use = conn.execute(
+            "SELECT clean_id, cycle_seq, cycle_state, step_row, stored_at, cabinet, last_use_at"
             " FROM rp_scopes WHERE number = ?",
             (scope.number,),
         ).fetchone()
+        repeat = self._is_repeat(
+            conn, station=station, state=state, step_row=step_row, last_use=last_use, at=at
+        )
+        if repeat:
+            return  # the raw event stays in the journal; it changes nothing
         user = self._operator(conn, station.reader, at) or self.config.default_upload_user
         leaving_storage = stored_at is not None and station.kind is not StepKind.STORE
         if leaving_storage:
@@ -194,6 +199,29 @@ class ReprocessingHandler:
             f"uploadReadData:{event.id}",
             self.records.read_data(clean_id, at, scope, station, user),
         )
+
+    def _is_repeat(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        station: Station,
+        state: str,
+        step_row: int | None,
+        last_use: str | None,
+        at: datetime,
+    ) -> bool:
+        """A tap that repeats the scope's current state (a re-read, an at-least-once redelivery)."""
+        if station.kind is StepKind.USE:
+            window = timedelta(seconds=self.config.repeat_use_seconds)
+            return (
+                state == "used"
+                and last_use is not None
+                and at - datetime.fromisoformat(last_use) <= window
+            )
+        if station.tap_mode != "enter" or state != "open" or step_row is None:
+            return False
+        row = conn.execute("SELECT station FROM rp_steps WHERE id = ?", (step_row,)).fetchone()
+        return bool(row[0] == station.reader)  # already at this station
 
     def _close_step(
         self, tx: Transaction, scope: Endoscope, step_row: int | None, at: datetime

@@ -171,7 +171,7 @@ async def test_enter_exit_station_closes_its_step_on_the_second_tap(open_journal
 async def test_use_without_cleaning_is_still_reported(centre):
     await centre.cycle()
     await centre.tap("R9", "00D507D0")
-    await centre.tap("R9", "00D507D0")  # used again with no reprocessing in between
+    await centre.tap("R9", "00D507D0", after=1800)  # the next patient, with no reprocessing
     uses = [p for k, p in centre.messages() if k == "uploadUseStepData"]
     assert len(uses) == 2 and uses[0]["cleanId"] == uses[1]["cleanId"]
 
@@ -252,3 +252,17 @@ def test_config_rejects_duplicates_and_a_centre_without_a_use_station():
         make_config(
             stations=[{"reader": "R1", "step_id": 1, "name": "x", "order": 1, "kind": "pre_clean"}]
         )
+
+
+async def test_repeated_taps_change_nothing(centre):
+    # Re-reads and at-least-once redeliveries (MQTT after a crash) must not double records.
+    await centre.tap("R1", "00D507D0")
+    await centre.tap("R1", "00D507D0", after=5)  # still at the sink
+    await centre.cycle()
+    await centre.tap("R9", "00D507D0")
+    await centre.tap("R9", "00D507D0", after=10)  # the same use, delivered twice
+    kinds = [kind for kind, _ in centre.messages()]
+    assert kinds.count("uploadUseStepData") == 1
+    assert kinds.count("uploadReadData") == 8  # one per station, the repeated R1 tap included once
+    with sqlite3.connect(centre.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 12  # all kept
