@@ -34,6 +34,7 @@ from agent.config import ConfigPath, PluginSection, Seconds, Secret
 from agent.dispatch.policy import Backoff
 from agent.events import Event, utcnow
 from drivers.base import Driver, DriverContext
+from drivers.rfid.line_pattern import compile_pattern
 from drivers.rfid.tags import code_read
 
 log = structlog.get_logger(__name__)
@@ -48,12 +49,7 @@ def _topic_filter(value: str) -> str:
 
 
 def _reader_regex(value: str) -> str:
-    try:
-        compiled = re.compile(value)
-    except re.error as err:
-        raise ValueError(f"not a valid regular expression: {err}") from err
-    if "reader" not in compiled.groupindex:
-        raise ValueError("needs a named group (?P<reader>...)")
+    compile_pattern(value, "reader")
     return value
 
 

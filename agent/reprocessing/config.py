@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -11,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from agent.config import PluginSection, Section
+from drivers.rfid.line_pattern import compile_pattern
 
 
 class StepKind(StrEnum):
@@ -111,10 +111,7 @@ class ReprocessingConfig(PluginSection):
     @field_validator("patient_code_pattern")
     @classmethod
     def _valid_regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as err:
-            raise ValueError(f"invalid regular expression: {err}") from err
+        compile_pattern(value, group=None)
         return value
 
     @model_validator(mode="after")

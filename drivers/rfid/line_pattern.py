@@ -12,14 +12,14 @@ from drivers.rfid.framing import LineParser
 from drivers.rfid.tags import Read, code_read
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a tag pattern; ValueError if it is invalid or has no named group `tag`."""
+def compile_pattern(pattern: str, group: str | None = "tag") -> re.Pattern[str]:
+    """Compile a config regex; ValueError if it is invalid or lacks the named `group`."""
     try:
         compiled = re.compile(pattern)
     except re.error as err:
         raise ValueError(f"invalid regular expression: {err}") from err
-    if "tag" not in compiled.groupindex:
-        raise ValueError("the pattern needs a named group `tag`, e.g. (?P<tag>[0-9A-F]+)")
+    if group is not None and group not in compiled.groupindex:
+        raise ValueError(f"the pattern needs a named group `{group}`, e.g. (?P<{group}>...)")
     return compiled
 
 

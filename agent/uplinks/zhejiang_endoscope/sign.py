@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 Signer = Callable[[str, str, str, Mapping[str, str]], str]
 """(accessKey, accessSecret, timestamp, every other form field but sign) -> sign."""
@@ -38,3 +41,13 @@ SCHEMES: dict[str, Signer] = {
     "md5_key_timestamp_secret": md5_key_timestamp_secret,
     "md5_sorted_params": md5_sorted_params,
 }
+
+
+def _known_scheme(value: str) -> str:
+    if value not in SCHEMES:
+        raise ValueError(f"must be one of: {', '.join(sorted(SCHEMES))}")
+    return value
+
+
+SchemeName = Annotated[str, AfterValidator(_known_scheme)]
+"""A config value naming one of SCHEMES."""
