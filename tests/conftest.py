@@ -11,7 +11,12 @@ from pydantic import SecretStr
 
 from agent.journal.writer import Handler, Journal
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
+from agent.simulators.zhejiang_endoscope import (
+    ZhejiangEndoscopeSimulator,
+    ZhejiangEndoscopeSimulatorConfig,
+)
 from tests.agent_process import AgentProcess
+from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +51,23 @@ async def open_journal(tmp_path: Path) -> AsyncIterator[type[Journal]]:
     yield Factory
     for journal in opened:
         await journal.close()
+
+
+@pytest.fixture
+async def zhejiang_platform() -> AsyncIterator[ZhejiangEndoscopeSimulator]:
+    """The Zhejiang endoscope platform simulator on a free port (tests.helpers.ZHEJIANG_*)."""
+    simulator = ZhejiangEndoscopeSimulator(
+        "platform",
+        ZhejiangEndoscopeSimulatorConfig(
+            type="zhejiang_endoscope",
+            port=0,
+            access_key=ZHEJIANG_KEY,
+            access_secret=SecretStr(ZHEJIANG_SECRET),
+        ),
+    )
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
 
 
 @pytest.fixture

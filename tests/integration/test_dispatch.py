@@ -28,8 +28,8 @@ from agent.journal.writer import Journal
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
 from agent.uplinks.http.forward import ForwardEvents
 from agent.uplinks.http.uplink import HttpUplink, HttpUplinkConfig
+from tests.helpers import eventually
 
-T = TypeVar("T")
 UPLINK = "cloud"
 FORWARD = ForwardEvents(f"forward:{UPLINK}", UPLINK, ("test.*",))
 SLOW_BACKOFF = Backoff(base=30.0, cap=60.0)  # any backoff at all would stall the test
@@ -131,14 +131,6 @@ async def dispatching(
             await task
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0) -> T:
-    """Poll `probe` until it returns something truthy; return that."""
-    async with asyncio.timeout(timeout):
-        while not (result := await probe()):
-            await asyncio.sleep(0.01)
-    return result
-
-
 async def outbox(journal: Journal) -> dict[str, dict[str, Any]]:
     """Every outbox row, by dedupe key (the event id, the cloud's Idempotency-Key)."""
 
@@ -225,6 +217,7 @@ def _set(**values: Any) -> Callable[[HttpCloud], None]:
     return apply
 
 
+T = TypeVar("T")
 FAULTS = [
     Fault("5xx", _set(fail_next=10**6), _set(fail_next=0), r"^HTTP 503: .*busy", {}, {}),
     Fault(

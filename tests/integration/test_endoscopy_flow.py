@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
-from pydantic import SecretStr
 
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.reprocessing.handler import ReprocessingHandler
-from agent.simulators.zhejiang_endoscope import (
-    ZhejiangEndoscopeSimulator,
-    ZhejiangEndoscopeSimulatorConfig,
-)
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
+from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET
 from tests.unit.test_reprocessing import Centre, make_config
-
-KEY, SECRET = "edge-agent", "flow-secret-123"
 
 
 def scope_of(record: dict[str, Any]) -> str:
@@ -32,21 +23,8 @@ def scope_of(record: dict[str, Any]) -> str:
     raise AssertionError(f"no subject in {sorted(record)}")
 
 
-@pytest.fixture
-async def platform() -> AsyncIterator[ZhejiangEndoscopeSimulator]:
-    simulator = ZhejiangEndoscopeSimulator(
-        "platform",
-        ZhejiangEndoscopeSimulatorConfig(
-            type="zhejiang_endoscope", port=0, access_key=KEY, access_secret=SecretStr(SECRET)
-        ),
-    )
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
 async def test_two_scopes_reprocessed_and_used_are_accepted_record_by_record(
-    open_journal, tmp_path, platform
+    open_journal, tmp_path, zhejiang_platform
 ):
     handler = ReprocessingHandler("endo", make_config())
     journal = await open_journal.open(handlers=(handler,))
@@ -56,9 +34,9 @@ async def test_two_scopes_reprocessed_and_used_are_accepted_record_by_record(
         ZhejiangEndoscopeConfig.model_validate(
             {
                 "type": "zhejiang_endoscope",
-                "base_url": platform.base_url,
-                "access_key": KEY,
-                "access_secret": SECRET,
+                "base_url": zhejiang_platform.base_url,
+                "access_key": ZHEJIANG_KEY,
+                "access_secret": ZHEJIANG_SECRET,
                 "unique_code": "330100001",
                 "credit_code": "12330100470000000X",
             }
@@ -76,19 +54,19 @@ async def test_two_scopes_reprocessed_and_used_are_accepted_record_by_record(
             await centre.tap("R9", f"PAT-{scope}")
             await centre.tap("R9", scope)
         async with asyncio.timeout(15):
-            accepted = await platform.wait_accepted("uploadUseStepData", 2)
+            accepted = await zhejiang_platform.wait_accepted("uploadUseStepData", 2)
     finally:
         await dispatcher.stop(grace=2.0)
         await task
 
-    assert not platform.received.refused
+    assert not zhejiang_platform.received.refused
     sent: dict[tuple[str, str], list[dict[str, str]]] = {}
     for kind, payload in centre.messages():
         sent.setdefault((kind, scope_of(payload)), []).append(
             {k: str(v) for k, v in payload.items()}
         )
     received: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for kind, forms in platform.received.accepted.items():
+    for kind, forms in zhejiang_platform.received.accepted.items():
         for form in forms:
             received.setdefault((kind, scope_of(form)), []).append(form)
     for key, ours in sent.items():
@@ -97,4 +75,4 @@ async def test_two_scopes_reprocessed_and_used_are_accepted_record_by_record(
         theirs = received.get(key, [])
         assert [{k: t[k] for k in o} for o, t in zip(ours, theirs, strict=True)] == ours, key
     assert [u["identityId"] for u in accepted] == ["PAT-00D507D0", "PAT-00AABBCC"]
-    assert len(platform.received.accepted["addEndoSocopeInfo"]) == 2
+    assert len(zhejiang_platform.received.accepted["addEndoSocopeInfo"]) == 2

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.outcomes import Outcome, Retry
@@ -24,7 +23,6 @@ from agent.journal.outbox import OutboxMessage
 from agent.journal.writer import Journal, Transaction
 from agent.simulators.zhejiang_endoscope import (
     ZhejiangEndoscopeSimulator,
-    ZhejiangEndoscopeSimulatorConfig,
     serve,
 )
 from agent.uplinks.zhejiang_endoscope.codec import UNCLEANED
@@ -33,11 +31,13 @@ from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.fields import render
 from agent.uplinks.zhejiang_endoscope.sign import SCHEMES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
+from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET, eventually
 
 T = TypeVar("T")
+
 UPLINK = "zhejiang"
-KEY = "ak-edge"
-SECRET = "sk-very-secret-value"
+KEY = ZHEJIANG_KEY
+SECRET = ZHEJIANG_SECRET
 UNIQUE = "330100123"
 CREDIT = "12330000470000000X"
 FAST = DispatchSettings(
@@ -95,16 +95,8 @@ class Observed(ZhejiangEndoscopeUplink):
 
 
 @pytest.fixture
-async def platform() -> AsyncIterator[ZhejiangEndoscopeSimulator]:
-    simulator = ZhejiangEndoscopeSimulator(
-        "platform",
-        ZhejiangEndoscopeSimulatorConfig(
-            type="zhejiang_endoscope", port=0, access_key=KEY, access_secret=SecretStr(SECRET)
-        ),
-    )
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
+def platform(zhejiang_platform: ZhejiangEndoscopeSimulator) -> ZhejiangEndoscopeSimulator:
+    return zhejiang_platform
 
 
 def uplink_config(base_url: str, **overrides: Any) -> ZhejiangEndoscopeConfig:
@@ -135,13 +127,6 @@ async def dispatching(
         await dispatcher.stop(grace=2.0)
         async with asyncio.timeout(5):
             await task
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0) -> T:
-    async with asyncio.timeout(timeout):
-        while not (result := await probe()):
-            await asyncio.sleep(0.01)
-    return result
 
 
 async def rows(journal: Journal) -> dict[str, dict[str, Any]]:
