@@ -90,6 +90,11 @@ class Agent:
         self._background: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
 
+    @property
+    def state_dir(self) -> Path:
+        """The state directory: the journal, quarantine and spool folders."""
+        return self.config.agent.state_dir
+
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
         self._stop.set()

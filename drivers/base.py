@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Protocol
 
 from agent.events import Event
@@ -10,6 +11,11 @@ from agent.events import Event
 
 class DriverContext(Protocol):
     """What the runtime gives a driver."""
+
+    @property
+    def state_dir(self) -> Path:
+        """The agent's state directory (quarantine and spool folders live under it)."""
+        ...
 
     async def emit(self, event: Event) -> bool:
         """Journal `event` durably; returns (True if new) only after the commit."""

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from aiohttp import web
@@ -14,12 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.config import ApiSection
 from agent.events import Event
 from agent.journal.alerts import open_alerts
+from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
 
 log = structlog.get_logger(__name__)
-Emit = Callable[[Event], Awaitable[bool]]
-Query = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
-EMIT_KEY: web.AppKey[Emit] = web.AppKey("emit")
-QUERY_KEY: web.AppKey[Query] = web.AppKey("query")
 
 
 class PatientForUse(BaseModel):
@@ -61,11 +57,7 @@ async def set_patient(request: web.Request) -> web.Response:
     try:
         body = PatientForUse.model_validate_json(await request.read())
     except ValidationError as err:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-            for e in err.errors(include_url=False)
-        ]
-        return web.json_response({"error": "invalid request", "problems": problems}, status=400)
+        return invalid(problems(err))
     event = Event(
         "reprocessing.patient",
         "api",

@@ -32,6 +32,8 @@ async def broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
 class RecordingContext:
     """A fake DriverContext: records events; `gate` (if set) holds every emit until released."""
 
+    state_dir = Path("/nonexistent")  # these sources write nothing there
+
     def __init__(self, gate: asyncio.Event | None = None) -> None:
         self.events: list[Event] = []
         self.gate = gate

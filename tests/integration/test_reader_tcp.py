@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -23,6 +24,8 @@ WAIT = 10.0  # a hang fails the test instead of blocking the suite
 
 class RecordingContext:
     """A fake driver context at the byte boundary: emit records the event and commits at once."""
+
+    state_dir = Path("/nonexistent")  # these sources write nothing there
 
     def __init__(self) -> None:
         self.events: list[Event] = []
