@@ -157,6 +157,12 @@ class ApiSection(Section):
         return self
 
 
+class AlertsSection(Section):
+    """[alerts]: where alerts go besides the journal, the local API and the dashboard."""
+
+    publish_to: list[str] = []  # uplinks (e.g. an mqtt uplink) every new alert is queued for
+
+
 class Config(Section):
     """The whole validated configuration."""
 
@@ -166,11 +172,19 @@ class Config(Section):
     journal: JournalSection = JournalSection()
     supervisor: SupervisorSection = SupervisorSection()
     api: ApiSection = ApiSection()
+    alerts: AlertsSection = AlertsSection()
     # SerializeAsAny: dump each plugin's own keys too, not only the base section's.
     uplinks: dict[str, SerializeAsAny[UplinkSection]] = {}
     sources: dict[str, SerializeAsAny[PluginSection]] = {}
     simulators: dict[str, SerializeAsAny[PluginSection]] = {}
     domains: dict[str, SerializeAsAny[PluginSection]] = {}
+
+    @model_validator(mode="after")
+    def _alert_routes_exist(self) -> Config:
+        unknown = [n for n in self.alerts.publish_to if n not in self.uplinks]
+        if unknown:
+            raise ValueError(f"alerts.publish_to: no uplink named {', '.join(unknown)}")
+        return self
 
     @property
     def database_path(self) -> Path:

@@ -21,7 +21,7 @@ from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.errors import StateDirLockedError
 from agent.events import Event
-from agent.journal import outbox
+from agent.journal import alerts, outbox
 from agent.journal.writer import Journal
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.sdnotify import Notifier
@@ -153,6 +153,8 @@ class Agent:
         recovered = await journal.run(outbox.recover_inflight)
         if recovered:
             log.warning("outbox.leases_recovered", messages=recovered)
+        routes = [n for n in config.alerts.publish_to if n in uplinks]
+        await journal.run(partial(alerts.set_routes, uplinks=routes))
         for job in startup:
             await journal.run(job)
         for name, section in uplinks.items():

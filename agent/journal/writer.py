@@ -20,6 +20,7 @@ import structlog
 
 from agent.errors import JournalClosedError, JournalError
 from agent.events import Event
+from agent.journal.alerts import Alert, raise_alert
 from agent.journal.database import open_database
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,14 @@ class Transaction:
             self._touched.add(uplink)
             return True
         return False
+
+    def raise_alert(self, alert: Alert) -> bool:
+        """Record `alert` once per (code, origin) and queue it for the alert routes."""
+        routes = raise_alert(self.conn, alert)
+        if routes is None:
+            return False
+        self._touched.update(routes)
+        return True
 
 
 @dataclass(slots=True)

@@ -61,3 +61,8 @@ CREATE TABLE quality_tests (
     event_id   TEXT NOT NULL UNIQUE
 );
 CREATE INDEX quality_tests_subject ON quality_tests (kind, subject, tested_at);
+
+-- Uplinks every new alert is also queued for (e.g. a hospital MQTT bus); set at each start.
+CREATE TABLE alert_routes (
+    uplink  TEXT PRIMARY KEY
+);
