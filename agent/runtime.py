@@ -135,7 +135,7 @@ class Agent:
                 simulator = build(SIMULATORS, name, section)
                 await simulator.start()
                 self._simulators.append(simulator)
-        handlers: list[Any] = []
+        handlers: list[Any] = [alerts.Acknowledgements()]
         startup: list[Any] = []
         uplinks = {n: s for n, s in config.uplinks.items() if s.enabled}
         domains = {n: s for n, s in config.domains.items() if s.enabled}

@@ -1,4 +1,4 @@
-"""Alerts: raised inside a journal transaction, routed to alert uplinks, listed until acknowledged."""
+"""Alerts: raised in a journal transaction, routed to alert uplinks, listed until acknowledged."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
+
+from agent.events import Event
 
 Severity = Literal["critical", "error", "warning"]
+
+
+class _HasConn(Protocol):
+    conn: sqlite3.Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,14 @@ def acknowledge(conn: sqlite3.Connection, alert_id: int, by: str, note: str, at:
     )
 
 
+def alert_state(conn: sqlite3.Connection, alert_id: int) -> str | None:
+    """ "open", "acknowledged", or None when there is no such alert."""
+    row = conn.execute("SELECT acknowledged_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    if row is None:
+        return None
+    return "open" if row[0] is None else "acknowledged"
+
+
 def open_alerts(conn: sqlite3.Connection, limit: int = 500) -> list[dict[str, object]]:
     """Alerts nobody has acknowledged yet, newest first."""
     cursor = conn.execute(
@@ -87,3 +101,21 @@ def open_alerts(conn: sqlite3.Connection, limit: int = 500) -> list[dict[str, ob
     )
     columns = [c[0] for c in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+
+class Acknowledgements:
+    """Applies `alert.acknowledge` events (who, why) to the alerts table."""
+
+    name = "alerts"
+    kinds = ("alert.acknowledge",)
+
+    def handle(self, tx: _HasConn, event: Event) -> None:
+        """Acknowledge the alert the event names; an unknown or closed one is left alone."""
+        payload = event.payload
+        acknowledge(
+            tx.conn,
+            int(payload["alert_id"]),
+            str(payload["by"]),
+            str(payload.get("note", "")),
+            event.occurred_at.timestamp(),
+        )

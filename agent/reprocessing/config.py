@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
 from agent.config import PluginSection, Section
+from agent.reprocessing.facts import Disinfectant, ScopeSystem, StepKind
+from agent.reprocessing.rules import RulesConfig
 from drivers.rfid.line_pattern import compile_pattern
-
-
-class StepKind(StrEnum):
-    """What a station does; decides which platform records its taps produce."""
-
-    PRE_CLEAN = "pre_clean"
-    LEAK_TEST = "leak_test"
-    CLEAN = "clean"
-    ENZYME = "enzyme"
-    RINSE = "rinse"
-    DISINFECT = "disinfect"
-    STERILIZE = "sterilize"
-    FINAL_RINSE = "final_rinse"
-    DRY = "dry"
-    MACHINE_WASH = "machine_wash"
-    STORE = "store"
-    USE = "use"
 
 
 class Institution(Section):
@@ -52,6 +36,9 @@ class Station(Section):
     agent_type: Literal[0, 1] = 0  # disinfect/sterilize: 0 disinfectant, 1 sterilant
     ratio_number: str = ""  # disinfectant batch in use until an event registers another
     cabinet: str = ""  # store: storage cabinet number (storagetNumber)
+    disinfectant: Disinfectant | None = None  # disinfect/sterilize: what the soak basin holds
+    concentration_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    washer: str = ""  # machine_wash: the washer-disinfector (its receipt id) at this station
 
     @property
     def platform_reader_id(self) -> str:
@@ -69,8 +56,20 @@ class Endoscope(Section):
     steel_number: str = ""
     alias: str = ""
     status: Literal[0, 1] = 0  # 0 normal, 1 damaged
+    system: ScopeSystem = "other"  # respiratory (bronchoscopes) / digestive: WS 507 rules
     buy_date: date | None = None
     durable_years: Annotated[int, Field(ge=0, le=99)] | None = None
+
+
+class Washer(Section):
+    """A washer-disinfector (清洗消毒机) whose receipts the agent reads."""
+
+    id: Annotated[str, Field(min_length=1, max_length=40)]  # machine id as on its receipts
+    system: Literal["digestive", "respiratory"] | None = None  # reserved for this system only
+    # Platform step id per washer phase kind (e.g. {disinfect = 24}): each phase is then reported
+    # from its own reader "<id>-<kind>". Phases without a step id are reported from the reader of
+    # the washer's machine-wash station.
+    phase_steps: dict[StepKind, Annotated[int, Field(ge=0)]] = {}
 
 
 class StaffBadge(Section):
@@ -98,6 +97,8 @@ class ReprocessingConfig(PluginSection):
     stations: list[Station]
     endoscopes: list[Endoscope] = []
     staff: list[StaffBadge] = []
+    washers: list[Washer] = []
+    rules: RulesConfig = RulesConfig()
 
     @field_validator("timezone")
     @classmethod
@@ -119,6 +120,7 @@ class ReprocessingConfig(PluginSection):
         for label, values in (
             ("stations: reader", [s.reader for s in self.stations]),
             ("endoscopes: number", [e.number for e in self.endoscopes]),
+            ("washers: id", [w.id for w in self.washers]),
         ):
             seen = {v for v in values if values.count(v) > 1}
             if seen:
@@ -128,4 +130,8 @@ class ReprocessingConfig(PluginSection):
         tag_index(self)  # ValueError if a tag is invalid or two could match the same read
         if not any(s.kind is StepKind.USE for s in self.stations):
             raise ValueError("stations: one station must have kind = 'use'")
+        washers = {w.id for w in self.washers}
+        for station in self.stations:
+            if station.washer and station.washer not in washers:
+                raise ValueError(f"stations: {station.reader}: no washer with id {station.washer}")
         return self

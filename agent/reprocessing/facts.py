@@ -7,13 +7,28 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from agent.reprocessing.config import StepKind
-
 Severity = Literal["error", "warning"]
 Stage = Literal["progress", "complete", "use"]
 """When the rules run: after any step (`progress`), when the cycle ends in storage (`complete`),
 or at the use tap (`use`). Missing steps only count at `complete` and `use`."""
 ScopeSystem = Literal["digestive", "respiratory", "other"]
+
+
+class StepKind(StrEnum):
+    """What a station does; decides which platform records its taps produce."""
+
+    PRE_CLEAN = "pre_clean"
+    LEAK_TEST = "leak_test"
+    CLEAN = "clean"
+    ENZYME = "enzyme"
+    RINSE = "rinse"
+    DISINFECT = "disinfect"
+    STERILIZE = "sterilize"
+    FINAL_RINSE = "final_rinse"
+    DRY = "dry"
+    MACHINE_WASH = "machine_wash"
+    STORE = "store"
+    USE = "use"
 
 
 class Disinfectant(StrEnum):

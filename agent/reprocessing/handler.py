@@ -9,12 +9,18 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.events import Event
+from agent.journal.alerts import Alert
 from agent.journal.writer import Transaction
-from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station, StepKind
+from agent.reprocessing.compliance import Compliance, error_messages, verdict
+from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station
+from agent.reprocessing.facts import Stage, StepKind
 from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
+from agent.reprocessing.washer import WasherCycles, rejected_alert
 from drivers.rfid.tags import TagIndex, code_read
 
 DISINFECTION = (StepKind.DISINFECT, StepKind.STERILIZE)
+CLEANING = (StepKind.PRE_CLEAN, StepKind.LEAK_TEST, StepKind.CLEAN, StepKind.ENZYME)
+AFTER_CLEANING = (*DISINFECTION, StepKind.MACHINE_WASH)
 
 
 class UnknownReaderError(AgentError):
@@ -35,9 +41,9 @@ def tag_index(config: ReprocessingConfig) -> TagIndex[Endoscope | StaffBadge]:
 
 
 class ReprocessingHandler:
-    """Handles `rfid.read`, `reprocessing.patient` and `reprocessing.batch` events."""
+    """Handles taps, patients, batches, washer cycles and overrides of the endoscopy centre."""
 
-    kinds = ("rfid.read", "reprocessing.patient", "reprocessing.batch")
+    kinds = ("rfid.read", "reprocessing.*", "washer.cycle", "washer.rejected")
 
     def __init__(self, name: str, config: ReprocessingConfig) -> None:
         self.name = name
@@ -46,12 +52,25 @@ class ReprocessingHandler:
         self.stations = {s.reader: s for s in config.stations}
         self.tags = tag_index(config)
         self.patient_code = re.compile(config.patient_code_pattern)
+        self.compliance = Compliance(config)
+        self.washer_cycles = WasherCycles(config, self.tags, self._enqueue)
 
     def handle(self, tx: Transaction, event: Event) -> None:
         """Apply one event to the reprocessing state and queue the records it implies."""
         payload = event.payload
         if event.kind == "reprocessing.patient":
             self._set_patient(tx.conn, payload["reader_id"], payload, event.occurred_at)
+            return
+        if event.kind == "reprocessing.override":
+            self._override(tx, payload, event.occurred_at)
+            return
+        if event.kind == "washer.cycle":
+            clean_id = self.washer_cycles.handle(tx, event)
+            if clean_id is not None:
+                self.compliance.judge(tx, clean_id, "progress", event.occurred_at)
+            return
+        if event.kind == "washer.rejected":
+            tx.raise_alert(rejected_alert(event))
             return
         if event.kind == "reprocessing.batch":
             self._reader_row(tx.conn, payload["reader_id"])
@@ -150,16 +169,19 @@ class ReprocessingHandler:
             stale = False
         if station.kind is StepKind.USE:
             self._close_step(tx, scope, step_row, at)
+            reprocessed = clean_id if state == "open" else None
+            self._check_before_use(tx, event, scope, reprocessed)
             self._use(tx, event=event, station=station, scope=scope, clean_id=clean_id, user=user)
             return
-        if state != "open" or stale:
+        if state != "open" or stale or self._starts_over(conn, station, clean_id):
             self._close_step(tx, scope, step_row, at)
             step_row = None
             seq += 1
             clean_id = make_clean_id(scope.number, at.astimezone(self.records.zone), seq)
             conn.execute(
-                "INSERT INTO rp_cycles (clean_id, scope, opened_at, opened_by) VALUES (?, ?, ?, ?)",
-                (clean_id, scope.number, at.isoformat(), event.id),
+                "INSERT INTO rp_cycles (clean_id, scope, opened_at, opened_by, previous_use_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (clean_id, scope.number, at.isoformat(), event.id, last_use),
             )
         open_station = None
         if step_row is not None:
@@ -170,9 +192,11 @@ class ReprocessingHandler:
         if open_station == station.reader and station.tap_mode == "enter_exit":
             step_row = None  # the exit tap: the step is done, the scope waits for the next one
         else:
+            disinfecting = station.kind in DISINFECTION
             step_row = conn.execute(
-                "INSERT INTO rp_steps (clean_id, station, step_id, kind, operator, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rp_steps (clean_id, station, step_id, kind, operator, started_at,"
+                " disinfectant, concentration_pct, ratio_number)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     clean_id,
                     station.reader,
@@ -180,6 +204,9 @@ class ReprocessingHandler:
                     station.kind.value,
                     user,
                     at.isoformat(),
+                    station.disinfectant if disinfecting else None,
+                    station.concentration_pct if disinfecting else None,
+                    self._batch(conn, station) if disinfecting else None,
                 ),
             ).lastrowid
             if station.kind is StepKind.STORE:
@@ -197,7 +224,21 @@ class ReprocessingHandler:
             "uploadReadData",
             scope,
             f"uploadReadData:{event.id}",
-            self.records.read_data(clean_id, at, scope, station, user),
+            self.records.read_data(clean_id, at, scope, station.platform_reader_id, user),
+        )
+        stage: Stage = "complete" if station.kind is StepKind.STORE else "progress"
+        self.compliance.judge(tx, clean_id, stage, at)
+
+    def _starts_over(self, conn: sqlite3.Connection, station: Station, clean_id: str) -> bool:
+        """A cleaning tap after the cycle's disinfection: the scope is being reprocessed anew."""
+        if station.kind not in CLEANING:
+            return False
+        return (
+            conn.execute(
+                "SELECT 1 FROM rp_steps WHERE clean_id = ? AND kind IN (?, ?, ?) LIMIT 1",
+                (clean_id, *(k.value for k in AFTER_CLEANING)),
+            ).fetchone()
+            is not None
         )
 
     def _is_repeat(
@@ -249,13 +290,12 @@ class ReprocessingHandler:
                 "uploadEnzymeWashData",
                 scope,
                 f"uploadEnzymeWashData:{clean_id}:{step_row}",
-                self.records.enzyme_wash(clean_id, scope, user, start, at),
+                self.records.enzyme_wash(clean_id, scope, user, (start, at)),
             )
         elif kind in DISINFECTION:
-            batch = conn.execute(
-                "SELECT ratio_number FROM rp_readers WHERE reader = ?", (reader,)
-            ).fetchone()
-            ratio = (batch[0] if batch and batch[0] else "") or station.ratio_number
+            ratio = conn.execute(
+                "SELECT ratio_number FROM rp_steps WHERE id = ?", (step_row,)
+            ).fetchone()[0]
             self._enqueue(
                 tx,
                 "sterProcess",
@@ -264,12 +304,57 @@ class ReprocessingHandler:
                 self.records.ster_process(
                     clean_id,
                     scope,
-                    station=station,
+                    agent_type=station.agent_type,
                     user=user,
                     span=(start, at),
-                    ratio_number=ratio,
+                    ratio_number=ratio or "",
                 ),
             )
+
+    def _batch(self, conn: sqlite3.Connection, station: Station) -> str | None:
+        """The disinfectant batch in use at a station: the last one registered, else configured."""
+        row = conn.execute(
+            "SELECT ratio_number FROM rp_readers WHERE reader = ?", (station.reader,)
+        ).fetchone()
+        return (row[0] if row and row[0] else "") or station.ratio_number or None
+
+    def _check_before_use(
+        self, tx: Transaction, event: Event, scope: Endoscope, clean_id: str | None
+    ) -> None:
+        """Judge the cycle at the use tap; a scope not fit for a patient raises a critical alert."""
+        if clean_id is None:
+            problem = "no reprocessing cycle since its last use / 上次使用后未经洗消"
+            code = "scope_not_reprocessed"
+        else:
+            self.compliance.judge(tx, clean_id, "use", event.occurred_at)
+            if verdict(tx.conn, clean_id) != "non_compliant":
+                return
+            problem = f"cycle {clean_id} is non-compliant: " + "; ".join(
+                error_messages(tx.conn, clean_id)
+            )
+            code = "scope_blocked_used"
+        tx.raise_alert(
+            Alert(
+                code=code,
+                subject=f"scope:{scope.number}",
+                message=f"scope {scope.number} tapped for use on a patient: {problem}",
+                origin=f"event:{event.id}",
+                severity="critical",
+            )
+        )
+
+    def _override(self, tx: Transaction, payload: dict[str, Any], at: datetime) -> None:
+        """A named person releases a blocked scope's current cycle, with a reason."""
+        row = tx.conn.execute(
+            "SELECT clean_id FROM rp_scopes WHERE number = ?", (payload["scope"],)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return
+        tx.conn.execute(
+            "UPDATE rp_cycles SET compliance = 'overridden', override_by = ?, override_reason = ?,"
+            " override_at = ? WHERE clean_id = ? AND compliance = 'non_compliant'",
+            (payload["by"], payload["reason"], at.isoformat(), row[0]),
+        )
 
     def _use(
         self,

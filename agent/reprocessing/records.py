@@ -8,8 +8,23 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.reprocessing.config import Endoscope, ReprocessingConfig, Station
+from agent.reprocessing.config import Endoscope, ReprocessingConfig, Washer
+from agent.reprocessing.facts import StepKind
 
+STEP_NAMES = {
+    StepKind.PRE_CLEAN: "预处理",
+    StepKind.LEAK_TEST: "测漏",
+    StepKind.CLEAN: "清洗",
+    StepKind.ENZYME: "酶洗",
+    StepKind.RINSE: "漂洗",
+    StepKind.DISINFECT: "消毒",
+    StepKind.STERILIZE: "灭菌",
+    StepKind.FINAL_RINSE: "终末漂洗",
+    StepKind.DRY: "干燥",
+    StepKind.MACHINE_WASH: "机洗",
+    StepKind.STORE: "储存",
+    StepKind.USE: "使用",
+}
 CLEAN_ID_MAX = 64  # uploadEnzymeWashData and sterProcess allow S..64 (the issue's 100 is looser)
 
 
@@ -44,14 +59,14 @@ class RecordBuilder:
         return scope.rfid if self.config.scope_ref == "rfid" else scope.number
 
     def read_data(
-        self, clean_id: str, at: datetime, scope: Endoscope, station: Station, user: str
+        self, clean_id: str, at: datetime, scope: Endoscope, reader_id: str, user: str
     ) -> dict[str, Any]:
-        """uploadReadData: one non-use tap."""
+        """uploadReadData: a non-use tap (or washer phase) at the platform's reader `reader_id`."""
         return {
             "cleanId": clean_id,
             "collectionTime": self.time(at),
             "deviceRfidNumber": scope.rfid,
-            "readerId": station.platform_reader_id,
+            "readerId": reader_id,
             "uploadUser": user,
             **self.institution,
         }
@@ -66,36 +81,43 @@ class RecordBuilder:
         return {**payload, "uploadUser": user, **self.institution}
 
     def enzyme_wash(
-        self, clean_id: str, scope: Endoscope, user: str, start: datetime, end: datetime
+        self,
+        clean_id: str,
+        scope: Endoscope,
+        user: str,
+        span: tuple[datetime, datetime],
+        temperature_c: float | None = None,
     ) -> dict[str, Any]:
-        """uploadEnzymeWashData: the enzyme step's start and end."""
-        return {
+        """uploadEnzymeWashData: the enzyme step's start and end (and temperature, if known)."""
+        payload: dict[str, Any] = {
             "rfidNumber": self.scope_ref(scope),
             "userName": user,
             "cleanId": clean_id,
-            "startTime": self.time(start),
-            "endTime": self.time(end),
-            **self.institution,
+            "startTime": self.time(span[0]),
+            "endTime": self.time(span[1]),
         }
+        if temperature_c is not None:
+            payload["temp"] = f"{temperature_c:g}"
+        return {**payload, **self.institution}
 
     def ster_process(
         self,
         clean_id: str,
         scope: Endoscope,
         *,
-        station: Station,
+        agent_type: int,
         user: str,
         span: tuple[datetime, datetime],
         ratio_number: str,
     ) -> dict[str, Any]:
-        """sterProcess: a disinfection or sterilisation step."""
+        """sterProcess: a disinfection (`agent_type` 0) or sterilisation (1) step."""
         payload: dict[str, Any] = {
             "cleanId": clean_id,
             "rfidNumber": self.scope_ref(scope),
             "userName": user,
             "startTime": self.time(span[0]),
             "endTime": self.time(span[1]),
-            "type": station.agent_type,
+            "type": agent_type,
         }
         if ratio_number:
             payload["ratioNumber"] = ratio_number
@@ -158,8 +180,37 @@ class RecordBuilder:
             if station.parent:
                 step["parentId"] = station.parent
             steps.setdefault(station.step_id, {**step, **self.institution})
+        for washer in self.config.washers:
+            order = self._washer_order(washer)
+            for kind, step_id in washer.phase_steps.items():
+                reader = phase_reader(washer, kind)
+                step = {"stepId": step_id, "stepName": STEP_NAMES[kind], "orderId": order}
+                records.append(
+                    (
+                        "addCardReaderInfo",
+                        reader,
+                        {
+                            "rfidNumber": reader,
+                            "stepId": str(step_id),
+                            "stepName": STEP_NAMES[kind],
+                            "status": 0,
+                            **self.institution,
+                        },
+                    )
+                )
+                steps.setdefault(step_id, {**step, **self.institution})
         records.extend(("addCleanStepInfo", str(k), v) for k, v in steps.items())
         return records
+
+    def _washer_order(self, washer: Washer) -> int:
+        """A washer's phases sit where its machine-wash station sits in the step order."""
+        orders = [s.order for s in self.config.stations if s.washer == washer.id]
+        return orders[0] if orders else 0
+
+
+def phase_reader(washer: Washer, kind: StepKind) -> str:
+    """The platform reader id a washer phase with its own step id is reported from."""
+    return f"{washer.id}-{kind.value}"
 
 
 def content_key(kind: str, key: str, payload: dict[str, Any]) -> str:

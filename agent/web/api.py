@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
 import structlog
@@ -12,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.config import ApiSection
 from agent.events import Event
-from agent.journal.alerts import open_alerts
+from agent.journal.alerts import alert_state, open_alerts
+from agent.reprocessing.state import scope_states
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
 
 log = structlog.get_logger(__name__)
@@ -26,6 +28,24 @@ class PatientForUse(BaseModel):
     reader_id: Annotated[str, Field(min_length=1, max_length=64)]
     patient_id: Annotated[str, Field(min_length=1, max_length=32)]  # identityId: HIS number
     patient_name: Annotated[str, Field(max_length=100)] = ""
+
+
+class Acknowledgement(BaseModel):
+    """Who acknowledges an alert, and what they did about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[str, Field(min_length=1, max_length=64)]
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class Override(BaseModel):
+    """A named person releases a blocked scope, and why (journaled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 
 def make_app(settings: ApiSection, emit: Emit, query: Query) -> web.Application:
@@ -49,6 +69,9 @@ def make_app(settings: ApiSection, emit: Emit, query: Query) -> web.Application:
     app[QUERY_KEY] = query
     app.router.add_post("/api/v1/patients", set_patient)
     app.router.add_get("/api/v1/alerts", list_alerts)
+    app.router.add_post("/api/v1/alerts/{alert_id:[0-9]+}/acknowledge", acknowledge_alert)
+    app.router.add_get("/api/v1/scopes", list_scopes)
+    app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
     return app
 
 
@@ -74,3 +97,44 @@ async def set_patient(request: web.Request) -> web.Response:
 async def list_alerts(request: web.Request) -> web.Response:
     """GET /api/v1/alerts: open alerts, newest first."""
     return web.json_response({"alerts": await request.app[QUERY_KEY](open_alerts)})
+
+
+async def acknowledge_alert(request: web.Request) -> web.Response:
+    """POST /api/v1/alerts/{id}/acknowledge: journal who acknowledged an open alert and why."""
+    try:
+        body = Acknowledgement.model_validate_json(await request.read())
+    except ValidationError as err:
+        return invalid(problems(err))
+    alert_id = int(request.match_info["alert_id"])
+    state = await request.app[QUERY_KEY](partial(alert_state, alert_id=alert_id))
+    if state is None:
+        return web.json_response({"error": f"no alert {alert_id}"}, status=404)
+    if state == "acknowledged":
+        return web.json_response({"error": f"alert {alert_id} is already acknowledged"}, status=409)
+    event = Event("alert.acknowledge", "api", {"alert_id": alert_id, **body.model_dump()})
+    await request.app[EMIT_KEY](event)
+    log.info("alert.acknowledged", alert_id=alert_id)
+    return web.json_response({"event_id": event.id}, status=201)
+
+
+async def list_scopes(request: web.Request) -> web.Response:
+    """GET /api/v1/scopes: every scope's cycle, verdict and whether it is blocked."""
+    return web.json_response({"scopes": await request.app[QUERY_KEY](scope_states)})
+
+
+async def override_scope(request: web.Request) -> web.Response:
+    """POST /api/v1/scopes/{number}/override: release a blocked scope, by a named person."""
+    try:
+        body = Override.model_validate_json(await request.read())
+    except ValidationError as err:
+        return invalid(problems(err))
+    number = request.match_info["number"]
+    scopes = {s["number"]: s for s in await request.app[QUERY_KEY](scope_states)}
+    if number not in scopes:
+        return web.json_response({"error": f"no scope {number} has been reprocessed"}, status=404)
+    if not scopes[number]["blocked"]:
+        return web.json_response({"error": f"scope {number} is not blocked"}, status=409)
+    event = Event("reprocessing.override", "api", {"scope": number, **body.model_dump()})
+    await request.app[EMIT_KEY](event)
+    log.warning("scope.override", scope=number)
+    return web.json_response({"event_id": event.id}, status=201)

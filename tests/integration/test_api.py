@@ -11,19 +11,20 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from agent.config import ApiSection
-from agent.journal.alerts import Alert, raise_alert
+from agent.journal.alerts import Acknowledgements, Alert, raise_alert
 from agent.reprocessing.handler import ReprocessingHandler
 from agent.web.api import make_app
-from tests.unit.test_reprocessing import Centre, make_config
+from tests.unit.test_compliance import Checked, opa_config
 
 TOKEN = "api-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-async def centre(open_journal, tmp_path) -> Centre:
-    journal = await open_journal.open(handlers=(ReprocessingHandler("endo", make_config()),))
-    return Centre(journal, tmp_path / "journal.db")
+async def centre(open_journal, tmp_path) -> Checked:
+    handlers = (ReprocessingHandler("endo", opa_config()), Acknowledgements())
+    journal = await open_journal.open(handlers=handlers)
+    return Checked(journal, tmp_path / "journal.db")
 
 
 @pytest.fixture
@@ -90,3 +91,33 @@ async def test_open_alerts_are_listed_newest_first(client, centre):
     alerts = (await response.json())["alerts"]
     assert [a["message"] for a in alerts] == ["use 2", "use 1"]
     assert (await client.get("/api/v1/alerts")).status == 401
+
+
+async def test_an_alert_is_acknowledged_by_a_named_person_once(client, centre):
+    await centre.run_cycle(R5=120)  # disinfection too short: an alert
+    alert_id = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"][0]["id"]
+    url = f"/api/v1/alerts/{alert_id}/acknowledge"
+    assert (await client.post(url, json={"by": "王护士"})).status == 401
+    assert (await client.post(url, json={"note": "no name"}, headers=AUTH)).status == 400
+    response = await client.post(url, json={"by": "王护士", "note": "re-soaked"}, headers=AUTH)
+    assert response.status == 201
+    assert (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"] == []
+    assert (await client.post(url, json={"by": "王护士"}, headers=AUTH)).status == 409
+    missing = await client.post("/api/v1/alerts/999/acknowledge", json={"by": "x"}, headers=AUTH)
+    assert missing.status == 404
+
+
+async def test_a_blocked_scope_is_listed_and_released_only_by_a_named_override(client, centre):
+    await centre.run_cycle(R5=120)
+    scopes = (await (await client.get("/api/v1/scopes", headers=AUTH)).json())["scopes"]
+    assert [(s["number"], s["blocked"]) for s in scopes] == [("GIF-001", True)]
+    url = "/api/v1/scopes/GIF-001/override"
+    body = {"by": "护士长 李", "reason": "soaked again by hand for 6 min"}
+    assert (await client.post(url, json=body)).status == 401
+    assert (await client.post(url, json={"by": "李"}, headers=AUTH)).status == 400
+    assert (await client.post(url, json=body, headers=AUTH)).status == 201
+    scopes = (await (await client.get("/api/v1/scopes", headers=AUTH)).json())["scopes"]
+    assert scopes[0]["override"] == body and not scopes[0]["blocked"]
+    assert (await client.post(url, json=body, headers=AUTH)).status == 409  # not blocked now
+    unknown = await client.post("/api/v1/scopes/NOPE/override", json=body, headers=AUTH)
+    assert unknown.status == 404

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from agent.config import (
     AgentSection,
+    AlertsSection,
     ApiSection,
     JournalSection,
     LogSection,
@@ -53,6 +54,7 @@ def test_example_config_documents_every_option():
         JournalSection,
         SupervisorSection,
         ApiSection,
+        AlertsSection,
     ]
     models += [plugin.model for registry in PLUGIN_KINDS.values() for plugin in registry.values()]
     models += [nested for model in list(models) for nested in nested_models(model)]

@@ -43,8 +43,19 @@ def make_config(**overrides: Any) -> ReprocessingConfig:
             "institution": {"unique_code": "330100001", "credit_code": "12330100470000000X"},
             "stations": stations,
             "endoscopes": [
-                {"number": "GIF-001", "rfid": "00D507D0", "type_name": "胃镜", "brand": "Olympus"},
-                {"number": "CF-002", "rfid": "00AABBCC", "type_name": "肠镜"},
+                {
+                    "number": "GIF-001",
+                    "rfid": "00D507D0",
+                    "type_name": "胃镜",
+                    "brand": "Olympus",
+                    "system": "digestive",
+                },
+                {
+                    "number": "CF-002",
+                    "rfid": "00AABBCC",
+                    "type_name": "肠镜",
+                    "system": "digestive",
+                },
             ],
             "staff": [{"rfid": "BADGE01", "id": "N001", "name": "王护士"}],
             **overrides,

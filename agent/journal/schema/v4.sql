@@ -44,6 +44,7 @@ CREATE TABLE washer_cycles (
     result        TEXT NOT NULL CHECK (result IN ('pass', 'fail')),
     leak_test     TEXT,
     error_code    TEXT,
+    failed_channels TEXT,             -- JSON list of channel names that failed
     event_id      TEXT NOT NULL,
     UNIQUE (washer, cycle_number, started_at)
 );

@@ -1,0 +1,183 @@
+"""Judge a cycle against the WS 507-2016 rules inside the ingest transaction; block and alert."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+
+from agent.journal.alerts import Alert
+from agent.journal.writer import Transaction
+from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.facts import (
+    BatchTest,
+    CycleFacts,
+    Disinfectant,
+    Stage,
+    StepFact,
+    StepKind,
+    Violation,
+    WasherFact,
+)
+from agent.reprocessing.rules import evaluate
+
+DISINFECTION = (StepKind.DISINFECT.value, StepKind.STERILIZE.value)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Compliance:
+    """Collects a cycle's facts from the state tables and records what the rules find."""
+
+    def __init__(self, config: ReprocessingConfig) -> None:
+        self.config = config
+        self.systems = {e.number: e.system for e in config.endoscopes}
+        self.washer_systems = {w.id: w.system for w in config.washers}
+
+    def facts(
+        self, conn: sqlite3.Connection, clean_id: str, use_at: datetime | None = None
+    ) -> CycleFacts:
+        """Everything the rules need about cycle `clean_id`, read in this transaction."""
+        scope, previous_use = conn.execute(
+            "SELECT scope, previous_use_at FROM rp_cycles WHERE clean_id = ?", (clean_id,)
+        ).fetchone()
+        steps = []
+        batches: list[str] = []
+        first_disinfection: dict[str, datetime] = {}
+        for kind, start, end, source, station, agent, pct, temp, ratio in conn.execute(
+            "SELECT kind, started_at, ended_at, source, station, disinfectant, concentration_pct,"
+            " temperature_c, ratio_number FROM rp_steps WHERE clean_id = ?"
+            " ORDER BY started_at, id",
+            (clean_id,),
+        ):
+            started = datetime.fromisoformat(start)
+            steps.append(
+                StepFact(
+                    kind=StepKind(kind),
+                    started_at=started,
+                    ended_at=_time(end),
+                    source=source,
+                    station=station,
+                    disinfectant=Disinfectant(agent) if agent else None,
+                    concentration_pct=pct,
+                    temperature_c=temp,
+                )
+            )
+            if kind in DISINFECTION and ratio:
+                if ratio not in batches:
+                    batches.append(ratio)
+                first_disinfection.setdefault(ratio, started)
+        washers = tuple(
+            WasherFact(
+                washer=washer,
+                cycle_number=number,
+                started_at=datetime.fromisoformat(start),
+                ended_at=datetime.fromisoformat(end),
+                result=result,
+                leak_test=leak,
+                error_code=error or "",
+                failed_channels=tuple(json.loads(channels or "[]")),
+                washer_system=self.washer_systems.get(washer),
+            )
+            for washer, number, start, end, result, leak, error, channels in conn.execute(
+                "SELECT washer, cycle_number, started_at, ended_at, result, leak_test, error_code,"
+                " failed_channels FROM washer_cycles WHERE clean_id = ? ORDER BY started_at",
+                (clean_id,),
+            )
+        )
+        return CycleFacts(
+            scope=scope,
+            system=self.systems.get(scope, "other"),
+            steps=tuple(steps),
+            washers=washers,
+            previous_use_at=_time(previous_use),
+            batches_used=tuple(batches),
+            batch_tests=tuple(self._batch_tests(conn, first_disinfection)),
+            use_at=use_at,
+            timezone=self.config.timezone,
+        )
+
+    def _batch_tests(
+        self, conn: sqlite3.Connection, first_use: dict[str, datetime]
+    ) -> list[BatchTest]:
+        found = []
+        for ratio, used_at in first_use.items():
+            row = conn.execute(
+                "SELECT tested_at, passed FROM quality_tests WHERE kind = 'disinfectant'"
+                " AND subject = ? AND tested_at <= ? ORDER BY tested_at DESC LIMIT 1",
+                (ratio, used_at.isoformat()),
+            ).fetchone()
+            if row is not None:
+                found.append(BatchTest(ratio, datetime.fromisoformat(row[0]), bool(row[1])))
+        return found
+
+    def judge(self, tx: Transaction, clean_id: str, stage: Stage, now: datetime) -> list[Violation]:
+        """Run the rules on the cycle as of event time `now`; record, alert and set its verdict.
+
+        Returns the violations found now (new or already known).
+        """
+        conn = tx.conn
+        facts = self.facts(conn, clean_id, now if stage == "use" else None)
+        found = evaluate(facts, self.config.rules, stage)
+        at = now.isoformat()
+        new_errors = False
+        for violation in found:
+            fresh = conn.execute(
+                "INSERT OR IGNORE INTO rp_violations (clean_id, rule, clause, severity, message,"
+                " at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    clean_id,
+                    violation.rule,
+                    violation.clause,
+                    violation.severity,
+                    violation.message,
+                    at,
+                    tx.event_id,
+                ),
+            ).rowcount
+            if not fresh:
+                continue
+            new_errors |= violation.severity == "error"
+            tx.raise_alert(
+                Alert(
+                    code=f"ws507.{violation.rule}",
+                    subject=f"scope:{facts.scope}",
+                    message=f"{clean_id}: {violation.message} (WS 507-2016 {violation.clause})",
+                    origin=f"cycle:{clean_id}",
+                    severity=violation.severity,
+                )
+            )
+        if new_errors:
+            conn.execute(
+                "UPDATE rp_cycles SET compliance = 'non_compliant' WHERE clean_id = ?",
+                (clean_id,),
+            )
+        elif stage != "progress":
+            conn.execute(
+                "UPDATE rp_cycles SET compliance = 'compliant', completed_at = COALESCE("
+                "completed_at, ?) WHERE clean_id = ? AND compliance = 'pending'",
+                (at, clean_id),
+            )
+        return found
+
+
+def verdict(conn: sqlite3.Connection, clean_id: str) -> str:
+    """The cycle's compliance: pending, compliant, non_compliant or overridden."""
+    row = conn.execute(
+        "SELECT compliance FROM rp_cycles WHERE clean_id = ?", (clean_id,)
+    ).fetchone()
+    return str(row[0]) if row else "pending"
+
+
+def error_messages(conn: sqlite3.Connection, clean_id: str) -> list[str]:
+    """The cycle's recorded error violations, oldest first, for people."""
+    return [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT message FROM rp_violations WHERE clean_id = ? AND severity = 'error'"
+            " ORDER BY id",
+            (clean_id,),
+        )
+    ]

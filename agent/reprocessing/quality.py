@@ -1,0 +1,200 @@
+"""Quality records people enter: journaled in `quality_tests`, sent to the platform, alerted."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from pydantic import Field
+
+from agent.config import Section
+from agent.events import Event
+from agent.journal.alerts import Alert, Severity, raise_alert
+from agent.journal.writer import Transaction
+from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.facts import Disinfectant
+from agent.reprocessing.records import RecordBuilder
+
+PHOTO_NAME_CHARS: Final = 68  # 64 hex digits of the SHA-256 + ".jpg"/".png"
+PHOTO_URL_MAX: Final = 200  # imageUrl, pic1..pic3: S..200
+DISINFECTANT_TEST = "quality.disinfectant_test"
+RINSE_WATER = "quality.rinse_water"
+CLEANING_EFFECT = "quality.cleaning_effect"
+# event kind -> (quality_tests.kind, platform endpoint)
+KINDS: Final = {
+    DISINFECTANT_TEST: ("disinfectant", "uploadDisinfectData"),
+    RINSE_WATER: ("rinse_water", "rinseWater"),
+    CLEANING_EFFECT: ("cleaning_effect", "cleaningEffectTesting"),
+}
+RINSE_STATUS: Final = {"normal": 1, "fault": 2}  # rinseWater.status
+FILTER_STATUS: Final = {"normal": 1, "replace": 2}  # rinseWater.dfcwStatus
+
+
+class QualityConfig(Section):
+    """[domains.<name>.quality]: how quality records reach the platform."""
+
+    # imageUrl / pic1..pic3 = photo_base_url + "<sha256>.<ext>"; "" sends "photos/<name>".
+    # The seed only says 照片存储地址 (≤ 200 chars): confirm at onboarding what the platform
+    # expects (a URL it can fetch, a path, an id of an upload of its own).
+    photo_base_url: Annotated[str, Field(max_length=PHOTO_URL_MAX - PHOTO_NAME_CHARS)] = ""
+
+    def photo_url(self, name: str) -> str:
+        """What the platform's photo fields carry for the stored photo `name`."""
+        return (self.photo_base_url or "photos/") + name
+
+
+class QualityHandler:
+    """Handles disinfectant tests, rinse-water checks and cleaning-effect tests."""
+
+    kinds = tuple(KINDS)
+
+    def __init__(self, name: str, config: ReprocessingConfig, quality: QualityConfig) -> None:
+        self.name = name
+        self.uplink = config.uplink
+        self.records = RecordBuilder(config)
+        self.quality = quality
+        self.scopes = {scope.number: scope for scope in config.endoscopes}
+
+    def handle(self, tx: Transaction, event: Event) -> None:
+        """Journal the record once per event, queue its platform record, alert on a failure."""
+        table_kind, endpoint = KINDS[event.kind]
+        payload = event.payload
+        tested_at = self._instant(str(payload["tested_at"]))
+        if event.kind == DISINFECTANT_TEST:
+            subject = str(payload["ratio_number"])
+            passed = bool(payload["passed"])
+            record = self.disinfectant_record(payload, tested_at)
+        elif event.kind == RINSE_WATER:
+            subject = str(payload["device"])
+            passed = payload["status"] == "normal"
+            record = self.rinse_water_record(payload)
+        else:
+            subject = str(payload["scope"])
+            passed = bool(payload["passed"])
+            record = self.cleaning_effect_record(payload, tested_at)
+        recorded_by = str(payload.get("recorded_by") or payload.get("inspector") or "")
+        fresh = tx.conn.execute(
+            "INSERT OR IGNORE INTO quality_tests (kind, subject, tested_at, passed, recorded_by,"
+            " payload, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                table_kind,
+                subject,
+                tested_at.astimezone(UTC).isoformat(),
+                int(passed),
+                recorded_by,
+                json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                event.id,
+            ),
+        ).rowcount
+        if not fresh:
+            return  # the same event again: everything it implies is already there
+        tx.enqueue(
+            uplink=self.uplink,
+            kind=endpoint,
+            order_key=f"quality:{table_kind}:{subject}",
+            dedupe_key=f"{endpoint}:{event.id}",
+            payload=record,
+        )
+        for alert in self.alerts(event, subject):
+            raise_alert(tx.conn, alert)
+
+    def disinfectant_record(self, payload: dict[str, Any], tested_at: datetime) -> dict[str, Any]:
+        """uploadDisinfectData: a concentration test of a disinfectant batch."""
+        record: dict[str, Any] = {
+            "ratioNumber": payload["ratio_number"],
+            "disinfectDuration": payload["duration_minutes"],
+            "disinfectantConc": Disinfectant(payload["disinfectant"]).platform_code,
+        }
+        photos = payload.get("photos") or []
+        if photos:
+            record["imageUrl"] = self.quality.photo_url(photos[0])
+        record |= {
+            "uploadTime": self.records.time(tested_at),
+            "frequency": str(payload["frequency"]),
+            "result": int(bool(payload["passed"])),
+        }
+        return {**record, **self.records.institution}
+
+    def rinse_water_record(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """rinseWater: the final-rinse water device's status (and its filter's)."""
+        record: dict[str, Any] = {
+            "wteNumber": payload["device"],
+            "status": RINSE_STATUS[payload["status"]],
+        }
+        if payload.get("filter"):
+            record["dfcwStatus"] = FILTER_STATUS[payload["filter"]]
+        return {**record, **self.records.institution}
+
+    def cleaning_effect_record(
+        self, payload: dict[str, Any], tested_at: datetime
+    ) -> dict[str, Any]:
+        """cleaningEffectTesting: a channel cleaning-effect test of one scope, 1-3 photos."""
+        number = str(payload["scope"])
+        scope = self.scopes.get(number)
+        # A configured scope is named as every other record names it (scope_ref).
+        record: dict[str, Any] = {
+            "rfidNumber": self.records.scope_ref(scope) if scope is not None else number,
+            "testingTime": self.records.time(tested_at),
+            "inspector": payload["inspector"],
+        }
+        for n, photo in enumerate(payload.get("photos") or [], start=1):
+            record[f"pic{n}"] = self.quality.photo_url(photo)
+        record["result"] = int(bool(payload["passed"]))
+        return {**record, **self.records.institution}
+
+    def alerts(self, event: Event, subject: str) -> list[Alert]:
+        """What a person must see about this record: failures, a fault, a filter to replace."""
+        payload, origin = event.payload, f"event:{event.id}"
+
+        def alert(severity: Severity, code: str, where: str, message: str) -> Alert:
+            return Alert(code, where, message, origin, severity)
+
+        found: list[Alert] = []
+        if event.kind == DISINFECTANT_TEST and not payload["passed"]:
+            found.append(
+                alert(
+                    "error",
+                    "disinfectant_test_failed",
+                    f"batch:{subject}",
+                    f"disinfectant batch {subject} failed its concentration test"
+                    " / 消毒剂浓度监测不合格",
+                )
+            )
+        elif event.kind == RINSE_WATER:
+            if payload["status"] == "fault":
+                found.append(
+                    alert(
+                        "error",
+                        "rinse_water_device_fault",
+                        f"water:{subject}",
+                        f"final-rinse water device {subject} is faulty / 终末漂洗水制水设备故障",
+                    )
+                )
+            if payload.get("filter") == "replace":
+                found.append(
+                    alert(
+                        "warning",
+                        "rinse_water_filter_replace",
+                        f"water:{subject}",
+                        f"the filter of water device {subject} must be replaced / 消毒滤芯需更换",
+                    )
+                )
+        elif event.kind == CLEANING_EFFECT and not payload["passed"]:
+            found.append(
+                alert(
+                    "error",
+                    "cleaning_effect_failed",
+                    f"scope:{subject}",
+                    f"scope {subject} failed its channel cleaning-effect test"
+                    " / 内镜管路清洗效果检测不合格",
+                )
+            )
+        return found
+
+    def _instant(self, text: str) -> datetime:
+        """An ISO time; one without an offset is the centre's local time."""
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.records.zone)
+        return moment
