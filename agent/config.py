@@ -149,6 +149,8 @@ class ApiSection(Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8700
     token: Secret | None = None  # required when enabled: every request carries it
     max_body: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # One photo of a quality record; multipart photos are streamed, not bounded by max_body.
+    max_photo_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> ApiSection:

@@ -165,7 +165,13 @@ class Agent:
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
         if config.api.enabled:
             self._api = web.AppRunner(
-                make_app(config.api, self.emit, self.journal.run), access_log=None
+                make_app(
+                    config.api,
+                    self.emit,
+                    self.journal.run,
+                    photos_dir=config.agent.state_dir / "photos",
+                ),
+                access_log=None,
             )
             await self._api.setup()
             await web.TCPSite(self._api, config.api.host, config.api.port).start()

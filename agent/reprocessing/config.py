@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.config import PluginSection, Section
 from agent.reprocessing.facts import Disinfectant, ScopeSystem, StepKind
+from agent.reprocessing.quality import QualityConfig
 from agent.reprocessing.rules import RulesConfig
 from drivers.rfid.line_pattern import compile_pattern
 
@@ -99,6 +100,7 @@ class ReprocessingConfig(PluginSection):
     staff: list[StaffBadge] = []
     washers: list[Washer] = []
     rules: RulesConfig = RulesConfig()
+    quality: QualityConfig = QualityConfig()  # quality records people enter
 
     @field_validator("timezone")
     @classmethod

@@ -8,13 +8,17 @@ from typing import Any
 
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.handler import ReprocessingHandler
+from agent.reprocessing.quality import QualityHandler
 
 __all__ = ["ReprocessingConfig", "handlers", "startup"]
 
 
-def handlers(name: str, config: ReprocessingConfig) -> list[ReprocessingHandler]:
-    """The domain handler for events from the endoscopy centre."""
-    return [ReprocessingHandler(name, config)]
+def handlers(name: str, config: ReprocessingConfig) -> list[ReprocessingHandler | QualityHandler]:
+    """The domain handlers for events from the endoscopy centre and its quality records."""
+    return [
+        ReprocessingHandler(name, config),
+        QualityHandler(f"{name}:quality", config, config.quality),
+    ]
 
 
 def startup(name: str, config: ReprocessingConfig) -> list[Callable[[sqlite3.Connection], Any]]:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from pydantic import Field
 
 from agent.config import Section
 from agent.events import Event
-from agent.journal.alerts import Alert, Severity, raise_alert
-from agent.journal.writer import Transaction
-from agent.reprocessing.config import ReprocessingConfig
+from agent.journal.alerts import Alert, Severity
 from agent.reprocessing.facts import Disinfectant
-from agent.reprocessing.records import RecordBuilder
+
+if TYPE_CHECKING:  # agent.reprocessing.config imports QualityConfig from here
+    from agent.journal.writer import Transaction
+    from agent.reprocessing.config import ReprocessingConfig
 
 PHOTO_NAME_CHARS: Final = 68  # 64 hex digits of the SHA-256 + ".jpg"/".png"
 PHOTO_URL_MAX: Final = 200  # imageUrl, pic1..pic3: S..200
@@ -50,6 +51,8 @@ class QualityHandler:
     kinds = tuple(KINDS)
 
     def __init__(self, name: str, config: ReprocessingConfig, quality: QualityConfig) -> None:
+        from agent.reprocessing.records import RecordBuilder  # imports the config module
+
         self.name = name
         self.uplink = config.uplink
         self.records = RecordBuilder(config)
@@ -97,7 +100,7 @@ class QualityHandler:
             payload=record,
         )
         for alert in self.alerts(event, subject):
-            raise_alert(tx.conn, alert)
+            tx.raise_alert(alert)  # raise_alert, and wakes the alert routes' uplinks
 
     def disinfectant_record(self, payload: dict[str, Any], tested_at: datetime) -> dict[str, Any]:
         """uploadDisinfectData: a concentration test of a disinfectant batch."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 import structlog
@@ -16,6 +17,7 @@ from agent.events import Event
 from agent.journal.alerts import alert_state, open_alerts
 from agent.reprocessing.state import scope_states
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
+from agent.web.quality import add_quality_routes
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +50,9 @@ class Override(BaseModel):
     reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 
-def make_app(settings: ApiSection, emit: Emit, query: Query) -> web.Application:
+def make_app(
+    settings: ApiSection, emit: Emit, query: Query, photos_dir: Path | None = None
+) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>`."""
     assert settings.token is not None
     expected = settings.token.get_secret_value().encode()
@@ -72,6 +76,8 @@ def make_app(settings: ApiSection, emit: Emit, query: Query) -> web.Application:
     app.router.add_post("/api/v1/alerts/{alert_id:[0-9]+}/acknowledge", acknowledge_alert)
     app.router.add_get("/api/v1/scopes", list_scopes)
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
+    if photos_dir is not None:
+        add_quality_routes(app, photos_dir, settings.max_photo_bytes)
     return app
 
 

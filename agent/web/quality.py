@@ -1,0 +1,315 @@
+"""Local API for quality records: validated, photos stored durably, then journaled (201)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import structlog
+from aiohttp import BodyPartReader, web
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from agent.events import Event, utcnow
+from agent.reprocessing.facts import Disinfectant
+from agent.reprocessing.quality import CLEANING_EFFECT, DISINFECTANT_TEST, RINSE_WATER
+from agent.web.context import EMIT_KEY, invalid, problems
+
+log = structlog.get_logger(__name__)
+
+PHOTO_NAME = re.compile(r"[0-9a-f]{64}\.(?:jpg|png)")
+MAGIC = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
+MAX_PARTS = 32  # a multipart body with more parts than this is not one of our forms
+MAX_FIELD_BYTES = 8 * 1024  # one text field of a multipart form
+CHUNK = 64 * 1024
+FUTURE_AWARE = timedelta(minutes=5)  # clock skew between the entering PC and the agent
+FUTURE_NAIVE = timedelta(hours=15)  # a local time without offset: any zone is within ±14 h
+
+
+def _not_future(value: datetime | None) -> datetime | None:
+    now = utcnow()
+    if value is not None and (
+        value - now > FUTURE_AWARE
+        if value.tzinfo
+        else value - now.replace(tzinfo=None) > FUTURE_NAIVE
+    ):
+        raise ValueError("lies in the future")
+    return value
+
+
+Person = Annotated[str, Field(min_length=1, max_length=64)]  # a name or a staff id
+TestedAt = Annotated[datetime | None, AfterValidator(_not_future)]
+Minutes = Annotated[float, Field(gt=0, le=1440), AfterValidator(lambda v: round(v, 2))]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
+
+
+class DisinfectantTest(_Record):
+    """A disinfectant batch's concentration test (uploadDisinfectData); ≤ 1 test-strip photo."""
+
+    ratio_number: Annotated[str, Field(min_length=1, max_length=64)]  # ≤ 64: sterProcess's limit
+    disinfectant: Disinfectant
+    duration_minutes: Minutes  # disinfectDuration: the contact time the batch is used with
+    tested_at: TestedAt = None  # ISO 8601; without an offset: the centre's local time
+    frequency: Annotated[str, Field(min_length=1, max_length=200)]  # tests per day
+    passed: bool
+    recorded_by: Person
+
+
+class RinseWaterCheck(_Record):
+    """The final-rinse water device's status (rinseWater); no photos."""
+
+    device: Annotated[str, Field(min_length=1, max_length=13)]  # wteNumber, S..13
+    status: Literal["normal", "fault"]
+    filter: Literal["normal", "replace"] | None = None  # dfcwStatus
+    tested_at: TestedAt = None
+    recorded_by: Person
+
+
+class CleaningEffectTest(_Record):
+    """A scope's channel cleaning-effect test (cleaningEffectTesting); 1-3 photos."""
+
+    scope: Annotated[str, Field(min_length=1, max_length=64)]  # the scope's number
+    tested_at: TestedAt = None
+    inspector: Person
+    passed: bool
+    recorded_by: Person | None = None  # default: the inspector
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """One quality endpoint: its event kind, body model and how many photos it takes."""
+
+    kind: str
+    model: type[_Record]
+    min_photos: int
+    max_photos: int
+
+
+FORMS = {
+    "/api/v1/quality/disinfectant-tests": Form(DISINFECTANT_TEST, DisinfectantTest, 0, 1),
+    "/api/v1/quality/rinse-water": Form(RINSE_WATER, RinseWaterCheck, 0, 0),
+    "/api/v1/quality/cleaning-effect-tests": Form(CLEANING_EFFECT, CleaningEffectTest, 1, 3),
+}
+
+
+class Refused(Exception):
+    """The request cannot be taken: answer `status` with these problems."""
+
+    def __init__(self, status: int, found: list[str]) -> None:
+        super().__init__(*found)
+        self.status = status
+        self.found = found
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoStore:
+    """Content-addressed photos: `<sha256>.<jpg|png>` in `directory`."""
+
+    directory: Path
+    max_bytes: int
+
+    async def save(self, data: bytes) -> str:
+        """Write the photo durably (fsynced, renamed, directory fsynced); return its name."""
+        name = f"{hashlib.sha256(data).hexdigest()}.{image_type(data)}"
+        await asyncio.to_thread(_write_durably, self.directory, name, data)
+        return name
+
+
+def image_type(data: bytes) -> str | None:
+    """The extension, jpg or png, the magic bytes call for; None for anything else."""
+    return next((ext for magic, ext in MAGIC.items() if data.startswith(magic)), None)
+
+
+def _write_durably(directory: Path, name: str, data: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / name
+    if target.exists():
+        return  # content-addressed, and only complete files are ever renamed into place
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # the rename is durable only once the directory is synced
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def add_quality_routes(app: web.Application, photos_dir: Path, max_photo_bytes: int) -> None:
+    """Register the quality-record routes (the app's token middleware protects them)."""
+    store = PhotoStore(photos_dir, max_photo_bytes)
+    for path, form in FORMS.items():
+        app.router.add_post(path, partial(record_quality, store, form))
+    app.router.add_get("/api/v1/quality/photos/{name}", partial(serve_photo, store))
+
+
+async def record_quality(store: PhotoStore, form: Form, request: web.Request) -> web.Response:
+    """POST a quality record (JSON or multipart): store its photos, journal it, 201."""
+    try:
+        fields, photos, found = await read_body(request, store.max_bytes)
+    except Refused as refused:
+        return invalid(refused.found, refused.status)
+    record: _Record | None = None
+    try:
+        record = form.model.model_validate(fields)
+    except ValidationError as err:
+        found = problems(err) + found
+    found += photo_problems(form, photos)
+    if found or record is None:
+        return invalid(found)
+    try:
+        names = [await store.save(data) for data in photos]
+    except OSError as err:
+        log.error("quality.photo_not_stored", error=err.strerror or type(err).__name__)
+        return web.json_response({"error": "the photo could not be stored"}, status=507)
+    payload: dict[str, Any] = record.model_dump(mode="json", exclude_none=True)
+    payload.setdefault("tested_at", utcnow().isoformat())
+    if isinstance(record, CleaningEffectTest):
+        payload.setdefault("recorded_by", record.inspector)
+    if form.max_photos:
+        payload["photos"] = names
+    event = Event(form.kind, "api", payload)
+    await request.app[EMIT_KEY](event)
+    log.info("quality.recorded", kind=form.kind, photos=len(names))
+    return web.json_response({"event_id": event.id, "photos": names}, status=201)
+
+
+def photo_problems(form: Form, photos: list[bytes]) -> list[str]:
+    """Too few or too many photos for the form, and every photo that is not a JPEG or PNG."""
+    found = []
+    if len(photos) < form.min_photos:
+        found.append(f"photo: at least {form.min_photos} required")
+    if len(photos) > form.max_photos:
+        found.append(f"photo: at most {form.max_photos} allowed")
+    found += [
+        f"photo {n}: not a JPEG or PNG image"
+        for n, data in enumerate(photos, start=1)
+        if image_type(data) is None
+    ]
+    return found
+
+
+async def read_body(
+    request: web.Request, max_photo_bytes: int
+) -> tuple[dict[str, Any], list[bytes], list[str]]:
+    """(fields, photos, problems) of a JSON or multipart body; Refused when it is unusable."""
+    if request.content_type == "application/json":
+        return await _read_json(request, max_photo_bytes)
+    if request.content_type == "multipart/form-data":
+        return await _read_multipart(request, max_photo_bytes)
+    if request.content_type == "application/x-www-form-urlencoded":  # an HTML form, no file
+        posted = await request.post()
+        found = [f"{k}: given more than once" for k in set(posted) if len(posted.getall(k)) > 1]
+        fields = {k: v for k, v in posted.items() if isinstance(v, str) and v.strip()}
+        return fields, [], sorted(found)
+    raise Refused(415, ["body: send application/json or multipart/form-data"])
+
+
+async def _read_json(
+    request: web.Request, max_photo_bytes: int
+) -> tuple[dict[str, Any], list[bytes], list[str]]:
+    try:
+        body = json.loads(await request.read())
+    except ValueError as err:
+        raise Refused(400, ["body: not valid JSON"]) from err
+    if not isinstance(body, dict):
+        raise Refused(400, ["body: must be a JSON object"])
+    given = body.pop("photos", [])
+    if not isinstance(given, list) or not all(isinstance(p, str) for p in given):
+        return body, [], ["photos: must be a list of base64 strings"]
+    photos: list[bytes] = []
+    found: list[str] = []
+    for n, given_text in enumerate(given, start=1):
+        # A data URL, as a browser's FileReader makes it, carries the base64 after the comma.
+        text = given_text.partition(",")[2] if given_text.startswith("data:") else given_text
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            found.append(f"photo {n}: not base64")
+            continue
+        if len(data) > max_photo_bytes:
+            raise Refused(413, [f"photo {n}: larger than {max_photo_bytes} bytes"])
+        photos.append(data)
+    return body, photos, found
+
+
+async def _read_multipart(
+    request: web.Request, max_photo_bytes: int
+) -> tuple[dict[str, Any], list[bytes], list[str]]:
+    reader = await request.multipart()
+    fields: dict[str, Any] = {}
+    photos: list[bytes] = []
+    found: list[str] = []
+    for _ in range(MAX_PARTS):
+        part = await reader.next()
+        if part is None:
+            return fields, photos, found
+        if not isinstance(part, BodyPartReader):
+            raise Refused(400, ["body: nested multipart is not accepted"])
+        name = part.name or ""
+        if name == "photo":
+            data = await _read_part(part, max_photo_bytes, f"photo {len(photos) + 1}")
+            if data:  # an HTML file input left empty still sends an empty part
+                photos.append(data)
+            continue
+        raw = await _read_part(part, MAX_FIELD_BYTES, name or "field")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            found.append(f"{name}: not UTF-8 text")
+            continue
+        if name in fields:
+            found.append(f"{name}: given more than once")
+        elif text.strip():  # HTML forms send inputs left blank: they count as not given
+            fields[name] = text
+    raise Refused(400, [f"body: more than {MAX_PARTS} parts"])
+
+
+async def _read_part(part: BodyPartReader, limit: int, label: str) -> bytes:
+    data = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise Refused(413, [f"{label}: larger than {limit} bytes"])
+    return bytes(data)
+
+
+async def serve_photo(store: PhotoStore, request: web.Request) -> web.StreamResponse:
+    """GET a stored photo by its name (`<64 hex>.jpg|png`); anything else is 404."""
+    name = request.match_info["name"]
+    path = store.directory / name
+    # The name is checked before it touches the file system: no traversal, no other file.
+    if not PHOTO_NAME.fullmatch(name) or not await asyncio.to_thread(path.is_file):
+        return web.json_response({"error": "no such photo"}, status=404)
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": CONTENT_TYPES[name.rsplit(".", 1)[1]],
+            "Cache-Control": "private, max-age=31536000, immutable",  # the name is the content
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
