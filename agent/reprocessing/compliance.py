@@ -20,6 +20,7 @@ from agent.reprocessing.facts import (
     WasherFact,
 )
 from agent.reprocessing.rules import evaluate
+from agent.reprocessing.verdicts import record_violation
 
 DISINFECTION = (StepKind.DISINFECT.value, StepKind.STERILIZE.value)
 
@@ -124,20 +125,7 @@ class Compliance:
         at = now.isoformat()
         new_errors = False
         for violation in found:
-            fresh = conn.execute(
-                "INSERT OR IGNORE INTO rp_violations (clean_id, rule, clause, severity, message,"
-                " at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    clean_id,
-                    violation.rule,
-                    violation.clause,
-                    violation.severity,
-                    violation.message,
-                    at,
-                    tx.event_id,
-                ),
-            ).rowcount
-            if not fresh:
+            if not record_violation(conn, clean_id, violation, at, tx.event_id):
                 continue
             new_errors |= violation.severity == "error"
             tx.raise_alert(
@@ -149,35 +137,10 @@ class Compliance:
                     severity=violation.severity,
                 )
             )
-        if new_errors:
-            conn.execute(
-                "UPDATE rp_cycles SET compliance = 'non_compliant' WHERE clean_id = ?",
-                (clean_id,),
-            )
-        elif stage != "progress":
+        if not new_errors and stage != "progress":
             conn.execute(
                 "UPDATE rp_cycles SET compliance = 'compliant', completed_at = COALESCE("
                 "completed_at, ?) WHERE clean_id = ? AND compliance = 'pending'",
                 (at, clean_id),
             )
         return found
-
-
-def verdict(conn: sqlite3.Connection, clean_id: str) -> str:
-    """The cycle's compliance: pending, compliant, non_compliant or overridden."""
-    row = conn.execute(
-        "SELECT compliance FROM rp_cycles WHERE clean_id = ?", (clean_id,)
-    ).fetchone()
-    return str(row[0]) if row else "pending"
-
-
-def error_messages(conn: sqlite3.Connection, clean_id: str) -> list[str]:
-    """The cycle's recorded error violations, oldest first, for people."""
-    return [
-        str(row[0])
-        for row in conn.execute(
-            "SELECT message FROM rp_violations WHERE clean_id = ? AND severity = 'error'"
-            " ORDER BY id",
-            (clean_id,),
-        )
-    ]

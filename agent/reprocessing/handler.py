@@ -11,10 +11,11 @@ from agent.errors import AgentError
 from agent.events import Event
 from agent.journal.alerts import Alert
 from agent.journal.writer import Transaction
-from agent.reprocessing.compliance import Compliance, error_messages, verdict
+from agent.reprocessing.compliance import Compliance
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station
 from agent.reprocessing.facts import Stage, StepKind
 from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
+from agent.reprocessing.verdicts import error_messages, verdict
 from agent.reprocessing.washer import WasherCycles, rejected_alert
 from drivers.rfid.tags import TagIndex, code_read
 

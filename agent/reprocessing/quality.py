@@ -11,7 +11,8 @@ from pydantic import Field
 from agent.config import Section
 from agent.events import Event
 from agent.journal.alerts import Alert, Severity
-from agent.reprocessing.facts import Disinfectant
+from agent.reprocessing.facts import Disinfectant, Violation
+from agent.reprocessing.verdicts import record_violation
 
 if TYPE_CHECKING:  # agent.reprocessing.config imports QualityConfig from here
     from agent.journal.writer import Transaction
@@ -101,6 +102,24 @@ class QualityHandler:
         )
         for alert in self.alerts(event, subject):
             tx.raise_alert(alert)  # raise_alert, and wakes the alert routes' uplinks
+        if event.kind == CLEANING_EFFECT and not passed:
+            self._block(tx, subject, tested_at)
+
+    def _block(self, tx: Transaction, number: str, tested_at: datetime) -> None:
+        """WS 507 §7.1: a scope whose channels failed the cleaning test must be reprocessed."""
+        row = tx.conn.execute(
+            "SELECT clean_id FROM rp_scopes WHERE number = ?", (number,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return
+        violation = Violation(
+            "cleaning_effect",
+            "7.1",
+            "error",
+            "管路清洗效果检测不合格，应重新处理 / channel cleaning-effect test failed:"
+            " reprocess the scope",
+        )
+        record_violation(tx.conn, row[0], violation, tested_at.isoformat(), tx.event_id)
 
     def disinfectant_record(self, payload: dict[str, Any], tested_at: datetime) -> dict[str, Any]:
         """uploadDisinfectData: a concentration test of a disinfectant batch."""

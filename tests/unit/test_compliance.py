@@ -13,6 +13,7 @@ from agent.events import Event
 from agent.journal import alerts
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.handler import ReprocessingHandler
+from agent.reprocessing.quality import QualityConfig, QualityHandler
 from agent.reprocessing.state import scope_states
 from tests.unit.test_reprocessing import Centre, make_config
 
@@ -297,3 +298,24 @@ async def test_a_rejected_receipt_is_an_error_alert(machine_centre):
         "washer:aer1",
     )
     assert "truncated" in alert["message"]
+
+
+async def test_a_failed_cleaning_effect_test_blocks_the_scope_until_reprocessed(
+    open_journal, tmp_path
+):
+    config = opa_config()
+    handlers = (ReprocessingHandler("endo", config), QualityHandler("q", config, QualityConfig()))
+    centre = Checked(await open_journal.open(handlers=handlers), tmp_path / "journal.db")
+    await centre.run_cycle()
+    test = {
+        "scope": "GIF-001",
+        "tested_at": (centre.now + timedelta(minutes=5)).isoformat(),
+        "inspector": "王护士",
+        "passed": False,
+        "photos": ["a" * 64 + ".jpg"],
+    }
+    await centre.journal.ingest([Event("quality.cleaning_effect", "api", test)])
+    state = centre.scope()
+    assert state["blocked"] and [v["rule"] for v in state["violations"]] == ["cleaning_effect"]
+    await centre.run_cycle()
+    assert not centre.scope()["blocked"]
