@@ -16,6 +16,8 @@ from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
 from drivers.rfid import reader as rfid_reader
+from drivers.washer import folder as washer_folder
+from drivers.washer import printer as washer_printer
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,8 @@ SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
     "rfid_reader": Plugin(rfid_reader.RfidReaderConfig, rfid_reader.build),
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
+    "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
+    "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),

@@ -1,0 +1,1 @@
+"""Washer-disinfector receipts: ESC/POS stripping, parsers, printer and folder capture."""

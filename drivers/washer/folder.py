@@ -1,0 +1,258 @@
+"""A watched folder: one file per cycle, picked up once complete, then moved aside."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+from pydantic import Field, model_validator
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from agent.config import ConfigPath, Seconds
+from agent.events import utcnow
+from drivers.base import Driver, DriverContext
+from drivers.transport import Backoff
+from drivers.washer.capture import (
+    Receipts,
+    WasherSourceConfig,
+    file_sha256,
+    fsync_dir,
+    sha256,
+    write_durably,
+)
+from drivers.washer.receipt import ReceiptError
+
+log = structlog.get_logger(__name__)
+
+_IGNORE = [".*", "~*", "*~", "*.tmp", "*.temp", "*.part", "*.partial", "*.swp", "*.reason.txt"]
+
+
+class WasherFolderConfig(WasherSourceConfig):
+    """[sources.<name>] type = "washer_folder" """
+
+    path: ConfigPath
+    include: Annotated[list[str], Field(min_length=1)] = ["*"]
+    ignore: list[str] = _IGNORE
+    settle: Annotated[float, Field(ge=0)] = 2.0  # size and mtime unchanged this long: complete
+    ready_suffix: str | None = None  # e.g. ".ok": `X.csv` is complete once `X.csv.ok` exists
+    processed_dir: ConfigPath | None = None  # default: <path>/processed
+    rejected_dir: ConfigPath | None = None  # default: <path>/rejected
+    max_bytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024)] = 1024 * 1024
+    retry_initial: Seconds = 1.0
+    retry_max: Seconds = 60.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WasherFolderConfig:
+        if self.ready_suffix is not None and not self.ready_suffix.strip("."):
+            raise ValueError("ready_suffix needs a name, e.g. '.ok'")
+        if self.retry_max < self.retry_initial:
+            raise ValueError("retry_max must be at least retry_initial")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    size: int
+    mtime_ns: int
+    ready: bool
+
+
+class _Forward(FileSystemEventHandler):
+    """Runs on watchdog's thread: hands every touched path to the loop, nothing else."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, touch: Callable[[Path, float | None], None]
+    ) -> None:
+        self.loop = loop
+        self.touch = touch
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type not in {"created", "modified", "moved", "closed"}:
+            return
+        path = event.dest_path if event.event_type == "moved" else event.src_path
+        try:
+            self.loop.call_soon_threadsafe(self.touch, Path(os.fsdecode(path)), None)
+        except RuntimeError:
+            pass  # the loop is closing; files left behind are found again at the next start
+
+
+class WasherFolder(Driver):
+    """Reads cycle files a washer writes into a folder; each is emitted or moved to rejected/."""
+
+    def __init__(self, name: str, config: WasherFolderConfig) -> None:
+        super().__init__(name)
+        self.config = config
+        self.receipts = Receipts(name, config)
+        self.folder = config.path
+        self.processed_dir = config.processed_dir or config.path / "processed"
+        self.rejected_dir = config.rejected_dir or config.path / "rejected"
+        self.backoff = Backoff(config.retry_initial, config.retry_max)
+        self.watching = False
+        self.failures = 0  # failed attempts to watch the folder in a row
+        self.checks: dict[str, int] = {}  # stability checks per file name, for status and tests
+        self._seen: dict[Path, _Stat] = {}
+        self._timers: dict[Path, asyncio.TimerHandle] = {}
+        self._due: asyncio.Queue[Path] = asyncio.Queue()
+        self._changed = asyncio.Condition()
+        self._rng = random.Random()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Rejected files so far, by reason."""
+        return dict(self.receipts.counters)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds, re-checked after every check or move."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def run(self, ctx: DriverContext) -> None:
+        """Watch and process until cancelled; a missing folder is retried, never raised."""
+        loop = asyncio.get_running_loop()
+        observer = await self._start_observer(loop)
+        try:
+            await self._note()
+            for path in await asyncio.to_thread(self._listing):
+                self._touch(path, None)
+            while True:
+                await self._check(ctx, await self._due.get())
+        finally:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+            observer.stop()
+            await asyncio.to_thread(observer.join)
+            self.watching = False
+
+    async def _start_observer(self, loop: asyncio.AbstractEventLoop) -> BaseObserver:
+        while True:
+            observer = Observer()
+            try:
+                observer.schedule(_Forward(loop, self._touch), str(self.folder), recursive=False)
+                await asyncio.to_thread(observer.start)
+            except OSError as err:
+                self.failures += 1
+                await self._note()
+                emit = log.warning if self.failures == 1 else log.debug
+                emit(
+                    "washer.folder_unavailable",
+                    source=self.name,
+                    path=str(self.folder),
+                    error=str(err),
+                )
+                await asyncio.sleep(self.backoff.delay(self.failures, self._rng))
+                continue
+            if self.failures:
+                self.failures = 0
+                log.info("washer.folder_available", source=self.name, path=str(self.folder))
+            self.watching = True
+            return observer
+
+    def _listing(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def _touch(self, path: Path, delay: float | None) -> None:
+        """A file changed (or is found): check it after `delay` (default: `settle`)."""
+        if path.parent != self.folder:
+            return
+        suffix = self.config.ready_suffix
+        if suffix is not None and path.name.endswith(suffix):
+            path, delay = path.with_name(path.name[: -len(suffix)]), 0.0
+        if not self._wanted(path.name):
+            return
+        if (timer := self._timers.pop(path, None)) is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        wait = self.config.settle if delay is None else delay
+        self._timers[path] = loop.call_later(wait, self._due.put_nowait, path)
+
+    def _wanted(self, name: str) -> bool:
+        if any(fnmatch.fnmatch(name, pattern) for pattern in self.config.ignore):
+            return False
+        return any(fnmatch.fnmatch(name, pattern) for pattern in self.config.include)
+
+    def _stat(self, path: Path) -> _Stat | None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        suffix = self.config.ready_suffix
+        ready = suffix is not None and path.with_name(path.name + suffix).exists()
+        return _Stat(st.st_size, st.st_mtime_ns, ready)
+
+    async def _check(self, ctx: DriverContext, path: Path) -> None:
+        self._timers.pop(path, None)
+        stat = await asyncio.to_thread(self._stat, path)
+        self.checks[path.name] = self.checks.get(path.name, 0) + 1
+        previous = self._seen.pop(path, None)
+        if stat is None:
+            await self._note()
+            return  # gone (moved away or deleted): nothing left to read
+        complete = stat.ready if self.config.ready_suffix else stat == previous
+        if not complete:
+            if not self.config.ready_suffix:
+                self._seen[path] = stat
+                self._touch(path, None)
+            await self._note()
+            return
+        await self._process(ctx, path, stat)
+        await self._note()
+
+    async def _process(self, ctx: DriverContext, path: Path, stat: _Stat) -> None:
+        try:
+            if stat.size > self.config.max_bytes:
+                digest = await asyncio.to_thread(file_sha256, path)
+                limit = self.config.max_bytes
+                raise ReceiptError("oversize", f"{stat.size} bytes, max_bytes is {limit}")
+            raw = await asyncio.to_thread(path.read_bytes)
+            digest = sha256(raw)
+            event = self.receipts.cycle_event(raw)
+        except FileNotFoundError:
+            return  # taken away between the check and the read
+        except ReceiptError as err:
+            moved = await asyncio.to_thread(self._reject, path, err, digest)
+            await ctx.emit(self.receipts.rejected_event(err, moved, digest, stat.size))
+            return
+        await ctx.emit(event)
+        await asyncio.to_thread(self._move, path, self.processed_dir, digest)
+
+    def _move(self, path: Path, directory: Path, digest: str) -> Path:
+        """Move `path` (and its ready marker) into `directory` durably; never overwrite."""
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / path.name
+        if target.exists():
+            stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+            target = directory / f"{path.stem}-{stamp}-{digest[:8]}{path.suffix}"
+        shutil.move(path, target)
+        if self.config.ready_suffix is not None:
+            marker = path.with_name(path.name + self.config.ready_suffix)
+            if marker.exists():
+                shutil.move(marker, target.with_name(target.name + self.config.ready_suffix))
+        fsync_dir(directory)
+        fsync_dir(path.parent)
+        return target
+
+    def _reject(self, path: Path, error: ReceiptError, digest: str) -> Path:
+        target = self._move(path, self.rejected_dir, digest)
+        note = f"{error}\nformat: {self.config.format}\nat: {utcnow().isoformat()}\n"
+        write_durably(target.with_name(target.name + ".reason.txt"), note.encode("utf-8"))
+        return target
+
+    async def _note(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def build(name: str, config: WasherFolderConfig) -> WasherFolder:
+    """Make the folder source from its validated config."""
+    return WasherFolder(name, config)

@@ -1,0 +1,1 @@
+"""Receipt formats: each `parse(text, tz) -> WasherCycle`, raising ReceiptError with a reason."""

@@ -1,0 +1,124 @@
+"""The folder source on a real folder watched by watchdog: complete, partial, rejected, existing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from drivers.washer.folder import WasherFolder, WasherFolderConfig
+from tests.integration.test_washer_printer import WAIT, StateContext
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "washer"
+
+
+def make_folder(path: Path, **keys: object) -> WasherFolder:
+    config = {"type": "washer_folder", "path": str(path), "format": "csv", "settle": 0.2, **keys}
+    return WasherFolder("aer_folder", WasherFolderConfig.model_validate(config))
+
+
+@asynccontextmanager
+async def running(driver: WasherFolder, ctx: StateContext) -> AsyncIterator[None]:
+    task = asyncio.create_task(driver.run(ctx))
+    try:
+        async with asyncio.timeout(WAIT):
+            await driver.wait_until(lambda: driver.watching)
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(driver: WasherFolder, predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        await driver.wait_until(predicate)
+
+
+async def test_existing_complete_partial_and_rejected_files(tmp_path: Path):
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    csv = (FIXTURES / "cycle_aw03.csv").read_bytes()
+    (inbox / "existing.csv").write_bytes(csv)
+    (inbox / "~lock.csv").write_bytes(b"x")  # temp files are never read
+    folder = make_folder(inbox)
+    ctx = StateContext(tmp_path / "state")
+    with capture_logs() as logs:
+        async with running(folder, ctx):
+            events = await ctx.wait_for(lambda events: len(events) >= 1)
+            await until(folder, (inbox / "processed" / "existing.csv").exists)
+            assert events[0].kind == "washer.cycle"
+            assert events[0].payload["cycle_number"] == "004513"
+            assert not (inbox / "existing.csv").exists()
+
+            # Written in two parts: the first part alone is never read.
+            partial = inbox / "cycle-0002.csv"
+            second = csv.replace(b"004513", b"004514")
+            cut = csv.index("阶段".encode("gb18030"))
+            partial.write_bytes(second[:cut])
+            await until(folder, lambda: folder.checks.get(partial.name, 0) >= 1)
+            with partial.open("ab") as file:
+                file.write(second[cut:])
+            await ctx.wait_for(lambda events: len(events) >= 2)
+            assert ctx.events[1].kind == "washer.cycle"
+            assert ctx.events[1].payload["cycle_number"] == "004514"
+            assert folder.checks[partial.name] >= 3  # seen changing, then stable
+
+            (inbox / "bad.csv.tmp").write_bytes(csv[:cut])
+            (inbox / "bad.csv.tmp").rename(inbox / "bad.csv")  # the rename completes it
+            rejected = (await ctx.wait_for(lambda events: len(events) >= 3))[2]
+            await until(folder, (inbox / "processed" / partial.name).exists)
+    assert rejected.kind == "washer.rejected"
+    assert rejected.payload["reason"] == "truncated: no phase table (阶段,…)"
+    moved = Path(rejected.payload["quarantined"])
+    assert moved == inbox / "rejected" / "bad.csv"
+    assert moved.read_bytes() == csv[:cut]
+    reason = (inbox / "rejected" / "bad.csv.reason.txt").read_text("utf-8")
+    assert reason.startswith("truncated: no phase table")
+    assert rejected.payload["size"] == cut
+    assert folder.counters == {"truncated": 1}
+    assert (inbox / "~lock.csv").exists() and "~lock.csv" not in folder.checks
+    assert len(ctx.events) == 3
+    assert [e["reason"] for e in logs if e["event"] == "washer.receipt_rejected"] == ["truncated"]
+    assert "刘洋" not in str(logs)
+
+
+async def test_ready_marker_and_a_file_name_used_twice(tmp_path: Path):
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    folder = make_folder(inbox, format="xml", ready_suffix=".ok", settle=30)
+    ctx = StateContext(tmp_path / "state")
+    xml = (FIXTURES / "cycle_aw04.xml").read_bytes()
+    async with running(folder, ctx):
+        for count, cycle in enumerate((b"004514", b"004515"), start=1):
+            (inbox / "last.xml").write_bytes(xml.replace(b"004514", cycle))
+            (inbox / "last.xml.ok").write_bytes(b"")
+            await ctx.wait_for(lambda events, n=count: len(events) >= n)  # type: ignore[misc]
+            await until(folder, lambda: not (inbox / "last.xml").exists())
+    assert [e.payload["cycle_number"] for e in ctx.events] == ["004514", "004515"]
+    processed = sorted(p.name for p in (inbox / "processed").iterdir())
+    assert len(processed) == 4 and "last.xml" in processed and "last.xml.ok" in processed
+    assert not (inbox / "last.xml.ok").exists()
+
+
+async def test_a_missing_folder_is_waited_for(tmp_path: Path):
+    inbox = tmp_path / "not-mounted-yet"
+    folder = make_folder(inbox, retry_initial=0.02, retry_max=0.05)
+    ctx = StateContext(tmp_path / "state")
+    task = asyncio.create_task(folder.run(ctx))
+    try:
+        with capture_logs() as logs:
+            await until(folder, lambda: folder.failures >= 2)
+        warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+        assert warnings == ["washer.folder_unavailable"]  # once, then retries at debug
+        inbox.mkdir()
+        (inbox / "c.csv").write_bytes((FIXTURES / "cycle_aw03.csv").read_bytes())
+        await ctx.wait_for(lambda events: len(events) >= 1)
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+    assert ctx.events[0].kind == "washer.cycle"
