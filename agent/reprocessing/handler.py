@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.errors import AgentError
@@ -58,6 +59,8 @@ class ReprocessingHandler:
 
     def handle(self, tx: Transaction, event: Event) -> None:
         """Apply one event to the reprocessing state and queue the records it implies."""
+        # State tables compare ISO times as text: keep every stored time in UTC.
+        event = replace(event, occurred_at=event.occurred_at.astimezone(UTC))
         payload = event.payload
         if event.kind == "reprocessing.patient":
             self._set_patient(tx.conn, payload["reader_id"], payload, event.occurred_at)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.events import Event
@@ -37,8 +37,8 @@ class WasherCycles:
     def handle(self, tx: Transaction, event: Event) -> str | None:
         """Record the cycle; return the clean_id it joined, or None if no scope cycle matched."""
         cycle = event.payload
-        start = datetime.fromisoformat(cycle["started_at"])
-        end = datetime.fromisoformat(cycle["ended_at"])
+        start = datetime.fromisoformat(cycle["started_at"]).astimezone(UTC)
+        end = datetime.fromisoformat(cycle["ended_at"]).astimezone(UTC)
         washer = self.washers.get(cycle["washer"])
         station = self._station(washer)
         scope = self._scope(tx.conn, cycle["scope"], station, start)
@@ -94,14 +94,12 @@ class WasherCycles:
         """The scope the receipt names (number, steel number or tag), else the one in the washer."""
         printed = printed.strip()
         if printed:
-            found = self.scopes.get(printed) or self.by_steel.get(printed)
-            if found is None:
-                try:
-                    tagged = self.tags.get(printed, code_read(printed).bits)
-                except ValueError:
-                    tagged = None
-                found = tagged if isinstance(tagged, Endoscope) else None
-            return found
+            # Receipts print "GIF-H290 2901234" (model and serial) as often as the number alone.
+            for candidate in (printed, *printed.split()):
+                found = self._named(candidate)
+                if found is not None:
+                    return found
+            return None
         if station is None:
             return None
         row = conn.execute(
@@ -111,6 +109,16 @@ class WasherCycles:
             (station.reader, start.isoformat()),
         ).fetchone()
         return self.scopes.get(row[0]) if row else None
+
+    def _named(self, text: str) -> Endoscope | None:
+        found = self.scopes.get(text) or self.by_steel.get(text)
+        if found is None:
+            try:
+                tagged = self.tags.get(text, code_read(text).bits)
+            except ValueError:
+                tagged = None
+            found = tagged if isinstance(tagged, Endoscope) else None
+        return found
 
     def _cycle(
         self, conn: sqlite3.Connection, scope: Endoscope, start: datetime, end: datetime
@@ -136,8 +144,8 @@ class WasherCycles:
         kind = StepKind(phase["kind"])
         if kind not in PHASE_KINDS:
             return
-        start = datetime.fromisoformat(phase["started_at"])
-        end = datetime.fromisoformat(phase["ended_at"])
+        start = datetime.fromisoformat(phase["started_at"]).astimezone(UTC)
+        end = datetime.fromisoformat(phase["ended_at"]).astimezone(UTC)
         ratio = (station.ratio_number if station else "") or None
         row = tx.conn.execute(
             "INSERT INTO rp_steps (clean_id, station, step_id, kind, operator, started_at,"
