@@ -12,6 +12,8 @@ from agent.reprocessing import plugin as reprocessing
 from agent.simulators import http_cloud, rfid_readers
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
+from agent.uplinks.mqtt import uplink as mqtt_uplink
+from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
@@ -33,6 +35,7 @@ class Plugin:
 UPLINKS = {
     "http": Plugin(http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers),
     "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
+    "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),

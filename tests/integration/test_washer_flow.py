@@ -15,7 +15,7 @@ from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.handler import ReprocessingHandler
 from agent.reprocessing.state import scope_states
 from drivers.washer.folder import WasherFolder
-from tests.integration.test_washer_folder import FIXTURES, make_folder, running
+from tests.integration.test_washer_folder import FIXTURES, make_folder, running, until
 from tests.integration.test_washer_printer import StateContext
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -86,6 +86,7 @@ async def test_an_exported_washer_cycle_joins_the_scope_cycle_and_completes_it(
     ctx = JournalContext(tmp_path / "state", journal)
     async with running(folder, ctx):
         await ctx.wait_for(lambda events: len(events) == 1)
+        await until(folder, (inbox / "processed" / "AW03-004513.csv").exists)
     await tap(journal, "R8", "10:35")
 
     db = tmp_path / "journal.db"
@@ -104,4 +105,3 @@ async def test_an_exported_washer_cycle_joins_the_scope_cycle_and_completes_it(
     assert ster["ratioNumber"] == "OPA-0513" and ster["cleanId"] == state["clean_id"]
     washer_reads = [p for k, p in records if k == "uploadReadData" and p["readerId"] == "RW"]
     assert len(washer_reads) == 1 + 8  # the tap into the washer, then each of its eight phases
-    assert (tmp_path / "exports" / "processed" / "AW03-004513.csv").exists()
