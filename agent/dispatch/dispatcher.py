@@ -237,14 +237,6 @@ class Dispatcher:
                 alert=outcome.alert,
             )
             changed = self.breaker.success()  # the platform answered: it is up
-            if outcome.alert:
-                log.error(
-                    "alert.raised",
-                    code=outcome.alert,
-                    subject=message.order_key,
-                    origin=f"outbox:{message.id}",
-                    reason=outcome.reason,
-                )
             log.warning(
                 "outbox.dead_letter",
                 uplink=self.name,

@@ -115,6 +115,7 @@ class _Job:
 class _Outcome:
     touched: set[str] = field(default_factory=set)
     handler_failures: list[tuple[str, str, str]] = field(default_factory=list)
+    alerts: list[tuple[int, str, str, str]] = field(default_factory=list)  # raised, committed
 
 
 class Journal:
@@ -146,6 +147,9 @@ class Journal:
         self._since_checkpoint = 0
         self._checkpoint_every = 16  # commits; re-estimated from the WAL size at each checkpoint
         self._checkpoint_failing = False
+        self._last_alert: int = conn.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[
+            0
+        ]
 
     @classmethod
     async def open(
@@ -272,6 +276,13 @@ class Journal:
                 conn.execute("ROLLBACK")
             raise
         self.commits += 1
+        # Alerts are logged once, after they are durable, whoever raised them in this commit.
+        outcome.alerts = conn.execute(
+            "SELECT id, severity, code, subject FROM alerts WHERE id > ? ORDER BY id",
+            (self._last_alert,),
+        ).fetchall()
+        if outcome.alerts:
+            self._last_alert = outcome.alerts[-1][0]
 
     def _ingest(self, jobs: list[_Job], outcome: _Outcome) -> None:
         # Fast path: one savepoint for a run of ingest jobs instead of one per job and per
@@ -388,6 +399,9 @@ class Journal:
                 job.future.set_result(job.result)
         for kind, handler, error in outcome.handler_failures:
             log.error("journal.handler_failed", event_kind=kind, handler=handler, error=error)
+        for alert_id, severity, code, subject in outcome.alerts:
+            emit = log.warning if severity == "warning" else log.error
+            emit("alert.raised", alert_id=alert_id, severity=severity, code=code, subject=subject)
         if outcome.touched:
             for listener in self._listeners:
                 listener(outcome.touched)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.events import Event
 from agent.journal import alerts
@@ -319,3 +320,16 @@ async def test_a_failed_cleaning_effect_test_blocks_the_scope_until_reprocessed(
     assert state["blocked"] and [v["rule"] for v in state["violations"]] == ["cleaning_effect"]
     await centre.run_cycle()
     assert not centre.scope()["blocked"]
+
+
+async def test_each_alert_is_logged_once_after_its_commit_without_patient_data(centre):
+    with capture_logs() as logs:
+        await centre.run_cycle(R5=120)
+        await centre.journal.ingest(
+            [Event("reprocessing.patient", "api", {"reader_id": "R9", "patient_id": "HIS0042"})]
+        )
+        await centre.tap("R9", "00D507D0", after=600)
+        await centre.tap("R9", "00D507D0", after=5)  # a re-read: nothing new
+    raised = [(e["severity"], e["code"]) for e in logs if e["event"] == "alert.raised"]
+    assert raised == [("error", "ws507.contact_time"), ("critical", "scope_blocked_used")]
+    assert "HIS0042" not in str(logs)
