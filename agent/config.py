@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -79,10 +80,19 @@ def _writable_dir(value: Path) -> Path:
     return value
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown time zone {value!r}") from err
+    return value
+
+
 Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 StateDir = Annotated[Path, AfterValidator(_relative_to_config), AfterValidator(_writable_dir)]
 Seconds = Annotated[float, Field(gt=0)]
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]  # an IANA zone, e.g. Asia/Shanghai
 
 
 class Section(BaseModel):

@@ -31,6 +31,22 @@ class StepKind(StrEnum):
     USE = "use"
 
 
+STEP_NAMES: dict[StepKind, str] = {  # as Chinese step tables name them
+    StepKind.PRE_CLEAN: "预处理",
+    StepKind.LEAK_TEST: "测漏",
+    StepKind.CLEAN: "清洗",
+    StepKind.ENZYME: "酶洗",
+    StepKind.RINSE: "漂洗",
+    StepKind.DISINFECT: "消毒",
+    StepKind.STERILIZE: "灭菌",
+    StepKind.FINAL_RINSE: "终末漂洗",
+    StepKind.DRY: "干燥",
+    StepKind.MACHINE_WASH: "机洗",
+    StepKind.STORE: "储存",
+    StepKind.USE: "使用",
+}
+
+
 class Disinfectant(StrEnum):
     """The disinfectants and sterilants of WS 507-2016 Appendix B (platform codes 1-6)."""
 

@@ -9,22 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, Washer
-from agent.reprocessing.facts import StepKind
+from agent.reprocessing.facts import STEP_NAMES, StepKind
 
-STEP_NAMES = {
-    StepKind.PRE_CLEAN: "预处理",
-    StepKind.LEAK_TEST: "测漏",
-    StepKind.CLEAN: "清洗",
-    StepKind.ENZYME: "酶洗",
-    StepKind.RINSE: "漂洗",
-    StepKind.DISINFECT: "消毒",
-    StepKind.STERILIZE: "灭菌",
-    StepKind.FINAL_RINSE: "终末漂洗",
-    StepKind.DRY: "干燥",
-    StepKind.MACHINE_WASH: "机洗",
-    StepKind.STORE: "储存",
-    StepKind.USE: "使用",
-}
 CLEAN_ID_MAX = 64  # uploadEnzymeWashData and sterProcess allow S..64 (the 100 is looser)
 
 

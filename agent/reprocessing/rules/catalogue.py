@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.reprocessing.facts import Disinfectant, Severity, StepKind
+from agent.reprocessing.facts import Disinfectant, Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +92,6 @@ RULES: dict[str, RuleInfo] = {
     ),
 }
 
-STEP_NAMES: dict[StepKind, str] = {
-    StepKind.PRE_CLEAN: "预处理",
-    StepKind.LEAK_TEST: "测漏",
-    StepKind.CLEAN: "清洗",
-    StepKind.ENZYME: "酶洗",
-    StepKind.RINSE: "漂洗",
-    StepKind.DISINFECT: "消毒",
-    StepKind.STERILIZE: "灭菌",
-    StepKind.FINAL_RINSE: "终末漂洗",
-    StepKind.DRY: "干燥",
-    StepKind.MACHINE_WASH: "机洗",
-    StepKind.STORE: "储存",
-    StepKind.USE: "使用",
-}
 
 AGENT_NAMES: dict[Disinfectant, str] = {
     Disinfectant.OPA: "邻苯二甲醛",

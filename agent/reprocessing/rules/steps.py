@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple
 
-from agent.reprocessing.facts import CycleFacts, Disinfectant, Stage, StepFact, StepKind
-from agent.reprocessing.rules.catalogue import AGENT_NAMES, STEP_NAMES
+from agent.reprocessing.facts import STEP_NAMES, CycleFacts, Disinfectant, Stage, StepFact, StepKind
+from agent.reprocessing.rules.catalogue import AGENT_NAMES
 from agent.reprocessing.rules.config import RequiredStep, RulesConfig
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
 
 from agent.reprocessing.facts import Disinfectant, StepKind
-from drivers.washer.receipt import Phase, ReceiptError, Verdict
+from drivers.washer.receipt import Channel, Phase, ReceiptError, Verdict, WasherCycle
 
 WASHER_KINDS = frozenset(
     {
@@ -199,3 +199,30 @@ def check_order(started: datetime, ended: datetime, field: str) -> None:
         raise ReceiptError("bad_value", f"{field}: ends before it starts")
     if ended - started > MAX_DURATION:
         raise ReceiptError("bad_value", f"{field}: lasts more than 12 hours")
+
+
+def labelled_cycle(
+    fields: Mapping[str, str],
+    phases: tuple[Phase, ...],
+    channels: Iterable[Channel],
+    header: Clock,
+) -> WasherCycle:
+    """A cycle from labelled fields (标签: 值) and its phases; header times win over the phases'."""
+    started, ended = span(phases)
+    started = header.at(fields["start"], "开始时间") if fields.get("start") else started
+    ended = header.at(fields["end"], "结束时间") if fields.get("end") else ended
+    check_order(started, ended, "cycle")
+    return WasherCycle(
+        washer=fields.get("washer", ""),
+        program=fields["program"],
+        cycle_number=fields["cycle"],
+        started_at=started,
+        ended_at=ended,
+        operator=fields.get("operator", ""),
+        scope=fields.get("scope", ""),
+        phases=phases,
+        leak_test=verdict(fields["leak"], "测漏结果") if fields.get("leak") else None,
+        channels=tuple(channels),
+        error_code=error_code(fields.get("error")),
+        result=verdict(fields["result"], "结果"),
+    )

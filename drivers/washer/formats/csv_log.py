@@ -10,10 +10,9 @@ from drivers.washer.formats.common import (
     Clock,
     check_order,
     disinfectant,
-    error_code,
+    labelled_cycle,
     number,
     phase_kind,
-    span,
     verdict,
 )
 from drivers.washer.receipt import Channel, Phase, ReceiptError, WasherCycle
@@ -66,25 +65,7 @@ def parse(text: str, tz: tzinfo) -> WasherCycle:
             raise ReceiptError("missing_field", f"{label} is missing")
     clock = Clock(tz, None)
     phases = tuple(_phase(row, clock) for row in table)
-    started, ended = span(phases)
-    header = Clock(tz, None)
-    started = header.at(fields["start"], "开始时间") if fields.get("start") else started
-    ended = header.at(fields["end"], "结束时间") if fields.get("end") else ended
-    check_order(started, ended, "cycle")
-    return WasherCycle(
-        washer=fields.get("washer", ""),
-        program=fields["program"],
-        cycle_number=fields["cycle"],
-        started_at=started,
-        ended_at=ended,
-        operator=fields.get("operator", ""),
-        scope=fields.get("scope", ""),
-        phases=phases,
-        leak_test=verdict(fields["leak"], "测漏结果") if fields.get("leak") else None,
-        channels=tuple(channels),
-        error_code=error_code(fields.get("error")),
-        result=verdict(fields["result"], "结果"),
-    )
+    return labelled_cycle(fields, phases, channels, Clock(tz, None))
 
 
 def _phase(row: list[str], clock: Clock) -> Phase:
