@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
+from typing import Any
 
+from agent.events import Event
 from agent.journal.alerts import Alert
 from agent.journal.writer import Transaction
 from agent.reprocessing.config import ReprocessingConfig
@@ -20,7 +22,7 @@ from agent.reprocessing.facts import (
     WasherFact,
 )
 from agent.reprocessing.rules import evaluate
-from agent.reprocessing.verdicts import record_violation
+from agent.reprocessing.verdicts import error_messages, record_violation, verdict
 
 DISINFECTION = (StepKind.DISINFECT.value, StepKind.STERILIZE.value)
 
@@ -144,3 +146,41 @@ class Compliance:
                 (at, clean_id),
             )
         return found
+
+    def check_before_use(
+        self, tx: Transaction, event: Event, number: str, clean_id: str | None
+    ) -> None:
+        """Judge the cycle at the use tap; a scope not fit for a patient raises a critical alert."""
+        if clean_id is None:
+            problem = "no reprocessing cycle since its last use / 上次使用后未经洗消"
+            code = "scope_not_reprocessed"
+        else:
+            self.judge(tx, clean_id, "use", event.occurred_at)
+            if verdict(tx.conn, clean_id) != "non_compliant":
+                return
+            problem = f"cycle {clean_id} is non-compliant: " + "; ".join(
+                error_messages(tx.conn, clean_id)
+            )
+            code = "scope_blocked_used"
+        tx.raise_alert(
+            Alert(
+                code=code,
+                subject=f"scope:{number}",
+                message=f"scope {number} tapped for use on a patient: {problem}",
+                origin=f"event:{event.id}",
+                severity="critical",
+            )
+        )
+
+    def override(self, tx: Transaction, payload: dict[str, Any], at: datetime) -> None:
+        """A named person releases a blocked scope's current cycle, with a reason."""
+        row = tx.conn.execute(
+            "SELECT clean_id FROM rp_scopes WHERE number = ?", (payload["scope"],)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return
+        tx.conn.execute(
+            "UPDATE rp_cycles SET compliance = 'overridden', override_by = ?, override_reason = ?,"
+            " override_at = ? WHERE clean_id = ? AND compliance = 'non_compliant'",
+            (payload["by"], payload["reason"], at.isoformat(), row[0]),
+        )

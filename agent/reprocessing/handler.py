@@ -10,13 +10,11 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.events import Event
-from agent.journal.alerts import Alert
 from agent.journal.writer import Transaction
 from agent.reprocessing.compliance import Compliance
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station
 from agent.reprocessing.facts import Stage, StepKind
 from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
-from agent.reprocessing.verdicts import error_messages, verdict
 from agent.reprocessing.washer import WasherCycles, rejected_alert
 from drivers.rfid.tags import TagIndex, code_read
 
@@ -66,7 +64,7 @@ class ReprocessingHandler:
             self._set_patient(tx.conn, payload["reader_id"], payload, event.occurred_at)
             return
         if event.kind == "reprocessing.override":
-            self._override(tx, payload, event.occurred_at)
+            self.compliance.override(tx, payload, event.occurred_at)
             return
         if event.kind == "washer.cycle":
             clean_id = self.washer_cycles.handle(tx, event)
@@ -174,7 +172,7 @@ class ReprocessingHandler:
         if station.kind is StepKind.USE:
             self._close_step(tx, scope, step_row, at)
             reprocessed = clean_id if state == "open" else None
-            self._check_before_use(tx, event, scope, reprocessed)
+            self.compliance.check_before_use(tx, event, scope.number, reprocessed)
             self._use(tx, event=event, station=station, scope=scope, clean_id=clean_id, user=user)
             return
         if state != "open" or stale or self._starts_over(conn, station, clean_id):
@@ -321,44 +319,6 @@ class ReprocessingHandler:
             "SELECT ratio_number FROM rp_readers WHERE reader = ?", (station.reader,)
         ).fetchone()
         return (row[0] if row and row[0] else "") or station.ratio_number or None
-
-    def _check_before_use(
-        self, tx: Transaction, event: Event, scope: Endoscope, clean_id: str | None
-    ) -> None:
-        """Judge the cycle at the use tap; a scope not fit for a patient raises a critical alert."""
-        if clean_id is None:
-            problem = "no reprocessing cycle since its last use / 上次使用后未经洗消"
-            code = "scope_not_reprocessed"
-        else:
-            self.compliance.judge(tx, clean_id, "use", event.occurred_at)
-            if verdict(tx.conn, clean_id) != "non_compliant":
-                return
-            problem = f"cycle {clean_id} is non-compliant: " + "; ".join(
-                error_messages(tx.conn, clean_id)
-            )
-            code = "scope_blocked_used"
-        tx.raise_alert(
-            Alert(
-                code=code,
-                subject=f"scope:{scope.number}",
-                message=f"scope {scope.number} tapped for use on a patient: {problem}",
-                origin=f"event:{event.id}",
-                severity="critical",
-            )
-        )
-
-    def _override(self, tx: Transaction, payload: dict[str, Any], at: datetime) -> None:
-        """A named person releases a blocked scope's current cycle, with a reason."""
-        row = tx.conn.execute(
-            "SELECT clean_id FROM rp_scopes WHERE number = ?", (payload["scope"],)
-        ).fetchone()
-        if row is None or row[0] is None:
-            return
-        tx.conn.execute(
-            "UPDATE rp_cycles SET compliance = 'overridden', override_by = ?, override_reason = ?,"
-            " override_at = ? WHERE clean_id = ? AND compliance = 'non_compliant'",
-            (payload["by"], payload["reason"], at.isoformat(), row[0]),
-        )
 
     def _use(
         self,
