@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +24,15 @@ from drivers.washer import printer as washer_printer
 
 @dataclass(frozen=True, slots=True)
 class Plugin:
-    """A plugin type: config model, factory, its domain handlers and its start-up journal jobs."""
+    """A plugin type: config model, factory, domain handlers, start-up journal jobs, tasks."""
 
     model: type[PluginSection]
     build: Callable[[str, Any], Any] | None = None
     handlers: Callable[[str, Any], list[Any]] | None = None
     startup: Callable[[str, Any], list[Callable[[sqlite3.Connection], Any]]] | None = None
+    # Background jobs of a domain (e.g. a scheduler that journals "study stable" events); each
+    # is run supervised as `job(ctx)` with the runtime's TaskContext.
+    tasks: Callable[[str, Any], list[Callable[[Any], Awaitable[None]]]] | None = None
 
 
 UPLINKS = {

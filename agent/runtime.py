@@ -7,10 +7,12 @@ import contextlib
 import fcntl
 import os
 import signal
+import sqlite3
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -29,6 +31,7 @@ from agent.supervisor import Supervisor
 from agent.web.api import make_app
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 PURGE_CHUNK = 5000
 
 
@@ -98,6 +101,11 @@ class Agent:
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
         self._stop.set()
+
+    async def query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A domain task's read (or small write) on the journal, in its writer thread."""
+        assert self.journal is not None
+        return await self.journal.run(fn)
 
     async def emit(self, event: Event) -> bool:
         """The drivers' `ctx.emit`: journal the event; returns only after the commit."""
@@ -179,6 +187,10 @@ class Agent:
             if section.enabled:
                 driver = build(SOURCES, name, section)
                 self.supervisor.start(f"source:{name}", partial(driver.run, self))
+        for name, section in domains.items():
+            make_tasks = DOMAINS[section.type].tasks
+            for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
+                self.supervisor.start(f"source:{name}:task{n}", partial(task, self))
         self._background = [
             asyncio.create_task(self._purge_loop(), name="retention"),
             asyncio.create_task(self._stats_loop(), name="stats"),

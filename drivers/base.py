@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from agent.events import Event
+
+T = TypeVar("T")
 
 
 class DriverContext(Protocol):
@@ -31,3 +35,11 @@ class Driver(ABC):
     @abstractmethod
     async def run(self, ctx: DriverContext) -> None:
         """Produce events until cancelled; connect, reconnect and back off here."""
+
+
+class TaskContext(DriverContext, Protocol):
+    """What the runtime gives a domain's background task: a driver's context plus queries."""
+
+    async def query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on the journal's connection (in its writer) and return its result."""
+        ...
