@@ -159,6 +159,7 @@ class ApiSection(Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8700
     token: Secret | None = None  # required when enabled: every request carries it
     max_body: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    health_without_token: bool = True  # GET /metrics and /healthz need no token
     # One photo of a quality record; multipart photos are streamed, not bounded by max_body.
     max_photo_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
 

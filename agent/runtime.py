@@ -21,18 +21,21 @@ from agent import __version__
 from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
-from agent.errors import StateDirLockedError
+from agent.errors import AgentError, StateDirLockedError
 from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.writer import Journal
+from agent.observe import QueueState, Snapshot, SourceState, alert_counts, outbox_counts
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.web.api import make_app
+from drivers.base import Driver
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 PURGE_CHUNK = 5000
+PROBE_TIMEOUT = 5.0  # seconds: a journal that cannot answer a query in this is unhealthy
 
 
 def dispatch_settings(section: UplinkSection) -> DispatchSettings:
@@ -92,11 +95,51 @@ class Agent:
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
+        self.sources: dict[str, tuple[str, Driver]] = {}
 
     @property
     def state_dir(self) -> Path:
         """The state directory: the journal, quarantine and spool folders."""
         return self.config.agent.state_dir
+
+    async def observe(self) -> Snapshot:
+        """The agent as /metrics and /healthz show it; the database is probed with a write slot."""
+        counts: dict[str, dict[str, int]] = {}
+        oldest: dict[str, float] = {}
+        alerts: dict[str, int] = {}
+        error = ""
+        try:
+            assert self.journal is not None, "the journal is not open"
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                counts, oldest = await self.journal.run(outbox_counts)
+                alerts = await self.journal.run(alert_counts)
+        except (AssertionError, TimeoutError, AgentError, sqlite3.Error) as err:
+            error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        now = time.time()
+        queues = [
+            QueueState(
+                uplink=name,
+                counts=counts.get(name, {}),
+                oldest_pending_age=now - oldest[name] if name in oldest else None,
+                breaker=str(d.breaker.state),
+                delivered_total=d.counters.delivered,
+                retried_total=d.counters.retried,
+                dead_total=d.counters.dead,
+            )
+            for name, d in sorted(self.dispatchers.items())
+        ]
+        sources = [
+            SourceState(
+                name=name,
+                type=kind,
+                component=str(self.supervisor.states.get(f"source:{name}", "stopped")),
+                online=driver.is_online(),
+                counters=driver.stats(),
+            )
+            for name, (kind, driver) in sorted(self.sources.items())
+        ]
+        commits = self.journal.commits if self.journal is not None else 0
+        return Snapshot(not error, error, queues, sources, alerts, commits)
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
@@ -178,6 +221,7 @@ class Agent:
                     self.emit,
                     self.journal.run,
                     photos_dir=config.agent.state_dir / "photos",
+                    observe=self.observe,
                 ),
                 access_log=None,
             )
@@ -186,6 +230,7 @@ class Agent:
         for name, section in config.sources.items():
             if section.enabled:
                 driver = build(SOURCES, name, section)
+                self.sources[name] = (section.type, driver)
                 self.supervisor.start(f"source:{name}", partial(driver.run, self))
         for name, section in domains.items():
             make_tasks = DOMAINS[section.type].tasks

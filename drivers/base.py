@@ -36,6 +36,14 @@ class Driver(ABC):
     async def run(self, ctx: DriverContext) -> None:
         """Produce events until cancelled; connect, reconnect and back off here."""
 
+    def is_online(self) -> bool | None:
+        """Whether the device link is up; None for a source without a link of its own."""
+        return None
+
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics, under a bounded set of keys (reject reasons, taps)."""
+        return {}
+
 
 class TaskContext(DriverContext, Protocol):
     """What the runtime gives a domain's background task: a driver's context plus queries."""

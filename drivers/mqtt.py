@@ -264,6 +264,15 @@ class MqttRfidSource(Driver):
         self._rng = rng or random.Random()
         self._offline_logged = False
 
+    def is_online(self) -> bool:
+        """True while subscribed to the broker."""
+        return self.online
+
+    def stats(self) -> dict[str, int]:
+        """Messages received and journaled, and those skipped by reason."""
+        c = self.counters
+        return {"received": c.received, "taps": c.emitted, **c.skipped, "bad_time": c.bad_time}
+
     async def run(self, ctx: DriverContext) -> None:
         """Connect, subscribe and consume until cancelled; reconnect with capped backoff."""
         attempts = 0

@@ -17,6 +17,7 @@ from agent.events import Event
 from agent.journal.alerts import alert_state, open_alerts
 from agent.reprocessing.state import scope_states
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
+from agent.web.metrics import Observe, add_observability_routes
 from agent.web.quality import add_quality_routes
 
 log = structlog.get_logger(__name__)
@@ -51,16 +52,25 @@ class Override(BaseModel):
 
 
 def make_app(
-    settings: ApiSection, emit: Emit, query: Query, photos_dir: Path | None = None
+    settings: ApiSection,
+    emit: Emit,
+    query: Query,
+    photos_dir: Path | None = None,
+    observe: Observe | None = None,
 ) -> web.Application:
-    """The API application; every route needs `Authorization: Bearer <token>`."""
+    """The API application; every route needs `Authorization: Bearer <token>` (see `open`)."""
     assert settings.token is not None
     expected = settings.token.get_secret_value().encode()
+    # Scrapers and load balancers expect /metrics and /healthz without credentials; they
+    # change nothing and the API binds to loopback unless configured otherwise.
+    open_paths = {"/metrics", "/healthz"} if settings.health_without_token else set()
 
     @web.middleware
     async def require_token(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if request.path in open_paths:
+            return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # Constant time: the comparison must not tell how much of a guess was right.
         if scheme != "Bearer" or not hmac.compare_digest(given.encode(), expected):
@@ -78,6 +88,8 @@ def make_app(
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
     if photos_dir is not None:
         add_quality_routes(app, photos_dir, settings.max_photo_bytes)
+    if observe is not None:
+        add_observability_routes(app, observe)
     return app
 
 

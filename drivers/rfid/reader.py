@@ -107,6 +107,14 @@ class RfidReader(Driver):
         """Rejected input so far, by reason."""
         return dict(self.parser.errors)
 
+    def is_online(self) -> bool:
+        """True while the reader is connected."""
+        return self.link.online
+
+    def stats(self) -> dict[str, int]:
+        """Taps journaled and rejected input by reason."""
+        return {**self.parser.errors, "taps": self.taps}
+
     async def run(self, ctx: DriverContext) -> None:
         """Read, parse and emit taps until cancelled; an absent reader is retried, never raised."""
 

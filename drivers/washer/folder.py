@@ -111,6 +111,10 @@ class WasherFolder(Driver):
         """Rejected files so far, by reason."""
         return dict(self.receipts.counters)
 
+    def stats(self) -> dict[str, int]:
+        """Rejected files by reason."""
+        return dict(self.receipts.counters)
+
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once `predicate()` holds, re-checked after every check or move."""
         async with self._changed:

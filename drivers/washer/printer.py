@@ -90,6 +90,14 @@ class WasherPrinter(Driver):
         """Rejected receipts so far, by reason."""
         return dict(self.receipts.counters)
 
+    def is_online(self) -> bool:
+        """True while the printer line is connected."""
+        return self.link.online
+
+    def stats(self) -> dict[str, int]:
+        """Rejected receipts by reason, and blank cuts."""
+        return {**self.receipts.counters, "blank": self.blank}
+
     async def run(self, ctx: DriverContext) -> None:
         """Capture receipts until cancelled; an absent printer line is retried, never raised."""
         try:

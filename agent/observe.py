@@ -1,0 +1,65 @@
+"""What the running agent can tell about itself: one snapshot for /metrics and /healthz."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """One uplink's outbox and delivery loop, as of the snapshot."""
+
+    uplink: str
+    counts: dict[str, int]  # by outbox state: pending, inflight, delivered, dead
+    oldest_pending_age: float | None
+    breaker: str  # closed, open, half_open
+    delivered_total: int  # by this process since it started
+    retried_total: int
+    dead_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """One device-facing source: whether it runs, whether its device is connected, counters."""
+
+    name: str
+    type: str
+    component: str  # the supervisor's state: running, down, finished
+    online: bool | None  # None: the source has no connection of its own
+    counters: dict[str, int] = field(default_factory=dict)  # bounded keys: reasons, taps
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole agent at one moment."""
+
+    database_ok: bool
+    database_error: str
+    queues: list[QueueState]
+    sources: list[SourceState]
+    open_alerts: dict[str, int]  # by severity
+    commits: int
+    taken_at: float = field(default_factory=time.time)
+
+
+def outbox_counts(conn: sqlite3.Connection) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """Messages per uplink and state, and each uplink's oldest pending `created_at`."""
+    counts: dict[str, dict[str, int]] = {}
+    oldest: dict[str, float] = {}
+    for uplink, state, count, first in conn.execute(
+        "SELECT uplink, state, COUNT(*), MIN(created_at) FROM outbox GROUP BY uplink, state"
+    ):
+        counts.setdefault(uplink, {})[state] = count
+        if state == "pending":
+            oldest[uplink] = first
+    return counts, oldest
+
+
+def alert_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Open (unacknowledged) alerts by severity."""
+    rows = conn.execute(
+        "SELECT severity, COUNT(*) FROM alerts WHERE acknowledged_at IS NULL GROUP BY severity"
+    ).fetchall()
+    return dict(rows)
