@@ -16,17 +16,12 @@ from pathlib import Path
 
 import pytest
 
-SEARCH_PATH = (os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin")
+from tests.peers import required_tool
 
 
 def mosquitto_binary() -> str:
     """Return the mosquitto executable; skip the test without it, but fail when CI=true."""
-    found = shutil.which("mosquitto", path=os.pathsep.join(SEARCH_PATH))
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("mosquitto is not installed (apt-get install -y mosquitto)")
-    pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
+    return required_tool("mosquitto", "mosquitto")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
-import pytest
 from structlog.testing import capture_logs
 
 from tests.integration.test_reader_tcp import (
@@ -21,16 +19,12 @@ from tests.integration.test_reader_tcp import (
     running,
     until,
 )
+from tests.peers import required_tool
 
 
 def socat() -> str:
     """The socat binary; under CI a missing socat fails the test rather than skipping it."""
-    path = shutil.which("socat")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("socat is required under CI=true (apt-get install -y socat)")
-        pytest.skip("socat is not installed (apt-get install -y socat)")
-    return path
+    return required_tool("socat", "socat")
 
 
 @asynccontextmanager
