@@ -138,6 +138,10 @@ class PluginSection(Section):
     type: str
     enabled: bool = True
 
+    def uplinks_used(self) -> list[str]:
+        """Uplinks this table names (checked against [uplinks.*] at load)."""
+        return []
+
 
 class UplinkSection(PluginSection):
     """Delivery settings every uplink has; platform plugins add their own keys."""
@@ -193,10 +197,13 @@ class Config(Section):
     domains: dict[str, SerializeAsAny[PluginSection]] = {}
 
     @model_validator(mode="after")
-    def _alert_routes_exist(self) -> Config:
-        unknown = [n for n in self.alerts.publish_to if n not in self.uplinks]
+    def _named_uplinks_exist(self) -> Config:
+        wanted = [("alerts.publish_to", n) for n in self.alerts.publish_to]
+        for name, domain in self.domains.items():
+            wanted += [(f"domains.{name}", n) for n in domain.uplinks_used()]
+        unknown = [f"{where}: no uplink named {n}" for where, n in wanted if n not in self.uplinks]
         if unknown:
-            raise ValueError(f"alerts.publish_to: no uplink named {', '.join(unknown)}")
+            raise ValueError("; ".join(unknown))
         return self
 
     @property
@@ -281,9 +288,9 @@ def _validate_plugin(
 
 
 def _describe(path: Path, err: ValidationError, prefix: tuple[str, ...]) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for problem in err.errors(include_url=False):
-        key = ".".join(str(part) for part in (*prefix, *problem["loc"])) or "(top level)"
+        key = ".".join(str(part) for part in (*prefix, *problem["loc"]))
         match problem["type"]:
             case "extra_forbidden":
                 reason = "unknown key"
@@ -291,5 +298,8 @@ def _describe(path: Path, err: ValidationError, prefix: tuple[str, ...]) -> list
                 reason = "required key is missing"
             case _:
                 reason = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {key}: {reason}")
+        if key:
+            lines.append(f"{path}: {key}: {reason}")
+        else:  # a whole-file check names its own keys: "alerts.publish_to: …; domains.x: …"
+            lines.extend(f"{path}: {part}" for part in reason.split("; "))
     return lines

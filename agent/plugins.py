@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import PluginSection
+from agent.imaging import plugin as imaging
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import http_cloud, rfid_readers
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
@@ -55,6 +56,7 @@ SIMULATORS = {
     ),
 }
 DOMAINS = {
+    "imaging": Plugin(imaging.ImagingConfig, handlers=imaging.handlers, tasks=imaging.tasks),
     "reprocessing": Plugin(
         reprocessing.ReprocessingConfig,
         handlers=reprocessing.handlers,

@@ -107,6 +107,10 @@ class ReprocessingConfig(PluginSection):
         compile_pattern(value, group=None)
         return value
 
+    def uplinks_used(self) -> list[str]:
+        """The uplink that receives the records."""
+        return [self.uplink]
+
     @model_validator(mode="after")
     def _unique(self) -> ReprocessingConfig:
         for label, values in (

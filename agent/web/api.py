@@ -17,6 +17,7 @@ from agent.events import Event
 from agent.journal.alerts import alert_state, open_alerts
 from agent.reprocessing.state import scope_states
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
+from agent.web.exams import add_exam_routes
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.quality import add_quality_routes
 
@@ -86,6 +87,7 @@ def make_app(
     app.router.add_post("/api/v1/alerts/{alert_id:[0-9]+}/acknowledge", acknowledge_alert)
     app.router.add_get("/api/v1/scopes", list_scopes)
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
+    add_exam_routes(app)
     if photos_dir is not None:
         add_quality_routes(app, photos_dir, settings.max_photo_bytes)
     if observe is not None:

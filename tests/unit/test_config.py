@@ -148,3 +148,18 @@ def test_api_needs_a_token_when_enabled(tmp_path):
     path = write(tmp_path, "[api]\nenabled = true\n")
     (line,) = problems(path)
     assert line == f"{path}: api: token is required when the API is enabled"
+
+
+def test_uplinks_named_by_domains_and_alerts_must_exist(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[alerts]\npublish_to = ["bus"]\n'
+        '[domains.imaging]\ntype = "imaging"\nforward_to = ["cloud"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        f"{path}: alerts.publish_to: no uplink named bus",
+        f"{path}: domains.imaging: no uplink named cloud",
+    ]

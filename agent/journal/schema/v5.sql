@@ -27,6 +27,7 @@ CREATE TABLE im_studies (
 CREATE INDEX im_studies_patient ON im_studies (patient_id);
 CREATE INDEX im_studies_accession ON im_studies (accession);
 CREATE INDEX im_studies_due ON im_studies (state, last_received);
+CREATE INDEX im_studies_recent ON im_studies (last_received);
 
 CREATE TABLE im_series (
     series_uid   TEXT PRIMARY KEY,     -- (0020,000E)
@@ -45,7 +46,7 @@ CREATE TABLE im_instances (
     sop_class        TEXT NOT NULL,    -- (0008,0016)
     transfer_syntax  TEXT NOT NULL,    -- (0002,0010)
     number           INTEGER,          -- (0020,0013)
-    path             TEXT NOT NULL,    -- relative to <state_dir>/spool
+    path             TEXT NOT NULL,    -- absolute path of the file in <state_dir>/spool
     size             INTEGER NOT NULL,
     received_at      TEXT NOT NULL,    -- ISO UTC
     calling_ae       TEXT,

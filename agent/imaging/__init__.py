@@ -1,0 +1,1 @@
+"""Imaging: the study index over the DICOM spool, exams, stability and forwarding."""

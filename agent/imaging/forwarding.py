@@ -1,0 +1,95 @@
+"""The forwarding plan of a stable study: exam pushes, then its images, per uplink (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from typing import Any
+
+from agent.imaging.index import study_summary, unforwarded
+from agent.journal.writer import Transaction
+
+PUSH = "exam.push"
+INSTANCE = "dicom.instance"
+
+
+def order_key(study_uid: str) -> str:
+    """The outbox order key of everything sent for a study: its pushes precede its images."""
+    return f"study:{study_uid}"
+
+
+def forward(tx: Transaction, study_uid: str, uplinks: list[str], at: str) -> None:
+    """Queue what a stable study with a joined exam still owes each uplink; else nothing."""
+    conn = tx.conn
+    row = conn.execute("SELECT state FROM im_studies WHERE study_uid = ?", (study_uid,)).fetchone()
+    if row is None or row[0] != "stable":
+        return
+    exams = conn.execute(
+        "SELECT exam_no, payload FROM im_exams WHERE study_uid = ? ORDER BY exam_no", (study_uid,)
+    ).fetchall()
+    study = study_summary(conn, study_uid)
+    if not exams or study is None:
+        return
+    expect = {
+        "PatientID": study["patient_id"],
+        "StudyInstanceUID": study["study_uid"],
+        "AccessionNumber": study["accession"],
+    }
+    for uplink in uplinks:
+        for exam_no, exam in exams:
+            _push(tx, uplink, study_uid, exam_no, {"exam": json.loads(exam), "study": study})
+        for sop_uid, sop_class, syntax, path in unforwarded(conn, study_uid, uplink):
+            tx.enqueue(
+                uplink=uplink,
+                kind=INSTANCE,
+                order_key=order_key(study_uid),
+                dedupe_key=f"{INSTANCE}:{sop_uid}",
+                payload={
+                    "path": path,
+                    "sop_uid": sop_uid,
+                    "sop_class": sop_class,
+                    "transfer_syntax": syntax,
+                    "expect": expect,
+                },
+            )
+            conn.execute(
+                "INSERT INTO im_forwarded (uplink, sop_uid, queued_at) VALUES (?, ?, ?)",
+                (uplink, sop_uid, at),
+            )
+
+
+def _push(
+    tx: Transaction, uplink: str, study_uid: str, exam_no: str, payload: dict[str, Any]
+) -> None:
+    """Queue the push unless the study's last push of this exam carried the same content."""
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    prefix = f"{PUSH}:{exam_no}"
+    last = _last_push(tx.conn, uplink, study_uid, prefix)
+    if last is not None and last[0] == digest:
+        return
+    # The sequence number makes A → B → A push A again although A's key was used before.
+    seq = 1 if last is None else last[1] + 1
+    tx.enqueue(
+        uplink=uplink,
+        kind=PUSH,
+        order_key=order_key(study_uid),
+        dedupe_key=f"{prefix}:{seq}:{digest}",
+        payload=payload,
+    )
+
+
+def _last_push(
+    conn: sqlite3.Connection, uplink: str, study_uid: str, prefix: str
+) -> tuple[str, int] | None:
+    """(digest, sequence) of the newest push of this exam for this study and uplink."""
+    for (key,) in conn.execute(
+        "SELECT dedupe_key FROM outbox WHERE uplink = ? AND order_key = ? AND kind = ?"
+        " ORDER BY id DESC",
+        (uplink, order_key(study_uid), PUSH),
+    ):
+        head, seq, digest = str(key).rsplit(":", 2)
+        if head == prefix:
+            return digest, int(seq)
+    return None

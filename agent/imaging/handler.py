@@ -1,0 +1,192 @@
+"""The imaging domain's handler: index instances and exams, mark studies stable, plan forwarding."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from agent.events import Event
+from agent.imaging.config import ImagingConfig
+from agent.imaging.forwarding import forward
+from agent.imaging.index import add_instance
+from agent.journal.alerts import Alert
+from agent.journal.writer import Transaction
+
+STORED = "dicom.stored"
+EXAM = "imaging.exam"
+STABLE = "imaging.study_stable"
+STATISTICS_DUE = "imaging.statistics_due"
+REJECTED = "dicom.rejected"
+STATISTICS = "exam.statistics"
+FINAL_REPORT = "70"
+DISK_REASONS = frozenset({"disk_full", "disk_low", "out_of_space"})
+JOIN_KEYS = ("study_uid", "accession")  # event-only keys beside the exam document
+REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+AE_TITLE = re.compile(r"[ -~]{1,16}")
+
+
+def utc_text(moment: datetime) -> str:
+    """The index's time format: ISO 8601 UTC with microseconds (sorts as text)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class ImagingHandler:
+    """Handles received instances, exams, stability, statistics slots and DICOM rejections."""
+
+    kinds = (STORED, EXAM, STABLE, STATISTICS_DUE, REJECTED)
+
+    def __init__(self, name: str, config: ImagingConfig) -> None:
+        self.name = name
+        self.config = config
+
+    def handle(self, tx: Transaction, event: Event) -> None:
+        """Apply one event to the study index and queue what it makes due."""
+        if event.kind == STORED:
+            self._stored(tx, event)
+        elif event.kind == EXAM:
+            self._exam(tx, event)
+        elif event.kind == STABLE:
+            self._stable(tx, event)
+        elif event.kind == STATISTICS_DUE:
+            self._statistics(tx, event.payload)
+        elif event.kind == REJECTED:
+            tx.raise_alert(rejected_alert(event))
+
+    def _stored(self, tx: Transaction, event: Event) -> None:
+        payload = event.payload
+        # The agent's clock, not the device's: stability is measured against it.
+        at = utc_text(event.received_at)
+        outcome = add_instance(
+            tx.conn, payload, event_id=event.id, at=at, duplicates=self.config.duplicates
+        )
+        study_uid = str(payload["study_uid"])
+        if outcome == "kept_first":
+            tx.raise_alert(
+                Alert(
+                    code="dicom_duplicate_kept_first",
+                    subject=f"study:{study_uid}",
+                    message="instances received again were not indexed (duplicates ="
+                    " keep_first); their later copies stay in the spool unused",
+                    origin=f"duplicates:{study_uid}",
+                    severity="warning",
+                )
+            )
+            return
+        accession = str(payload.get("accession_number") or "")
+        if accession:  # an exam posted before its images: join it now
+            tx.conn.execute(
+                "UPDATE im_exams SET study_uid = ? WHERE study_uid IS NULL AND accession = ?",
+                (study_uid, accession),
+            )
+
+    def _exam(self, tx: Transaction, event: Event) -> None:
+        conn, payload = tx.conn, event.payload
+        exam = {k: v for k, v in payload.items() if k not in JOIN_KEYS}
+        info: dict[str, Any] = exam["examInfo"]
+        accession = str(payload.get("accession") or exam.get("accessionNo") or "")
+        study_uid = str(payload.get("study_uid") or exam.get("studyUID") or "")
+        if not study_uid and accession:
+            row = conn.execute(
+                "SELECT study_uid FROM im_studies WHERE accession = ?"
+                " ORDER BY first_received DESC LIMIT 1",
+                (accession,),
+            ).fetchone()
+            study_uid = row[0] if row else ""
+        conn.execute(
+            "INSERT INTO im_exams (exam_no, apply_no, accession, study_uid, exam_status,"
+            " exam_class, exam_date, payload, updated_at, event_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exam_no) DO UPDATE SET"
+            " apply_no = excluded.apply_no,"
+            " accession = COALESCE(NULLIF(excluded.accession, ''), accession),"
+            " study_uid = COALESCE(excluded.study_uid, study_uid),"
+            " exam_status = excluded.exam_status, exam_class = excluded.exam_class,"
+            " exam_date = excluded.exam_date, payload = excluded.payload,"
+            " updated_at = excluded.updated_at, event_id = excluded.event_id",
+            (
+                str(exam["examNo"]),
+                str(info.get("applyNo") or ""),
+                accession,
+                study_uid or None,
+                str(info["examStatus"]),
+                str(info.get("examClass") or ""),
+                str(info.get("examTime") or "")[:10],
+                json.dumps(exam, ensure_ascii=False, sort_keys=True),
+                utc_text(event.received_at),
+                event.id,
+            ),
+        )
+        joined = conn.execute(
+            "SELECT study_uid FROM im_exams WHERE exam_no = ?", (str(exam["examNo"]),)
+        ).fetchone()[0]
+        if joined:
+            forward(tx, joined, self.config.forward_to, utc_text(event.received_at))
+
+    def _stable(self, tx: Transaction, event: Event) -> None:
+        study_uid = str(event.payload["study_uid"])
+        row = tx.conn.execute(
+            "SELECT state, last_received FROM im_studies WHERE study_uid = ?", (study_uid,)
+        ).fetchone()
+        # A newer instance since the scheduler looked: the study is still receiving.
+        if row is None or row[0] != "receiving" or row[1] != event.payload["last_received"]:
+            return
+        at = utc_text(event.received_at)
+        tx.conn.execute(
+            "UPDATE im_studies SET state = 'stable', stable_at = ?, generation = generation + 1"
+            " WHERE study_uid = ?",
+            (at, study_uid),
+        )
+        forward(tx, study_uid, self.config.forward_to, at)
+
+    def _statistics(self, tx: Transaction, payload: dict[str, Any]) -> None:
+        last = date.fromisoformat(str(payload["date"]))
+        days = [
+            (last - timedelta(days=n)).isoformat()
+            for n in reversed(range(self.config.statistics_days))
+        ]
+        items = [
+            {"examDate": day, "examClass": exam_class, "accordCount": count}
+            for day in days
+            for exam_class, count in tx.conn.execute(
+                "SELECT exam_class, SUM(apply_no != '' AND exam_status = ?) FROM im_exams"
+                " WHERE exam_date = ? GROUP BY exam_class ORDER BY exam_class",
+                (FINAL_REPORT, day),
+            )
+        ]
+        if not items:
+            return  # no exam on those dates: nothing to state
+        for uplink in self.config.forward_to:
+            tx.enqueue(
+                uplink=uplink,
+                kind=STATISTICS,
+                order_key="statistics",
+                dedupe_key=f"statistics:{payload['date']}:{payload['slot']}",
+                payload={"date": str(payload["date"]), "items": items},
+            )
+
+
+def rejected_alert(event: Event) -> Alert:
+    """The alert for an instance a DICOM source refused: a reason code, never patient data."""
+    payload = event.payload
+    reason = str(payload.get("reason") or "")
+    disk = reason in DISK_REASONS
+    # Free-text reasons and file names may carry what the file holds: only a code is shown.
+    shown = reason if REASON_CODE.fullmatch(reason) else "unreadable; see the event"
+    calling = str(payload.get("calling_ae") or "")
+    sender = f" from AE {calling}" if AE_TITLE.fullmatch(calling) else ""
+    message = (
+        f"DICOM instances{sender} are refused: the spool's disk is (nearly) full"
+        if disk
+        else f"a DICOM instance{sender} was refused ({shown})"
+    )
+    if payload.get("quarantined"):
+        message += "; the file is kept in quarantine"
+    return Alert(
+        code="dicom_disk_low" if disk else "dicom_rejected",
+        subject=f"dicom:{event.source}",
+        message=message,
+        # Every refused instance reports the full disk: one alert a day per source, not thousands.
+        origin=f"disk:{event.source}:{event.occurred_at:%Y-%m-%d}" if disk else f"event:{event.id}",
+        severity="error",
+    )

@@ -1,0 +1,22 @@
+"""How the runtime meets the imaging domain: its handler and its scheduler task."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.imaging.config import ImagingConfig
+from agent.imaging.handler import ImagingHandler
+from agent.imaging.scheduler import ImagingScheduler
+
+__all__ = ["ImagingConfig", "handlers", "tasks"]
+
+
+def handlers(name: str, config: ImagingConfig) -> list[ImagingHandler]:
+    """The study index's handler (instances, exams, stability, statistics, rejections)."""
+    return [ImagingHandler(name, config)]
+
+
+def tasks(name: str, config: ImagingConfig) -> list[Callable[[Any], Awaitable[None]]]:
+    """The scheduler: quiet studies become stable, statistics fire at their local times."""
+    return [ImagingScheduler(name, config).run]

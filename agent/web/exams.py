@@ -1,0 +1,63 @@
+"""Local API for imaging: RIS/PACS post exams (journaled, then 201); studies and deliveries."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from agent.events import Event
+from agent.imaging.exam import Exam, exam_payload
+from agent.imaging.handler import EXAM
+from agent.imaging.state import recent_studies, study_detail
+from agent.web.context import EMIT_KEY, QUERY_KEY, invalid, problems
+
+log = structlog.get_logger(__name__)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def add_exam_routes(app: web.Application) -> None:
+    """Register the exam and study routes (the app's token middleware protects them)."""
+    app.router.add_post("/api/v1/exams", post_exam)
+    app.router.add_get("/api/v1/studies", list_studies)
+    app.router.add_get("/api/v1/studies/{study_uid}", get_study)
+
+
+async def post_exam(request: web.Request) -> web.Response:
+    """POST /api/v1/exams: validate the exam document, journal it, 201 {"event_id"}."""
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return invalid(["body: not valid JSON"])
+    if not isinstance(body, dict):
+        return invalid(["body: must be a JSON object"])
+    try:
+        exam = Exam.model_validate(body)
+    except ValidationError as err:
+        return invalid(problems(err))
+    event = Event(EXAM, "api", exam_payload(exam))
+    await request.app[EMIT_KEY](event)
+    log.info("imaging.exam_recorded", status=exam.examInfo.examStatus)
+    return web.json_response({"event_id": event.id}, status=201)
+
+
+async def list_studies(request: web.Request) -> web.Response:
+    """GET /api/v1/studies?limit=N: the studies received last, with exams and deliveries."""
+    text = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        return invalid([f"limit: an integer from 1 to {MAX_LIMIT}"])
+    studies = await request.app[QUERY_KEY](partial(recent_studies, limit=int(text)))
+    return web.json_response({"studies": studies})
+
+
+async def get_study(request: web.Request) -> web.Response:
+    """GET /api/v1/studies/{study_uid}: one study, its series, exams and deliveries; 404."""
+    uid = request.match_info["study_uid"]
+    study = await request.app[QUERY_KEY](partial(study_detail, study_uid=uid))
+    if study is None:
+        return web.json_response({"error": "no such study"}, status=404)
+    return web.json_response({"study": study})
