@@ -18,6 +18,7 @@ from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
+from drivers.dicom import scp as dicom_scp
 from drivers.rfid import reader as rfid_reader
 from drivers.washer import folder as washer_folder
 from drivers.washer import printer as washer_printer
@@ -47,6 +48,7 @@ SOURCES = {
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
     "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
+    "dicom_scp": Plugin(dicom_scp.DicomScpConfig, dicom_scp.build),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),

@@ -1,0 +1,346 @@
+"""C-STORE benchmark: dcmtk storescu → the agent's SCP (durable) vs → dcmtk storescp, same run.
+
+Run from the repository root: `.venv/bin/python -m bench.dicom_store` (see `--help`).
+It prints a table and records it in docs/benchmarks.md; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.events import Event
+from agent.journal.writer import Journal
+from bench.ingest import _cpu_model, _display, filesystem
+from drivers.dicom.scp import DicomScp, DicomScpConfig
+from tests.dicom_files import make_ct_slices
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = ROOT / "var" / "bench"
+DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- bench.dicom_store:begin -->"
+END = "<!-- bench.dicom_store:end -->"
+TARGET_SMALL_RATIO = 0.40
+TARGET_LARGE_RATIO = 1.0
+TARGET_RSS_MB = 150.0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One corpus sent by storescu to one receiver."""
+
+    receiver: str
+    corpus: str
+    images: int
+    megabytes: float
+    seconds: float
+    peak_rss_mb: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def throughput(self) -> float:
+        return self.megabytes / self.seconds
+
+
+def dcmtk(tool: str) -> str:
+    """The dcmtk binary, skipping pynetdicom's same-named Python apps in the venv."""
+    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]:
+        candidate = Path(folder) / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            with candidate.open("rb") as binary:
+                if binary.read(2) != b"#!":
+                    return str(candidate)
+    raise SystemExit(f"dcmtk {tool} is required (apt-get install -y dcmtk)")
+
+
+class JournalContext:
+    """What the runtime gives the SCP: emit = a durable journal ingest."""
+
+    def __init__(self, state_dir: Path, journal: Journal) -> None:
+        self.state_dir = state_dir
+        self.journal = journal
+
+    async def emit(self, event: Event) -> bool:
+        return (await self.journal.ingest([event]))[0]
+
+
+async def serve(state_dir: Path, receive: str) -> None:
+    """The agent side (a child process): a real journal and the SCP; prints its port."""
+    journal = await Journal.open(state_dir / "journal.db")
+    config = DicomScpConfig.model_validate(
+        {
+            "type": "dicom_scp",
+            "ae_title": "EDGE",
+            "host": "127.0.0.1",
+            "port": 0,
+            "allowed_calling_aes": [],
+            "min_free_mb": 0,
+            "query_retrieve": False,
+            "receive": receive,
+        }
+    )
+    scp = DicomScp("bench", config)
+    task = asyncio.create_task(scp.run(JournalContext(state_dir, journal)))
+    await scp.ready.wait()
+    assert scp.address is not None
+    print(f"PORT {scp.address[1]}", flush=True)
+    await asyncio.to_thread(sys.stdin.read)  # the parent closes stdin to stop us
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await journal.close()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def send(storescu: str, port: int, corpus: Path) -> float:
+    """Seconds storescu takes to send every file of `corpus` over one association."""
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    files = sorted(str(p) for p in corpus.iterdir())
+    start = time.perf_counter()
+    subprocess.run(
+        [storescu, "-aet", "BENCH", "-aec", "EDGE", "127.0.0.1", str(port), *files],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def run_storescp(workdir: Path, corpus: Path, name: str) -> Run:
+    """Send `corpus` to a single-process dcmtk storescp writing to disk."""
+    out = Path(tempfile.mkdtemp(prefix="storescp-", dir=workdir))
+    port = _free_port()
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    process = subprocess.Popen(
+        [dcmtk("storescp"), "-aet", "EDGE", "-od", str(out), str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(port)
+        seconds = send(dcmtk("storescu"), port, corpus)
+        rss = _peak_rss_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(out, ignore_errors=True)
+    return Run("dcmtk storescp", name, *_size(corpus), seconds, rss)
+
+
+def run_agent(workdir: Path, corpus: Path, name: str, receive: str) -> Run:
+    """Send `corpus` to the agent's SCP (fresh process, fresh journal)."""
+    state = Path(tempfile.mkdtemp(prefix="agent-", dir=workdir))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.dicom_store", "--serve", str(state), "--receive", receive],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        line = ""
+        while not line.startswith("PORT "):  # after the child's log lines, if any
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("the agent SCP exited before listening")
+        port = int(line.split()[1])
+        seconds = send(dcmtk("storescu"), port, corpus)
+        rss = _peak_rss_mb(process.pid)
+        process.stdin.close()
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        shutil.rmtree(state, ignore_errors=True)
+    label = f"agent SCP ({'chunked to file' if receive == 'file' else 'in memory'})"
+    return Run(label, name, *_size(corpus), seconds, rss)
+
+
+def _size(corpus: Path) -> tuple[int, float]:
+    files = list(corpus.iterdir())
+    return len(files), sum(p.stat().st_size for p in files) / 1e6
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("storescp did not start listening")
+
+
+def table(runs: list[Run]) -> str:
+    """Render the runs as a Markdown table, ratios against storescp on the same corpus."""
+    reference = {r.corpus: r for r in runs if r.receiver == "dcmtk storescp"}
+    lines = [
+        "| corpus | receiver | images/s | MB/s | × storescp | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        ratio = r.rate / reference[r.corpus].rate
+        rss = f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "–"
+        lines.append(
+            f"| {r.corpus} | {r.receiver} | {r.rate:,.1f} | {r.throughput:,.1f} | {ratio:.2f}"
+            f" | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(runs: list[Run], receive: str) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for the receive mode the agent uses."""
+    label = f"agent SCP ({'chunked to file' if receive == 'file' else 'in memory'})"
+    ref = {r.corpus: r for r in runs if r.receiver == "dcmtk storescp"}
+    agent = {r.corpus: r for r in runs if r.receiver == label}
+    small, large = agent["small"], agent["large"]
+    small_ratio = small.rate / ref["small"].rate
+    large_ratio = large.rate / ref["large"].rate
+    rss = large.peak_rss_mb or float("nan")
+    return [
+        (f"small images ≥ {TARGET_SMALL_RATIO:g}× storescp", f"{small_ratio:.2f}×",
+         small_ratio >= TARGET_SMALL_RATIO),
+        (f"large images ≥ {TARGET_LARGE_RATIO:g}× storescp", f"{large_ratio:.2f}×",
+         large_ratio >= TARGET_LARGE_RATIO),
+        (f"peak RSS ≤ {TARGET_RSS_MB:g} MB receiving large images", f"{rss:.0f} MB",
+         rss <= TARGET_RSS_MB),
+    ]  # fmt: skip
+
+
+def report(command: str, directory: Path, runs: list[Run], corpus: str) -> str:
+    """Render the Markdown section recorded in docs/benchmarks.md."""
+    rows = "\n".join(
+        f"| {name} | {measured} | {'pass' if met else '**FAIL**'} |"
+        for name, measured, met in targets(runs, "file")
+    )
+    return f"""{BEGIN}
+## DICOM C-STORE
+
+dcmtk `storescu` (one association, `TCP_NODELAY=1`) sends a corpus over loopback to (a) dcmtk
+`storescp` in one process writing files (no fsync), the reference, and (b) the agent's SCP in its
+own process as the agent runs it: per image a spool file fsynced and renamed (directory fsynced),
+its identifying tags read without decoding pixel data, and one `dicom.stored` event durably
+committed by a real `Journal` before the C-STORE response. Both receive modes are measured:
+*chunked to file* (pynetdicom writes each P-DATA fragment into `spool/tmp/`, the default) and
+*in memory* (`encoded_dataset()`, then one write). Times are storescu's wall time; peak RSS is
+the receiver's `VmHWM`, each run in a fresh process.
+
+* Command: `{command}`
+* Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+* Machine: nproc {len(os.sched_getaffinity(0))} ({_cpu_model()})
+* Filesystem: {filesystem(directory)} (`df -T {_display(directory)}`)
+* Corpus: {corpus}
+
+{table(runs)}
+
+Targets (agent, chunked to file):
+
+| target | measured | result |
+|---|---|---|
+{rows}
+{END}"""
+
+
+def record(output: Path, section: str) -> None:
+    """Write `section` into `output`, replacing a previous C-STORE section if there is one."""
+    text = output.read_text(encoding="utf-8") if output.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    output.write_text(text, encoding="utf-8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.dicom_store", description=__doc__)
+    parser.add_argument("--small", type=int, default=300, help="512×512 CT images (300)")
+    parser.add_argument("--large", type=int, default=10, help="large images (10)")
+    parser.add_argument("--large-side", type=int, default=3584, help="their side, px (3584)")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="work dir (var/bench)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--receive", default="file", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.serve is not None:
+        asyncio.run(serve(args.serve, args.receive))
+        return
+    directory: Path = args.dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="dicom-store-", dir=directory))
+    try:
+        corpora = {
+            "small": make_ct_slices(workdir / "small", args.small)[0].parent,
+            "large": make_ct_slices(
+                workdir / "large", args.large, args.large_side, args.large_side
+            )[0].parent,
+        }
+        runs = []
+        for name, files in corpora.items():
+            for receive in ("storescp", "file", "memory"):
+                if receive == "storescp":
+                    result = run_storescp(workdir, files, name)
+                else:
+                    result = run_agent(workdir, files, name, receive)
+                print(
+                    f"{name:5} {result.receiver:32} {result.rate:8.1f} images/s"
+                    f" {result.throughput:8.1f} MB/s  peak RSS {result.peak_rss_mb or 0:.0f} MB"
+                )
+                runs.append(result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    side = args.large_side
+    corpus = (
+        f"{args.small} CT 512×512 16-bit (0.5 MB each); {args.large} CT {side}×{side} 16-bit"
+        f" ({side * side * 2 / 1e6:.1f} MB each); Explicit VR Little Endian"
+    )
+    print()
+    print(table(runs))
+    for name, measured, met in targets(runs, "file"):
+        print(f"{'PASS' if met else 'FAIL'}  {name}: {measured}")
+    if not args.no_record:
+        argv_shown = sys.argv[1:] if argv is None else argv
+        command = " ".join([".venv/bin/python -m bench.dicom_store", *map(shlex.quote, argv_shown)])
+        record(args.output, report(command, directory, runs, corpus))
+        print(f"\nrecorded in {_display(args.output.resolve())}")
+
+
+if __name__ == "__main__":
+    main()

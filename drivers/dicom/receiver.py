@@ -1,0 +1,238 @@
+"""pynetdicom event handlers (run in its threads): the association gate, C-ECHO and C-STORE."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+from pynetdicom import events as evt
+
+from agent.events import Event, utcnow
+from drivers.base import DriverContext
+from drivers.dicom.store import Spool, SpoolFile
+from drivers.dicom.tags import UnreadableDataset, read_identity
+
+log = structlog.get_logger(__name__)
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+# A-ASSOCIATE-RJ (result, source, diagnostic): rejected-permanent by the service user.
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+REJECT_ADDRESS = (0x01, 0x01, 0x01)  # "no reason given": the standard has no address reason
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Receiver:
+    """Answers associations and C-STOREs; 0x0000 only after the file and its event are durable."""
+
+    def __init__(
+        self,
+        source: str,
+        ctx: DriverContext,
+        loop: asyncio.AbstractEventLoop,
+        spool: Spool,
+        *,
+        allowed_aes: Sequence[str],
+        allowed_networks: Sequence[Network],
+        min_free_mb: float,
+        commit_timeout: float,
+        receive: Literal["file", "memory"],
+    ) -> None:
+        self.source = source
+        self.ctx = ctx
+        self.loop = loop
+        self.spool = spool
+        self.allowed_aes = frozenset(ae.strip() for ae in allowed_aes)
+        self.allowed_networks = tuple(allowed_networks)
+        self.min_free_mb = min_free_mb
+        self.commit_timeout = commit_timeout
+        self.receive = receive
+        self.stored = 0
+        self.refused: dict[str, int] = {}
+        self._disk_low = False
+        self._lock = threading.Lock()
+        self._rejected_peers: set[tuple[str, str, str]] = set()
+
+    def handlers(self) -> list[Any]:
+        """The (event, handler) pairs to bind on the AE's server."""
+        return [
+            (evt.EVT_CONN_OPEN, self.on_connection),
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_C_STORE, self.on_store),
+        ]
+
+    def on_connection(self, event: Any) -> None:
+        """Disable Nagle: small DIMSE responses must not wait for the peer's delayed ACK."""
+        # pynetdicom's DUL polls its socket every `_run_loop_delay` (1 ms) when idle: shorter
+        # polls cut the per-image latency of a synchronous peer (storescu) at a little CPU.
+        event.assoc.dul._run_loop_delay = 0.0002
+        sock = event.assoc.dul.socket.socket
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def on_requested(self, event: Any) -> None:
+        """Reject (A-ASSOCIATE-RJ) a calling AE or peer address that is not allowed."""
+        assoc = event.assoc
+        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        address = str(assoc.requestor.address)
+        reason, rsd = None, REJECT_ADDRESS
+        if self.allowed_networks and not self._address_allowed(address):
+            reason = "address_not_allowed"
+        elif self.allowed_aes and calling not in self.allowed_aes:
+            reason, rsd = "calling_ae_not_allowed", REJECT_CALLING_AE
+        if reason is None:
+            return
+        key = (address, calling, reason)
+        with self._lock:
+            first = key not in self._rejected_peers
+            self._rejected_peers.add(key)
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+        if first:
+            log.warning(
+                "dicom.association_rejected",
+                source=self.source,
+                peer=address,
+                calling_ae=calling,
+                reason=reason,
+            )
+        assoc.acse.send_reject(*rsd)
+        assoc.kill()  # as pynetdicom's own rejections do: waits until the A-ASSOCIATE-RJ is out
+
+    def _address_allowed(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.allowed_networks)
+
+    def on_echo(self, event: Any) -> int:
+        """C-ECHO: always success."""
+        return SUCCESS
+
+    def on_store(self, event: Any) -> int:
+        """Spool, identify, fsync, rename, emit and wait for the commit; return the status."""
+        received = utcnow()
+        calling = str(event.assoc.requestor.ae_title).strip()
+        try:
+            temp = self._received_file(event)
+        except OSError as err:
+            return self._out_of_space(f"write failed: {err.strerror or err}")
+        free = self.spool.free_mb()
+        if free < self.min_free_mb:
+            temp.unlink(missing_ok=True)
+            return self._out_of_space(None, free)
+        self._set_disk_low(False, free)
+        try:
+            identity = read_identity(temp)
+        except UnreadableDataset as err:
+            return self._quarantine(temp, err.reason, calling, received)
+        try:
+            path = self.spool.commit(temp, received)
+        except OSError as err:
+            temp.unlink(missing_ok=True)
+            return self._out_of_space(f"commit failed: {err.strerror or err}")
+        payload = {
+            "path": str(path.absolute()),
+            "size": path.stat().st_size,
+            **identity,
+            "calling_ae": calling,
+            "received_via": "c-store",
+        }
+        if not self._emit(Event("dicom.stored", self.source, payload, occurred_at=received)):
+            return OUT_OF_RESOURCES
+        self.stored += 1
+        return SUCCESS
+
+    def _received_file(self, event: Any) -> Path:
+        if self.receive == "memory":
+            return self.spool.write_temp(event.encoded_dataset(include_meta=True))
+        spool_file = getattr(event.request, "_dataset_file", None)
+        if isinstance(spool_file, SpoolFile):
+            spool_file.close()
+            if spool_file.error is not None:
+                Path(spool_file.name).unlink(missing_ok=True)
+                raise spool_file.error
+        return Path(event.dataset_path)
+
+    def _out_of_space(self, why: str | None, free: float | None = None) -> int:
+        free = self.spool.free_mb() if free is None else free
+        self._set_disk_low(True, free, why)
+        return OUT_OF_RESOURCES
+
+    def _set_disk_low(self, low: bool, free: float, why: str | None = None) -> None:
+        with self._lock:
+            changed = low != self._disk_low
+            self._disk_low = low
+            if low:
+                self.refused["disk_low"] = self.refused.get("disk_low", 0) + 1
+        if not changed:
+            return
+        if low:
+            log.error(
+                "dicom.disk_low",
+                source=self.source,
+                free_mb=round(free),
+                reserve_mb=self.min_free_mb,
+                detail=why,
+            )
+            payload = {"reason": "disk_low", "free_mb": round(free)}
+            self._emit(Event("dicom.rejected", self.source, payload))
+        else:
+            log.info("dicom.disk_ok", source=self.source, free_mb=round(free))
+
+    def _quarantine(self, temp: Path, reason: str, calling: str, received: Any) -> int:
+        size = temp.stat().st_size
+        try:
+            kept = self.spool.quarantine(temp, received)
+        except OSError as err:
+            temp.unlink(missing_ok=True)
+            log.error("dicom.quarantine_failed", source=self.source, error=str(err))
+            return CANNOT_UNDERSTAND
+        with self._lock:
+            self.refused["quarantined"] = self.refused.get("quarantined", 0) + 1
+        log.warning(
+            "dicom.quarantined",
+            source=self.source,
+            reason=reason,
+            calling_ae=calling,
+            file=kept.name,
+            size=size,
+        )
+        payload = {"reason": reason, "quarantined": str(kept), "calling_ae": calling, "size": size}
+        self._emit(Event("dicom.rejected", self.source, payload, occurred_at=received))
+        return CANNOT_UNDERSTAND
+
+    def _emit(self, event: Event) -> bool:
+        """Hand `event` to the loop and wait for its commit; False if it failed or timed out."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.ctx.emit(event), self.loop)
+        except RuntimeError:  # the loop is closed: the agent is stopping
+            return False
+        try:
+            future.result(self.commit_timeout)
+        except TimeoutError:
+            future.cancel()
+            log.error(
+                "dicom.commit_timeout",
+                source=self.source,
+                kind=event.kind,
+                timeout=self.commit_timeout,
+            )
+            return False
+        except BaseException as err:  # any failure of the journal: the peer must resend
+            log.error(
+                "dicom.commit_failed", source=self.source, kind=event.kind, error=type(err).__name__
+            )
+            return False
+        return True

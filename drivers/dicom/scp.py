@@ -1,0 +1,220 @@
+"""The DICOM storage SCP source: config, the pynetdicom AE, and `run` bridging it to the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ipaddress
+import random
+from typing import Annotated, Any, Literal
+
+import structlog
+from pydantic import AfterValidator, Field, field_validator
+from pydicom import uid
+from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from agent.config import PluginSection, Seconds, Section
+from drivers.base import Driver, DriverContext
+from drivers.dicom.receiver import Network, Receiver
+from drivers.dicom.store import Spool
+from drivers.transport import Backoff
+
+log = structlog.get_logger(__name__)
+
+UNCOMPRESSED = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian]
+TRANSFER_SYNTAXES = [
+    *UNCOMPRESSED,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.RLELossless,
+]
+
+
+def _ae_title(value: str) -> str:
+    if not value.strip() or len(value) > 16 or not value.isascii() or "\\" in value:
+        raise ValueError("must be 1–16 ASCII characters without a backslash")
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value.strip()
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+
+
+class MoveDestination(Section):
+    """Where a C-MOVE to an AE title sends the images."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class DicomScpConfig(PluginSection):
+    """[sources.<name>] type = "dicom_scp" """
+
+    ae_title: AETitle = "EDGE_AGENT"
+    host: str = "0.0.0.0"  # noqa: S104 - modalities reach us over the hospital network
+    port: Annotated[int, Field(ge=0, le=65535)] = 11112  # 0: any free port (tests)
+    # Required, so that accepting any calling AE is a written decision: [] = any AE.
+    allowed_calling_aes: list[AETitle]
+    allowed_addresses: list[str] = []  # IPs or CIDRs; [] = any address
+    min_free_mb: Annotated[int, Field(ge=0)] = 1024
+    max_pdu: Annotated[int, Field(ge=0)] = 131_072  # 0: unlimited
+    max_associations: Annotated[int, Field(ge=1, le=1000)] = 10
+    acse_timeout: Seconds = 30.0
+    dimse_timeout: Seconds = 60.0
+    network_timeout: Seconds = 60.0
+    commit_timeout: Seconds = 60.0
+    receive: Literal["file", "memory"] = "file"
+    query_retrieve: bool = True
+    move_destinations: dict[AETitle, MoveDestination] = {}
+    restart_initial: Seconds = 1.0
+    restart_max: Seconds = 60.0
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{value!r} is not an IP address or CIDR network") from err
+        return values
+
+    def networks(self) -> list[Network]:
+        """The allowed peer networks."""
+        return [ipaddress.ip_network(value, strict=False) for value in self.allowed_addresses]
+
+
+class DicomScp(Driver):
+    """Listens for associations; every C-STORE is answered only after its event is committed."""
+
+    def __init__(self, name: str, config: DicomScpConfig) -> None:
+        super().__init__(name)
+        self.config = config
+        self.receiver: Receiver | None = None
+        self.address: tuple[str, int] | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self, ctx: DriverContext) -> None:
+        """Serve until cancelled; a port that cannot be bound is retried with backoff."""
+        spool = Spool(ctx.state_dir)
+        await asyncio.to_thread(spool.prepare)
+        self.receiver = Receiver(
+            self.name,
+            ctx,
+            asyncio.get_running_loop(),
+            spool,
+            allowed_aes=self.config.allowed_calling_aes,
+            allowed_networks=self.config.networks(),
+            min_free_mb=self.config.min_free_mb,
+            commit_timeout=self.config.commit_timeout,
+            receive=self.config.receive,
+        )
+        _configure_pynetdicom(spool, self.config.receive)
+        if not self.config.allowed_calling_aes and not self.config.allowed_addresses:
+            log.warning("dicom.scp_open_to_any_peer", source=self.name)
+        ae, handlers = self._make_ae(ctx)
+        server = await self._start(ae, handlers)
+        try:
+            await asyncio.Future()  # serve until cancelled
+        finally:
+            await asyncio.to_thread(ae.shutdown)
+            self.ready.clear()
+            log.info("dicom.scp_stopped", source=self.name, port=server.server_address[1])
+
+    def _make_ae(self, ctx: DriverContext) -> tuple[AE, list[Any]]:
+        assert self.receiver is not None
+        config = self.config
+        ae = AE(ae_title=config.ae_title)
+        ae.maximum_pdu_size = config.max_pdu
+        ae.maximum_associations = config.max_associations
+        ae.acse_timeout = config.acse_timeout
+        ae.dimse_timeout = config.dimse_timeout
+        ae.network_timeout = config.network_timeout
+        ae.add_supported_context(Verification, UNCOMPRESSED)
+        for context in AllStoragePresentationContexts:
+            # scp_role: a C-GET requestor receives the images over its own association.
+            ae.add_supported_context(
+                str(context.abstract_syntax), TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+            )
+        handlers = self.receiver.handlers()
+        if config.query_retrieve:
+            qr = _query_retrieve(ctx, config)
+            if qr is not None:
+                for sop_class in qr.contexts():
+                    ae.add_supported_context(sop_class, UNCOMPRESSED)
+                handlers.extend(qr.handlers())
+        return ae, handlers
+
+    async def _start(self, ae: AE, handlers: list[Any]) -> ThreadedAssociationServer:
+        backoff = Backoff(self.config.restart_initial, self.config.restart_max)
+        rng = random.Random()
+        failures = 0
+        address = (self.config.host, self.config.port)
+        while True:
+            try:
+                server = await asyncio.to_thread(
+                    ae.start_server, address, block=False, evt_handlers=handlers
+                )
+            except OSError as err:
+                failures += 1
+                if failures == 1:
+                    log.error(
+                        "dicom.scp_bind_failed",
+                        source=self.name,
+                        port=self.config.port,
+                        error=err.strerror or str(err),
+                    )
+                await asyncio.sleep(backoff.delay(failures, rng))
+                continue
+            assert server is not None
+            host, port = server.server_address[:2]
+            self.address = (str(host), int(port))
+            log.info(
+                "dicom.scp_listening",
+                source=self.name,
+                ae_title=self.config.ae_title,
+                host=host,
+                port=port,
+                recovered_after=failures or None,
+            )
+            self.ready.set()
+            return server
+
+
+def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> None:
+    """Process-wide pynetdicom settings; the chunked receive writes into the spool's tmp/."""
+    # Identifiers of C-FIND/C-MOVE carry patient data: never into the log.
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    _config.STORE_RECV_CHUNKED_DATASET = receive == "file"
+    # pynetdicom has no per-AE temporary folder; its factory is replaced so that the received
+    # bytes land on the spool's filesystem (a rename, not a copy) and a full disk is answered.
+    setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010
+
+
+def _query_retrieve(ctx: DriverContext, config: DicomScpConfig) -> Any:
+    """The Q/R service of drivers/dicom/qr.py, or None while that module does not exist."""
+    try:
+        module = importlib.import_module("drivers.dicom.qr")
+    except ModuleNotFoundError as err:
+        if err.name != "drivers.dicom.qr":
+            raise
+        log.warning("dicom.query_retrieve_unavailable", reason="drivers.dicom.qr is missing")
+        return None
+    destinations = {ae: (d.host, d.port) for ae, d in config.move_destinations.items()}
+    return module.QueryRetrieve(ctx.state_dir / "journal.db", destinations, config.ae_title)
+
+
+def build(name: str, config: DicomScpConfig) -> DicomScp:
+    """Make the SCP source from its validated config."""
+    return DicomScp(name, config)

@@ -1,0 +1,146 @@
+"""The spool on disk: receive into `spool/tmp`, fsync, rename into `spool/Y/M/D`, or quarantine."""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+TMP_SUFFIX = ".part"
+
+
+class SpoolFile:
+    """A write-only temporary file for pynetdicom's chunked receive that never raises on write.
+
+    pynetdicom writes each P-DATA fragment from its DUL thread, where an exception would abort the
+    association; a failed write (disk full) is remembered instead and answered by the handler.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.name = str(directory / f"{uuid.uuid4().hex}{TMP_SUFFIX}")
+        self.error: OSError | None = None
+        self.size = 0
+        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.file = self  # pynetdicom calls `.file.flush()` after each fragment
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append `data`; after a failure, discard it (the handler reports the first error)."""
+        if self.error is not None or self._fd < 0:
+            return 0
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.size += written
+        except OSError as err:
+            self.error = err
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush: every write already reached the kernel."""
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Spool:
+    """`<state_dir>/spool` (dated folders, `tmp/`) and `<state_dir>/quarantine/dicom`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "spool"
+        self.tmp = self.root / "tmp"
+        self.quarantine_dir = state_dir / "quarantine" / "dicom"
+
+    def prepare(self) -> int:
+        """Create the folders; delete leftovers in `tmp/` (never acknowledged); return how many."""
+        for directory in (self.tmp, self.quarantine_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for leftover in self.tmp.iterdir():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def new_file(self) -> SpoolFile:
+        """A fresh temporary file in `tmp/`."""
+        return SpoolFile(self.tmp)
+
+    def write_temp(self, data: bytes) -> Path:
+        """Write `data` to a fresh temporary file (not yet fsynced); OSError on failure."""
+        spool_file = self.new_file()
+        try:
+            spool_file.write(data)
+        finally:
+            spool_file.close()
+        if spool_file.error is not None:
+            Path(spool_file.name).unlink(missing_ok=True)
+            raise spool_file.error
+        return Path(spool_file.name)
+
+    def free_mb(self) -> float:
+        """Space left for unprivileged writers on the spool's filesystem, in MiB."""
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize / (1024 * 1024)
+
+    def commit(self, temp: Path, received: datetime) -> Path:
+        """Fsync `temp`, rename it to `Y/M/D/<uuid>.dcm` (UTC date), fsync the folder; return it."""
+        _fsync_file(temp)
+        folder = self.root / f"{received:%Y}" / f"{received:%m}" / f"{received:%d}"
+        _durable_mkdir(folder, self.root)
+        target = folder / f"{uuid.uuid4()}.dcm"
+        os.rename(temp, target)
+        _fsync_dir(folder)
+        return target
+
+    def quarantine(self, temp: Path, received: datetime) -> Path:
+        """Keep the bytes of a refused dataset as `quarantine/dicom/<UTC>-<short>.dcm`."""
+        _fsync_file(temp)
+        target = self.quarantine_dir / f"{received:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.dcm"
+        try:
+            os.rename(temp, target)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            target.write_bytes(temp.read_bytes())  # a separately mounted quarantine: copy
+            _fsync_file(target)
+            temp.unlink()
+        _fsync_dir(self.quarantine_dir)
+        return target
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable_mkdir(folder: Path, root: Path) -> None:
+    """Create `folder` below `root`, fsyncing each parent whose entry was added."""
+    if folder.is_dir():
+        return
+    missing = []
+    current = folder
+    while current != root and not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        # Another association may have just made it: fsync its parent all the same.
+        directory.mkdir(exist_ok=True)
+        _fsync_dir(directory.parent)

@@ -1,0 +1,87 @@
+"""Identifying tags of files written by pydicom: values, absent tags, refusals, no pixel read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+
+from drivers.dicom.scp import DicomScpConfig
+from drivers.dicom.tags import UnreadableDataset, read_identity
+from tests.dicom_files import make_jpeg_baseline, make_study, save
+
+
+def test_identity_of_explicit_implicit_and_jpeg_files(tmp_path: Path):
+    files = make_study(tmp_path, "P-1", series=[("CT", 1), ("MR", 1)], accession="A9")
+    files.append(make_jpeg_baseline(tmp_path / "j.dcm", "P-1", "1.2.3", accession="A9"))
+    for path in files:
+        ds = dcmread(path)
+        identity = read_identity(path)
+        assert identity["transfer_syntax"] == ds.file_meta.TransferSyntaxUID
+        assert identity["sop_instance_uid"] == ds.SOPInstanceUID
+        assert identity["series_uid"] == ds.SeriesInstanceUID
+        assert identity["patient_id"] == "P-1" and identity["accession_number"] == "A9"
+        assert identity["patient_name"] == "Test^Patient"
+        assert identity["series_number"] == ds.SeriesNumber
+        assert identity["instance_number"] == 1
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian])
+def test_big_endian_and_deflated(tmp_path: Path, syntax: str):
+    source = make_study(tmp_path / "in", "P-2", series=[("CT", 1)])[0]
+    ds = Dataset(dcmread(source))  # a plain Dataset: pydicom converts it to any byte order
+    path = save(ds, tmp_path / "x.dcm", UID(syntax))
+    assert read_identity(path)["sop_instance_uid"] == ds.SOPInstanceUID
+
+
+def test_absent_tags_are_empty_or_null_and_chinese_names_decode(tmp_path: Path):
+    ds = dcmread(make_study(tmp_path / "in", "P-3", series=[("CT", 1)])[0])
+    del ds.InstanceNumber, ds.BodyPartExamined
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "张^三"
+    identity = read_identity(save(ds, tmp_path / "x.dcm"))
+    assert identity["instance_number"] is None and identity["body_part"] == ""
+    assert identity["patient_name"] == "张^三"
+
+
+@pytest.mark.parametrize("cut", [1, 100, 600])
+def test_truncated_files_are_refused(tmp_path: Path, cut: int):
+    source = make_study(tmp_path / "in", "P-4", series=[("CT", 1)])[0]
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(source.read_bytes()[:-cut])
+    with pytest.raises(UnreadableDataset):
+        read_identity(path)
+
+
+def test_missing_study_uid_and_garbage_are_refused(tmp_path: Path):
+    ds = dcmread(make_study(tmp_path / "in", "P-5", series=[("CT", 1)])[0])
+    del ds.StudyInstanceUID
+    with pytest.raises(UnreadableDataset, match="study_uid"):
+        read_identity(save(ds, tmp_path / "x.dcm"))
+    garbage = tmp_path / "g.dcm"
+    garbage.write_bytes(b"\x00" * 128 + b"NOPE" + bytes(range(256)))
+    with pytest.raises(UnreadableDataset):
+        read_identity(garbage)
+
+
+def test_config_validation():
+    base = {"type": "dicom_scp"}
+    with pytest.raises(ValueError, match="allowed_calling_aes"):
+        DicomScpConfig.model_validate(base)
+    with pytest.raises(ValueError, match="CIDR"):
+        DicomScpConfig.model_validate(
+            {**base, "allowed_calling_aes": [], "allowed_addresses": ["x"]}
+        )
+    with pytest.raises(ValueError, match="1–16"):
+        DicomScpConfig.model_validate({**base, "allowed_calling_aes": ["A" * 17]})
+    config = DicomScpConfig.model_validate(
+        {
+            **base,
+            "allowed_calling_aes": ["CT1"],
+            "move_destinations": {"PACS": {"host": "h", "port": 104}},
+        }
+    )
+    assert config.host == "0.0.0.0" and config.port == 11112 and config.min_free_mb == 1024
