@@ -81,6 +81,15 @@ def _add_simulate(commands: Any) -> None:
     zhejiang.add_argument("--access-secret", default="simulator-secret")
     zhejiang.add_argument("--token-ttl", type=float, default=7200.0)
     zhejiang.set_defaults(func=cmd_simulate_zhejiang)
+    imaging = platforms.add_parser(
+        "remote-imaging", help="city remote-imaging platform (seed 003): HTTP + storage SCP"
+    )
+    imaging.add_argument("--host", default="127.0.0.1")
+    imaging.add_argument("--port", type=int, default=8791)
+    imaging.add_argument("--dicom-port", type=int, default=11113)
+    imaging.add_argument("--license", default="simulator-license")
+    imaging.add_argument("--private-key", type=Path, help="PEM file (default: a new key pair)")
+    imaging.set_defaults(func=cmd_simulate_remote_imaging)
 
 
 def _add_outbox(commands: Any) -> None:
@@ -224,6 +233,31 @@ def cmd_simulate_zhejiang(args: argparse.Namespace) -> int:
                 access_secret=args.access_secret,
                 token_ttl=args.token_ttl,
                 ready=lambda sim: print(f"base_url = {sim.base_url}", flush=True),
+            )
+        )
+    return 0
+
+
+def cmd_simulate_remote_imaging(args: argparse.Namespace) -> int:
+    """Serve the remote-imaging platform simulator until interrupted."""
+    from agent.simulators.remote_imaging import serve
+
+    key = args.private_key.read_text(encoding="ascii") if args.private_key else None
+
+    def ready(sim: Any) -> None:
+        print(f"base_url = {sim.base_url}", flush=True)
+        print(f"dicom = {sim.config.ae_title}@{sim.host}:{sim.dicom_port}", flush=True)
+        print(f"public_key = '''\n{sim.public_key}'''", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                dicom_port=args.dicom_port,
+                license=args.license,
+                private_key=key,
+                ready=ready,
             )
         )
     return 0

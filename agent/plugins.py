@@ -11,10 +11,13 @@ from agent.config import PluginSection
 from agent.imaging import plugin as imaging
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import http_cloud, rfid_readers
+from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
 from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
+from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
+from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
@@ -41,6 +44,7 @@ UPLINKS = {
     "http": Plugin(http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers),
     "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
+    "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
@@ -55,6 +59,9 @@ SIMULATORS = {
     "rfid_readers": Plugin(rfid_readers.RfidReadersConfig, rfid_readers.build),
     "zhejiang_endoscope": Plugin(
         zhejiang_endoscope_sim.ZhejiangEndoscopeSimulatorConfig, zhejiang_endoscope_sim.build
+    ),
+    "remote_imaging": Plugin(
+        remote_imaging_sim.RemoteImagingSimulatorConfig, remote_imaging_sim.build
     ),
 }
 DOMAINS = {

@@ -1,0 +1,382 @@
+"""A faithful fake of the city remote-imaging platform (seed 003 §3.2): HTTP + a storage SCP."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from Crypto.PublicKey import RSA
+from pydantic import Field
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from agent.config import PluginSection, Secret, TimeZoneName
+from agent.simulators.base import Counts, Faults, SimulatedCloud
+from agent.uplinks.remote_imaging.fields import (
+    DATETIME,
+    PUSH,
+    STATISTICS_ITEM,
+    LengthUnit,
+    validate,
+)
+from agent.uplinks.remote_imaging.sign import DEFAULT_FIELDS, Padding, SignField, decrypt, load_key
+
+MSG_TOKEN = "token无效或已过期"  # noqa: S105 - a message, not a secret
+NOT_PUSHED = 0xC001  # an instance of a study no exam/push announced
+TAGS_DIFFER = 0xC002  # PatientID / AccessionNumber differ from the pushed JSON
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+class RemoteImagingSimulatorConfig(PluginSection):
+    """[simulators.<name>] type = "remote_imaging" """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8791
+    path_prefix: str = "/openapi"  # the uplink's base_url is http://host:port<path_prefix>
+    dicom_port: Annotated[int, Field(ge=0, le=65535)] = 11113
+    ae_title: str = "CITYPACS"  # the only called AE title it accepts
+    app_id: str = "edge-agent"
+    org_id: str = "0001"
+    license: Secret
+    private_key: Secret | None = None  # PEM; None: a new key pair at each start (see public_key)
+    sign_fields: list[SignField] = list(DEFAULT_FIELDS)
+    sign_separator: str = ","
+    sign_padding: Padding = "pkcs1v15"
+    timezone: TimeZoneName = "Asia/Shanghai"
+    time_skew: Annotated[float, Field(ge=0)] = 300.0  # `time` sign field: accepted distance
+    token_ttl: Annotated[float, Field(gt=0)] = 8100.0  # the seed: 2 h plus 15 min of grace
+    token_header: str = "token"  # noqa: S105 - a header name
+    hospital_codes: list[str] = []  # accepted hospitalCode values (empty: any)
+    length_unit: LengthUnit = "chars"
+
+
+@dataclass
+class RemoteFaults(Faults):
+    """The shared switches, plus the platform's own error answers and DICOM statuses."""
+
+    error_next: int = 0  # answer the next N requests {status: 999}
+    busy_next: int = 0  # answer the next N requests {status: 1, message: 系统繁忙，请稍后重试}
+    dicom_status_next: int = 0  # answer the next N C-STOREs with dicom_status
+    dicom_status: int = 0xA700  # a warning (0xB000…) still stores the instance
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One accepted instance: the dataset bytes as received, and their transfer syntax."""
+
+    data: bytes
+    transfer_syntax: str
+    calling_ae: str
+
+
+@dataclass
+class Received(Counts):
+    """What the platform accepted and refused, in arrival order."""
+
+    pushes: list[dict[str, Any]] = field(default_factory=list)
+    statistics: list[list[dict[str, Any]]] = field(default_factory=list)
+    refused: list[tuple[str, int, str]] = field(default_factory=list)  # (endpoint, status, msg)
+    instances: dict[str, Stored] = field(default_factory=dict)  # SOPInstanceUID -> Stored
+    dicom_refused: list[tuple[str, int, str]] = field(default_factory=list)  # (sop, status, why)
+    associations: int = 0
+
+
+class RemoteImagingSimulator(SimulatedCloud[Received]):
+    """`await start()`, point the uplink at `base_url` and `dicom_port`, inspect `received`."""
+
+    faults: RemoteFaults
+
+    def __init__(self, name: str, config: RemoteImagingSimulatorConfig) -> None:
+        super().__init__(name, config.host, config.port, RemoteFaults(), Received())
+        self.config = config
+        pem = config.private_key.get_secret_value() if config.private_key else None
+        self._key = load_key(pem) if pem else RSA.generate(1024)  # noqa: S505 - sign ≤ VC(256)
+        self.dicom_port = config.dicom_port
+        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._studies: dict[str, tuple[str, str]] = {}  # studyUID -> (patientID, accessionNo)
+        self._lock = threading.Lock()  # _studies and received, shared with the SCP threads
+        self._dicom_released = threading.Event()
+        self._scp: ThreadedAssociationServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.down = False
+
+    @property
+    def base_url(self) -> str:
+        """The uplink's base_url for this simulator."""
+        return f"http://{self.host}:{self.port}{self.config.path_prefix}"
+
+    @property
+    def public_key(self) -> str:
+        """The PEM public key the uplink encrypts its sign with."""
+        return self._key.public_key().export_key().decode("ascii")
+
+    def add_routes(self, app: web.Application) -> None:
+        """getToken, exam/push and exam/uploadStatistics under path_prefix."""
+        prefix = self.config.path_prefix.rstrip("/")
+        app.router.add_post(f"{prefix}/v1/auth/getToken", self._token)
+        app.router.add_post(f"{prefix}/v1/exam/push", self._push)
+        app.router.add_post(f"{prefix}/v1/exam/uploadStatistics", self._statistics)
+
+    async def start(self) -> None:
+        """Listen for HTTP and DICOM (port 0: a free port, kept across down/up)."""
+        self._loop = asyncio.get_running_loop()
+        await super().start()
+        self._start_scp()
+
+    async def stop(self) -> None:
+        """Stop both listeners; held answers end now."""
+        self._dicom_released.set()
+        self._stop_scp()
+        await super().stop()
+
+    async def go_down(self) -> None:
+        """Refuse connections (HTTP and DICOM) until `come_up`."""
+        self.down = True
+        assert self._runner is not None
+        for site in list(self._runner.sites):
+            await site.stop()
+        self._stop_scp()
+
+    async def come_up(self) -> None:
+        """Listen again on the same ports."""
+        assert self._runner is not None
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._start_scp()
+        self.down = False
+
+    def release_held(self) -> None:
+        """Answer every held request and C-STORE, and hold no more."""
+        super().release_held()
+        self._dicom_released.set()
+
+    def expire_tokens(self) -> None:
+        """Invalidate every token issued so far."""
+        self._tokens.clear()
+
+    def _start_scp(self) -> None:
+        ae = AE(ae_title=self.config.ae_title)
+        ae.require_called_aet = True
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+        handlers: list[Any] = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+        ]
+        scp = ae.start_server((self.host, self.dicom_port), block=False, evt_handlers=handlers)
+        assert scp is not None
+        self.dicom_port = scp.server_address[1]
+        self._scp = scp
+
+    def _stop_scp(self) -> None:
+        scp, self._scp = self._scp, None
+        if scp is not None:
+            for assoc in scp.active_associations:
+                assoc.abort()
+            scp.shutdown()
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def _drop_if_down(self, request: web.Request) -> None:
+        if self.down and request.transport is not None:
+            request.transport.abort()  # a connection kept alive from before the outage
+            raise web.HTTPServiceUnavailable()  # never reaches the client: the socket is gone
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        self._drop_if_down(request)
+        try:
+            sign = (await request.json())["sign"]
+        except (ValueError, KeyError, TypeError):
+            return _answer(1, "参数sign不能为空")
+        text = decrypt(self._key, sign, self.config.sign_padding) if isinstance(sign, str) else None
+        if text is None or not self._sign_matches(text.split(self.config.sign_separator)):
+            return _answer(1, "sign无效：appId、orgId或license错误")
+        token = secrets.token_hex(16)
+        self._tokens[token] = time.monotonic() + self.config.token_ttl
+        self.received.tokens_issued += 1
+        return _answer(0, "操作成功", {"token": token})
+
+    def _sign_matches(self, parts: list[str]) -> bool:
+        config = self.config
+        values = {"appId": config.app_id, "orgId": config.org_id}
+        values["license"] = config.license.get_secret_value()
+        if len(parts) != len(config.sign_fields):
+            return False
+        for name, part in zip(config.sign_fields, parts, strict=True):
+            if name == "time":
+                try:
+                    stamp = datetime.strptime(part, DATETIME).replace(
+                        tzinfo=ZoneInfo(config.timezone)
+                    )
+                except ValueError:
+                    return False
+                if abs(stamp.timestamp() - time.time()) > config.time_skew:
+                    return False
+            elif values[name] != part:
+                return False
+        return True
+
+    async def _push(self, request: web.Request) -> web.StreamResponse:
+        return await self._upload(request, "push", self._check_push)
+
+    async def _statistics(self, request: web.Request) -> web.StreamResponse:
+        return await self._upload(request, "uploadStatistics", self._check_statistics)
+
+    async def _upload(
+        self, request: web.Request, endpoint: str, check: Callable[[Any], list[str]]
+    ) -> web.StreamResponse:
+        self._drop_if_down(request)
+        refusal = await self.misbehave(request)
+        if refusal is not None:
+            return refusal
+        expiry = self._tokens.get(request.headers.get(self.config.token_header, ""))
+        if expiry is None or time.monotonic() >= expiry:
+            return await self._refuse(endpoint, 1, MSG_TOKEN)
+        if self.faults.error_next > 0:
+            self.faults.error_next -= 1
+            return await self._refuse(endpoint, 999, "其他错误")
+        if self.faults.busy_next > 0:
+            self.faults.busy_next -= 1
+            return await self._refuse(endpoint, 1, "系统繁忙，请稍后重试")
+        try:
+            body = await request.json()
+        except ValueError:
+            return await self._refuse(endpoint, 1, "参数格式错误：不是JSON")
+        problems = check(body)
+        if problems:
+            return await self._refuse(endpoint, 1, "参数校验失败：" + "；".join(problems))
+        async with self.arrived:
+            with self._lock:
+                if endpoint == "push":
+                    for image in body.get("imageList") or []:
+                        pair = (image["patientID"], image.get("accessionNo") or "")
+                        self._studies[image["studyUID"]] = pair
+                    self.received.pushes.append(body)
+                else:
+                    self.received.statistics.append(body)
+            self.arrived.notify_all()
+        return _answer(0, "操作成功")
+
+    def _check_push(self, body: Any) -> list[str]:
+        problems = validate(PUSH, body, self.config.length_unit)
+        if problems:
+            return problems
+        codes = self.config.hospital_codes
+        if codes and body["hospitalCode"] not in codes:
+            problems.append("hospitalCode: unknown hospital")
+        for index, image in enumerate(body.get("imageList") or []):
+            if image["patientID"] != body["examInfo"]["patientID"]:
+                problems.append(f"imageList[{index}].patientID: differs from examInfo.patientID")
+        return problems
+
+    def _check_statistics(self, body: Any) -> list[str]:
+        if not isinstance(body, list) or not body:
+            return ["body: not a non-empty JSON array"]
+        problems: list[str] = []
+        for index, item in enumerate(body):
+            problems += validate(STATISTICS_ITEM, item, self.config.length_unit, f"[{index}].")
+        return problems
+
+    async def _refuse(self, endpoint: str, status: int, message: str) -> web.Response:
+        async with self.arrived:
+            self.received.refused.append((endpoint, status, message))
+            self.arrived.notify_all()
+        return _answer(status, message)
+
+    # --- DICOM (pynetdicom threads) ---------------------------------------------------------
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        with self._lock:
+            self.received.associations += 1
+        self._notify()
+
+    def _on_store(self, event: evt.Event) -> Dataset:
+        self.received.requests += 1
+        if self.faults.hold:
+            self.received.held += 1
+            self._notify()
+            self._dicom_released.wait()
+        ds = event.dataset
+        sop = str(ds.SOPInstanceUID)
+        faults, status, why = self.faults, 0x0000, ""
+        if faults.dicom_status_next > 0:
+            faults.dicom_status_next -= 1
+            status, why = faults.dicom_status, "fault switch dicom_status_next"
+        else:
+            with self._lock:
+                pushed = self._studies.get(str(ds.get("StudyInstanceUID", "")))
+            found = (str(ds.get("PatientID", "") or ""), str(ds.get("AccessionNumber", "") or ""))
+            if pushed is None:
+                status, why = NOT_PUSHED, "no exam pushed for this StudyInstanceUID"
+            elif found != pushed:
+                tag = "PatientID" if found[0] != pushed[0] else "AccessionNumber"
+                status, why = TAGS_DIFFER, f"{tag} differs from the pushed exam"
+        with self._lock:
+            if status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF:
+                data = event.request.DataSet.getvalue()  # type: ignore[union-attr]
+                syntax = str(event.context.transfer_syntax)
+                self.received.instances[sop] = Stored(data, syntax, event.assoc.requestor.ae_title)
+            else:
+                self.received.dicom_refused.append((sop, status, why))
+        self._notify()
+        answer = Dataset()
+        answer.Status = status
+        if why:
+            answer.ErrorComment = why[:64]
+        return answer
+
+    def _notify(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._wake(), self._loop)
+
+    async def _wake(self) -> None:
+        async with self.arrived:
+            self.arrived.notify_all()
+
+
+def _answer(status: int, message: str, result: object = None) -> web.Response:
+    body: dict[str, object] = {"status": status, "message": message}
+    if result is not None:
+        body["result"] = result
+    return web.json_response(body, dumps=_dumps)
+
+
+def build(name: str, config: RemoteImagingSimulatorConfig) -> RemoteImagingSimulator:
+    """Make the simulator from its validated config."""
+    return RemoteImagingSimulator(name, config)
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8791,
+    *,
+    dicom_port: int = 11113,
+    license: str = "simulator-license",  # the demo's well-known value
+    private_key: str | None = None,
+    ready: Callable[[RemoteImagingSimulator], None] | None = None,
+) -> None:
+    """Run the simulator until cancelled (`edge-agent simulate remote-imaging`)."""
+    settings: dict[str, Any] = {"type": "remote_imaging", "host": host, "port": port}
+    settings |= {"dicom_port": dicom_port, "license": license}
+    if private_key is not None:
+        settings["private_key"] = private_key
+    simulator = RemoteImagingSimulator(
+        "remote_imaging", RemoteImagingSimulatorConfig.model_validate(settings)
+    )
+    await simulator.start()
+    try:
+        if ready is not None:
+            ready(simulator)
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()

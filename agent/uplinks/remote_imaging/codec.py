@@ -1,0 +1,190 @@
+"""Sans-I/O: request bodies from outbox payloads, answers and DICOM statuses to outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
+from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.remote_imaging.fields import PUSH, STATISTICS_ITEM, is_empty, validate
+
+PUSH_KIND = "exam.push"
+STATISTICS_KIND = "exam.statistics"
+INSTANCE_KIND = "dicom.instance"
+JOIN_KEYS = ("studyUID", "accessionNo")  # the exam document's join keys: not seed fields
+STATUS_OK, STATUS_FAILED, STATUS_SERVER, STATUS_OTHER = 0, 1, 500, 999
+TRANSIENT_HTTP = frozenset({408, 425, 429})
+DICOM_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
+EXPECTED_TAGS = ("PatientID", "StudyInstanceUID", "AccessionNumber")
+
+
+def build_push(
+    payload: Mapping[str, Any], config: RemoteImagingConfig
+) -> tuple[dict[str, Any], list[str]]:
+    """The exam/push body (seed §3.2.3.1) and every way it breaks the seed's table."""
+    exam = payload.get("exam")
+    if not isinstance(exam, Mapping):
+        return {}, ["exam: required field is missing"]
+    body: dict[str, Any] = {k: v for k, v in exam.items() if k not in JOIN_KEYS}
+    body["hospitalCode"] = config.hospital_code
+    info = dict(exam["examInfo"]) if isinstance(exam.get("examInfo"), Mapping) else {}
+    if is_empty(info.get("reqHospitalCode")):
+        info["reqHospitalCode"] = config.hospital_code
+    if is_empty(info.get("reqHospitalName")) and config.hospital_name:
+        info["reqHospitalName"] = config.hospital_name
+    study = payload.get("study")
+    if isinstance(study, Mapping):
+        # The platform matches the images' PatientID against examInfo.patientID: DICOM wins.
+        if not is_empty(study.get("patient_id")):
+            info["patientID"] = study["patient_id"]
+        body["imageList"] = image_list(study, info.get("patientID"), config)
+    if "examInfo" in exam:
+        body["examInfo"] = info
+    return body, validate(PUSH, body, config.length_unit)
+
+
+def image_list(
+    study: Mapping[str, Any], patient_id: Any, config: RemoteImagingConfig
+) -> list[dict[str, Any]]:
+    """imageList: one entry for the study, or one per modality (`image_list`)."""
+    series = [s for s in study.get("series") or [] if isinstance(s, Mapping)]
+    per_modality: Counter[str] = Counter()
+    for item in series:
+        per_modality[str(item.get("modality") or "")] += int(item.get("instance_count") or 0)
+    for modality in study.get("modalities") or []:
+        per_modality.setdefault(str(modality), 0)
+    per_modality.pop("", None)
+    base: dict[str, Any] = {
+        "imageType": config.image_type,
+        "patientID": patient_id,
+        "studyUID": study.get("study_uid"),
+    }
+    accession = study.get("accession")
+    if not is_empty(accession):
+        base["accessionNo"] = accession
+    if config.image_url_template is not None:
+        base["imageUrl"] = config.image_url_template.format(
+            study_uid=study.get("study_uid") or "", accession=accession or ""
+        )
+    total = int(study.get("instance_count") or sum(per_modality.values()))
+    if config.image_list == "per_modality" and per_modality:
+        return [
+            {**base, "imageCount": count, "modality": modality}
+            for modality, count in per_modality.items()
+        ]
+    entry = {**base, "imageCount": total}
+    if per_modality:  # the modality with the most images; the first listed on a tie
+        entry["modality"] = max(per_modality, key=lambda m: per_modality[m])
+    return [entry]
+
+
+def build_statistics(
+    payload: Mapping[str, Any], config: RemoteImagingConfig
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The uploadStatistics array (seed §3.2.3.3), hospitalCode added, and its violations."""
+    items = payload.get("items")
+    if not isinstance(items, list):
+        return [], ["items: not an array"]
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        row = {"hospitalCode": config.hospital_code, **(item if isinstance(item, Mapping) else {})}
+        problems += validate(STATISTICS_ITEM, row, config.length_unit, f"[{index}].")
+        rows.append(row)
+    date = payload.get("date")
+    present = {r.get("examClass") for r in rows}
+    for exam_class in config.statistics_classes:
+        if exam_class not in present and isinstance(date, str):
+            rows.append(
+                {"hospitalCode": config.hospital_code, "examDate": date,
+                 "examClass": exam_class, "accordCount": 0}
+            )  # fmt: skip
+    for row in rows:
+        count = row.get("accordCount")
+        if isinstance(count, int | str) and not isinstance(count, bool):
+            row["accordCount"] = str(count) if config.statistics_count_as_string else int(count)
+    return rows, problems
+
+
+def parse_answer(text: str) -> tuple[int | None, str, Any]:
+    """(status, message, result) of the seed's answer; status None when it is not one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None, "", None
+    if isinstance(body, dict) and "status" not in body and isinstance(body.get("content"), dict):
+        body = body["content"]  # §3.2.2.4 speaks of "content->status"
+    if not isinstance(body, dict):
+        return None, "", None
+    message = str(body.get("message") or "")
+    try:
+        status = int(body.get("status"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None, message, body.get("result")
+    return status, message, body.get("result")
+
+
+def parse_token(result: Any) -> str | None:
+    """`result.token`; also a bare string, or the first element of an array (§3.2.2.2)."""
+    if isinstance(result, list) and result:
+        result = result[0]
+    if isinstance(result, str):
+        return result or None
+    if isinstance(result, dict) and isinstance(result.get("token"), str):
+        return result["token"] or None
+    return None
+
+
+def http_outcome(
+    config: RemoteImagingConfig, status: int, text: str, retry_after: float | None = None
+) -> Outcome:
+    """Map one HTTP answer of exam/push or uploadStatistics to an outcome."""
+    code, message, _ = parse_answer(text)
+    if 200 <= status < 300 and code == STATUS_OK:
+        return Delivered(text)
+    shown = f"status {code}: {message}" if code is not None else f"HTTP {status}: {text}"
+    shown = shown.rstrip(": ")
+    if status in (401, 403) or (code is not None and code != STATUS_OK and _mentions(
+        message, config.token_error_keywords
+    )):  # fmt: skip
+        return Retry(f"token refused: {shown}", after=0.0, response=text, reauthenticate=True)
+    if status in TRANSIENT_HTTP or status >= 500:
+        return Retry(f"HTTP {status}: {shown}", after=retry_after, response=text)
+    if code is None:
+        if 200 <= status < 300:  # not the platform's shape: a proxy or portal page
+            return Retry(f"unexpected answer: {shown}", response=text)
+        return Reject(shown, response=text)
+    if code in (STATUS_SERVER, STATUS_OTHER) or _mentions(message, config.busy_keywords):
+        return Retry(f"platform error: {shown}", after=retry_after, response=text)
+    return Reject(shown, response=text)
+
+
+def dicom_outcome(status: int | None, comment: str = "") -> Outcome:
+    """Map a C-STORE response status (None: no response) to an outcome."""
+    if status is None:
+        return Retry("no C-STORE response (association aborted or dimse_timeout)")
+    shown = f"C-STORE status 0x{status:04X}{f' ({comment})' if comment else ''}"
+    if status == 0x0000:
+        return Delivered(shown)
+    if status in DICOM_WARNINGS:
+        return Delivered(f"{shown}: warning, stored")
+    if 0xA700 <= status <= 0xA7FF:
+        return Retry(f"{shown}: out of resources")
+    return Reject(f"{shown}: refused")
+
+
+def tag_mismatches(expect: Mapping[str, Any], found: Mapping[str, str]) -> list[str]:
+    """Tags of the file that differ from what the push carried (names only, never values)."""
+    return [
+        tag
+        for tag in EXPECTED_TAGS
+        if tag in expect and str(expect[tag] or "").strip() != (found.get(tag) or "").strip()
+    ]
+
+
+def _mentions(message: str, keywords: list[str]) -> bool:
+    lowered = message.lower()
+    return any(k.lower() in lowered for k in keywords if k)

@@ -1,0 +1,112 @@
+"""[uplinks.<name>] type = "remote_imaging": every key, with the defaults the docs state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from Crypto.PublicKey import RSA
+from pydantic import Field, HttpUrl, model_validator
+
+from agent.config import ConfigPath, Seconds, Secret, TimeZoneName, UplinkSection
+from agent.uplinks.remote_imaging.fields import LengthUnit
+from agent.uplinks.remote_imaging.sign import (
+    DEFAULT_FIELDS,
+    BadKeyError,
+    Padding,
+    SignField,
+    load_key,
+    max_plaintext,
+    plaintext,
+)
+
+AeTitle = Annotated[str, Field(pattern=r"^[ -\[\]-~]{1,16}$")]  # printable ASCII but "\"
+Code32 = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class RemoteImagingConfig(UplinkSection):
+    """[uplinks.<name>] type = "remote_imaging" """
+
+    base_url: HttpUrl  # http://host:port/<工程名>, e.g. http://10.1.2.3:8080/openapi
+    app_id: Annotated[str, Field(min_length=1, max_length=128)]
+    org_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # → hospital_code
+    license: Secret
+    public_key: str | None = None  # PEM, or Base64 DER as the platform hands it out
+    public_key_file: ConfigPath | None = None
+    sign_fields: Annotated[list[SignField], Field(min_length=1)] = list(DEFAULT_FIELDS)
+    sign_separator: str = ","
+    sign_padding: Padding = "pkcs1v15"
+    timezone: TimeZoneName = "Asia/Shanghai"  # of the `time` sign field
+    token_path: str = "v1/auth/getToken"  # noqa: S105 - a path
+    token_header: Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")] = "token"  # noqa: S105
+    token_prefix: str = ""  # e.g. "Bearer " if the platform wants one
+    token_lifetime: Seconds = 7200.0
+    token_refresh_margin: Annotated[float, Field(ge=0)] = 300.0
+    token_error_keywords: list[str] = ["token", "令牌", "鉴权", "权鉴"]
+    busy_keywords: list[str] = ["繁忙", "稍后", "超时", "busy", "timeout"]
+    hospital_code: Code32
+    hospital_name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    length_unit: LengthUnit = "chars"
+    image_list: Literal["per_study", "per_modality"] = "per_study"
+    image_type: Annotated[str, Field(max_length=32)] = "DICOM"
+    image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
+    statistics_classes: list[Code32] = []  # always reported, "0" when a class had no exam
+    statistics_count_as_string: bool = True  # accordCount "55" as in the seed's example
+    verify_tls: bool = True
+    ca_file: ConfigPath | None = None
+    request_timeout: Seconds = 10.0
+    max_body: Annotated[int, Field(ge=256)] = 2000
+    dicom_host: str | None = None  # default: the host of base_url
+    dicom_port: Annotated[int, Field(ge=1, le=65535)] = 104
+    called_ae_title: AeTitle
+    calling_ae_title: AeTitle = "EDGE_AGENT"
+    connect_timeout: Seconds = 10.0
+    acse_timeout: Seconds = 30.0
+    dimse_timeout: Seconds = 30.0
+    network_timeout: Seconds = 60.0
+    max_pdu: Annotated[int, Field(ge=0)] = 16382  # what we receive; 0 = unlimited
+    association_idle: Seconds = 60.0  # release an association unused this long at the next send
+
+    @model_validator(mode="after")
+    def _key_and_sign(self) -> RemoteImagingConfig:
+        if (self.public_key is None) == (self.public_key_file is None):
+            raise ValueError("give exactly one of public_key and public_key_file")
+        key = self.rsa_key()
+        text = plaintext(self.sign_fields, self.sign_values(), datetime(2000, 1, 1))
+        limit = max_plaintext(key, self.sign_padding)
+        if len(text.encode("utf-8")) > limit:
+            raise ValueError(
+                f"sign_fields make {len(text.encode('utf-8'))} bytes; this "
+                f"{key.size_in_bits()}-bit key with {self.sign_padding} takes at most {limit}"
+            )
+        if self.image_url_template is not None:
+            try:
+                self.image_url_template.format(study_uid="", accession="")
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(f"image_url_template: {err!r}") from err
+        return self
+
+    def rsa_key(self) -> RSA.RsaKey:
+        """The platform's public key (checked at start)."""
+        if self.public_key_file is not None:
+            try:
+                text = self.public_key_file.read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"public_key_file {self.public_key_file}: {err}") from err
+        else:
+            text = self.public_key or ""
+        try:
+            key = load_key(text)
+        except BadKeyError as err:
+            raise ValueError(f"public key: {err}") from err
+        if key.has_private():
+            raise ValueError("public key: this is a private key; give the platform's public key")
+        return key
+
+    def sign_values(self) -> dict[str, str]:
+        """The values of the sign fields other than `time`."""
+        return {
+            "appId": self.app_id,
+            "orgId": self.org_id or self.hospital_code,
+            "license": self.license.get_secret_value(),
+        }

@@ -1,0 +1,192 @@
+"""The uplink: RSA-signed getToken, JSON exam/push and uploadStatistics, C-STORE of instances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from pydicom.errors import InvalidDicomError
+
+from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
+from agent.errors import AgentError
+from agent.journal.outbox import OutboxMessage
+from agent.uplinks.base import Uplink
+from agent.uplinks.http_session import client_session, retry_after_seconds
+from agent.uplinks.remote_imaging import codec
+from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.remote_imaging.dicom import (
+    AssociationError,
+    NoContextError,
+    StoreScu,
+    file_tags,
+    read_instance,
+)
+from agent.uplinks.remote_imaging.sign import encrypt, plaintext
+
+PUSH_PATH = "v1/exam/push"
+STATISTICS_PATH = "v1/exam/uploadStatistics"
+MISSING_ALERT = "imaging_instance_missing"  # the spool lost a file it had acknowledged
+UNREADABLE_ALERT = "imaging_instance_unreadable"
+
+
+class TokenError(AgentError):
+    """getToken did not give us a token."""
+
+
+class RemoteImagingUplink(Uplink):
+    """exam.push and exam.statistics over HTTP; dicom.instance by C-STORE after the push."""
+
+    def __init__(
+        self,
+        name: str,
+        config: RemoteImagingConfig,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name)
+        self.config = config
+        self._clock = clock  # the `time` sign field
+        self._monotonic = monotonic  # token expiry
+        self._base = str(config.base_url).rstrip("/")
+        self._key = config.rsa_key()
+        self._zone = ZoneInfo(config.timezone)
+        self._license = config.license.get_secret_value()
+        self._session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+        self.scu = StoreScu(config, config.dicom_host or config.base_url.host or "localhost")
+
+    async def open(self) -> None:
+        """Create the HTTP session (no connection, no association yet)."""
+        self._session = client_session(
+            verify_tls=self.config.verify_tls,
+            ca_file=self.config.ca_file,
+            timeout=self.config.request_timeout,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP session and release the DICOM association."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await asyncio.to_thread(self.scu.close)
+
+    async def authenticate(self) -> None:
+        """Fetch a new token now, whatever the cached one's expiry."""
+        self._token = None
+        await self._ensure_token()
+
+    async def healthcheck(self) -> bool:
+        """Whether a token can be had."""
+        try:
+            await self._ensure_token()
+        except (TokenError, TimeoutError, aiohttp.ClientError, OSError):
+            return False
+        return True
+
+    async def send(self, message: OutboxMessage) -> Outcome:
+        """Deliver one exam.push, exam.statistics or dicom.instance message."""
+        kind = message.kind
+        if kind == codec.INSTANCE_KIND:
+            return await self._store(message.payload)
+        body: Any
+        if kind == codec.PUSH_KIND:
+            body, problems = codec.build_push(message.payload, self.config)
+            path = PUSH_PATH
+        elif kind == codec.STATISTICS_KIND:
+            body, problems = codec.build_statistics(message.payload, self.config)
+            path = STATISTICS_PATH
+            if not body and not problems:
+                return Delivered("nothing to report: no exam class, no statistics_classes")
+        else:
+            return Reject(f"unknown message kind {kind!r} for remote_imaging")
+        if problems:
+            return Reject(f"{kind} not sent: {'; '.join(problems)}")
+        return await self._post(path, body)
+
+    async def _post(self, path: str, body: Any) -> Outcome:
+        assert self._session is not None, "open() first"
+        try:
+            token = await self._ensure_token()
+            headers = {self.config.token_header: f"{self.config.token_prefix}{token}"}
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json; charset=utf-8"
+            async with self._session.post(f"{self._base}/{path}", data=data, headers=headers) as r:
+                text = (await r.text(errors="replace"))[: self.config.max_body]
+                status, retry_after = r.status, retry_after_seconds(r)
+        except TokenError as err:
+            return Retry(str(err))
+        except TimeoutError:
+            return Retry(f"no answer within request_timeout {self.config.request_timeout:g} s")
+        except (aiohttp.ClientError, OSError) as err:
+            return Retry(f"{type(err).__name__}: {err}".rstrip(": "))
+        return codec.http_outcome(self.config, status, text, retry_after)
+
+    async def _ensure_token(self) -> str:
+        async with self._token_lock:
+            if self._token is not None and self._monotonic() < self._token_expires:
+                return self._token
+            assert self._session is not None
+            now = datetime.fromtimestamp(self._clock(), self._zone)
+            text = plaintext(
+                self.config.sign_fields,
+                self.config.sign_values(),
+                now,
+                self.config.sign_separator,
+            )
+            sign = encrypt(self._key, text, self.config.sign_padding)
+            url = f"{self._base}/{self.config.token_path.lstrip('/')}"
+            async with self._session.post(url, json={"sign": sign}) as resp:
+                answer = await resp.text(errors="replace")
+                if resp.status != 200:
+                    raise TokenError(f"getToken answered HTTP {resp.status}")
+            status, message, result = codec.parse_answer(answer)
+            token = codec.parse_token(result) if status == codec.STATUS_OK else None
+            if token is None:
+                raise TokenError(f"getToken answered status {status}: {message}".rstrip(": "))
+            lifetime = self.config.token_lifetime
+            margin = min(self.config.token_refresh_margin, lifetime / 2)
+            self._token = token
+            self._token_expires = self._monotonic() + lifetime - margin
+            return token
+
+    async def _store(self, payload: Mapping[str, Any]) -> Outcome:
+        return await asyncio.to_thread(self._store_blocking, payload)
+
+    def _store_blocking(self, payload: Mapping[str, Any]) -> Outcome:
+        path = Path(str(payload.get("path") or ""))
+        sop = str(payload.get("sop_uid") or "")
+        try:
+            ds = read_instance(path)
+        except FileNotFoundError:
+            return Reject(f"dicom.instance {sop}: file missing from the spool", alert=MISSING_ALERT)
+        except (InvalidDicomError, ValueError, EOFError) as err:
+            reason = f"dicom.instance {sop}: unreadable DICOM file ({type(err).__name__})"
+            return Reject(reason, alert=UNREADABLE_ALERT)
+        except OSError as err:  # a disk hiccup, not a lost file
+            return Retry(f"dicom.instance {sop}: cannot read the file ({err.strerror or err})")
+        expect = payload.get("expect")
+        differ = codec.tag_mismatches(expect if isinstance(expect, Mapping) else {}, file_tags(ds))
+        if differ:
+            verb = "differs" if len(differ) == 1 else "differ"
+            return Reject(f"{', '.join(differ)} {verb} from the pushed exam")
+        try:
+            status, comment = self.scu.store(ds)
+        except NoContextError as err:
+            return Reject(f"dicom.instance {sop}: {err}")
+        except (AssociationError, OSError) as err:
+            return Retry(str(err))
+        return codec.dicom_outcome(status, comment)
+
+
+def build(name: str, config: RemoteImagingConfig) -> RemoteImagingUplink:
+    """Make the uplink from its validated config."""
+    return RemoteImagingUplink(name, config)
