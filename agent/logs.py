@@ -126,7 +126,9 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "asyncio"):
+    # pynetdicom's INFO and DEBUG lines quote identifiers (patient IDs, names, accession
+    # numbers) from C-FIND and C-STORE requests: never below WARNING.
+    for noisy in ("aiohttp.access", "asyncio", "pynetdicom", "pydicom"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[
