@@ -17,7 +17,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.config import PluginSection, Seconds, Section
 from drivers.base import Driver, DriverContext
-from drivers.dicom.receiver import Network, Receiver
+from drivers.dicom.receiver import Network, Receiver, use_wakeups
 from drivers.dicom.store import Spool
 from drivers.transport import Backoff
 
@@ -197,6 +197,7 @@ def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> N
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.STORE_RECV_CHUNKED_DATASET = receive == "file"
+    use_wakeups()
     # pynetdicom has no per-AE temporary folder; its factory is replaced so that the received
     # bytes land on the spool's filesystem (a rename, not a copy) and a full disk is answered.
     setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -10,7 +11,12 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 # Payload key → tag; the text values of `dicom.stored` (contracts: "" when absent).
 TEXT_TAGS: dict[str, BaseTag] = {
@@ -41,6 +47,19 @@ REQUIRED = ("sop_class_uid", "sop_instance_uid", "study_uid", "series_uid")
 WANTED = frozenset({CHARSET, *TEXT_TAGS.values(), *INT_TAGS.values()})
 UNDEFINED = 0xFFFFFFFF
 DEFER = 4096  # values larger than this are skipped by seeking, never read
+HEAD = 65_536  # the fast path reads this much at once; the identifying tags come before it
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                      b"UR", b"UT", b"UV"})  # fmt: skip
+TEXT_VRS = frozenset({b"AE", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"LT", b"PN", b"SH",
+                      b"ST", b"TM", b"UI"})  # fmt: skip
+FAST_SYNTAXES = {ExplicitVRLittleEndian: False, ImplicitVRLittleEndian: True}
+_TAG = struct.Struct("<HH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+class _Slow(Exception):
+    """Something the fast path does not handle: read the file with pydicom instead."""
 
 
 class UnreadableDataset(Exception):
@@ -55,6 +74,10 @@ def read_identity(path: Path) -> dict[str, Any]:
     """Return the transfer syntax and identifying tags of a Part 10 file; check it is complete."""
     try:
         with path.open("rb") as fp:
+            try:
+                return _fast(fp, path.stat().st_size)
+            except (_Slow, struct.error, UnicodeDecodeError):
+                fp.seek(0)
             read_preamble(fp, False)
             meta = _read_file_meta_info(fp)
             syntax = str(meta.get("TransferSyntaxUID", ""))
@@ -94,6 +117,82 @@ def _walk(fp: BinaryIO, syntax: str, size: int) -> Dataset:
     if end != size:
         raise UnreadableDataset("truncated")  # a cut element header ends the walk silently
     return Dataset(raw)  # only text values are wanted: the byte order does not matter
+
+
+def _fast(fp: BinaryIO, size: int) -> dict[str, Any]:
+    """The common case without pydicom: Explicit/Implicit VR Little Endian, defined lengths,
+    ASCII values. Anything else raises `_Slow`, so the result is always pydicom's."""
+    head = fp.read(HEAD)
+    if head[128:132] != b"DICM":
+        raise _Slow
+    pos, syntax = 132, ""
+    while pos + 8 <= len(head) and _TAG.unpack_from(head, pos)[0] == 0x0002:
+        tag, vr, start, length = _header(head, pos, False)
+        if length == UNDEFINED or start + length > len(head):
+            raise _Slow
+        if tag == 0x0002_0010:
+            syntax = head[start : start + length].decode("ascii").rstrip("\0 ")
+        pos = start + length
+    implicit = FAST_SYNTAXES.get(UID(syntax))
+    if implicit is None:
+        raise _Slow
+    found: dict[int, bytes] = {}
+    while pos < size:
+        if pos + 12 > len(head):  # past the head (pixel data, trailing padding): read headers
+            fp.seek(pos)
+            chunk, base = fp.read(12), pos
+        else:
+            chunk, base = head, 0
+        tag, vr, start, length = _header(chunk, pos - base, implicit)
+        start += base
+        if length == UNDEFINED or tag >> 16 in (0x0002, 0xFFFE):
+            raise _Slow  # sequences/encapsulated pixel data of undefined length, stray items
+        if start + length > size:
+            raise UnreadableDataset("truncated")
+        if tag in WANTED:
+            if start + length > len(head) or (vr and vr not in TEXT_VRS):
+                raise _Slow
+            found[tag] = head[start : start + length]
+        pos = start + length
+    if pos != size or not found:
+        raise _Slow  # let pydicom decide what is wrong with it
+    return {"transfer_syntax": syntax, **_ascii_values(found)}
+
+
+def _header(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
+    """(tag, VR or b"", value start, value length) of the element header at `pos`."""
+    group, element = _TAG.unpack_from(buf, pos)
+    tag = group << 16 | element
+    if implicit or group == 0xFFFE:
+        return tag, b"", pos + 8, _U32.unpack_from(buf, pos + 4)[0]
+    vr = buf[pos + 4 : pos + 6]
+    if vr in LONG_VRS:
+        return tag, vr, pos + 12, _U32.unpack_from(buf, pos + 8)[0]
+    if len(vr) != 2:
+        raise struct.error("cut header")
+    return tag, vr, pos + 8, _U16.unpack_from(buf, pos + 6)[0]
+
+
+def _ascii_values(found: dict[int, bytes]) -> dict[str, Any]:
+    """`_values` for plain ASCII single values (no escape, backslash or NUL)."""
+    values: dict[str, Any] = {}
+    for key, tag in TEXT_TAGS.items():
+        values[key] = _ascii(found.get(tag, b""))
+    for key, tag in INT_TAGS.items():
+        text = _ascii(found.get(tag, b""))
+        if text and not text.lstrip("+-").isdigit():
+            raise _Slow
+        values[key] = int(text) if text else None
+    missing = [key for key in REQUIRED if not values[key]]
+    if missing:
+        raise UnreadableDataset(f"missing {', '.join(missing)}")
+    return values
+
+
+def _ascii(raw: bytes) -> str:
+    if not raw.isascii() or b"\x1b" in raw or b"\\" in raw or b"\0" in raw.rstrip(b"\0"):
+        raise _Slow
+    return raw.rstrip(b"\0").decode("ascii").strip()
 
 
 def _values(ds: Dataset) -> dict[str, Any]:

@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+)
 
 from drivers.dicom.scp import DicomScpConfig
-from drivers.dicom.tags import UnreadableDataset, read_identity
+from drivers.dicom.tags import UnreadableDataset, _values, _walk, read_identity
 from tests.dicom_files import make_jpeg_baseline, make_study, save
 
 
@@ -85,3 +91,23 @@ def test_config_validation():
         }
     )
     assert config.host == "0.0.0.0" and config.port == 11112 and config.min_free_mb == 1024
+
+
+def test_fast_path_agrees_with_pydicom(tmp_path: Path):
+    """Explicit/implicit LE files, a sequence, a non-ASCII name: same answer as pydicom's walk."""
+    files = make_study(tmp_path, "P-6", series=[("CT", 2), ("MR", 1)], accession="A6")
+    files.append(make_jpeg_baseline(tmp_path / "j.dcm", "P-6", "1.2.6", accession="A6"))
+    ds = dcmread(files[0])
+    ds.SpecificCharacterSet = "GB18030"
+    ds.PatientName = "李^四"
+    ds.ReferencedStudySequence = [Dataset()]
+    ds.ReferencedStudySequence[0].ReferencedSOPInstanceUID = "1.2.3"
+    files.append(save(ds, tmp_path / "gb.dcm"))
+    files.append(save(Dataset(dcmread(files[1])), tmp_path / "imp.dcm", ImplicitVRLittleEndian))
+    for path in files:
+        with path.open("rb") as fp:
+            read_preamble(fp, False)
+            syntax = str(_read_file_meta_info(fp).TransferSyntaxUID)
+            walked = _values(_walk(fp, syntax, path.stat().st_size))
+        assert read_identity(path) == {"transfer_syntax": syntax, **walked}
+    assert read_identity(tmp_path / "gb.dcm")["patient_name"] == "李^四"
