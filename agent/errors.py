@@ -7,6 +7,15 @@ class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
 
 
+class InputError(AgentError):
+    """Input that cannot be used; `reason` is a short bounded code, `detail` says more."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class ConfigError(AgentError):
     """The configuration is invalid; `problems` holds one `FILE: key.path: reason` line each."""
 

@@ -23,6 +23,7 @@ from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
 from drivers.dicom import capture as image_capture
 from drivers.dicom import scp as dicom_scp
+from drivers.dicom.capture_config import ImageCaptureConfig
 from drivers.rfid import reader as rfid_reader
 from drivers.washer import folder as washer_folder
 from drivers.washer import printer as washer_printer
@@ -54,7 +55,7 @@ SOURCES = {
     "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
     "dicom_scp": Plugin(dicom_scp.DicomScpConfig, dicom_scp.build),
-    "image_capture": Plugin(image_capture.ImageCaptureConfig, image_capture.build),
+    "image_capture": Plugin(ImageCaptureConfig, image_capture.build),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),

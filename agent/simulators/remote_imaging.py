@@ -6,7 +6,6 @@ import asyncio
 import functools
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +16,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from Crypto.PublicKey import RSA
 from pydantic import Field
-from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.config import PluginSection, Secret, TimeZoneName
 from agent.simulators.base import Counts, Faults, SimulatedCloud
+from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.remote_imaging.fields import (
     DATETIME,
     PUSH,
@@ -33,8 +30,6 @@ from agent.uplinks.remote_imaging.fields import (
 from agent.uplinks.remote_imaging.sign import DEFAULT_FIELDS, Padding, SignField, decrypt, load_key
 
 MSG_TOKEN = "token无效或已过期"  # noqa: S105 - a message, not a secret
-NOT_PUSHED = 0xC001  # an instance of a study no exam/push announced
-TAGS_DIFFER = 0xC002  # PatientID / AccessionNumber differ from the pushed JSON
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
@@ -71,15 +66,6 @@ class RemoteFaults(Faults):
     dicom_status: int = 0xA700  # a warning (0xB000…) still stores the instance
 
 
-@dataclass(frozen=True)
-class Stored:
-    """One accepted instance: the dataset bytes as received, and their transfer syntax."""
-
-    data: bytes
-    transfer_syntax: str
-    calling_ae: str
-
-
 @dataclass
 class Received(Counts):
     """What the platform accepted and refused, in arrival order."""
@@ -102,14 +88,14 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         self.config = config
         pem = config.private_key.get_secret_value() if config.private_key else None
         self._key = load_key(pem) if pem else RSA.generate(1024)  # noqa: S505 - sign ≤ VC(256)
-        self.dicom_port = config.dicom_port
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
-        self._studies: dict[str, tuple[str, str]] = {}  # studyUID -> (patientID, accessionNo)
-        self._lock = threading.Lock()  # _studies and received, shared with the SCP threads
-        self._dicom_released = threading.Event()
-        self._scp: ThreadedAssociationServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scp = StorageScp(config, self.faults, self.received, self.arrived)
         self.down = False
+
+    @property
+    def dicom_port(self) -> int:
+        """The storage SCP's port (the free one it got, if configured as 0)."""
+        return self._scp.port
 
     @property
     def base_url(self) -> str:
@@ -130,14 +116,13 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
 
     async def start(self) -> None:
         """Listen for HTTP and DICOM (port 0: a free port, kept across down/up)."""
-        self._loop = asyncio.get_running_loop()
         await super().start()
-        self._start_scp()
+        self._scp.start()
 
     async def stop(self) -> None:
         """Stop both listeners; held answers end now."""
-        self._dicom_released.set()
-        self._stop_scp()
+        self._scp.released.set()
+        self._scp.stop()
         await super().stop()
 
     async def go_down(self) -> None:
@@ -146,44 +131,23 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         assert self._runner is not None
         for site in list(self._runner.sites):
             await site.stop()
-        self._stop_scp()
+        self._scp.stop()
 
     async def come_up(self) -> None:
         """Listen again on the same ports."""
         assert self._runner is not None
         await web.TCPSite(self._runner, self.host, self.port).start()
-        self._start_scp()
+        self._scp.start()
         self.down = False
 
     def release_held(self) -> None:
         """Answer every held request and C-STORE, and hold no more."""
         super().release_held()
-        self._dicom_released.set()
+        self._scp.released.set()
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far."""
         self._tokens.clear()
-
-    def _start_scp(self) -> None:
-        ae = AE(ae_title=self.config.ae_title)
-        ae.require_called_aet = True
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
-        handlers: list[Any] = [
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_ACCEPTED, self._on_accepted),
-        ]
-        scp = ae.start_server((self.host, self.dicom_port), block=False, evt_handlers=handlers)
-        assert scp is not None
-        self.dicom_port = scp.server_address[1]
-        self._scp = scp
-
-    def _stop_scp(self) -> None:
-        scp, self._scp = self._scp, None
-        if scp is not None:
-            for assoc in scp.active_associations:
-                assoc.abort()
-            scp.shutdown()
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -256,11 +220,11 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         if problems:
             return await self._refuse(endpoint, 1, "参数校验失败：" + "；".join(problems))
         async with self.arrived:
-            with self._lock:
+            with self._scp.lock:
                 if endpoint == "push":
                     for image in body.get("imageList") or []:
                         pair = (image["patientID"], image.get("accessionNo") or "")
-                        self._studies[image["studyUID"]] = pair
+                        self._scp.studies[image["studyUID"]] = pair
                     self.received.pushes.append(body)
                 else:
                     self.received.statistics.append(body)
@@ -292,56 +256,6 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
             self.received.refused.append((endpoint, status, message))
             self.arrived.notify_all()
         return _answer(status, message)
-
-    # --- DICOM (pynetdicom threads) ---------------------------------------------------------
-
-    def _on_accepted(self, event: evt.Event) -> None:
-        with self._lock:
-            self.received.associations += 1
-        self._notify()
-
-    def _on_store(self, event: evt.Event) -> Dataset:
-        self.received.requests += 1
-        if self.faults.hold:
-            self.received.held += 1
-            self._notify()
-            self._dicom_released.wait()
-        ds = event.dataset
-        sop = str(ds.SOPInstanceUID)
-        faults, status, why = self.faults, 0x0000, ""
-        if faults.dicom_status_next > 0:
-            faults.dicom_status_next -= 1
-            status, why = faults.dicom_status, "fault switch dicom_status_next"
-        else:
-            with self._lock:
-                pushed = self._studies.get(str(ds.get("StudyInstanceUID", "")))
-            found = (str(ds.get("PatientID", "") or ""), str(ds.get("AccessionNumber", "") or ""))
-            if pushed is None:
-                status, why = NOT_PUSHED, "no exam pushed for this StudyInstanceUID"
-            elif found != pushed:
-                tag = "PatientID" if found[0] != pushed[0] else "AccessionNumber"
-                status, why = TAGS_DIFFER, f"{tag} differs from the pushed exam"
-        with self._lock:
-            if status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF:
-                data = event.request.DataSet.getvalue()  # type: ignore[union-attr]
-                syntax = str(event.context.transfer_syntax)
-                self.received.instances[sop] = Stored(data, syntax, event.assoc.requestor.ae_title)
-            else:
-                self.received.dicom_refused.append((sop, status, why))
-        self._notify()
-        answer = Dataset()
-        answer.Status = status
-        if why:
-            answer.ErrorComment = why[:64]
-        return answer
-
-    def _notify(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self._wake(), self._loop)
-
-    async def _wake(self) -> None:
-        async with self.arrived:
-            self.arrived.notify_all()
 
 
 def _answer(status: int, message: str, result: object = None) -> web.Response:

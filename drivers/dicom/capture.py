@@ -6,80 +6,35 @@ import asyncio
 import fnmatch
 import hashlib
 import random
-import shutil
 import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
 from urllib.request import pathname2url
 from zoneinfo import ZoneInfo
 
 import structlog
-from pydantic import Field, field_validator, model_validator
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from agent.config import ConfigPath, PluginSection, Seconds, TimeZoneName
 from agent.events import Event, utcnow
 from drivers.base import Driver, DriverContext
 from drivers.dicom import convert
-from drivers.dicom.convert import CaptureError, Settings, StudyRef
+from drivers.dicom.capture_config import ImageCaptureConfig
+from drivers.dicom.convert import Settings, StudyRef
+from drivers.dicom.errors import CaptureError
+from drivers.dicom.sidecar import Sidecar, parse_sidecar
 from drivers.dicom.store import Spool
 from drivers.dicom.tags import UnreadableDataset, read_identity
+from drivers.files import fsync_dir, move_durably, write_durably
 from drivers.transport import Backoff
-from drivers.washer.capture import fsync_dir, write_durably
-from drivers.washer.folder import _Forward
+from drivers.watch import start_observer, stop_watching
 
 log = structlog.get_logger(__name__)
 
 _NAMESPACE = uuid.UUID("0b7f4d52-3c1e-4f8a-9d6b-8e2a51c7f0a3")
 _SIDECAR_MAX = 1024 * 1024
-
-
-class ImageCaptureConfig(PluginSection):
-    """[sources.<name>] type = "image_capture" """
-
-    path: ConfigPath
-    image_suffixes: Annotated[list[str], Field(min_length=1)] = [".jpg", ".jpeg"]
-    ignore: list[str] = [".*", "~*", "*~", "*.tmp", "*.temp", "*.part", "*.partial", "*.swp"]
-    settle: Annotated[float, Field(ge=0)] = 2.0
-    pair_timeout: Seconds = 300.0
-    processed_dir: ConfigPath | None = None
-    rejected_dir: ConfigPath | None = None
-    max_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 64 * 1024 * 1024
-    sidecar_encoding: Literal["utf-8", "gb18030"] = "utf-8"
-    ignore_unknown_keys: bool = False
-    timezone: TimeZoneName = "Asia/Shanghai"
-    uid_root: str | None = None
-    manufacturer: str = ""
-    institution: str = ""
-    station: str = ""
-    burned_in_annotation: Literal["YES", "NO"] = "YES"
-    retry_initial: Seconds = 1.0
-    retry_max: Seconds = 60.0
-
-    @field_validator("image_suffixes")
-    @classmethod
-    def _suffixes(cls, value: list[str]) -> list[str]:
-        if any(not s.startswith(".") or s.lower() == ".json" for s in value):
-            raise ValueError("suffixes start with a dot, e.g. '.jpg', and cannot be '.json'")
-        return [s.lower() for s in value]
-
-    @field_validator("uid_root")
-    @classmethod
-    def _root(cls, value: str | None) -> str | None:
-        if value is not None and not convert.is_uid_root(value):
-            raise ValueError("a UID root: digits and dots, ending with a dot, at most 32 chars")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ImageCaptureConfig:
-        if self.retry_max < self.retry_initial:
-            raise ValueError("retry_max must be at least retry_initial")
-        return self
 
 
 class _Transient(Exception):
@@ -124,8 +79,7 @@ class ImageCapture(Driver):
         """Watch and convert until cancelled; a missing folder is retried, never raised."""
         spool = Spool(ctx.state_dir)
         self._db = ctx.state_dir / "journal.db"
-        loop = asyncio.get_running_loop()
-        observer = await self._start_observer(loop)
+        observer = await self._start_observer()
         try:
             for path in await asyncio.to_thread(self._files):
                 self._touch(path, None)
@@ -134,30 +88,21 @@ class ImageCapture(Driver):
                 await self._check(ctx, spool, await self._due.get())
                 await self._note()
         finally:
-            for timer in self._timers.values():
-                timer.cancel()
-            self._timers.clear()
-            observer.stop()
-            await asyncio.to_thread(observer.join)
+            await stop_watching(observer, self._timers)
             self.watching = False
 
-    async def _start_observer(self, loop: asyncio.AbstractEventLoop) -> BaseObserver:
-        failures = 0
-        while True:
-            observer = Observer()
-            try:
-                observer.schedule(_Forward(loop, self._touch), str(self.folder), recursive=False)
-                await asyncio.to_thread(observer.start)
-            except OSError as err:
-                failures += 1
-                if failures == 1:
-                    log.warning("capture.folder_unavailable", source=self.name, error=str(err))
-                await asyncio.sleep(self.backoff.delay(failures, self._rng))
-                continue
-            if failures:
-                log.info("capture.folder_available", source=self.name)
-            self.watching = True
-            return observer
+    async def _start_observer(self) -> BaseObserver:
+        observer, failures = await start_observer(
+            self.folder, self._touch, self.backoff, self._rng, self._unavailable
+        )
+        if failures:
+            log.info("capture.folder_available", source=self.name)
+        self.watching = True
+        return observer
+
+    async def _unavailable(self, failures: int, err: OSError) -> None:
+        if failures == 1:
+            log.warning("capture.folder_unavailable", source=self.name, error=str(err))
 
     def _files(self, stem: str | None = None) -> list[Path]:
         found = []
@@ -241,7 +186,7 @@ class ImageCapture(Driver):
             else:  # converted before a crash, journaled then: keep that file only
                 self.counters["duplicate"] += 1
                 await asyncio.to_thread(_remove, target)
-            await asyncio.to_thread(self._move, [image, sidecar], self.processed_dir)
+            await asyncio.to_thread(move_durably, [image, sidecar], self.processed_dir)
         self._forget(stem)
 
     def _write(self, spool: Spool, image: Path, sidecar: Path) -> tuple[Event, Path]:
@@ -252,7 +197,7 @@ class ImageCapture(Driver):
         if sidecar.stat().st_size > _SIDECAR_MAX:
             raise CaptureError("bad_sidecar", "larger than 1 MiB")
         jpeg, raw = image.read_bytes(), sidecar.read_bytes()
-        fields = convert.parse_sidecar(
+        fields = parse_sidecar(
             raw,
             encoding=self.config.sidecar_encoding,
             ignore_unknown=self.config.ignore_unknown_keys,
@@ -283,7 +228,7 @@ class ImageCapture(Driver):
         event_id = str(uuid.uuid5(_NAMESPACE, key))
         return Event("dicom.stored", self.name, payload, occurred_at=captured, id=event_id), target
 
-    def _study(self, fields: convert.Sidecar) -> StudyRef | None:
+    def _study(self, fields: Sidecar) -> StudyRef | None:
         """The indexed study of the sidecar's accession (first received wins), if any."""
         if fields.study_uid or not fields.accession or self._db is None:
             return None
@@ -308,7 +253,7 @@ class ImageCapture(Driver):
         digest = hashlib.sha256()
         for path in files:
             digest.update(await asyncio.to_thread(path.read_bytes))
-        moved = await asyncio.to_thread(self._move, files, self.rejected_dir)
+        moved = await asyncio.to_thread(move_durably, files, self.rejected_dir)
         note = f"{err}\nat: {utcnow().isoformat()}\n"
         reason_file = moved[0].with_name(moved[0].stem + ".reason.txt")
         await asyncio.to_thread(write_durably, reason_file, note.encode("utf-8"))
@@ -320,19 +265,6 @@ class ImageCapture(Driver):
         payload = {"reason": str(err), "quarantined": str(kept), "calling_ae": "", "size": size}
         key = str(uuid.uuid5(_NAMESPACE, f"dicom.rejected|{self.name}|{digest.hexdigest()}"))
         await ctx.emit(Event("dicom.rejected", self.name, payload, id=key))
-
-    def _move(self, files: list[Path], directory: Path) -> list[Path]:
-        """Move the pair into `directory` under one free stem, durably; never overwrite."""
-        directory.mkdir(parents=True, exist_ok=True)
-        stem = files[0].stem
-        if any((directory / p.name).exists() for p in files):
-            stem = f"{stem}-{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}"
-        targets = [directory / f"{stem}{p.suffix}" for p in files]
-        for path, target in zip(files, targets, strict=True):
-            shutil.move(path, target)
-        fsync_dir(directory)
-        fsync_dir(self.folder)
-        return targets
 
     async def _note(self) -> None:
         async with self._changed:

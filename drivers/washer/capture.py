@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -142,30 +141,6 @@ def file_sha256(path: Path) -> str:
         while block := file.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically and fsync the file and its directory (blocking)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames and creations in `path` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # Windows: directory entries are durable with the file
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def quarantine_name(raw: bytes) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import os
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,23 +12,16 @@ from typing import Annotated
 
 import structlog
 from pydantic import Field, model_validator
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from agent.config import ConfigPath, Seconds
 from agent.events import utcnow
 from drivers.base import Driver, DriverContext
+from drivers.files import move_durably, write_durably
 from drivers.transport import Backoff
-from drivers.washer.capture import (
-    Receipts,
-    WasherSourceConfig,
-    file_sha256,
-    fsync_dir,
-    sha256,
-    write_durably,
-)
+from drivers.washer.capture import Receipts, WasherSourceConfig, file_sha256, sha256
 from drivers.washer.receipt import ReceiptError
+from drivers.watch import start_observer, stop_watching
 
 log = structlog.get_logger(__name__)
 
@@ -65,25 +56,6 @@ class _Stat:
     size: int
     mtime_ns: int
     ready: bool
-
-
-class _Forward(FileSystemEventHandler):
-    """Runs on watchdog's thread: hands every touched path to the loop, nothing else."""
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, touch: Callable[[Path, float | None], None]
-    ) -> None:
-        self.loop = loop
-        self.touch = touch
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type not in {"created", "modified", "moved", "closed"}:
-            return
-        path = event.dest_path if event.event_type == "moved" else event.src_path
-        try:
-            self.loop.call_soon_threadsafe(self.touch, Path(os.fsdecode(path)), None)
-        except RuntimeError:
-            pass  # the loop is closing; files left behind are found again at the next start
 
 
 class WasherFolder(Driver):
@@ -122,8 +94,7 @@ class WasherFolder(Driver):
 
     async def run(self, ctx: DriverContext) -> None:
         """Watch and process until cancelled; a missing folder is retried, never raised."""
-        loop = asyncio.get_running_loop()
-        observer = await self._start_observer(loop)
+        observer = await self._start_observer()
         try:
             await self._note()
             for path in await asyncio.to_thread(self._listing):
@@ -131,36 +102,24 @@ class WasherFolder(Driver):
             while True:
                 await self._check(ctx, await self._due.get())
         finally:
-            for timer in self._timers.values():
-                timer.cancel()
-            self._timers.clear()
-            observer.stop()
-            await asyncio.to_thread(observer.join)
+            await stop_watching(observer, self._timers)
             self.watching = False
 
-    async def _start_observer(self, loop: asyncio.AbstractEventLoop) -> BaseObserver:
-        while True:
-            observer = Observer()
-            try:
-                observer.schedule(_Forward(loop, self._touch), str(self.folder), recursive=False)
-                await asyncio.to_thread(observer.start)
-            except OSError as err:
-                self.failures += 1
-                await self._note()
-                emit = log.warning if self.failures == 1 else log.debug
-                emit(
-                    "washer.folder_unavailable",
-                    source=self.name,
-                    path=str(self.folder),
-                    error=str(err),
-                )
-                await asyncio.sleep(self.backoff.delay(self.failures, self._rng))
-                continue
-            if self.failures:
-                self.failures = 0
-                log.info("washer.folder_available", source=self.name, path=str(self.folder))
-            self.watching = True
-            return observer
+    async def _start_observer(self) -> BaseObserver:
+        observer, failures = await start_observer(
+            self.folder, self._touch, self.backoff, self._rng, self._unavailable
+        )
+        if failures:
+            self.failures = 0
+            log.info("washer.folder_available", source=self.name, path=str(self.folder))
+        self.watching = True
+        return observer
+
+    async def _unavailable(self, failures: int, err: OSError) -> None:
+        self.failures = failures
+        await self._note()
+        emit = log.warning if failures == 1 else log.debug
+        emit("washer.folder_unavailable", source=self.name, path=str(self.folder), error=str(err))
 
     def _listing(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
@@ -232,19 +191,12 @@ class WasherFolder(Driver):
 
     def _move(self, path: Path, directory: Path, digest: str) -> Path:
         """Move `path` (and its ready marker) into `directory` durably; never overwrite."""
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / path.name
-        if target.exists():
-            stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-            target = directory / f"{path.stem}-{stamp}-{digest[:8]}{path.suffix}"
-        shutil.move(path, target)
+        files = [path]
         if self.config.ready_suffix is not None:
             marker = path.with_name(path.name + self.config.ready_suffix)
             if marker.exists():
-                shutil.move(marker, target.with_name(target.name + self.config.ready_suffix))
-        fsync_dir(directory)
-        fsync_dir(path.parent)
-        return target
+                files.append(marker)
+        return move_durably(files, directory, f"-{digest[:8]}")[0]
 
     def _reject(self, path: Path, error: ReceiptError, digest: str) -> Path:
         target = self._move(path, self.rejected_dir, digest)

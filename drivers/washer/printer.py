@@ -10,16 +10,11 @@ from pydantic import field_validator, model_validator
 
 from agent.config import Seconds
 from drivers.base import Driver, DriverContext
+from drivers.files import write_durably
 from drivers.transport import Backoff, Link, parse_url
 from drivers.washer import escpos
 from drivers.washer.assembler import Chunk, ReceiptAssembler
-from drivers.washer.capture import (
-    Receipts,
-    WasherSourceConfig,
-    quarantine_name,
-    sha256,
-    write_durably,
-)
+from drivers.washer.capture import Receipts, WasherSourceConfig, quarantine_name, sha256
 from drivers.washer.receipt import ReceiptError
 
 log = structlog.get_logger(__name__)

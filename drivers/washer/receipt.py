@@ -7,20 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agent.errors import AgentError
+from agent.errors import InputError
 from agent.reprocessing.facts import Disinfectant, StepKind
 
 Verdict = Literal["pass", "fail"]
 _GB_FAMILY = {"gb18030", "gbk", "gb2312", "cp936"}
 
 
-class ReceiptError(AgentError):
+class ReceiptError(InputError):
     """A receipt that cannot be read; `reason` is a short bounded code, `detail` says more."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from pydicom import dcmread
 from agent.events import Event
 from agent.journal.database import open_database
 from drivers.dicom import convert
-from drivers.dicom.capture import ImageCapture, ImageCaptureConfig
+from drivers.dicom.capture import ImageCapture
+from drivers.dicom.capture_config import ImageCaptureConfig
 from tests.unit.test_dicom_convert import SIDECAR, make_jpeg
 
 

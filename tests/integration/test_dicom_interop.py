@@ -8,7 +8,6 @@ the data set that was sent, byte for byte.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from pydicom import dcmread
@@ -16,22 +15,11 @@ from pydicom import dcmread
 from agent import toml_out
 from tests.dicom_files import make_study
 from tests.integration.test_dicom_qr import _dataset_bytes
-from tests.integration.test_dicom_scp import dcmtk
 from tests.mosquitto import free_port
+from tests.peers import dcmtk, run_tool
 from tests.watched_agent import WatchedAgent
 
 PATIENT, ACCESSION = "P7001", "ACC7001"
-
-
-async def run(*argv: str, cwd: Path | None = None) -> str:
-    """Run a dcmtk tool to success; its output."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
-    return text
 
 
 def write_config(tmp_path: Path, port: int, move_port: int) -> Path:
@@ -66,11 +54,13 @@ async def test_storescu_in_findscu_and_movescu_out_with_identical_files(tmp_path
     try:
         await agent.wait_log(lambda line: line.get("event") == "dicom.scp_listening")
         peer = ["127.0.0.1", str(port)]
-        await run(dcmtk("storescu"), "-aet", "CT01", "-aec", "EDGE_AGENT", *peer, *map(str, files))
+        await run_tool(
+            dcmtk("storescu"), "-aet", "CT01", "-aec", "EDGE_AGENT", *peer, *map(str, files)
+        )
 
         found = tmp_path / "found"
         found.mkdir()
-        await run(
+        await run_tool(
             dcmtk("findscu"), "-S", "-aet", "GATEWAY", "-aec", "EDGE_AGENT", "-X", "-od",
             str(found), "-k", "QueryRetrieveLevel=STUDY", "-k", f"AccessionNumber={ACCESSION}",
             "-k", "StudyInstanceUID", "-k", "PatientID", "-k", "ModalitiesInStudy",
@@ -84,7 +74,7 @@ async def test_storescu_in_findscu_and_movescu_out_with_identical_files(tmp_path
 
         moved = tmp_path / "moved"
         moved.mkdir()
-        await run(
+        await run_tool(
             dcmtk("movescu"), "-S", "-aet", "GATEWAY", "-aem", "GATEWAY", "-aec", "EDGE_AGENT",
             "+P", str(move_port), "+xa", "+B", "-k", "QueryRetrieveLevel=STUDY",
             "-k", f"StudyInstanceUID={sent.StudyInstanceUID}", *peer, cwd=moved,

@@ -22,7 +22,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from agent.journal.database import open_database
 from drivers.dicom import convert
 from drivers.dicom.qr import STUDY_ROOT_FIND, STUDY_ROOT_MOVE, QueryRetrieve
-from tests.unit.test_dicom_convert import SIDECAR, TZ, dcmtk, make_jpeg
+from drivers.dicom.sidecar import parse_sidecar
+from tests.peers import dcmtk, run_tool
+from tests.unit.test_dicom_convert import SIDECAR, TZ, make_jpeg
 
 STUDY_A, STUDY_B = "1.2.826.0.1.3680043.8.498.901", "1.2.826.0.1.3680043.8.498.902"
 SERIES_A, SERIES_B = f"{STUDY_A}.1", f"{STUDY_B}.1"
@@ -132,7 +134,7 @@ def peer(tmp_path: Path, move_port: int) -> Iterator[Peer]:
     study_b |= {"AccessionNumber": "ACC-B", "Modality": "MR", "SeriesNumber": 2}
     jpeg = make_jpeg(tmp_path)
     capture = convert.build(
-        jpeg, convert.parse_sidecar(json.dumps(
+        jpeg, parse_sidecar(json.dumps(
             {**SIDECAR, "patient_id": "P1", "accession": "ACC-C", "study_date": "20240301"}
         ).encode()),
         image_sha256="ef" * 32, study=None, captured_at=datetime(2024, 3, 1, tzinfo=UTC), tz=TZ,
@@ -168,23 +170,12 @@ def peer(tmp_path: Path, move_port: int) -> Iterator[Peer]:
         server.shutdown()
 
 
-async def _run(*argv: str, cwd: Path | None = None) -> str:
-    """Run a dcmtk tool (in `cwd`: movescu/getscu write there whatever -od says) to success."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
-    return text
-
-
 async def _find(peer: Peer, out: Path, model: str, *keys: str) -> list[Dataset]:
     out.mkdir()
     argv = [dcmtk("findscu"), model, "-aec", "EDGE", "-X", "-od", str(out)]
     for key in keys:
         argv += ["-k", key]
-    await _run(*argv, "127.0.0.1", str(peer.port))
+    await run_tool(*argv, "127.0.0.1", str(peer.port))
     return [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
 
 
@@ -254,12 +245,12 @@ async def test_move_sends_the_spool_files_unchanged(
 ) -> None:
     out = tmp_path / "moved"
     out.mkdir()
-    await _run(
+    await run_tool(
         dcmtk("movescu"), "-P", "-aet", "MOVESCU", "-aem", "MOVESCU", "-aec", "EDGE",
         "+P", str(move_port), "+xa", "+B", "-k", "QueryRetrieveLevel=PATIENT",
         "-k", "PatientID=P1", "127.0.0.1", str(peer.port), cwd=out,
     )  # fmt: skip
-    await _run(
+    await run_tool(
         dcmtk("movescu"), "-S", "-aet", "MOVESCU", "-aem", "MOVESCU", "-aec", "EDGE",
         "+P", str(move_port), "+xa", "+B", "-k", "QueryRetrieveLevel=SERIES",
         "-k", f"StudyInstanceUID={STUDY_B}", "-k", f"SeriesInstanceUID={SERIES_B}",
@@ -276,7 +267,7 @@ async def test_move_sends_the_spool_files_unchanged(
 async def test_get_returns_the_series_on_the_same_association(peer: Peer, tmp_path: Path) -> None:
     out = tmp_path / "got"
     out.mkdir()
-    await _run(
+    await run_tool(
         dcmtk("getscu"), "-S", "-aec", "EDGE", "+B", "-od", str(out),
         "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={STUDY_A}",
         "-k", f"SeriesInstanceUID={SERIES_A}", "127.0.0.1", str(peer.port), cwd=out,

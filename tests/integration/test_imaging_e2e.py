@@ -23,9 +23,9 @@ from pydicom import dcmread
 from agent import toml_out
 from agent.simulators.remote_imaging import RemoteImagingSimulator, RemoteImagingSimulatorConfig
 from tests.dicom_files import make_study
-from tests.integration.test_dicom_scp import dcmtk
 from tests.integration.test_remote_imaging import dataset_bytes
 from tests.mosquitto import free_port
+from tests.peers import dcmtk
 from tests.unit.test_remote_imaging_codec import APP_ID, HOSPITAL, LICENSE, ORG_ID, key_pair
 from tests.watched_agent import WatchedAgent
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +15,11 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from drivers.dicom import convert
-from drivers.dicom.convert import CaptureError, Settings, StudyRef
+from drivers.dicom.convert import Settings, StudyRef
+from drivers.dicom.errors import CaptureError
+from drivers.dicom.jpeg import jpeg_info
+from drivers.dicom.sidecar import parse_sidecar
+from tests.peers import dcmtk
 
 TZ = ZoneInfo("Asia/Shanghai")
 AT = datetime(2024, 1, 15, 1, 2, 3, tzinfo=UTC)
@@ -45,22 +46,6 @@ TYPE2 = [
 ]  # fmt: skip
 
 
-def dcmtk(tool: str) -> str:
-    """A dcmtk binary (not pynetdicom's same-named scripts in the venv); fails under CI=true."""
-    venv_bin = Path(sys.prefix, "bin").resolve()
-    search = os.pathsep.join(
-        p
-        for p in os.environ.get("PATH", "").split(os.pathsep)
-        if p and Path(p).resolve() != venv_bin
-    )
-    path = shutil.which(tool, path=search)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"dcmtk's {tool} is required under CI=true (apt-get install -y dcmtk)")
-        pytest.skip(f"dcmtk's {tool} is not installed (apt-get install -y dcmtk)")
-    return path
-
-
 def make_jpeg(tmp_path: Path, *, color: bool = True, sampling: str = "+s2") -> bytes:
     """A real baseline JPEG (24x16) encoded by dcmtk's dcmcjpeg, taken out of its fragment."""
     rows, columns, samples = 16, 24, 3 if color else 1
@@ -82,7 +67,7 @@ def make_jpeg(tmp_path: Path, *, color: bool = True, sampling: str = "+s2") -> b
 
 
 def convert_one(jpeg: bytes, study: StudyRef | None = None, **changes: object) -> Dataset:
-    sidecar = convert.parse_sidecar(json.dumps({**SIDECAR, **changes}).encode())
+    sidecar = parse_sidecar(json.dumps({**SIDECAR, **changes}).encode())
     return convert.build(
         jpeg, sidecar, image_sha256="ab" * 32, study=study, captured_at=AT, tz=TZ,
         settings=Settings(manufacturer="ACME"),
@@ -90,11 +75,11 @@ def convert_one(jpeg: bytes, study: StudyRef | None = None, **changes: object) -
 
 
 def test_frame_header_and_photometric(tmp_path: Path) -> None:
-    info = convert.jpeg_info(make_jpeg(tmp_path))
+    info = jpeg_info(make_jpeg(tmp_path))
     assert (info.rows, info.columns, info.components) == (16, 24, 3)
     assert info.photometric == "YBR_FULL_422"
-    assert convert.jpeg_info(make_jpeg(tmp_path, sampling="+s4")).photometric == "YBR_FULL"
-    assert convert.jpeg_info(make_jpeg(tmp_path, color=False)).photometric == "MONOCHROME2"
+    assert jpeg_info(make_jpeg(tmp_path, sampling="+s4")).photometric == "YBR_FULL"
+    assert jpeg_info(make_jpeg(tmp_path, color=False)).photometric == "MONOCHROME2"
 
 
 @pytest.mark.parametrize(
@@ -108,7 +93,7 @@ def test_frame_header_and_photometric(tmp_path: Path) -> None:
 def test_bad_images_are_refused(tmp_path: Path, mangle: object, reason: str) -> None:
     jpeg = make_jpeg(tmp_path)
     with pytest.raises(CaptureError) as caught:
-        convert.jpeg_info(mangle(jpeg))  # type: ignore[operator]
+        jpeg_info(mangle(jpeg))  # type: ignore[operator]
     assert caught.value.reason == reason
 
 
@@ -168,7 +153,7 @@ def test_uids_are_deterministic_and_join_the_indexed_study(tmp_path: Path) -> No
     assert first.SOPInstanceUID == again.SOPInstanceUID
     assert first.SeriesInstanceUID == again.SeriesInstanceUID
     other = convert.build(
-        jpeg, convert.parse_sidecar(json.dumps(SIDECAR).encode()), image_sha256="cd" * 32,
+        jpeg, parse_sidecar(json.dumps(SIDECAR).encode()), image_sha256="cd" * 32,
         study=None, captured_at=AT, tz=TZ, settings=Settings(),
     )  # fmt: skip
     assert other.SOPInstanceUID != first.SOPInstanceUID
@@ -199,15 +184,15 @@ def test_uids_are_deterministic_and_join_the_indexed_study(tmp_path: Path) -> No
 )
 def test_bad_sidecars_are_refused(raw: bytes, detail: str) -> None:
     with pytest.raises(CaptureError) as caught:
-        convert.parse_sidecar(raw)
+        parse_sidecar(raw)
     assert caught.value.reason == "bad_sidecar" and detail in str(caught.value)
 
 
 def test_sidecar_forms() -> None:
-    sidecar = convert.parse_sidecar(
+    sidecar = parse_sidecar(
         "\ufeff".encode() + json.dumps({**SIDECAR, "study_time": "09:30", "x": 1}).encode(),
         ignore_unknown=True,
     )
     assert (sidecar.study_date, sidecar.study_time, sidecar.sex) == ("20240115", "0930", "M")
     gb = json.dumps({**SIDECAR, "patient_name": "王伟"}, ensure_ascii=False).encode("gb18030")
-    assert convert.parse_sidecar(gb, encoding="gb18030").patient_name == "王伟"
+    assert parse_sidecar(gb, encoding="gb18030").patient_name == "王伟"

@@ -1,0 +1,146 @@
+"""The remote-imaging simulator's storage SCP: an instance is taken only after its study's push."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+if TYPE_CHECKING:
+    from agent.simulators.remote_imaging import (
+        Received,
+        RemoteFaults,
+        RemoteImagingSimulatorConfig,
+    )
+
+NOT_PUSHED = 0xC001  # an instance of a study no exam/push announced
+TAGS_DIFFER = 0xC002  # PatientID / AccessionNumber differ from the pushed JSON
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One accepted instance: the dataset bytes as received, and their transfer syntax."""
+
+    data: bytes
+    transfer_syntax: str
+    calling_ae: str
+
+
+class StorageScp:
+    """C-STOREs on pynetdicom's threads, checked against `studies`, recorded in `received`."""
+
+    def __init__(
+        self,
+        config: RemoteImagingSimulatorConfig,
+        faults: RemoteFaults,
+        received: Received,
+        arrived: asyncio.Condition,
+    ) -> None:
+        self.ae_title = config.ae_title
+        self.host = config.host
+        self.port = config.dicom_port
+        self.faults = faults
+        self.received = received
+        self.arrived = arrived  # notified (on the loop) whenever `received` changes
+        self.studies: dict[str, tuple[str, str]] = {}  # studyUID -> (patientID, accessionNo)
+        self.lock = threading.Lock()  # studies and received, shared with the SCP threads
+        self.released = threading.Event()  # set: held C-STOREs are answered
+        self._server: ThreadedAssociationServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Listen (port 0: a free port, kept for the next start); call it on the loop."""
+        self._loop = asyncio.get_running_loop()
+        ae = AE(ae_title=self.ae_title)
+        ae.require_called_aet = True
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+        handlers: list[Any] = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+        ]
+        server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        assert server is not None
+        self.port = server.server_address[1]
+        self._server = server
+
+    def stop(self) -> None:
+        """Abort the associations and stop listening."""
+        server, self._server = self._server, None
+        if server is not None:
+            for assoc in server.active_associations:
+                assoc.abort()
+            server.shutdown()
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        with self.lock:
+            self.received.associations += 1
+        self._notify()
+
+    def _on_store(self, event: evt.Event) -> Dataset:
+        self.received.requests += 1
+        if self.faults.hold:
+            self.received.held += 1
+            self._notify()
+            self.released.wait()
+        ds = event.dataset
+        sop = str(ds.SOPInstanceUID)
+        status, why = self._verdict(ds)
+        with self.lock:
+            if status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF:
+                data = _dataset_bytes(event)
+                syntax = str(event.context.transfer_syntax)
+                self.received.instances[sop] = Stored(data, syntax, event.assoc.requestor.ae_title)
+            else:
+                self.received.dicom_refused.append((sop, status, why))
+        self._notify()
+        answer = Dataset()
+        answer.Status = status
+        if why:
+            answer.ErrorComment = why[:64]
+        return answer
+
+    def _verdict(self, ds: Dataset) -> tuple[int, str]:
+        """The status for this instance, and why when it is not success."""
+        faults = self.faults
+        if faults.dicom_status_next > 0:
+            faults.dicom_status_next -= 1
+            return faults.dicom_status, "fault switch dicom_status_next"
+        with self.lock:
+            pushed = self.studies.get(str(ds.get("StudyInstanceUID", "")))
+        found = (str(ds.get("PatientID", "") or ""), str(ds.get("AccessionNumber", "") or ""))
+        if pushed is None:
+            return NOT_PUSHED, "no exam pushed for this StudyInstanceUID"
+        if found != pushed:
+            tag = "PatientID" if found[0] != pushed[0] else "AccessionNumber"
+            return TAGS_DIFFER, f"{tag} differs from the pushed exam"
+        return 0x0000, ""
+
+    def _notify(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._wake(), loop)
+
+    async def _wake(self) -> None:
+        async with self.arrived:
+            self.arrived.notify_all()
+
+
+def _dataset_bytes(event: evt.Event) -> bytes:
+    """The data set as received, whether pynetdicom kept it in memory or wrote it to a file.
+
+    An agent's storage SCP switches pynetdicom (process-wide) to receiving into files.
+    """
+    if _config.STORE_RECV_CHUNKED_DATASET:
+        with Path(event.dataset_path).open("rb") as fp:
+            read_preamble(fp, False)
+            _read_file_meta_info(fp)
+            return fp.read()
+    return event.request.DataSet.getvalue()  # type: ignore[union-attr]
