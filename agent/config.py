@@ -180,6 +180,14 @@ class AlertsSection(Section):
     publish_to: list[str] = []  # uplinks (e.g. an mqtt uplink) every new alert is queued for
 
 
+class StatusSection(Section):
+    """[status]: scope state and agent health, published to uplinks (retained on MQTT)."""
+
+    publish_to: list[str] = []  # uplinks (e.g. an mqtt uplink) following scope state and health
+    health_interval: Seconds = 30.0  # how often health is looked at; published when it changes
+    health_heartbeat: Seconds = 3600.0  # and at least this often
+
+
 class Config(Section):
     """The whole validated configuration."""
 
@@ -190,6 +198,7 @@ class Config(Section):
     supervisor: SupervisorSection = SupervisorSection()
     api: ApiSection = ApiSection()
     alerts: AlertsSection = AlertsSection()
+    status: StatusSection = StatusSection()
     # SerializeAsAny: dump each plugin's own keys too, not only the base section's.
     uplinks: dict[str, SerializeAsAny[UplinkSection]] = {}
     sources: dict[str, SerializeAsAny[PluginSection]] = {}
@@ -199,6 +208,7 @@ class Config(Section):
     @model_validator(mode="after")
     def _named_uplinks_exist(self) -> Config:
         wanted = [("alerts.publish_to", n) for n in self.alerts.publish_to]
+        wanted += [("status.publish_to", n) for n in self.status.publish_to]
         for name, domain in self.domains.items():
             wanted += [(f"domains.{name}", n) for n in domain.uplinks_used()]
         unknown = [f"{where}: no uplink named {n}" for where, n in wanted if n not in self.uplinks]

@@ -24,12 +24,14 @@ from agent.dispatch.policy import Backoff
 from agent.errors import AgentError, StateDirLockedError
 from agent.events import Event
 from agent.journal import alerts, outbox
+from agent.journal.publish import publish, set_publish_routes
 from agent.journal.writer import Journal
 from agent.observe import QueueState, Snapshot, SourceState, alert_counts, outbox_counts
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.web.api import make_app
+from agent.web.metrics import health
 from drivers.base import Driver
 
 log = structlog.get_logger(__name__)
@@ -206,6 +208,10 @@ class Agent:
             log.warning("outbox.leases_recovered", messages=recovered)
         routes = [n for n in config.alerts.publish_to if n in uplinks]
         await journal.run(partial(alerts.set_routes, uplinks=routes))
+        followers = [n for n in config.status.publish_to if n in uplinks]
+        await journal.run(
+            partial(set_publish_routes, routes={"scope.state": followers, "health": followers})
+        )
         for job in startup:
             await journal.run(job)
         for name, section in uplinks.items():
@@ -240,6 +246,7 @@ class Agent:
             asyncio.create_task(self._purge_loop(), name="retention"),
             asyncio.create_task(self._stats_loop(), name="stats"),
             asyncio.create_task(self._watchdog_loop(), name="watchdog"),
+            asyncio.create_task(self._health_loop(), name="health"),
         ]
 
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
@@ -304,6 +311,33 @@ class Agent:
                         breaker=str(dispatcher.breaker.state),
                     )
                     last[name] = now
+
+    async def _health_loop(self) -> None:
+        """Publish the agent's health when it changes (and as a heartbeat) to its followers."""
+        settings = self.config.status
+        if not settings.publish_to:
+            return
+        published: dict[str, Any] | None = None
+        last = 0.0
+        while True:
+            body, _ = health(await self.observe())
+            # Ages and counts move all the time; publish when the verdict or a state changes.
+            shape = {k: body[k] for k in ("status", "problems", "sources")} | {
+                "breakers": {u: q["breaker"] for u, q in body["uplinks"].items()}
+            }
+            if shape != published or time.monotonic() - last >= settings.health_heartbeat:
+                now = time.time()
+                payload = {"at": now, **body}
+                uplinks = await self._publish_health(payload, f"health:{now}")
+                self._wake_dispatchers(set(uplinks))
+                published, last = shape, time.monotonic()
+            await asyncio.sleep(settings.health_interval)
+
+    async def _publish_health(self, payload: dict[str, Any], dedupe: str) -> list[str]:
+        assert self.journal is not None
+        return await self.journal.run(
+            partial(publish, subject="health", key="agent", dedupe=dedupe, payload=payload)
+        )
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval

@@ -22,6 +22,7 @@ from agent.errors import JournalClosedError, JournalError
 from agent.events import Event
 from agent.journal.alerts import Alert, raise_alert
 from agent.journal.database import open_database
+from agent.journal.publish import Subject, publish
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -92,6 +93,15 @@ class Transaction:
             self._touched.add(uplink)
             return True
         return False
+
+    def publish(self, subject: Subject, key: str, payload: dict[str, Any]) -> None:
+        """Queue a status message (scope state, health) for the uplinks following `subject`."""
+        dedupe = f"{subject}:{key}:{self.event_id}"
+        self._touched.update(
+            publish(
+                self.conn, subject, key=key, dedupe=dedupe, payload=payload, event_id=self.event_id
+            )
+        )
 
     def raise_alert(self, alert: Alert) -> bool:
         """Record `alert` once per (code, origin) and queue it for the alert routes."""

@@ -15,6 +15,7 @@ from agent.reprocessing.compliance import Compliance
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station
 from agent.reprocessing.facts import Stage, StepKind
 from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
+from agent.reprocessing.state import scope_states
 from agent.reprocessing.washer import WasherCycles, rejected_alert
 from drivers.rfid.tags import TagIndex, code_read
 
@@ -65,11 +66,16 @@ class ReprocessingHandler:
             return
         if event.kind == "reprocessing.override":
             self.compliance.override(tx, payload, event.occurred_at)
+            self._publish_state(tx, payload["scope"])
             return
         if event.kind == "washer.cycle":
             clean_id = self.washer_cycles.handle(tx, event)
             if clean_id is not None:
                 self.compliance.judge(tx, clean_id, "progress", event.occurred_at)
+                scope = tx.conn.execute(
+                    "SELECT scope FROM rp_cycles WHERE clean_id = ?", (clean_id,)
+                ).fetchone()
+                self._publish_state(tx, scope[0])
             return
         if event.kind == "washer.rejected":
             tx.raise_alert(rejected_alert(event))
@@ -90,6 +96,7 @@ class ReprocessingHandler:
         found = self.tags.get(str(payload["tag"]), int(bits))
         if isinstance(found, Endoscope):
             self._scope_tap(tx, event, station, found)
+            self._publish_state(tx, found.number)
         elif isinstance(found, StaffBadge):
             self._badge_tap(tx.conn, station, found, event.occurred_at)
         elif station.kind is StepKind.USE and self.patient_code.match(str(payload["tag"])):
@@ -98,6 +105,11 @@ class ReprocessingHandler:
             )
         else:
             raise UnknownTagError(f"tag at reader {station.reader} is not a known scope or badge")
+
+    def _publish_state(self, tx: Transaction, number: str) -> None:
+        """Queue the scope's state for the uplinks that follow it (retained on MQTT)."""
+        for state in scope_states(tx.conn, number):
+            tx.publish("scope.state", number, {**state, "topic_suffix": number})
 
     # --- operators and patients -----------------------------------------------------------
 

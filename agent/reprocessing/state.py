@@ -6,13 +6,15 @@ import sqlite3
 from typing import Any
 
 
-def scope_states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Each reprocessed scope: its cycle, step, verdict, violations and whether it is blocked."""
+def scope_states(conn: sqlite3.Connection, only: str | None = None) -> list[dict[str, Any]]:
+    """Each reprocessed scope (or only scope `only`): cycle, step, verdict, violations, blocked."""
     rows = conn.execute(
         "SELECT s.number, s.cycle_state, s.clean_id, c.compliance, c.override_by,"
         " c.override_reason, t.kind, t.started_at, s.last_use_at, s.stored_at"
         " FROM rp_scopes s LEFT JOIN rp_cycles c ON c.clean_id = s.clean_id"
-        " LEFT JOIN rp_steps t ON t.id = s.step_row ORDER BY s.number"
+        " LEFT JOIN rp_steps t ON t.id = s.step_row WHERE ? IS NULL OR s.number = ?"
+        " ORDER BY s.number",
+        (only, only),
     ).fetchall()
     states = []
     for number, state, clean_id, compliance, by, reason, step, since, used, stored in rows:

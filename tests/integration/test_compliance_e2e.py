@@ -61,6 +61,7 @@ def write_config(
         "log": {"format": "json", "level": "info"},
         "api": {"enabled": True, "port": api_port, "token": TOKEN},
         "alerts": {"publish_to": ["bus"]},
+        "status": {"publish_to": ["bus"], "health_interval": 0.2},
         "uplinks": {
             "zhejiang": {
                 "type": "zhejiang_endoscope",
@@ -102,6 +103,20 @@ def write_config(
     path = tmp_path / "agent.toml"
     path.write_text(toml_out.dumps(config) + tables, encoding="utf-8")
     return path
+
+
+async def latest_state(broker: Any, topics: list[str], done: Any) -> dict[str, str]:
+    """What a subscriber connecting now sees: retained messages first, then updates, until done."""
+    found: dict[str, str] = {}
+    async with aiomqtt.Client(broker.host, broker.port, identifier="wall-screen") as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                found[str(message.topic)] = bytes(message.payload).decode()
+                if len(found) == len(topics) and done(found):
+                    break
+    return found
 
 
 async def test_a_blocked_scope_tapped_for_use_alerts_on_mqtt_and_the_api_within_a_second(
@@ -156,6 +171,19 @@ async def test_a_blocked_scope_tapped_for_use_alerts_on_mqtt_and_the_api_within_
             assert listed[0]["code"] == "scope_blocked_used"
             assert "ws507.contact_time" in {a["code"] for a in listed}
             assert scopes[0]["blocked"] and scopes[0]["number"] == "GIF-001"
+
+            # A screen that connects later sees the scope's state and the agent's health at once
+            # (retained), blocked included; and no patient data in either.
+            scope_topic, health_topic = f"{PREFIX}/scope/state/GIF-001", f"{PREFIX}/health"
+            retained = await latest_state(
+                broker,
+                [scope_topic, health_topic],
+                lambda found: json.loads(found[scope_topic])["last_use_at"] is not None,
+            )
+            state = json.loads(retained[scope_topic])
+            assert state["blocked"] and state["compliance"] == "non_compliant"
+            assert json.loads(retained[f"{PREFIX}/health"])["status"] == "ok"
+            assert not any("HIS0042" in text or "张三" in text for text in retained.values())
 
             # The platform must know: the use is recorded although the scope was blocked.
             async with asyncio.timeout(20):

@@ -14,6 +14,7 @@ from agent.config import (
     ApiSection,
     JournalSection,
     LogSection,
+    StatusSection,
     SupervisorSection,
     load_config,
 )
@@ -56,6 +57,7 @@ def test_example_config_documents_every_option():
         SupervisorSection,
         ApiSection,
         AlertsSection,
+        StatusSection,
     ]
     models += [plugin.model for registry in PLUGIN_KINDS.values() for plugin in registry.values()]
     models += [nested for model in list(models) for nested in nested_models(model)]
