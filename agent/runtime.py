@@ -28,9 +28,11 @@ from agent.journal.publish import publish, set_publish_routes
 from agent.journal.writer import Journal
 from agent.observe import QueueState, Snapshot, SourceState, alert_counts, outbox_counts
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
+from agent.reprocessing.config import ReprocessingConfig
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.web.api import make_app
+from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.metrics import health
 from drivers.base import Driver
 
@@ -221,16 +223,26 @@ class Agent:
         for name, dispatcher in self.dispatchers.items():
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
         if config.api.enabled:
-            self._api = web.AppRunner(
-                make_app(
-                    config.api,
-                    self.emit,
-                    self.journal.run,
-                    photos_dir=config.agent.state_dir / "photos",
-                    observe=self.observe,
-                ),
-                access_log=None,
+            app = make_app(
+                config.api,
+                self.emit,
+                self.journal.run,
+                photos_dir=config.agent.state_dir / "photos",
+                observe=self.observe,
             )
+            if config.api.dashboard:
+                assert config.api.token is not None  # required when enabled
+                add_dashboard_routes(
+                    app,
+                    token=config.api.token,
+                    observe=self.observe,
+                    query=self.journal.run,
+                    database=config.database_path,
+                    read_only_open=config.api.dashboard_read_only_open,
+                    reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
+                    session_hours=config.api.dashboard_session_hours,
+                )
+            self._api = web.AppRunner(app, access_log=None)
             await self._api.setup()
             await web.TCPSite(self._api, config.api.host, config.api.port).start()
         for name, section in config.sources.items():

@@ -17,6 +17,7 @@ from agent.events import Event
 from agent.journal.alerts import alert_state, open_alerts
 from agent.reprocessing.state import scope_states
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
+from agent.web.dashboard.sessions import SESSIONS_KEY, is_dashboard_route
 from agent.web.exams import add_exam_routes
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.quality import add_quality_routes
@@ -59,7 +60,8 @@ def make_app(
     photos_dir: Path | None = None,
     observe: Observe | None = None,
 ) -> web.Application:
-    """The API application; every route needs `Authorization: Bearer <token>` (see `open`)."""
+    """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
+    the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
     assert settings.token is not None
     expected = settings.token.get_secret_value().encode()
     # Scrapers and load balancers expect /metrics and /healthz without credentials; they
@@ -72,12 +74,23 @@ def make_app(
     ) -> web.StreamResponse:
         if request.path in open_paths:
             return await handler(request)
+        sessions = request.app.get(SESSIONS_KEY)  # set when the dashboard is served
+        if sessions is not None and is_dashboard_route(request):
+            return await handler(request)  # its pages and forms check the session themselves
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # Constant time: the comparison must not tell how much of a guess was right.
-        if scheme != "Bearer" or not hmac.compare_digest(given.encode(), expected):
-            log.warning("api.refused", path=request.path, remote=request.remote)
-            return web.json_response({"error": "missing or wrong token"}, status=401)
-        return await handler(request)
+        if scheme == "Bearer" and hmac.compare_digest(given.encode(), expected):
+            return await handler(request)
+        # The dashboard's own API calls: no Authorization header, its session cookie and, for a
+        # write, the session's CSRF token in X-CSRF-Token.
+        if (
+            sessions is not None
+            and "Authorization" not in request.headers
+            and sessions.allows_api(request)
+        ):
+            return await handler(request)
+        log.warning("api.refused", path=request.path, remote=request.remote)
+        return web.json_response({"error": "missing or wrong token"}, status=401)
 
     app = web.Application(middlewares=[require_token], client_max_size=settings.max_body)
     app[EMIT_KEY] = emit

@@ -1,0 +1,1 @@
+"""One module per dashboard page: the live fragment it renders."""

@@ -1,0 +1,80 @@
+"""Readers and devices (设备): each source — running or down, online or offline, counters."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from agent.web.dashboard.context import Dashboard, Viewer
+from agent.web.dashboard.render import Markup, both, icon, join, local_time, render
+
+RECENT_EVENTS = 5000  # how far back "last event" looks: a bounded scan, not the whole journal
+COMPONENT = {
+    "running": ("ready", "运行", "running"),
+    "finished": ("none", "已结束", "finished"),
+    "stopped": ("none", "已停止", "stopped"),
+}
+
+
+def last_events(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+    """(received_at, kind) of each source's latest event among the most recent ones."""
+    found: dict[str, tuple[str, str]] = {}
+    for source, received, kind in conn.execute(
+        "SELECT source, received_at, kind FROM events ORDER BY seq DESC LIMIT ?", (RECENT_EVENTS,)
+    ):
+        # A synthetic producer journals as "<source>/<n>": it counts for its source.
+        found.setdefault(source.split("/", 1)[0], (received, kind))
+    return found
+
+
+async def devices(dashboard: Dashboard, viewer: Viewer) -> Markup:
+    """The live part of the Devices page: one row per source."""
+    snapshot = await dashboard.observe()
+    recent = await dashboard.query(last_events)
+    rows = []
+    for source in snapshot.sources:
+        icon_name, zh, en = COMPONENT.get(source.component, ("blocked", "故障", source.component))
+        if source.online is None:
+            link = render('<span class="muted">—</span>')
+        elif source.online:
+            link = render(
+                '<span class="ok">$i $t</span>', i=icon("online"), t=both("在线", "online")
+            )
+        else:
+            link = render(
+                '<span class="bad">$i $t</span>', i=icon("offline"), t=both("离线", "offline")
+            )
+        counters = join(
+            render('<span class="counter">$k <strong>$v</strong></span>', k=key, v=value)
+            for key, value in sorted(source.counters.items())
+        )
+        at, kind = recent.get(source.name, ("", ""))
+        rows.append(
+            render(
+                '<tr id="source-$name" class="c-$state"><th>$name</th><td>$type</td>'
+                '<td class="state">$icon $zh <span class="en">$en</span></td><td>$link</td>'
+                '<td>$counters</td><td>$at <span class="code">$kind</span></td></tr>',
+                name=source.name,
+                type=source.type,
+                state=source.component,
+                icon=icon(icon_name),
+                zh=zh,
+                en=en,
+                link=link,
+                counters=counters,
+                at=local_time(at or None, dashboard.zone),
+                kind=kind,
+            )
+        )
+    if not rows:
+        return render('<p class="empty">$t</p>', t=both("未配置设备", "No sources configured"))
+    return render(
+        '<table class="grid"><thead><tr><th>$n</th><th>$t</th><th>$s</th><th>$l</th><th>$c</th>'
+        "<th>$e</th></tr></thead><tbody>$rows</tbody></table>",
+        n=both("名称", "Name"),
+        t=both("类型", "Type"),
+        s=both("状态", "State"),
+        l=both("连接", "Link"),
+        c=both("计数", "Counters"),
+        e=both("最近事件", "Last event"),
+        rows=join(rows),
+    )
