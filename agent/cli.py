@@ -20,8 +20,13 @@ import structlog
 
 from agent import __version__
 from agent.errors import AgentError, ConfigError
+from agent.windows.commands import add_service_parser
+from agent.windows.paths import default_config_path
 
-DEFAULT_CONFIG = Path(os.environ.get("EDGE_AGENT_CONFIG", "/etc/edge-agent/agent.toml"))
+DEFAULT_CONFIG = Path(
+    os.environ.get("EDGE_AGENT_CONFIG")
+    or (str(default_config_path()) if sys.platform == "win32" else "/etc/edge-agent/agent.toml")
+)
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
@@ -66,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     _add_outbox(commands)
+    add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 
 
@@ -147,6 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format, config.secrets())
+    from agent.windows.logfile import add_log_file, log_file_settings
+
+    if (log_file := log_file_settings(config.log)) is not None:  # [log] file
+        add_log_file(log_file)
     try:
         asyncio.run(Agent(config).run())
     except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
@@ -169,11 +179,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def _database(config_path: Path) -> Path:
     """Where the journal of `config_path` lives; secrets are not resolved (systemd holds them)."""
+    from agent.config import default_state_dir
+
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError([f"{config_path}: cannot read: {err}"]) from err
-    state_dir = Path(raw.get("agent", {}).get("state_dir", "/var/lib/edge-agent"))
+    state_dir = Path(raw.get("agent", {}).get("state_dir", default_state_dir()))
     if not state_dir.is_absolute():
         state_dir = config_path.parent.resolve() / state_dir
     return state_dir / "journal.db"

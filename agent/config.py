@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,15 @@ from pydantic import (
 from agent.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def default_state_dir() -> Path:
+    """/var/lib/edge-agent; %ProgramData%\\edge-agent\\state on Windows."""
+    if sys.platform == "win32":
+        from agent.windows.paths import default_state_dir as windows_state_dir
+
+        return windows_state_dir()
+    return Path("/var/lib/edge-agent")
 
 
 def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
@@ -104,7 +114,7 @@ class Section(BaseModel):
 class AgentSection(Section):
     """[agent]"""
 
-    state_dir: StateDir = Path("/var/lib/edge-agent")
+    state_dir: StateDir = default_state_dir()
     shutdown_timeout: Seconds = 10.0
     stats_interval: Annotated[float, Field(ge=0)] = 60.0
 
@@ -114,6 +124,11 @@ class LogSection(Section):
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # Also write JSON lines to this file, rotated by size (the Windows service logs only there,
+    # by default to %ProgramData%\edge-agent\logs\edge-agent.log).
+    file: ConfigPath | None = None
+    file_max_bytes: Annotated[int, Field(ge=64 * 1024)] = 10 * 1024 * 1024
+    file_backups: Annotated[int, Field(ge=0, le=1000)] = 10
 
 
 class JournalSection(Section):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import errno
 import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -35,6 +36,11 @@ from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.metrics import health
 from drivers.base import Driver
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -69,11 +75,14 @@ class StateDirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> StateDirLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+        fd = os.open(self.path, flags, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
+            _lock_exclusive(fd)
+        except OSError as err:
             os.close(fd)
+            if err.errno not in {errno.EAGAIN, errno.EACCES, errno.EDEADLK}:
+                raise
             raise StateDirLockedError(
                 f"{self.path.parent}: another edge-agent is running on this state directory"
             ) from err
@@ -84,6 +93,14 @@ class StateDirLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _lock_exclusive(fd: int) -> None:
+    """Lock `fd` without waiting; OSError (EAGAIN/EACCES/EDEADLK) if another process holds it."""
+    if sys.platform == "win32":
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # the first byte, released when fd closes
+    else:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class Agent:
@@ -165,7 +182,10 @@ class Agent:
         with StateDirLock(config.agent.state_dir):
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self.request_stop)
+                # Not on Windows' proactor loop, nor off the main thread (the Windows service
+                # thread): there the service control manager calls request_stop instead.
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(signum, self.request_stop)
             try:
                 await self._start()
                 self.notifier.notify("READY=1", f"STATUS=running {len(self.dispatchers)} uplinks")
@@ -181,7 +201,8 @@ class Agent:
                 self.notifier.notify("STOPPING=1")
                 await self._shutdown()
                 for signum in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(signum)
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(signum)
 
     async def _start(self) -> None:
         config = self.config
