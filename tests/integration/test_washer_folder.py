@@ -122,3 +122,34 @@ async def test_a_missing_folder_is_waited_for(tmp_path: Path):
         with suppress(asyncio.CancelledError):
             await task
     assert ctx.events[0].kind == "washer.cycle"
+
+
+async def test_garbage_mis_encoded_and_truncated_files_are_rejected_with_their_reason(
+    tmp_path: Path,
+):
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    good = (FIXTURES / "thermal_oer_aw.txt").read_bytes()
+    bad = {
+        "noise.txt": ((FIXTURES / "garbage.bin").read_bytes(), "mis_encoded"),  # not text
+        "prose.txt": ("会议纪要：下周一例会。\n".encode("gb18030") * 8, "garbage"),  # not a receipt
+        "utf8.txt": ((FIXTURES / "thermal_oer_aw.utf8.txt").read_bytes(), "mis_encoded"),
+        "cut.txt": (good[: good.index("结果".encode("gb18030"))], "truncated"),
+    }
+    for name, (data, _) in bad.items():
+        (inbox / name).write_bytes(data)
+    (inbox / "fine.txt").write_bytes(good)
+    folder = make_folder(inbox, format="thermal_cn")
+    ctx = StateContext(tmp_path / "state")
+    async with running(folder, ctx):
+        await ctx.wait_for(lambda events: len(events) >= len(bad) + 1)
+        await until(folder, lambda: not any(inbox.glob("*.txt")))
+    reasons = {
+        Path(e.payload["quarantined"]).name: e.payload["reason"].split(":")[0]
+        for e in ctx.events
+        if e.kind == "washer.rejected"
+    }
+    assert reasons == {name: reason for name, (_, reason) in bad.items()}
+    assert [e.kind for e in ctx.events].count("washer.cycle") == 1  # the good one is not lost
+    for name, (data, _) in bad.items():
+        assert (inbox / "rejected" / name).read_bytes() == data  # kept as it came

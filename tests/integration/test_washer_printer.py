@@ -146,3 +146,26 @@ async def test_end_marker_and_reprint_over_tcp_listen(tmp_path: Path):
     assert [e.kind for e in events] == ["washer.cycle", "washer.cycle"]
     assert events[0].id == events[1].id  # the journal keeps one
     assert printer.counters == {}
+
+
+async def test_a_truncated_and_a_garbage_receipt_on_the_line_are_quarantined(tmp_path: Path):
+    socat()
+    device, peer = tmp_path / "ttyPRINTER", tmp_path / "ttyWASHER"
+    printer = make_printer(f"serial://{device}?baud=115200")
+    ctx = StateContext(tmp_path / "state")
+    good = (FIXTURES / "printer_oer_aw.bin").read_bytes()
+    cut_short = good[: good.index("结果".encode("gb18030"))] + b"\x1dV\x00"  # paper ran out
+    noise = b"\x1b@" + "设备自检 OK 12345 \n".encode("gb18030") * 5 + b"\x1dV\x00"
+    async with running(printer, ctx), pty_pair(device, peer):
+        async with asyncio.timeout(WAIT):
+            await printer.link.wait_until(lambda: printer.online)
+        write_peer(peer, cut_short + noise + good)
+        await ctx.wait_for(lambda events: len(events) >= 3)
+    kinds = [(e.kind, e.payload.get("reason", "").split(":")[0]) for e in ctx.events]
+    assert kinds == [
+        ("washer.rejected", "truncated"),
+        ("washer.rejected", "garbage"),
+        ("washer.cycle", ""),
+    ]
+    assert Path(ctx.events[0].payload["quarantined"]).read_bytes() == cut_short
+    assert printer.counters == {"truncated": 1, "garbage": 1}
