@@ -96,7 +96,8 @@ def outcome(
     ):
         return Retry(f"token refused: {shown}", after=0.0, response=text, reauthenticate=True)
     if status in TRANSIENT_STATUSES or status >= 500:
-        return Retry(f"HTTP {status}: {shown}", after=retry_after, response=text)
+        reason = shown if code is None else f"HTTP {status}: {shown}"  # never "HTTP 503: HTTP 503"
+        return Retry(reason, after=retry_after, response=text)
     if code is None:
         if 200 <= status < 300:  # not the platform's shape: a proxy or portal page
             return Retry(f"unexpected answer: {shown}", response=text)
