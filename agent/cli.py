@@ -1,4 +1,4 @@
-"""`edge-agent` commands: run, check-config, status, outbox list|show|retry|discard."""
+"""`edge-agent` commands: run, demo, check-config, status, outbox list|show|retry|discard."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     config_option(run)
     run.set_defaults(func=cmd_run)
 
+    _add_demo(commands)
+
     check = commands.add_parser("check-config", help="validate a config and print it, masked")
     check.add_argument("file", type=Path)
     check.set_defaults(func=cmd_check_config)
@@ -73,6 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     _add_outbox(commands)
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo", help="the whole product on this machine: simulated devices, clouds and traffic"
+    )
+    demo.add_argument(
+        "--state-dir", type=Path, help="where the demo keeps its state (default: var/demo)"
+    )
+    demo.add_argument("--open", action="store_true", help="open the dashboard in a browser")
+    demo.add_argument("--fresh", action="store_true", help="start from an empty state directory")
+    demo.add_argument(
+        "--port-offset", type=int, default=0, help="add this to every port (run two demos)"
+    )
+    demo.add_argument(
+        "--speed", type=float, default=1.0, help="play the story this many times faster"
+    )
+    demo.set_defaults(func=cmd_demo)
 
 
 def _add_simulate(commands: Any) -> None:
@@ -160,6 +180,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(Agent(config).run())
     except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
+        structlog.get_logger("agent").error("agent.failed", error=str(err))
+        return EXIT_FAILURE
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Write the demo config into the state directory and run the agent on it."""
+    from agent import demo
+    from agent.config import load_config
+    from agent.logs import configure_logging
+
+    if args.speed <= 0 or not 0 <= args.port_offset <= 50000:
+        print("edge-agent: --speed must be > 0 and --port-offset in 0..50000", file=sys.stderr)
+        return EXIT_CONFIG
+    options = demo.DemoOptions(
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        fresh=args.fresh,
+        port_offset=args.port_offset,
+        speed=args.speed,
+    )
+    path, timeline = demo.prepare(options)
+    config = load_config(path)
+    configure_logging(config.log.level, config.log.format, config.secrets())
+    print(demo.banner(config, timeline, path), flush=True)
+    try:
+        asyncio.run(demo.run(config, open_browser=args.open))
+    except (AgentError, OSError) as err:  # e.g. a port already in use: try --port-offset
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 from agent.config import PluginSection
 from agent.imaging import plugin as imaging
 from agent.reprocessing import plugin as reprocessing
-from agent.simulators import http_cloud, rfid_readers
+from agent.simulators import demo_traffic, http_cloud, rfid_readers
 from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
@@ -66,6 +66,7 @@ SIMULATORS = {
     "remote_imaging": Plugin(
         remote_imaging_sim.RemoteImagingSimulatorConfig, remote_imaging_sim.build
     ),
+    "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
 }
 DOMAINS = {
     "imaging": Plugin(imaging.ImagingConfig, handlers=imaging.handlers, tasks=imaging.tasks),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import structlog
 from aiohttp import web
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -21,6 +25,16 @@ class Faults:
     delay: float = 0.0  # seconds before answering (timeouts); ends early at stop()
     reset_next: int = 0  # drop the connection of the next N requests without an answer
     hold: bool = False  # keep every request waiting until release_held()
+    # An outage that recovers: HTTP 503 to every request while
+    # outage_after <= seconds since start() < outage_after + outage_for (0 = none).
+    outage_after: float = 0.0
+    outage_for: float = 0.0
+
+    def in_outage(self, elapsed: float) -> bool:
+        """Whether `elapsed` seconds after the start fall in the outage window."""
+        return self.outage_for > 0 and (
+            self.outage_after <= elapsed < self.outage_after + self.outage_for
+        )
 
 
 @dataclass
@@ -48,6 +62,8 @@ class SimulatedCloud(ABC, Generic[R]):
         self._stopping = asyncio.Event()
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._started_at = time.monotonic()
+        self._outage_logs: list[asyncio.TimerHandle] = []
 
     @abstractmethod
     def add_routes(self, app: web.Application) -> None:
@@ -62,11 +78,24 @@ class SimulatedCloud(ABC, Generic[R]):
         await web.TCPSite(self._runner, self.host, self.port).start()
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
+        self._started_at = time.monotonic()
+        if self.faults.outage_for > 0:
+            loop = asyncio.get_running_loop()
+            start, end = self.faults.outage_after, self.faults.outage_after + self.faults.outage_for
+            self._outage_logs = [
+                loop.call_later(start, self._log_outage, "simulator.outage_started"),
+                loop.call_later(end, self._log_outage, "simulator.outage_over"),
+            ]
+
+    def _log_outage(self, event: str) -> None:
+        log.warning(event, simulator=self.name, seconds=self.faults.outage_for)
 
     async def stop(self) -> None:
         """Stop listening; held and delayed answers end now."""
         self._stopping.set()
         self._released.set()
+        for handle in self._outage_logs:
+            handle.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -102,6 +131,8 @@ class SimulatedCloud(ABC, Generic[R]):
             if request.transport is not None:
                 request.transport.abort()
             raise web.HTTPServiceUnavailable()  # never reaches the client: the socket is gone
+        if faults.in_outage(time.monotonic() - self._started_at):
+            return web.json_response({"error": "service unavailable (outage)"}, status=503)
         if faults.fail_next > 0:
             faults.fail_next -= 1
             return web.json_response({"error": "busy"}, status=503)

@@ -50,6 +50,8 @@ class ZhejiangEndoscopeSimulatorConfig(PluginSection):
     time_format: str = DEFAULT_TIME_FORMAT  # the seed's DT fields
     date_format: str = DEFAULT_TIME_FORMAT  # the seed's `date` fields
     fail_every: Annotated[int, Field(ge=0)] = 0  # every Nth upload answers HTTP 503 (0 = never)
+    outage_after: Annotated[float, Field(ge=0)] = 0.0  # seconds after start: uploads answer 503
+    outage_for: Annotated[float, Field(ge=0)] = 0.0  # ... for this long, then recover (0 = none)
 
 
 @dataclass
@@ -75,7 +77,11 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
     faults: ZhejiangFaults
 
     def __init__(self, name: str, config: ZhejiangEndoscopeSimulatorConfig) -> None:
-        faults = ZhejiangFaults(fail_every=config.fail_every)
+        faults = ZhejiangFaults(
+            fail_every=config.fail_every,
+            outage_after=config.outage_after,
+            outage_for=config.outage_for,
+        )
         super().__init__(name, config.host, config.port, faults, Received())
         self.config = config
         self._signer = SCHEMES[config.sign_scheme]
