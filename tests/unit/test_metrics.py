@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from agent.config import load_config
 from agent.observe import QueueState, Snapshot
+from agent.runtime import Agent
 from agent.web.metrics import health, render
 from tests.integration.test_observability import samples
 
@@ -33,3 +35,15 @@ def test_queue_figures_reach_the_exposition():
     assert found[("edge_agent_outbox_oldest_pending_seconds", (("uplink", "zj"),))] == 12.5
     assert found[("edge_agent_deliveries_total", (("outcome", "dead"), ("uplink", "zj")))] == 1
     assert found[("edge_agent_alerts_open", (("severity", "critical"),))] == 1
+
+
+async def test_a_closed_journal_makes_the_agent_report_its_database_down(open_journal, tmp_path):
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    agent = Agent(load_config(config_path))
+    agent.journal = await open_journal.open()
+    assert (await agent.observe()).database_ok
+    await agent.journal.close()
+    snapshot = await agent.observe()
+    assert not snapshot.database_ok and "closed" in snapshot.database_error
+    assert health(snapshot)[1] == 503
