@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Annotated
 
 import aiohttp
@@ -12,11 +10,10 @@ from pydantic import Field, HttpUrl, SecretStr
 
 from agent.config import ConfigPath, Seconds, Secret, UplinkSection
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
-from agent.errors import AgentError
 from agent.journal.outbox import OutboxMessage
-from agent.uplinks.base import Uplink
 from agent.uplinks.http.forward import ForwardEvents
-from agent.uplinks.http_session import client_session, retry_after_seconds
+from agent.uplinks.http_session import retry_after_seconds
+from agent.uplinks.token_session import TokenError, TokenSessionUplink, usable_for
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 TOKEN_MARGIN = 60.0  # refresh this long before the platform's stated expiry
@@ -36,39 +33,21 @@ class HttpUplinkConfig(UplinkSection):
     max_body: Annotated[int, Field(ge=256)] = 2000  # how much of an answer to keep
 
 
-class TokenError(AgentError):
-    """The token endpoint did not give us a token."""
-
-
-class HttpUplink(Uplink):
+class HttpUplink(TokenSessionUplink):
     """A JSON-over-HTTP platform with an optional bearer token."""
 
     def __init__(self, name: str, config: HttpUplinkConfig) -> None:
-        super().__init__(name)
-        self.config = config
-        self._session: aiohttp.ClientSession | None = None
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        """Create the HTTP session (no connection is made yet)."""
-        self._session = client_session(
-            verify_tls=self.config.verify_tls,
-            ca_file=self.config.ca_file,
-            timeout=self.config.request_timeout,
+        super().__init__(
+            name,
+            verify_tls=config.verify_tls,
+            ca_file=config.ca_file,
+            timeout=config.request_timeout,
         )
+        self.config = config
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def authenticate(self) -> None:
-        """Fetch a new token now, whatever the cached one's expiry."""
-        self._token = None
-        await self._ensure_token()
+    async def healthcheck(self) -> bool:
+        """Whether a token can be had; True for a platform without one."""
+        return self.config.token_url is None or await super().healthcheck()
 
     async def send(self, message: OutboxMessage) -> Outcome:
         """POST the message; 2xx delivered, 401 re-authenticate, 408/429/5xx retry, 4xx reject."""
@@ -99,28 +78,22 @@ class HttpUplink(Uplink):
             return Retry(reason, after=retry_after_seconds(resp), response=text)
         return Reject(reason, response=text)
 
-    async def _ensure_token(self) -> str:
-        async with self._token_lock:
-            if self._token is not None and time.monotonic() < self._token_expires:
-                return self._token
-            assert self._session is not None and self.config.token_url is not None
-            secret = self.config.client_secret or SecretStr("")
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": self.config.client_id,
-                "client_secret": secret.get_secret_value(),
-            }
-            async with self._session.post(str(self.config.token_url), data=form) as resp:
-                if resp.status != 200:
-                    raise TokenError(f"token endpoint answered HTTP {resp.status}")
-                answer = await resp.json(content_type=None)
-            token = answer.get("access_token") if isinstance(answer, dict) else None
-            if not isinstance(token, str) or not token:
-                raise TokenError("token endpoint answered without access_token")
-            lifetime = float(answer.get("expires_in", 3600))
-            self._token = token
-            self._token_expires = time.monotonic() + max(lifetime - TOKEN_MARGIN, lifetime / 2)
-            return token
+    async def _fetch_token(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+        assert self.config.token_url is not None
+        secret = self.config.client_secret or SecretStr("")
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.config.client_id,
+            "client_secret": secret.get_secret_value(),
+        }
+        async with session.post(str(self.config.token_url), data=form) as resp:
+            if resp.status != 200:
+                raise TokenError(f"token endpoint answered HTTP {resp.status}")
+            answer = await resp.json(content_type=None)
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise TokenError("token endpoint answered without access_token")
+        return token, usable_for(float(answer.get("expires_in", 3600)), TOKEN_MARGIN)
 
 
 def build(name: str, config: HttpUplinkConfig) -> HttpUplink:

@@ -15,10 +15,8 @@ import aiohttp
 from pydicom.errors import InvalidDicomError
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
-from agent.errors import AgentError
 from agent.journal.outbox import OutboxMessage
-from agent.uplinks.base import Uplink
-from agent.uplinks.http_session import client_session, retry_after_seconds
+from agent.uplinks.http_session import retry_after_seconds
 from agent.uplinks.remote_imaging import codec
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.dicom import (
@@ -29,6 +27,7 @@ from agent.uplinks.remote_imaging.dicom import (
     read_instance,
 )
 from agent.uplinks.remote_imaging.sign import encrypt, plaintext
+from agent.uplinks.token_session import TokenError, TokenSessionUplink, usable_for
 
 PUSH_PATH = "v1/exam/push"
 STATISTICS_PATH = "v1/exam/uploadStatistics"
@@ -36,11 +35,7 @@ MISSING_ALERT = "imaging_instance_missing"  # the spool lost a file it had ackno
 UNREADABLE_ALERT = "imaging_instance_unreadable"
 
 
-class TokenError(AgentError):
-    """getToken did not give us a token."""
-
-
-class RemoteImagingUplink(Uplink):
+class RemoteImagingUplink(TokenSessionUplink):
     """exam.push and exam.statistics over HTTP; dicom.instance by C-STORE after the push."""
 
     def __init__(
@@ -50,47 +45,25 @@ class RemoteImagingUplink(Uplink):
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name)
+        super().__init__(
+            name,
+            verify_tls=config.verify_tls,
+            ca_file=config.ca_file,
+            timeout=config.request_timeout,
+            monotonic=monotonic,
+        )
         self.config = config
         self._clock = clock  # the `time` sign field
-        self._monotonic = monotonic  # token expiry
         self._base = str(config.base_url).rstrip("/")
         self._key = config.rsa_key()
         self._zone = ZoneInfo(config.timezone)
         self._license = config.license.get_secret_value()
-        self._session: aiohttp.ClientSession | None = None
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
         self.scu = StoreScu(config, config.dicom_host or config.base_url.host or "localhost")
-
-    async def open(self) -> None:
-        """Create the HTTP session (no connection, no association yet)."""
-        self._session = client_session(
-            verify_tls=self.config.verify_tls,
-            ca_file=self.config.ca_file,
-            timeout=self.config.request_timeout,
-        )
 
     async def close(self) -> None:
         """Close the HTTP session and release the DICOM association."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await super().close()
         await asyncio.to_thread(self.scu.close)
-
-    async def authenticate(self) -> None:
-        """Fetch a new token now, whatever the cached one's expiry."""
-        self._token = None
-        await self._ensure_token()
-
-    async def healthcheck(self) -> bool:
-        """Whether a token can be had."""
-        try:
-            await self._ensure_token()
-        except (TokenError, TimeoutError, aiohttp.ClientError, OSError):
-            return False
-        return True
 
     async def send(self, message: OutboxMessage) -> Outcome:
         """Deliver one exam.push, exam.statistics or dicom.instance message."""
@@ -130,33 +103,23 @@ class RemoteImagingUplink(Uplink):
             return Retry(f"{type(err).__name__}: {err}".rstrip(": "))
         return codec.http_outcome(self.config, status, text, retry_after)
 
-    async def _ensure_token(self) -> str:
-        async with self._token_lock:
-            if self._token is not None and self._monotonic() < self._token_expires:
-                return self._token
-            assert self._session is not None
-            now = datetime.fromtimestamp(self._clock(), self._zone)
-            text = plaintext(
-                self.config.sign_fields,
-                self.config.sign_values(),
-                now,
-                self.config.sign_separator,
-            )
-            sign = encrypt(self._key, text, self.config.sign_padding)
-            url = f"{self._base}/{self.config.token_path.lstrip('/')}"
-            async with self._session.post(url, json={"sign": sign}) as resp:
-                answer = await resp.text(errors="replace")
-                if resp.status != 200:
-                    raise TokenError(f"getToken answered HTTP {resp.status}")
-            status, message, result = codec.parse_answer(answer)
-            token = codec.parse_token(result) if status == codec.STATUS_OK else None
-            if token is None:
-                raise TokenError(f"getToken answered status {status}: {message}".rstrip(": "))
-            lifetime = self.config.token_lifetime
-            margin = min(self.config.token_refresh_margin, lifetime / 2)
-            self._token = token
-            self._token_expires = self._monotonic() + lifetime - margin
-            return token
+    async def _fetch_token(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+        now = datetime.fromtimestamp(self._clock(), self._zone)
+        text = plaintext(
+            self.config.sign_fields, self.config.sign_values(), now, self.config.sign_separator
+        )
+        sign = encrypt(self._key, text, self.config.sign_padding)
+        url = f"{self._base}/{self.config.token_path.lstrip('/')}"
+        async with session.post(url, json={"sign": sign}) as resp:
+            answer = await resp.text(errors="replace")
+            if resp.status != 200:
+                raise TokenError(f"getToken answered HTTP {resp.status}")
+        status, message, result = codec.parse_answer(answer)
+        token = codec.parse_token(result) if status == codec.STATUS_OK else None
+        if token is None:
+            raise TokenError(f"getToken answered status {status}: {message}".rstrip(": "))
+        lifetime = self.config.token_lifetime
+        return token, usable_for(lifetime, self.config.token_refresh_margin)
 
     async def _store(self, payload: Mapping[str, Any]) -> Outcome:
         return await asyncio.to_thread(self._store_blocking, payload)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 import aiohttp
 
 from agent.dispatch.outcomes import Outcome, Reject, Retry
-from agent.errors import AgentError
 from agent.journal.outbox import OutboxMessage
-from agent.uplinks.base import Uplink
-from agent.uplinks.http_session import client_session, retry_after_seconds
+from agent.uplinks.http_session import retry_after_seconds
+from agent.uplinks.token_session import TokenError, TokenSessionUplink, usable_for
 from agent.uplinks.zhejiang_endoscope import codec
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.fields import lists
@@ -22,11 +20,7 @@ AUTH_PATH = "auth/getAccessToken"
 AUTH_HEADER = "accessToken"  # auth_where_unlisted = "header"
 
 
-class TokenError(AgentError):
-    """auth/getAccessToken did not give us a token."""
-
-
-class ZhejiangEndoscopeUplink(Uplink):
+class ZhejiangEndoscopeUplink(TokenSessionUplink):
     """Validates each message against the seed's table, then signs and POSTs it as a form."""
 
     def __init__(
@@ -36,44 +30,18 @@ class ZhejiangEndoscopeUplink(Uplink):
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name)
+        super().__init__(
+            name,
+            verify_tls=config.verify_tls,
+            ca_file=config.ca_file,
+            timeout=config.request_timeout,
+            monotonic=monotonic,
+        )
         self.config = config
         self._clock = clock  # timestamps, message age
-        self._monotonic = monotonic  # token expiry
         self._signer = SCHEMES[config.sign_scheme]
         self._base = str(config.base_url).rstrip("/")
         self._secret = config.access_secret.get_secret_value()
-        self._session: aiohttp.ClientSession | None = None
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        """Create the HTTP session (no connection is made yet)."""
-        self._session = client_session(
-            verify_tls=self.config.verify_tls,
-            ca_file=self.config.ca_file,
-            timeout=self.config.request_timeout,
-        )
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def authenticate(self) -> None:
-        """Fetch a new token now, whatever the cached one's expiry."""
-        self._token = None
-        await self._ensure_token()
-
-    async def healthcheck(self) -> bool:
-        """Whether a token can be had (the only request that sends no record)."""
-        try:
-            await self._ensure_token()
-        except (TokenError, TimeoutError, aiohttp.ClientError, OSError):
-            return False
-        return True
 
     async def send(self, message: OutboxMessage) -> Outcome:
         """Check the message against its table (Reject, no request), then sign and POST it."""
@@ -110,33 +78,26 @@ class ZhejiangEndoscopeUplink(Uplink):
             form["timestamp"] = timestamp
         form["sign"] = self._signer(self.config.access_key, self._secret, timestamp, dict(form))
 
-    async def _ensure_token(self) -> str:
-        async with self._token_lock:
-            if self._token is not None and self._monotonic() < self._token_expires:
-                return self._token
-            assert self._session is not None
-            timestamp = str(int(self._clock() * 1000))
-            params = {
-                "timestamp": timestamp,
-                "accessKey": self.config.access_key,
-                "accessSecret": self._secret,
-            }
-            params["sign"] = self._signer(self.config.access_key, self._secret, timestamp, params)
-            async with self._session.get(f"{self._base}/{AUTH_PATH}", params=params) as resp:
-                text = await resp.text(errors="replace")
-                if resp.status != 200:
-                    raise TokenError(f"{AUTH_PATH} answered HTTP {resp.status}")
-            code, msg, data = codec.parse_answer(text)
-            if code != 200:
-                raise TokenError(f"{AUTH_PATH} answered code {code}: {msg}")
-            token, lifetime = codec.parse_token(data)
-            if token is None:
-                raise TokenError(f"{AUTH_PATH} answered without a token")
-            lifetime = lifetime or self.config.token_lifetime
-            margin = min(self.config.token_refresh_margin, lifetime / 2)
-            self._token = token
-            self._token_expires = self._monotonic() + lifetime - margin
-            return token
+    async def _fetch_token(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+        timestamp = str(int(self._clock() * 1000))
+        params = {
+            "timestamp": timestamp,
+            "accessKey": self.config.access_key,
+            "accessSecret": self._secret,
+        }
+        params["sign"] = self._signer(self.config.access_key, self._secret, timestamp, params)
+        async with session.get(f"{self._base}/{AUTH_PATH}", params=params) as resp:
+            text = await resp.text(errors="replace")
+            if resp.status != 200:
+                raise TokenError(f"{AUTH_PATH} answered HTTP {resp.status}")
+        code, msg, data = codec.parse_answer(text)
+        if code != 200:
+            raise TokenError(f"{AUTH_PATH} answered code {code}: {msg}")
+        token, lifetime = codec.parse_token(data)
+        if token is None:
+            raise TokenError(f"{AUTH_PATH} answered without a token")
+        lifetime = lifetime or self.config.token_lifetime
+        return token, usable_for(lifetime, self.config.token_refresh_margin)
 
     def _scrub(self, text: str) -> str:
         """Errors may quote the token URL, whose query holds the secret."""
