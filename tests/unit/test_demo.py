@@ -12,13 +12,14 @@ import pytest
 from Crypto.PublicKey import RSA
 
 from agent.config import load_config
-from agent.demo import BASE, WASHER, WASHER_SCOPE, demo_config, dumps, moved_ports
+from agent.demo import BASE, WASHER, WASHER_SCOPE, demo_config, moved_ports
 from agent.simulators.base import Faults
 from agent.simulators.demo_traffic import PROGRAMME, _nth_accession, receipt, study
 from agent.simulators.zhejiang_endoscope import (
     ZhejiangEndoscopeSimulator,
     ZhejiangEndoscopeSimulatorConfig,
 )
+from agent.toml_out import dumps
 from drivers.washer.formats import thermal_cn
 from drivers.washer.receipt import decode
 
