@@ -97,7 +97,8 @@ async def test_ready_marker_and_a_file_name_used_twice(tmp_path: Path):
             (inbox / "last.xml").write_bytes(xml.replace(b"004514", cycle))
             (inbox / "last.xml.ok").write_bytes(b"")
             await ctx.wait_for(lambda events, n=count: len(events) >= n)  # type: ignore[misc]
-            await until(folder, lambda: not (inbox / "last.xml").exists())
+            # Both moved (file, then marker) before the writer reuses the names.
+            await until(folder, lambda: not any(inbox.glob("last.xml*")))
     assert [e.payload["cycle_number"] for e in ctx.events] == ["004514", "004515"]
     processed = sorted(p.name for p in (inbox / "processed").iterdir())
     assert len(processed) == 4 and "last.xml" in processed and "last.xml.ok" in processed
