@@ -61,6 +61,7 @@ class Receiver:
         self.receive = receive
         self.stored = 0
         self.refused: dict[str, int] = {}
+        self.associations = 0  # connections accepted since start
         self._disk_low = False
         self._lock = threading.Lock()
         self._rejected_peers: set[tuple[str, str, str]] = set()
@@ -77,6 +78,8 @@ class Receiver:
 
     def on_connection(self, event: Any) -> None:
         """Disable Nagle (small responses must not wait for a delayed ACK); wake, don't poll."""
+        with self._lock:
+            self.associations += 1
         sock = event.assoc.dul.socket.socket
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -104,6 +104,17 @@ class DicomScp(Driver):
         self.address: tuple[str, int] | None = None
         self.ready = asyncio.Event()
 
+    def is_online(self) -> bool:
+        """True while listening."""
+        return self.address is not None
+
+    def stats(self) -> dict[str, int]:
+        """Instances stored, refusals by reason, and associations accepted (all counters)."""
+        r = self.receiver
+        if r is None:
+            return {}
+        return {"stored": r.stored, **r.refused, "associations": r.associations}
+
     async def run(self, ctx: DriverContext) -> None:
         """Serve until cancelled; a port that cannot be bound is retried with backoff."""
         spool = Spool(ctx.state_dir)

@@ -147,12 +147,15 @@ async def test_a_study_from_storescu_is_spooled_byte_identical(tmp_path: Path):
     jpeg = make_jpeg_baseline(tmp_path / "in" / "sc.dcm", PATIENT, study_uid, accession="A77")
     ctx = RecordingContext(tmp_path / "state")
     with capture_logs() as logs:
-        async with serving(make_scp(allowed_calling_aes=["MODALITY"]), ctx) as port:
+        scp = make_scp(allowed_calling_aes=["MODALITY"])
+        async with serving(scp, ctx) as port:
             target = ["-aet", "MODALITY", "-aec", "EDGE", "127.0.0.1", str(port)]
             code, out = await run_tool(storescu, *target, *map(str, sent))
             assert code == 0, out
             code, out = await run_tool(storescu, "-xy", *target, str(jpeg))  # propose JPEG 8-bit
             assert code == 0, out
+            assert scp.is_online()
+            assert scp.stats() == {"stored": 6, "associations": 2}  # what /metrics shows
     stored = ctx.kinds("dicom.stored")
     assert len(stored) == 6
     by_uid = {p["sop_instance_uid"]: p for p in stored}
