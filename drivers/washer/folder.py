@@ -41,6 +41,9 @@ class WasherFolderConfig(WasherSourceConfig):
     max_bytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024)] = 1024 * 1024
     retry_initial: Seconds = 1.0
     retry_max: Seconds = 60.0
+    # Network shares (SMB, NFS) deliver no change notifications, and a busy folder can overflow
+    # them: the folder is also listed this often, so no file is ever left unread.
+    rescan_interval: Seconds = 30.0
 
     @model_validator(mode="after")
     def _consistent(self) -> WasherFolderConfig:
@@ -97,13 +100,21 @@ class WasherFolder(Driver):
         observer = await self._start_observer()
         try:
             await self._note()
-            for path in await asyncio.to_thread(self._listing):
-                self._touch(path, None)
-            while True:
-                await self._check(ctx, await self._due.get())
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._rescan())
+                while True:
+                    await self._check(ctx, await self._due.get())
         finally:
             await stop_watching(observer, self._timers)
             self.watching = False
+
+    async def _rescan(self) -> None:
+        """List the folder now and every `rescan_interval`: what notifications missed."""
+        while True:
+            for path in await asyncio.to_thread(self._listing):
+                if path not in self._timers:
+                    self._touch(path, None)
+            await asyncio.sleep(self.config.rescan_interval)
 
     async def _start_observer(self) -> BaseObserver:
         observer, failures = await start_observer(

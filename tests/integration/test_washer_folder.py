@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from structlog.testing import capture_logs
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
+from drivers.washer import folder as folder_module
 from drivers.washer.folder import WasherFolder, WasherFolderConfig
 from tests.integration.test_washer_printer import WAIT, StateContext
 
@@ -154,3 +157,22 @@ async def test_garbage_mis_encoded_and_truncated_files_are_rejected_with_their_r
     assert [e.kind for e in ctx.events].count("washer.cycle") == 1  # the good one is not lost
     for name, (data, _) in bad.items():
         assert (inbox / "rejected" / name).read_bytes() == data  # kept as it came
+
+
+async def test_a_folder_without_change_notifications_is_still_read(tmp_path: Path, monkeypatch):
+    """A network share (SMB, NFS) sends no notifications: the periodic listing finds the file."""
+
+    async def silent_observer(*args: object, **kwargs: object) -> tuple[BaseObserver, int]:
+        observer = Observer()  # watches nothing, like inotify on a CIFS mount
+        observer.start()
+        return observer, 0
+
+    monkeypatch.setattr(folder_module, "start_observer", silent_observer)
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    folder = make_folder(inbox, rescan_interval=0.1)
+    ctx = StateContext(tmp_path / "state")
+    async with running(folder, ctx):
+        (inbox / "late.csv").write_bytes((FIXTURES / "cycle_aw03.csv").read_bytes())
+        await ctx.wait_for(lambda events: len(events) >= 1)
+    assert ctx.events[0].kind == "washer.cycle"
