@@ -81,15 +81,23 @@ class ImageCapture(Driver):
         self._db = ctx.state_dir / "journal.db"
         observer = await self._start_observer()
         try:
-            for path in await asyncio.to_thread(self._files):
-                self._touch(path, None)
             await self._note()
-            while True:
-                await self._check(ctx, spool, await self._due.get())
-                await self._note()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._rescan())
+                while True:
+                    await self._check(ctx, spool, await self._due.get())
+                    await self._note()
         finally:
             await stop_watching(observer, self._timers)
             self.watching = False
+
+    async def _rescan(self) -> None:
+        """List the folder now and every `rescan_interval`: what notifications missed."""
+        while True:
+            for path in await asyncio.to_thread(self._files):
+                if path.stem not in self._timers:
+                    self._touch(path, None)
+            await asyncio.sleep(self.config.rescan_interval)
 
     async def _start_observer(self) -> BaseObserver:
         observer, failures = await start_observer(

@@ -31,6 +31,8 @@ class ImageCaptureConfig(PluginSection):
     burned_in_annotation: Literal["YES", "NO"] = "YES"
     retry_initial: Seconds = 1.0
     retry_max: Seconds = 60.0
+    # Network shares (SMB, NFS) deliver no change notifications: also list the folder this often.
+    rescan_interval: Seconds = 30.0
 
     @field_validator("image_suffixes")
     @classmethod
