@@ -118,6 +118,7 @@ class Dispatcher:
                         uplink=self.name,
                         limit=allowed,
                         block_on_dead=settings.dead_letter_blocks_key,
+                        dead_blocks=self.uplink.dead_blocks_key,
                         now=now,
                     )
                 )

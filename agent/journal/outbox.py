@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,18 +29,30 @@ class OutboxMessage:
 
 
 def lease(
-    conn: sqlite3.Connection, uplink: str, limit: int, *, block_on_dead: bool, now: float
+    conn: sqlite3.Connection,
+    uplink: str,
+    limit: int,
+    *,
+    block_on_dead: bool,
+    now: float,
+    dead_blocks: Iterable[str] = (),
 ) -> list[OutboxMessage]:
-    """Mark up to `limit` due messages in flight: each the oldest open message of its order key."""
+    """Mark up to `limit` due messages in flight: each the oldest open message of its order key.
+
+    A dead letter holds back the rest of its key when `block_on_dead`, or when its kind is one of
+    `dead_blocks` (e.g. a refused exam push: its images must not go out without it).
+    """
     blocking = ("pending", "inflight", "dead") if block_on_dead else OPEN_STATES
-    marks = ",".join("?" * len(blocking))
+    kinds = tuple(dead_blocks)
+    marks, kind_marks = ",".join("?" * len(blocking)), ",".join("?" * len(kinds)) or "NULL"
     rows = conn.execute(
         "SELECT id, uplink, kind, order_key, dedupe_key, payload, attempts, created_at, event_id"
         " FROM outbox AS o WHERE o.uplink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
         " AND NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.uplink = o.uplink"
-        f"   AND p.order_key = o.order_key AND p.state IN ({marks}) AND p.id < o.id)"
+        f"   AND p.order_key = o.order_key AND p.id < o.id AND (p.state IN ({marks})"
+        f"   OR (p.state = 'dead' AND p.kind IN ({kind_marks}))))"
         " ORDER BY o.id LIMIT ?",
-        (uplink, now, *blocking, limit),
+        (uplink, now, *blocking, *kinds, limit),
     ).fetchall()
     if not rows:
         return []

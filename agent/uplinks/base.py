@@ -11,6 +11,10 @@ from agent.journal.outbox import OutboxMessage
 class Uplink(ABC):
     """A connection to one cloud platform."""
 
+    # Kinds whose dead letter must hold back the rest of its order key (the platform needs them
+    # first), whatever `dead_letter_blocks_key` says for the others.
+    dead_blocks_key: frozenset[str] = frozenset()
+
     def __init__(self, name: str) -> None:
         self.name = name
 

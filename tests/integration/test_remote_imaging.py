@@ -210,6 +210,12 @@ async def settled(journal: Journal, *events: Event) -> dict[str, dict[str, Any]]
     return found if found and done and all(e.id in found for e in events) else {}
 
 
+async def state_of(journal: Journal, event: Event, state: str) -> bool | None:
+    """True once the message `event` queued is in `state`; None before."""
+    row = (await rows(journal)).get(event.id)
+    return True if row is not None and row["state"] == state else None
+
+
 async def journal_with(open_journal: Any) -> Journal:
     journal: Journal = await open_journal.open(handlers=(QueueMessages(),))
     return journal
@@ -284,6 +290,27 @@ async def test_tag_mismatch_is_a_dead_letter_naming_the_tag(open_journal, platfo
     assert "ACC999" not in dead["last_error"]
     assert found[events[2].id]["state"] == "delivered"  # a dead letter does not block the key
     assert list(platform.received.instances) == [good.stem]
+
+
+async def test_a_refused_push_holds_back_its_images(open_journal, platform, tmp_path):
+    journal = await journal_with(open_journal)
+    payload = new_study()
+    payload["exam"]["examInfo"]["examClass"] = "X" * 40  # VC(32): refused before sending
+    study = payload["study"]
+    image = instance(write_instance(tmp_path, study), study)
+    refused = push(payload)
+    items = [{"examDate": "2024-01-01", "examClass": "CT", "accordCount": 1}]
+    later = Event("ri.exam.statistics", "statistics", {"date": "2024-01-01", "items": items})
+    async with dispatching(journal, Observed(uplink_config(platform))):
+        await journal.ingest([refused, image])
+        await eventually(lambda: state_of(journal, refused, "dead"))
+        # A message queued after the refusal and delivered: the image had its chance too.
+        await journal.ingest([later])
+        await eventually(lambda: state_of(journal, later, "delivered"))
+        found = await rows(journal)
+    assert found[refused.id]["state"] == "dead" and "examClass" in found[refused.id]["last_error"]
+    assert found[image.id]["state"] == "pending"  # never sent without its exam (seed 003)
+    assert platform.received.instances == {}
 
 
 async def test_missing_file_is_a_dead_letter_with_an_alert(open_journal, platform, tmp_path):

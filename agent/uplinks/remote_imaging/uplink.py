@@ -38,6 +38,9 @@ UNREADABLE_ALERT = "imaging_instance_unreadable"
 class RemoteImagingUplink(TokenSessionUplink):
     """exam.push and exam.statistics over HTTP; dicom.instance by C-STORE after the push."""
 
+    # Seed 003: a study's images only after its exam push was accepted.
+    dead_blocks_key = frozenset({codec.PUSH_KIND})
+
     def __init__(
         self,
         name: str,
