@@ -17,7 +17,8 @@ MASK = "***"
 SENSITIVE_KEY = re.compile(
     r"(secret|token|passw|authorization|cookie|credential|api_?key|access_?key|accessSecret"
     r"|^sign$|signature|id_?card|id_?no|id_?number|phone|mobile|^tel$|patient_?name|^name$"
-    r"|doctor_?name|birth|address|姓名|身份证|电话|手机|住址)",
+    r"|doctor_?name|birth|address|patient_?id|identity_?id|sick_?id|accession|exam_?no"
+    r"|姓名|身份证|电话|手机|住址|患者|病人|检查号)",
     re.IGNORECASE,
 )
 
@@ -29,7 +30,8 @@ TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"""(?ix)
             ((?:access_?token|refresh_?token|token|client_?secret|secret|password|passwd
                |accessSecret|sign|patient_?name|name|doctor_?name|id_?card|id_?no|phone|mobile
-               |姓名|身份证号?|电话|手机号?)
+               |patient_?id|identity_?id|sick_?id|accession_?(?:no|number)?|exam_?no
+               |姓名|身份证号?|电话|手机号?|患者\s*ID|病人编号|检查号)
              [\\"']*\s*[:=：]\s*[\\"']*)  # quotes, also JSON-escaped ones (\")
             ([^"'&,;\s}\]]+)"""
         ),

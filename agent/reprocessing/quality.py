@@ -12,6 +12,7 @@ from agent.config import Section
 from agent.events import Event
 from agent.journal.alerts import Alert, Severity
 from agent.reprocessing.facts import Disinfectant, Violation
+from agent.reprocessing.state import scope_states
 from agent.reprocessing.verdicts import record_violation
 
 if TYPE_CHECKING:  # agent.reprocessing.config imports QualityConfig from here
@@ -120,6 +121,12 @@ class QualityHandler:
             " reprocess the scope",
         )
         record_violation(tx.conn, row[0], violation, tested_at.isoformat(), tx.event_id)
+        # Again after an override: a second failed test blocks the scope once more.
+        tx.conn.execute(
+            "UPDATE rp_cycles SET compliance = 'non_compliant' WHERE clean_id = ?", (row[0],)
+        )
+        for state in scope_states(tx.conn, number):
+            tx.publish("scope.state", number, {**state, "topic_suffix": number})
 
     def disinfectant_record(self, payload: dict[str, Any], tested_at: datetime) -> dict[str, Any]:
         """uploadDisinfectData: a concentration test of a disinfectant batch."""

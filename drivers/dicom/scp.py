@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import random
 from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -17,6 +16,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.config import PluginSection, Seconds, Section
 from drivers.base import Driver, DriverContext
+from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.receiver import Network, Receiver, use_wakeups
 from drivers.dicom.store import Spool
 from drivers.transport import Backoff
@@ -88,6 +88,17 @@ class DicomScpConfig(PluginSection):
             except ValueError as err:
                 raise ValueError(f"{value!r} is not an IP address or CIDR network") from err
         return values
+
+    @model_validator(mode="after")
+    def _queries_need_an_allow_list(self) -> DicomScpConfig:
+        # Storing needs trust in the sender; querying and retrieving hand out every patient's
+        # images, so an open port must not serve them to whoever asks.
+        if self.query_retrieve and not (self.allowed_calling_aes or self.allowed_addresses):
+            raise ValueError(
+                "query_retrieve needs allowed_calling_aes or allowed_addresses "
+                "(or set query_retrieve = false)"
+            )
+        return self
 
     def networks(self) -> list[Network]:
         """The allowed peer networks."""
@@ -214,17 +225,10 @@ def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> N
     setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010
 
 
-def _query_retrieve(ctx: DriverContext, config: DicomScpConfig) -> Any:
-    """The Q/R service of drivers/dicom/qr.py, or None while that module does not exist."""
-    try:
-        module = importlib.import_module("drivers.dicom.qr")
-    except ModuleNotFoundError as err:
-        if err.name != "drivers.dicom.qr":
-            raise
-        log.warning("dicom.query_retrieve_unavailable", reason="drivers.dicom.qr is missing")
-        return None
+def _query_retrieve(ctx: DriverContext, config: DicomScpConfig) -> QueryRetrieve:
+    """The Q/R service over the journal's study index and the spool."""
     destinations = {ae: (d.host, d.port) for ae, d in config.move_destinations.items()}
-    return module.QueryRetrieve(ctx.state_dir / "journal.db", destinations, config.ae_title)
+    return QueryRetrieve(ctx.state_dir / "journal.db", destinations, config.ae_title)
 
 
 def build(name: str, config: DicomScpConfig) -> DicomScp:

@@ -110,8 +110,19 @@ class WasherFolder(Driver):
 
     async def _rescan(self) -> None:
         """List the folder now and every `rescan_interval`: what notifications missed."""
+        failures = 0
         while True:
-            for path in await asyncio.to_thread(self._listing):
+            try:
+                listing = await asyncio.to_thread(self._listing)
+            except OSError as err:  # the share went away: say so once, keep looking
+                failures += 1
+                await self._unavailable(failures, err)
+                listing = []
+            else:
+                if failures:
+                    log.info("washer.folder_available", source=self.name, path=str(self.folder))
+                failures = self.failures = 0
+            for path in listing:
                 if path not in self._timers:
                     self._touch(path, None)
             await asyncio.sleep(self.config.rescan_interval)

@@ -143,7 +143,15 @@ class WasherPrinter(Driver):
             digest, size = sha256(chunk.data), len(chunk.data)
             await ctx.emit(self.receipts.rejected_event(err, path, digest, size))
             return
-        await ctx.emit(event)
+        try:
+            await ctx.emit(event)
+        except BaseException:
+            # A printer cannot print again: keep the bytes before the error goes up (a later
+            # replay of the file gives the same event id, so a commit that did happen is not
+            # doubled).
+            path = self._quarantine_dir(ctx) / quarantine_name(chunk.data)
+            await asyncio.shield(asyncio.to_thread(write_durably, path, chunk.data))
+            raise
 
     def _quarantine_dir(self, ctx: DriverContext) -> Path:
         return ctx.state_dir / "quarantine" / "washer" / self.name

@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
+from agent.errors import JournalError
 from agent.events import Event
+from drivers.washer.assembler import Chunk
 from drivers.washer.printer import WasherPrinter, WasherPrinterConfig
 from tests.integration.test_reader_serial import pty_pair, socat, write_peer
 
@@ -169,3 +172,20 @@ async def test_a_truncated_and_a_garbage_receipt_on_the_line_are_quarantined(tmp
     ]
     assert Path(ctx.events[0].payload["quarantined"]).read_bytes() == cut_short
     assert printer.counters == {"truncated": 1, "garbage": 1}
+
+
+class BrokenJournalContext(StateContext):
+    """The journal fails at the commit (a full disk, say)."""
+
+    async def emit(self, event: Event) -> bool:
+        raise JournalError("disk full at commit")
+
+
+async def test_a_receipt_is_quarantined_when_the_journal_cannot_take_it(tmp_path: Path):
+    printer = make_printer("tcp-listen://127.0.0.1:0")
+    ctx = BrokenJournalContext(tmp_path / "state")
+    receipt = (FIXTURES / "printer_oer_aw.bin").read_bytes()
+    with pytest.raises(JournalError):
+        await printer._handle(ctx, Chunk(receipt, oversize=False))
+    (kept,) = (tmp_path / "state" / "quarantine" / "washer" / "aer_1").iterdir()
+    assert kept.read_bytes() == receipt  # the printer cannot print it again: nothing lost

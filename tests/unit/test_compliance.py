@@ -333,3 +333,24 @@ async def test_each_alert_is_logged_once_after_its_commit_without_patient_data(c
     raised = [(e["severity"], e["code"]) for e in logs if e["event"] == "alert.raised"]
     assert raised == [("error", "ws507.contact_time"), ("critical", "scope_blocked_used")]
     assert "HIS0042" not in str(logs)
+
+
+async def test_a_second_failed_cleaning_test_blocks_an_overridden_scope_again(
+    open_journal, tmp_path
+):
+    config = opa_config()
+    handlers = (ReprocessingHandler("endo", config), QualityHandler("q", config, QualityConfig()))
+    centre = Checked(await open_journal.open(handlers=handlers), tmp_path / "journal.db")
+    await centre.run_cycle()
+
+    def failed_test(minutes: int) -> Event:
+        tested = (centre.now + timedelta(minutes=minutes)).isoformat()
+        payload = {"scope": "GIF-001", "tested_at": tested, "inspector": "王护士"}
+        return Event("quality.cleaning_effect", "api", payload | {"passed": False, "photos": []})
+
+    await centre.journal.ingest([failed_test(5)])
+    override = {"scope": "GIF-001", "by": "护士长 李", "reason": "retest ordered"}
+    await centre.journal.ingest([Event("reprocessing.override", "api", override)])
+    assert not centre.scope()["blocked"]
+    await centre.journal.ingest([failed_test(30)])  # the retest fails too
+    assert centre.scope()["blocked"]

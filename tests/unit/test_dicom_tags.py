@@ -83,6 +83,11 @@ def test_config_validation():
         )
     with pytest.raises(ValueError, match="1–16"):
         DicomScpConfig.model_validate({**base, "allowed_calling_aes": ["A" * 17]})
+    with pytest.raises(ValueError, match="query_retrieve needs allowed_calling_aes"):
+        DicomScpConfig.model_validate({**base, "allowed_calling_aes": []})  # Q/R open to anyone
+    assert not DicomScpConfig.model_validate(
+        {**base, "allowed_calling_aes": [], "query_retrieve": False}
+    ).query_retrieve  # storing from any AE stays a written decision
     config = DicomScpConfig.model_validate(
         {
             **base,

@@ -91,3 +91,16 @@ def test_stdlib_and_structlog_lines_both_go_through_redaction():
     for secret in ("stdlib-secret-xyz", "13812345678", "赵六"):
         assert secret not in text
     assert lines[2]["exception"].count(MASK) >= 1
+
+
+def test_patient_and_exam_identifiers_in_platform_answers_are_masked():
+    answer = (
+        '{"status":1,"message":"患者ID: P0012345 不存在","patientID":"P0012345",'
+        '"accessionNo":"ACC77","examNo":"EX9"}'
+    )
+    masked = Redactor().text(answer)
+    assert not any(value in masked for value in ("P0012345", "ACC77", "EX9"))
+    assert Redactor().value({"patient_id": "P1", "accession_number": "A1"}) == {
+        "patient_id": "***",
+        "accession_number": "***",
+    }

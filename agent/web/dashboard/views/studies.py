@@ -44,7 +44,7 @@ def study_row(dashboard: Dashboard, study: dict[str, Any]) -> Markup:
         '<td class="state">$icon $zh <span class="en">$en</span></td><td>$deliveries</td></tr>',
         at=local_time(study["last_received"], dashboard.zone),
         patient=mask_id(study["patient_id"]),
-        accession=study["accession"],
+        accession=mask_id(study["accession"]),
         modalities=" ".join(study["modalities"]),
         description=study["description"],
         count=study["instance_count"],
