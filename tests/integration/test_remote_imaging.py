@@ -565,3 +565,22 @@ async def test_serve_runs_until_cancelled():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_an_idle_association_is_released_before_the_network_timeout(
+    open_journal, platform, tmp_path
+):
+    journal = await journal_with(open_journal)
+    uplink = Observed(uplink_config(platform, association_idle=0.2, network_timeout=5.0))
+    payload = new_study()
+    image = instance(write_instance(tmp_path, payload["study"]), payload["study"])
+    async with dispatching(journal, uplink):
+        await journal.ingest([push(payload), image])
+        await eventually(lambda: settled(journal, image))
+        # Released by us, quietly, not aborted later by pynetdicom's network timeout.
+        assert uplink.scu.associations == 1  # opened for the image and kept for the next
+
+        async def released() -> bool | None:
+            return True if not uplink.scu.kept else None
+
+        await eventually(released)

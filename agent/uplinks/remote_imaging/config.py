@@ -65,7 +65,7 @@ class RemoteImagingConfig(UplinkSection):
     dimse_timeout: Seconds = 30.0
     network_timeout: Seconds = 60.0
     max_pdu: Annotated[int, Field(ge=0)] = 16382  # what we receive; 0 = unlimited
-    association_idle: Seconds = 60.0  # release an association unused this long at the next send
+    association_idle: Seconds = 30.0  # release an association unused this long (< network_timeout)
 
     @model_validator(mode="after")
     def _key_and_sign(self) -> RemoteImagingConfig:
@@ -84,6 +84,8 @@ class RemoteImagingConfig(UplinkSection):
                 self.image_url_template.format(study_uid="", accession="")
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(f"image_url_template: {err!r}") from err
+        if self.association_idle >= self.network_timeout:
+            raise ValueError("association_idle must be below network_timeout")
         return self
 
     def rsa_key(self) -> RSA.RsaKey:

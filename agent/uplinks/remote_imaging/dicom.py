@@ -87,6 +87,21 @@ class StoreScu:
             if assoc is not None and assoc.is_alive():
                 assoc.abort()
 
+    @property
+    def kept(self) -> bool:
+        """Whether an association is being kept open for the next send."""
+        return self._assoc is not None
+
+    def close_if_idle(self) -> bool:
+        """Release the association if unused for `association_idle` (before the network timeout
+        would abort it); True if it did."""
+        with self._lock:
+            assoc = self._assoc
+            if assoc is None or time.monotonic() - self._last_used < self.config.association_idle:
+                return False
+        self.close()
+        return True
+
     def _reusable(self, pair: tuple[str, str]) -> bool:
         assoc = self._assoc
         if assoc is None:

@@ -61,12 +61,32 @@ class RemoteImagingUplink(TokenSessionUplink):
         self._key = config.rsa_key()
         self._zone = ZoneInfo(config.timezone)
         self._license = config.license.get_secret_value()
+        self._idle_check: asyncio.TimerHandle | None = None
+        self._idle_tasks: set[asyncio.Task[bool]] = set()
         self.scu = StoreScu(config, config.dicom_host or config.base_url.host or "localhost")
 
     async def close(self) -> None:
         """Close the HTTP session and release the DICOM association."""
+        if self._idle_check is not None:
+            self._idle_check.cancel()
+        await asyncio.gather(*self._idle_tasks, return_exceptions=True)
         await super().close()
         await asyncio.to_thread(self.scu.close)
+
+    def _release_when_idle(self) -> None:
+        """Release the kept association once idle: an unused one would be aborted (and logged as
+        an error by pynetdicom) when its network timeout runs out."""
+        if self._idle_check is not None:
+            self._idle_check.cancel()
+        self._idle_check = asyncio.get_running_loop().call_later(
+            self.config.association_idle, self._check_idle
+        )
+
+    def _check_idle(self) -> None:
+        self._idle_check = None
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.scu.close_if_idle))
+        self._idle_tasks.add(task)
+        task.add_done_callback(self._idle_tasks.discard)
 
     async def send(self, message: OutboxMessage) -> Outcome:
         """Deliver one exam.push, exam.statistics or dicom.instance message."""
@@ -125,7 +145,10 @@ class RemoteImagingUplink(TokenSessionUplink):
         return token, usable_for(lifetime, self.config.token_refresh_margin)
 
     async def _store(self, payload: Mapping[str, Any]) -> Outcome:
-        return await asyncio.to_thread(self._store_blocking, payload)
+        try:
+            return await asyncio.to_thread(self._store_blocking, payload)
+        finally:
+            self._release_when_idle()
 
     def _store_blocking(self, payload: Mapping[str, Any]) -> Outcome:
         path = Path(str(payload.get("path") or ""))
