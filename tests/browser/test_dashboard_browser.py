@@ -15,7 +15,6 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from playwright.async_api import Browser, FilePayload, Page, async_playwright, e
 
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
 from drivers.rfid.rdm6300 import encode
+from tests.integration.test_endoscopy_e2e import TcpReaderPeer
 from tests.peers import required_tool
 from tests.watched_agent import WatchedAgent
 
@@ -47,38 +47,12 @@ LIVE = 2_000  # ms: a tap must show within this, without a reload
 SLOW = 40_000  # ms: the demo script, deliveries and retries
 
 
-class ReaderPeer:
-    """A networked reader: a TCP server the agent's reader source connects to."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.links: list[asyncio.StreamWriter] = []
-        self._linked = asyncio.Event()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, _: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.links.append(writer)
-        self._linked.set()
+class ReaderPeer(TcpReaderPeer):
+    """The endoscopy tests' networked reader; a tap waits for the agent's connection first."""
 
     async def tap(self, tag_hex: str) -> None:
-        async with asyncio.timeout(20):
-            await self._linked.wait()
-        writer = self.links[-1]
-        writer.write(encode(bytes.fromhex(tag_hex)))
-        await writer.drain()
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self.links:
-            writer.close()
-            with suppress(OSError):
-                await writer.wait_closed()
-        await self._server.wait_closed()
+        await self.wait_links(1)
+        await self.send(encode(bytes.fromhex(tag_hex)))
 
 
 def demo_config(tmp_path: Path, reader_port: int, cloud_port: int) -> Path:

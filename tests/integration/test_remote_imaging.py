@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
-import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,8 @@ from agent.simulators.remote_imaging import (
 )
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
+from tests.dispatching import outbox_rows as rows
+from tests.dispatching import run_dispatcher
 from tests.helpers import eventually
 from tests.unit.test_remote_imaging_codec import (
     APP_ID,
@@ -177,30 +177,10 @@ def uplink_config(platform: RemoteImagingSimulator, **overrides: Any) -> RemoteI
     return config_for(**{**settings, **overrides})
 
 
-@asynccontextmanager
-async def dispatching(
+def dispatching(
     journal: Journal, uplink: RemoteImagingUplink, settings: DispatchSettings = FAST
-) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(journal, uplink, settings, rng=random.Random(1))
-    journal.on_commit(lambda uplinks: dispatcher.wake() if UPLINK in uplinks else None)
-    task = asyncio.create_task(dispatcher.run(), name="dispatcher")
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.stop(grace=5.0)
-        async with asyncio.timeout(10):
-            await task
-
-
-async def rows(journal: Journal) -> dict[str, dict[str, Any]]:
-    def read(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-        cursor = conn.execute(
-            "SELECT kind, dedupe_key, state, attempts, last_error, response FROM outbox ORDER BY id"
-        )
-        columns = [c[0] for c in cursor.description]
-        return {row[1]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
-
-    return await journal.run(read)
+) -> AbstractAsyncContextManager[Dispatcher]:
+    return run_dispatcher(journal, uplink, settings, grace=5.0)
 
 
 async def settled(journal: Journal, *events: Event) -> dict[str, dict[str, Any]]:

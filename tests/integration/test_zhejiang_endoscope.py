@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +29,8 @@ from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.fields import render
 from agent.uplinks.zhejiang_endoscope.sign import SCHEMES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
+from tests.dispatching import outbox_rows as rows
+from tests.dispatching import run_dispatcher
 from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET, eventually
 
 T = TypeVar("T")
@@ -114,30 +114,10 @@ def uplink_config(base_url: str, **overrides: Any) -> ZhejiangEndoscopeConfig:
     )
 
 
-@asynccontextmanager
-async def dispatching(
+def dispatching(
     journal: Journal, uplink: ZhejiangEndoscopeUplink, settings: DispatchSettings = FAST
-) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(journal, uplink, settings, rng=random.Random(1))
-    journal.on_commit(lambda uplinks: dispatcher.wake() if UPLINK in uplinks else None)
-    task = asyncio.create_task(dispatcher.run(), name="dispatcher")
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.stop(grace=2.0)
-        async with asyncio.timeout(5):
-            await task
-
-
-async def rows(journal: Journal) -> dict[str, dict[str, Any]]:
-    def read(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-        cursor = conn.execute(
-            "SELECT kind, dedupe_key, state, attempts, last_error, response FROM outbox ORDER BY id"
-        )
-        columns = [c[0] for c in cursor.description]
-        return {row[1]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
-
-    return await journal.run(read)
+) -> AbstractAsyncContextManager[Dispatcher]:
+    return run_dispatcher(journal, uplink, settings, grace=2.0)
 
 
 async def settled(journal: Journal, state: str = "delivered") -> dict[str, dict[str, Any]]:
