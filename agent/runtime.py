@@ -176,6 +176,11 @@ class Agent:
         assert self.journal is not None
         return (await self.journal.ingest([event]))[0]
 
+    def emit_from_thread(self, event: Event, timeout: float) -> bool:
+        """`emit` for a driver's own thread (the DICOM SCP): straight to the journal's writer."""
+        assert self.journal is not None
+        return self.journal.ingest_from_thread([event], timeout)[0]
+
     async def run(self) -> None:
         """Run until asked to stop, then stop within `agent.shutdown_timeout` (plus closing)."""
         config = self.config

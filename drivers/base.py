@@ -6,7 +6,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from agent.events import Event
 
@@ -23,6 +23,15 @@ class DriverContext(Protocol):
 
     async def emit(self, event: Event) -> bool:
         """Journal `event` durably; returns (True if new) only after the commit."""
+        ...
+
+
+@runtime_checkable
+class ThreadEmitter(Protocol):
+    """A context that also journals from a driver's own threads without a hop through the loop."""
+
+    def emit_from_thread(self, event: Event, timeout: float) -> bool:
+        """`emit`, called off the loop: blocks until the commit (TimeoutError after `timeout`)."""
         ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fnmatch
 import json
 import queue
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import structlog
 
@@ -116,7 +117,7 @@ class Transaction:
 class _Job:
     fn: Callable[[sqlite3.Connection], Any] | None
     events: Sequence[Event] | None
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]  # the latter: a thread waits
     result: Any = None
     error: BaseException | None = None
 
@@ -180,6 +181,22 @@ class Journal:
         fresh: list[bool] = await self._submit(_Job(None, events, self._loop.create_future()))
         return fresh
 
+    def ingest_from_thread(self, events: Sequence[Event], timeout: float) -> list[bool]:
+        """`ingest` for a thread other than the loop's, waiting at most `timeout` s.
+
+        The job goes straight to the writer and is answered from it, without the two hops
+        through the loop that `run_coroutine_threadsafe(ingest)` costs (a DICOM image waits
+        for its commit before the next is sent). TimeoutError if the commit takes longer.
+        """
+        if self._closed:
+            raise JournalClosedError(f"{self.path}: journal is closed")
+        future: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
+        self._queue.put([_Job(None, events, future)])
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()  # after a timeout: the writer then leaves it unanswered
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer thread within the next group commit; return its result."""
         result: T = await self._submit(_Job(fn, None, self._loop.create_future()))
@@ -191,7 +208,7 @@ class Journal:
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(job)
-        return await job.future
+        return await cast("asyncio.Future[Any]", job.future)
 
     def _flush(self) -> None:
         # Hand everything submitted during one turn of the loop to the writer at once: producers
@@ -247,6 +264,19 @@ class Journal:
             self._since_checkpoint += 1
             if self._since_checkpoint >= self._checkpoint_every:
                 self._checkpoint()
+        self._refuse_late_jobs()
+
+    def _refuse_late_jobs(self) -> None:
+        # A thread may have queued a job just as the journal closed: answer it, don't let it wait.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            for job in item or ():
+                job.error = JournalClosedError(f"{self.path}: journal is closed")
+                if isinstance(job.future, concurrent.futures.Future):
+                    _answer_thread(job)
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database (PASSIVE: never waits for readers); pace the next one."""
@@ -394,6 +424,9 @@ class Journal:
         return found
 
     def _post(self, jobs: list[_Job], outcome: _Outcome) -> None:
+        for job in jobs:
+            if isinstance(job.future, concurrent.futures.Future):
+                _answer_thread(job)
         try:
             self._loop.call_soon_threadsafe(self._settle, jobs, outcome)
         except RuntimeError:
@@ -415,3 +448,16 @@ class Journal:
         if outcome.touched:
             for listener in self._listeners:
                 listener(outcome.touched)
+
+
+def _answer_thread(job: _Job) -> None:
+    """Answer a thread's job from the writer; a job whose waiter gave up stays unanswered."""
+    future = job.future
+    assert isinstance(future, concurrent.futures.Future)
+    try:
+        if job.error is not None:
+            future.set_exception(job.error)
+        else:
+            future.set_result(job.result)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled after its timeout

@@ -9,7 +9,8 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,9 @@ import structlog
 from pynetdicom import association, dul
 from pynetdicom import events as evt
 
+from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
-from drivers.base import DriverContext
+from drivers.base import DriverContext, ThreadEmitter
 from drivers.dicom.store import Spool, SpoolFile
 from drivers.dicom.tags import UnreadableDataset, read_identity
 
@@ -28,8 +30,11 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 # A-ASSOCIATE-RJ (result, source, diagnostic): rejected-permanent by the service user.
-REJECT_CALLING_AE = (0x01, 0x01, 0x03)
-REJECT_ADDRESS = (0x01, 0x01, 0x01)  # "no reason given": the standard has no address reason
+REJECTIONS = {
+    "calling_ae_not_allowed": (0x01, 0x01, 0x03),
+    "address_not_allowed": (0x01, 0x01, 0x01),  # "no reason given": the standard has none
+    "busy": (0x02, 0x03, 0x02),  # rejected-transient, provider (presentation), local limit
+}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -59,12 +64,14 @@ class Receiver:
         self.min_free_mb = min_free_mb
         self.commit_timeout = commit_timeout
         self.receive = receive
+        self._direct = ctx if isinstance(ctx, ThreadEmitter) else None
         self.stored = 0
         self.refused: dict[str, int] = {}
         self.associations = 0  # connections accepted since start
         self._disk_low = False
         self._lock = threading.Lock()
         self._rejected_peers: set[tuple[str, str, str]] = set()
+        self.lean_active: Callable[[], int] = lambda: 0  # associations the lean acceptor serves
 
     def handlers(self) -> list[Any]:
         """The (event, handler) pairs to bind on the AE's server."""
@@ -92,17 +99,29 @@ class Receiver:
             wakeups.close()
 
     def on_requested(self, event: Any) -> None:
-        """Reject (A-ASSOCIATE-RJ) a calling AE or peer address that is not allowed."""
+        """Reject (A-ASSOCIATE-RJ) a peer that is not allowed, or one too many associations."""
         assoc = event.assoc
         calling = str(assoc.requestor.primitive.calling_ae_title).strip()
         address = str(assoc.requestor.address)
-        reason, rsd = None, REJECT_ADDRESS
-        if self.allowed_networks and not self._address_allowed(address):
-            reason = "address_not_allowed"
-        elif self.allowed_aes and calling not in self.allowed_aes:
-            reason, rsd = "calling_ae_not_allowed", REJECT_CALLING_AE
+        reason = self.refusal(address, calling)
         if reason is None:
-            return
+            acceptors = sum(1 for other in assoc.ae.active_associations if other.is_acceptor)
+            if self.lean_active() + acceptors > assoc.ae.maximum_associations:
+                reason = "busy"
+        if reason is not None:
+            self._count_refusal(address, calling, reason)
+            assoc.acse.send_reject(*REJECTIONS[reason])
+            assoc.kill()  # as pynetdicom's own rejections do: waits until the A-ASSOCIATE-RJ is out
+
+    def refusal(self, address: str, calling: str) -> str | None:
+        """Why a peer is not allowed to associate (a key of REJECTIONS), or None."""
+        if self.allowed_networks and not self._address_allowed(address):
+            return "address_not_allowed"
+        if self.allowed_aes and calling not in self.allowed_aes:
+            return "calling_ae_not_allowed"
+        return None
+
+    def _count_refusal(self, address: str, calling: str, reason: str) -> None:
         key = (address, calling, reason)
         with self._lock:
             first = key not in self._rejected_peers
@@ -116,8 +135,6 @@ class Receiver:
                 calling_ae=calling,
                 reason=reason,
             )
-        assoc.acse.send_reject(*rsd)
-        assoc.kill()  # as pynetdicom's own rejections do: waits until the A-ASSOCIATE-RJ is out
 
     def _address_allowed(self, address: str) -> bool:
         try:
@@ -133,13 +150,17 @@ class Receiver:
         return SUCCESS
 
     def on_store(self, event: Any) -> int:
-        """Spool, identify, fsync, rename, emit and wait for the commit; return the status."""
+        """pynetdicom's C-STORE: take the received file and `store` it."""
         received = utcnow()
         calling = str(event.assoc.requestor.ae_title).strip()
         try:
             temp = self._received_file(event)
         except OSError as err:
-            return self._out_of_space(f"write failed: {err.strerror or err}")
+            return self.write_failed(err)
+        return self.store(temp, calling, received)
+
+    def store(self, temp: Path, calling: str, received: datetime) -> int:
+        """Check the reserve, identify, fsync, rename, emit and wait for the commit; the status."""
         free = self.spool.free_mb()
         if free < self.min_free_mb:
             temp.unlink(missing_ok=True)
@@ -163,8 +184,13 @@ class Receiver:
         }
         if not self._emit(Event("dicom.stored", self.source, payload, occurred_at=received)):
             return OUT_OF_RESOURCES
-        self.stored += 1
+        with self._lock:
+            self.stored += 1
         return SUCCESS
+
+    def write_failed(self, err: OSError) -> int:
+        """The status for a received data set that could not be written (disk full)."""
+        return self._out_of_space(f"write failed: {err.strerror or err}")
 
     def _received_file(self, event: Any) -> Path:
         if self.receive == "memory":
@@ -226,15 +252,12 @@ class Receiver:
         return CANNOT_UNDERSTAND
 
     def _emit(self, event: Event) -> bool:
-        """Hand `event` to the loop and wait for its commit; False if it failed or timed out."""
+        """Journal `event` and wait for its commit; False if it failed or timed out."""
         try:
-            future = asyncio.run_coroutine_threadsafe(self.ctx.emit(event), self.loop)
-        except RuntimeError:  # the loop is closed: the agent is stopping
+            self._commit(event)
+        except JournalClosedError:  # the agent is stopping: the peer will resend
             return False
-        try:
-            future.result(self.commit_timeout)
         except TimeoutError:
-            future.cancel()
             log.error(
                 "dicom.commit_timeout",
                 source=self.source,
@@ -248,6 +271,20 @@ class Receiver:
             )
             return False
         return True
+
+    def _commit(self, event: Event) -> None:
+        if self._direct is not None:
+            self._direct.emit_from_thread(event, self.commit_timeout)
+            return
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.ctx.emit(event), self.loop)
+        except RuntimeError as err:  # the loop is closed
+            raise JournalClosedError("the agent is stopping") from err
+        try:
+            future.result(self.commit_timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
 
 class _Sleep:

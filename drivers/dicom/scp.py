@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import threading
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -16,6 +17,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.config import PluginSection, Seconds, Section
 from drivers.base import Driver, DriverContext
+from drivers.dicom.fast_store import FastStore, FastStoreServer
 from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.receiver import Network, Receiver, use_wakeups
 from drivers.dicom.store import Spool
@@ -73,7 +75,8 @@ class DicomScpConfig(PluginSection):
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
     commit_timeout: Seconds = 60.0
-    receive: Literal["file", "memory"] = "file"
+    fast_store: bool = True  # plain storage associations bypass pynetdicom's DIMSE threads
+    receive: Literal["file", "memory"] = "file"  # pynetdicom's receive (when it serves)
     query_retrieve: bool = True
     move_destinations: dict[AETitle, MoveDestination] = {}
     restart_initial: Seconds = 1.0
@@ -112,6 +115,7 @@ class DicomScp(Driver):
         super().__init__(name)
         self.config = config
         self.receiver: Receiver | None = None
+        self.fast_store: FastStore | None = None
         self.address: tuple[str, int] | None = None
         self.ready = asyncio.Event()
 
@@ -144,16 +148,19 @@ class DicomScp(Driver):
         _configure_pynetdicom(spool, self.config.receive)
         if not self.config.allowed_calling_aes and not self.config.allowed_addresses:
             log.warning("dicom.scp_open_to_any_peer", source=self.name)
-        ae, handlers = self._make_ae(ctx)
-        server = await self._start(ae, handlers)
+        ae, handlers, fast = self._make_ae(ctx)
+        self.fast_store = fast
+        server = await self._start(ae, handlers, fast)
         try:
             await asyncio.Future()  # serve until cancelled
         finally:
+            if fast is not None:
+                fast.stop()
             await asyncio.to_thread(ae.shutdown)
             self.ready.clear()
             log.info("dicom.scp_stopped", source=self.name, port=server.server_address[1])
 
-    def _make_ae(self, ctx: DriverContext) -> tuple[AE, list[Any]]:
+    def _make_ae(self, ctx: DriverContext) -> tuple[AE, list[Any], FastStore | None]:
         assert self.receiver is not None
         config = self.config
         ae = AE(ae_title=config.ae_title)
@@ -168,6 +175,18 @@ class DicomScp(Driver):
             ae.add_supported_context(
                 str(context.abstract_syntax), TRANSFER_SYNTAXES, scu_role=True, scp_role=True
             )
+        fast = None
+        if config.fast_store:
+            fast = FastStore(
+                self.receiver,
+                ae.supported_contexts,  # storage and verification only: Q/R is pynetdicom's
+                max_pdu=config.max_pdu,
+                max_associations=config.max_associations,
+                acse_timeout=config.acse_timeout,
+                network_timeout=config.network_timeout,
+                implementation_uid=str(ae.implementation_class_uid),
+                implementation_version=ae.implementation_version_name or "",
+            )
         handlers = self.receiver.handlers()
         if config.query_retrieve:
             qr = _query_retrieve(ctx, config)
@@ -175,18 +194,18 @@ class DicomScp(Driver):
                 for sop_class in qr.contexts():
                     ae.add_supported_context(sop_class, UNCOMPRESSED)
                 handlers.extend(qr.handlers())
-        return ae, handlers
+        return ae, handlers, fast
 
-    async def _start(self, ae: AE, handlers: list[Any]) -> ThreadedAssociationServer:
+    async def _start(
+        self, ae: AE, handlers: list[Any], fast: FastStore | None
+    ) -> ThreadedAssociationServer:
         backoff = Backoff(self.config.restart_initial, self.config.restart_max)
         rng = random.Random()
         failures = 0
         address = (self.config.host, self.config.port)
         while True:
             try:
-                server = await asyncio.to_thread(
-                    ae.start_server, address, block=False, evt_handlers=handlers
-                )
+                server = await asyncio.to_thread(_serve, ae, address, handlers, fast)
             except OSError as err:
                 failures += 1
                 if failures == 1:
@@ -211,6 +230,20 @@ class DicomScp(Driver):
             )
             self.ready.set()
             return server
+
+
+def _serve(
+    ae: AE, address: tuple[str, int], handlers: list[Any], fast: FastStore | None
+) -> FastStoreServer:
+    """Bind and start the server in its thread (what `AE.start_server` does, with our class)."""
+    server = ae.make_server(address, evt_handlers=handlers, server_class=FastStoreServer)
+    assert isinstance(server, FastStoreServer)
+    server.fast = fast
+    ae._servers.append(server)  # `ae.shutdown` stops the AE's servers; ours is one of them
+    threading.Thread(
+        target=server.serve_forever, name=f"dicom-scp-{address[1]}", daemon=True
+    ).start()
+    return server
 
 
 def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> None:

@@ -70,8 +70,18 @@ class RecordingContext:
         return [e.payload for e in self.events if e.kind == kind]
 
 
+# Every test runs against both acceptors: the lean path and pynetdicom must answer alike.
+ACCEPTOR: dict[str, object] = {}
+
+
+@pytest.fixture(autouse=True, params=["lean", "pynetdicom"])
+def acceptor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ACCEPTOR, "fast_store", request.param == "lean")
+
+
 def make_scp(**keys: object) -> DicomScp:
     config = {
+        **ACCEPTOR,
         "type": "dicom_scp",
         "ae_title": "EDGE",
         "host": "127.0.0.1",

@@ -169,3 +169,33 @@ async def test_retention_purges_old_events_and_settled_messages_only(open_journa
         "pending",
         "pending",
     ]
+
+
+async def test_a_thread_ingests_straight_to_the_writer_and_returns_after_the_commit(
+    open_journal, tmp_path
+):
+    journal = await open_journal.open(handlers=(Forward(),))
+    first = Event("test.tap", "scp", {"n": 1})
+    second = Event("test.tap", "scp", {"n": 2})
+
+    def from_thread() -> list[list[bool]]:
+        results = [journal.ingest_from_thread([first], 10.0)]
+        # Another connection sees the row as soon as the call returns: it waited for the commit.
+        seen = rows(tmp_path / "journal.db", "SELECT id FROM events")
+        assert seen == [(first.id,)]
+        results.append(journal.ingest_from_thread([first, second], 10.0))
+        return results
+
+    assert await asyncio.to_thread(from_thread) == [[True], [False, True]]
+    assert rows(tmp_path / "journal.db", "SELECT COUNT(*) FROM outbox") == [(2,)]
+
+
+async def test_a_thread_hears_a_failed_or_closed_journal(open_journal):
+    journal = await open_journal.open()
+    bad = Event("test.tap", "scp", {"n": object()})  # cannot be encoded: its job fails
+    with pytest.raises(TypeError):  # the job's own error, as `ingest` would raise it
+        await asyncio.to_thread(journal.ingest_from_thread, [bad], 10.0)
+    assert await journal.ingest([Event("test.tap", "scp", {"n": 3})]) == [True]
+    await journal.close()
+    with pytest.raises(JournalError):
+        await asyncio.to_thread(journal.ingest_from_thread, [Event("test.tap", "r", {})], 10.0)
