@@ -322,12 +322,11 @@ class _Association:
             status = receiver.write_failed(pending.error)
         else:
             pending.file.close()
-            temp = Path(pending.file.name)
             if pending.file.error is not None:
-                temp.unlink(missing_ok=True)
+                pending.file.discard()
                 status = receiver.write_failed(pending.file.error)
             else:
-                status = receiver.store(temp, self.calling, utcnow())
+                status = receiver.store(Path(pending.file.name), self.calling, utcnow())
         self._respond(pending, status)
 
     def _respond(self, request: _Pending, status: int) -> None:
@@ -368,8 +367,7 @@ class _Association:
         """Delete the temporary file of a data set that never completed."""
         pending, self.pending = self.pending, None
         if pending is not None and pending.file is not None:
-            pending.file.close()
-            Path(pending.file.name).unlink(missing_ok=True)
+            pending.file.discard()
 
 
 class FastStoreServer(ThreadedAssociationServer):

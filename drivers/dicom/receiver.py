@@ -199,7 +199,7 @@ class Receiver:
         if isinstance(spool_file, SpoolFile):
             spool_file.close()
             if spool_file.error is not None:
-                Path(spool_file.name).unlink(missing_ok=True)
+                spool_file.discard()
                 raise spool_file.error
         return Path(event.dataset_path)
 

@@ -9,6 +9,11 @@ from datetime import datetime
 from pathlib import Path
 
 TMP_SUFFIX = ".part"
+# This process's temporary files start with it, so that one spool's start-up cleanup never
+# deletes the files another driver of the same process is receiving into.
+RUN = uuid.uuid4().hex[:8]
+# The data and the size must be durable; the timestamps need not be (Windows has only fsync).
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 class SpoolFile:
@@ -19,7 +24,7 @@ class SpoolFile:
     """
 
     def __init__(self, directory: Path) -> None:
-        self.name = str(directory / f"{uuid.uuid4().hex}{TMP_SUFFIX}")
+        self.name = str(directory / f"{RUN}-{uuid.uuid4().hex}{TMP_SUFFIX}")
         self.error: OSError | None = None
         self.size = 0
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -48,6 +53,11 @@ class SpoolFile:
             os.close(self._fd)
             self._fd = -1
 
+    def discard(self) -> None:
+        """Close and delete the file."""
+        self.close()
+        Path(self.name).unlink(missing_ok=True)
+
 
 class Spool:
     """`<state_dir>/spool` (dated folders, `tmp/`) and `<state_dir>/quarantine/dicom`."""
@@ -58,12 +68,15 @@ class Spool:
         self.quarantine_dir = state_dir / "quarantine" / "dicom"
 
     def prepare(self) -> int:
-        """Create the folders; delete leftovers in `tmp/` (never acknowledged); return how many."""
+        """Create the folders; delete earlier runs' leftovers in `tmp/` (never acknowledged).
+
+        Returns how many were deleted. Files of this process (another driver's) are kept.
+        """
         for directory in (self.tmp, self.quarantine_dir):
             directory.mkdir(parents=True, exist_ok=True)
         removed = 0
         for leftover in self.tmp.iterdir():
-            if leftover.is_file():
+            if leftover.is_file() and not leftover.name.startswith(f"{RUN}-"):
                 leftover.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -80,7 +93,7 @@ class Spool:
         finally:
             spool_file.close()
         if spool_file.error is not None:
-            Path(spool_file.name).unlink(missing_ok=True)
+            spool_file.discard()
             raise spool_file.error
         return Path(spool_file.name)
 
@@ -118,7 +131,7 @@ class Spool:
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        _sync_data(fd)
     finally:
         os.close(fd)
 
