@@ -317,10 +317,14 @@ class Journal:
             raise
         self.commits += 1
         # Alerts are logged once, after they are durable, whoever raised them in this commit.
-        outcome.alerts = conn.execute(
-            "SELECT id, severity, code, subject FROM alerts WHERE id > ? ORDER BY id",
-            (self._last_alert,),
-        ).fetchall()
+        try:
+            outcome.alerts = conn.execute(
+                "SELECT id, severity, code, subject FROM alerts WHERE id > ? ORDER BY id",
+                (self._last_alert,),
+            ).fetchall()
+        except sqlite3.Error as err:  # committed all the same: no job may hear otherwise
+            log.warning("journal.alerts_unread", error=str(err))  # the next commit reads them
+            return
         if outcome.alerts:
             self._last_alert = outcome.alerts[-1][0]
 

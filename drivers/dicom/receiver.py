@@ -182,7 +182,11 @@ class Receiver:
             "calling_ae": calling,
             "received_via": "c-store",
         }
-        if not self._emit(Event("dicom.stored", self.source, payload, occurred_at=received)):
+        committed = self._emit(Event("dicom.stored", self.source, payload, occurred_at=received))
+        if not committed:
+            # Keep the file unless the event surely is not journaled: it may yet refer to it.
+            if committed is False:
+                path.unlink(missing_ok=True)
             return OUT_OF_RESOURCES
         with self._lock:
             self.stored += 1
@@ -251,11 +255,11 @@ class Receiver:
         self._emit(Event("dicom.rejected", self.source, payload, occurred_at=received))
         return CANNOT_UNDERSTAND
 
-    def _emit(self, event: Event) -> bool:
-        """Journal `event` and wait for its commit; False if it failed or timed out."""
+    def _emit(self, event: Event) -> bool | None:
+        """Journal `event`, wait for the commit: True, False (surely not), None (it may be)."""
         try:
             self._commit(event)
-        except JournalClosedError:  # the agent is stopping: the peer will resend
+        except JournalClosedError:  # the agent is stopping, the job never ran: the peer resends
             return False
         except TimeoutError:
             log.error(
@@ -264,12 +268,12 @@ class Receiver:
                 kind=event.kind,
                 timeout=self.commit_timeout,
             )
-            return False
+            return None
         except BaseException as err:  # any failure of the journal: the peer must resend
             log.error(
                 "dicom.commit_failed", source=self.source, kind=event.kind, error=type(err).__name__
             )
-            return False
+            return None
         return True
 
     def _commit(self, event: Event) -> None:

@@ -17,6 +17,7 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 from structlog.testing import capture_logs
 
+from agent.errors import JournalClosedError
 from agent.events import Event
 from drivers.dicom.scp import DicomScp, DicomScpConfig
 from tests.dicom_files import make_ct_slices, make_jpeg_baseline, make_study
@@ -336,4 +337,8 @@ async def test_the_response_waits_for_the_commit(tmp_path: Path, chunked_send: N
         ctx.gate = None
         ctx.failure = OSError("journal is gone")
         assert await asyncio.to_thread(send_files, port, files[1:]) == [0xA700]
+        ctx.failure = JournalClosedError("the agent is stopping")
+        assert await asyncio.to_thread(send_files, port, files[1:]) == [0xA700]
     assert len(ctx.kinds("dicom.stored")) == 1
+    # A file whose event may have been journaled is kept; one whose event surely was not, is not.
+    assert len(list((ctx.state_dir / "spool").rglob("*.dcm"))) == 2

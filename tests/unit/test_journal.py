@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +200,33 @@ async def test_a_thread_hears_a_failed_or_closed_journal(open_journal):
     await journal.close()
     with pytest.raises(JournalError):
         await asyncio.to_thread(journal.ingest_from_thread, [Event("test.tap", "r", {})], 10.0)
+
+
+class _AlertsUnreadable:
+    """The writer's connection, failing once to read the alerts after a commit."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.failed = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.startswith("SELECT id, severity") and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+async def test_a_commit_is_reported_committed_even_if_reading_its_alerts_fails(
+    open_journal, tmp_path
+):
+    journal = await open_journal.open(handlers=(Forward(),))
+    journal._conn = _AlertsUnreadable(journal._conn)
+    event = Event("test.tap", "scp", {"n": 1})
+    # A failure here would make a DICOM peer resend an image whose event is already journaled.
+    assert await journal.ingest([event]) == [True]
+    assert journal._conn.failed
+    assert rows(tmp_path / "journal.db", "SELECT id FROM events") == [(event.id,)]
+    assert await journal.ingest([Event("test.tap", "scp", {"n": 2})]) == [True]
