@@ -9,8 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 TMP_SUFFIX = ".part"
-# This process's temporary files start with it, so that one spool's start-up cleanup never
-# deletes the files another driver of the same process is receiving into.
+# This process's temporary files start with it. Start-up deletes only other processes' files,
+# which were never acknowledged; a second source (or a restarted one) may still be receiving
+# into this process's.
 RUN = uuid.uuid4().hex[:8]
 # The data and the size must be durable; the timestamps need not be (Windows has only fsync).
 _sync_data = getattr(os, "fdatasync", os.fsync)
@@ -68,10 +69,7 @@ class Spool:
         self.quarantine_dir = state_dir / "quarantine" / "dicom"
 
     def prepare(self) -> int:
-        """Create the folders; delete earlier runs' leftovers in `tmp/` (never acknowledged).
-
-        Returns how many were deleted. Files of this process (another driver's) are kept.
-        """
+        """Create the folders; delete earlier processes' leftovers in `tmp/`; return how many."""
         for directory in (self.tmp, self.quarantine_dir):
             directory.mkdir(parents=True, exist_ok=True)
         removed = 0
