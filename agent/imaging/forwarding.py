@@ -39,12 +39,13 @@ def forward(tx: Transaction, study_uid: str, uplinks: list[str], at: str) -> Non
     for uplink in uplinks:
         for exam_no, exam in exams:
             _push(tx, uplink, study_uid, exam_no, {"exam": json.loads(exam), "study": study})
-        for sop_uid, sop_class, syntax, path in unforwarded(conn, study_uid, uplink):
+        for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
             tx.enqueue(
                 uplink=uplink,
                 kind=INSTANCE,
                 order_key=order_key(study_uid),
-                dedupe_key=f"{INSTANCE}:{sop_uid}",
+                # Per received file: an instance overwritten later is sent again.
+                dedupe_key=f"{INSTANCE}:{sop_uid}:{event_id}",
                 payload={
                     "path": path,
                     "sop_uid": sop_uid,

@@ -60,6 +60,8 @@ def add_instance(
             (study_uid,),
         )
     else:
+        if old[0] != payload["path"]:  # another file: the uplinks that had the old one get it
+            conn.execute("DELETE FROM im_forwarded WHERE sop_uid = ?", (sop_uid,))
         conn.execute(
             "UPDATE im_instances SET series_uid = ?, study_uid = ?, sop_class = ?,"
             " transfer_syntax = ?, number = ?, path = ?, size = ?, received_at = ?,"
@@ -198,10 +200,10 @@ def study_summary(conn: sqlite3.Connection, study_uid: str) -> dict[str, Any] | 
 
 def unforwarded(
     conn: sqlite3.Connection, study_uid: str, uplink: str
-) -> list[tuple[str, str, str, str]]:
-    """(sop_uid, sop_class, transfer_syntax, path) not yet queued for `uplink`, in order."""
+) -> list[tuple[str, str, str, str, str]]:
+    """(sop_uid, sop_class, syntax, path, event_id) not yet queued for `uplink`, in order."""
     cursor = conn.execute(
-        "SELECT i.sop_uid, i.sop_class, i.transfer_syntax, i.path FROM im_instances i"
+        "SELECT i.sop_uid, i.sop_class, i.transfer_syntax, i.path, i.event_id FROM im_instances i"
         " LEFT JOIN im_series s ON s.series_uid = i.series_uid"
         " LEFT JOIN im_forwarded f ON f.uplink = ? AND f.sop_uid = i.sop_uid"
         " WHERE i.study_uid = ? AND f.sop_uid IS NULL"

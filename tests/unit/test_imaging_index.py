@@ -203,6 +203,29 @@ async def test_overwrite_replaces_the_row_and_reopens_a_stable_study(open_journa
     assert await index.journal.run(open_alerts) == []
 
 
+async def test_an_instance_overwritten_after_it_was_forwarded_is_forwarded_again(open_journal):
+    index = await make_index(open_journal, duplicates="overwrite")
+    await index.ingest(exam(exam_doc(accessionNo="ACC001")), stored("1"), stored("2", number=2))
+    await index.stable()
+    later = T0 + timedelta(hours=1)
+    await index.ingest(stored("1", path="/spool/corrected.dcm", at=later))
+    await index.stable()
+    assert await index.sent() == ["push:2", "1.1", "1.2", "1.1"]
+    assert (await index.messages())[-1][2]["path"] == "/spool/corrected.dcm"
+    await index.ingest(stored("1", path="/spool/again.dcm", at=later + timedelta(hours=1)))
+    await index.stable()
+    assert await index.sent() == ["push:2", "1.1", "1.2", "1.1", "1.1"]
+
+
+async def test_the_same_file_indexed_again_is_not_forwarded_again(open_journal):
+    index = await make_index(open_journal, duplicates="overwrite")
+    await index.ingest(exam(exam_doc(accessionNo="ACC001")), stored("1"))
+    await index.stable()
+    await index.ingest(stored("1", at=T0 + timedelta(hours=1)))  # a replayed event
+    await index.stable()
+    assert await index.sent() == ["push:1", "1.1"]
+
+
 async def test_stable_study_with_exam_queues_the_push_then_every_instance_in_order(index):
     await index.ingest(exam(exam_doc(accessionNo="ACC001")))
     await index.ingest(
