@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     _add_outbox(commands)
+    _add_spool(commands)
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 
@@ -152,6 +153,29 @@ def _add_outbox(commands: Any) -> None:
     discard.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     discard.add_argument("--actor", default=_actor())
     discard.set_defaults(func=cmd_outbox_discard)
+
+
+def _add_spool(commands: Any) -> None:
+    spool = commands.add_parser("spool", help="the DICOM spool against the study index")
+    actions = spool.add_subparsers(required=True, metavar="ACTION")
+    audit = actions.add_parser(
+        "audit", help="indexed images missing or changed, spool files nothing refers to"
+    )
+    config_option(audit)
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
+    audit.add_argument(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="judge unreferenced files only when this old (%(default)s)",
+    )
+    audit.add_argument(
+        "--delete-copies",
+        action="store_true",
+        help="delete unreferenced copies of instances the index has in another file",
+    )
+    audit.set_defaults(func=cmd_spool_audit)
 
 
 def config_option(parser: argparse.ArgumentParser) -> None:
@@ -424,6 +448,45 @@ def cmd_outbox_discard(args: argparse.Namespace) -> int:
     changed = asyncio.run(act())
     print(f"discarded {len(changed)} message(s): {' '.join(map(str, changed))}".rstrip(": "))
     return 0 if changed else EXIT_FAILURE
+
+
+def cmd_spool_audit(args: argparse.Namespace) -> int:
+    """Report what the spool and the index disagree on; 1 when an image may be lost."""
+    from agent.imaging.audit import audit_spool, delete_copies
+
+    result = audit_spool(_database(args.config).parent, min_age=args.min_age)
+    deleted = delete_copies(result) if args.delete_copies else 0
+    if args.json:
+        found = {**dataclasses.asdict(result), "healthy": result.healthy, "deleted": deleted}
+        print(json.dumps(found, indent=2))
+        return 0 if result.healthy else EXIT_FAILURE
+    print(
+        f"spool: {result.files} files, {result.megabytes:.1f} MB;"
+        f" {result.temporary} in tmp/, {result.quarantined} quarantined"
+    )
+    copies = f"{len(result.copies)}" + (f" ({deleted} deleted)" if args.delete_copies else "")
+    _print_table(
+        ["FOUND", "COUNT"],
+        [
+            ["indexed, file missing", str(len(result.missing))],
+            ["indexed, size changed", str(len(result.changed))],
+            ["not indexed: copy of an indexed instance", copies],
+            ["not indexed: instance the index lacks", str(len(result.unindexed))],
+            ["not indexed: unreadable", str(len(result.unreadable))],
+            [f"not indexed: newer than {_age(args.min_age)}, not judged", str(result.recent)],
+        ],
+    )
+    for row in result.missing:
+        print(f"missing: {row.path} (instance {row.sop_uid}, study {row.study_uid})")
+    for row in result.changed:
+        print(f"changed: {row.path} (instance {row.sop_uid}, indexed {row.size} bytes)")
+    for path in result.unindexed:
+        print(f"not indexed: {path} (send it to the agent again, e.g. with storescu)")
+    for path in result.unreadable:
+        print(f"unreadable: {path}")
+    if result.copies and not args.delete_copies:
+        print("copies are safe to delete: --delete-copies")
+    return 0 if result.healthy else EXIT_FAILURE
 
 
 def _age(seconds: float | None) -> str:

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from agent.errors import JournalClosedError
 from agent.events import Event
+from drivers.base import DriverContext
 from drivers.dicom.scp import DicomScp, DicomScpConfig
 from tests.dicom_files import make_ct_slices, make_jpeg_baseline, make_study
 
@@ -96,7 +97,7 @@ def make_scp(**keys: object) -> DicomScp:
 
 
 @asynccontextmanager
-async def serving(scp: DicomScp, ctx: RecordingContext) -> AsyncIterator[int]:
+async def serving(scp: DicomScp, ctx: DriverContext) -> AsyncIterator[int]:
     task = asyncio.create_task(scp.run(ctx))
     try:
         async with asyncio.timeout(WAIT):
