@@ -170,6 +170,9 @@ class UplinkSection(PluginSection):
     dead_letter_blocks_key: bool = False
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 class ApiSection(Section):
     """[api]: the local HTTP API hospital systems and the dashboard use."""
 
@@ -189,6 +192,11 @@ class ApiSection(Section):
     def _token_when_enabled(self) -> ApiSection:
         if self.enabled and self.token is None:
             raise ValueError("token is required when the API is enabled")
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"token is too short: at least {MIN_TOKEN_LENGTH} characters, since it unlocks"
+                " every write (make one with: openssl rand -hex 24)"
+            )
         return self
 
 

@@ -23,7 +23,7 @@ from agent.reprocessing.handler import ReprocessingHandler
 from agent.reprocessing.quality import QualityConfig, QualityHandler
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
-from agent.web.dashboard.sessions import COOKIE
+from agent.web.dashboard.sessions import COOKIE, FAILURE_WINDOW, MAX_FAILURES
 from tests.unit.test_compliance import Checked, opa_config
 
 TOKEN = "dashboard-token-0123456789"
@@ -379,3 +379,16 @@ async def dead_letter(centre: Checked, n: int) -> int:
         return cursor.lastrowid
 
     return int(await centre.journal.run(insert))
+
+
+async def test_guessing_the_token_is_throttled_per_address(make_client):
+    client = await make_client()
+    for _ in range(MAX_FAILURES):
+        response = await client.post("/login", data={"token": "guess"}, allow_redirects=False)
+        assert response.status == 401
+    with capture_logs() as logs:
+        response = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+    assert response.status == 429 and COOKIE not in response.cookies
+    assert 0 < int(response.headers["Retry-After"]) <= FAILURE_WINDOW
+    assert "too many wrong tokens" in await response.text()
+    assert [entry["event"] for entry in logs] == ["dashboard.login_throttled"]

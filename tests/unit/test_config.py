@@ -150,6 +150,13 @@ def test_api_needs_a_token_when_enabled(tmp_path):
     assert line == f"{path}: api: token is required when the API is enabled"
 
 
+def test_a_short_api_token_is_refused_without_showing_it(tmp_path):
+    path = write(tmp_path, '[api]\nenabled = true\ntoken = "123456"\n')
+    (line,) = problems(path)
+    assert line.startswith(f"{path}: api: token is too short: at least 16 characters")
+    assert "123456" not in line
+
+
 def test_uplinks_named_by_domains_and_alerts_must_exist(tmp_path):
     path = tmp_path / "agent.toml"
     path.write_text(

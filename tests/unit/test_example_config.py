@@ -38,7 +38,7 @@ def test_example_config_is_valid(tmp_path):
     (tmp_path / "creds").mkdir()
     (tmp_path / "creds" / "hospital_bus_secret").write_text("x", encoding="utf-8")
     (tmp_path / "creds" / "zhejiang_access_secret").write_text("x", encoding="utf-8")
-    (tmp_path / "creds" / "api_token").write_text("x", encoding="utf-8")
+    (tmp_path / "creds" / "api_token").write_text("x" * 24, encoding="utf-8")
     (tmp_path / "creds" / "city_imaging_license").write_text("x", encoding="utf-8")
     path = tmp_path / "agent.toml"
     path.write_text(text, encoding="utf-8")

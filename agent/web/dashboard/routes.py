@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from functools import partial
@@ -227,9 +228,20 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     target = safe_target(str(form.get("next", "")))
     store = request.app[SESSIONS_KEY]
-    session_id = store.login(str(form.get("token", "")))
+    remote = request.remote or ""
+    wait = math.ceil(store.retry_after(remote))
+    if wait > 0:
+        log.warning("dashboard.login_throttled", remote=remote)
+        problem = f"尝试次数过多，请 {wait} 秒后再试 / too many wrong tokens: try again in {wait} s"
+        return web.Response(
+            text=login_form(request, target, problem),
+            content_type="text/html",
+            status=429,
+            headers={"Retry-After": str(wait)},
+        )
+    session_id = store.login(str(form.get("token", "")), remote)
     if session_id is None:
-        log.warning("dashboard.login_refused", remote=request.remote)
+        log.warning("dashboard.login_refused", remote=remote)
         problem = "令牌错误 / wrong token"
         return web.Response(
             text=login_form(request, target, problem), content_type="text/html", status=401

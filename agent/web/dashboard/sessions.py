@@ -18,6 +18,10 @@ CSRF_HEADER = "X-CSRF-Token"  # on the API calls the dashboard's script makes
 ROUTE_PREFIX = "dashboard."  # every dashboard route is named so (see `is_dashboard_route`)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_SESSIONS = 256  # bounded memory: the oldest session goes first
+# Wrong tokens tolerated per address within the window before its logins are refused unread.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 60.0  # seconds
+MAX_TRACKED = 1024  # addresses with recent failures kept (bounded memory; the oldest go first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +43,24 @@ class SessionStore:
         self.lifetime = lifetime
         self._clock = clock
         self._sessions: OrderedDict[bytes, Session] = OrderedDict()
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
 
-    def login(self, given: str) -> str | None:
+    def retry_after(self, remote: str) -> float:
+        """Seconds until `remote` may try a token again (0: now); throttles guessing."""
+        recent = self._recent_failures(remote)
+        if len(recent) < MAX_FAILURES:
+            return 0.0
+        return recent[-MAX_FAILURES] + FAILURE_WINDOW - self._clock()
+
+    def login(self, given: str, remote: str = "") -> str | None:
         """A new session id if `given` is the operator token, else None (constant time)."""
         if not hmac.compare_digest(given.encode(), self._token):
+            self._failures[remote] = [*self._recent_failures(remote), self._clock()]
+            self._failures.move_to_end(remote)
+            while len(self._failures) > MAX_TRACKED:
+                self._failures.popitem(last=False)
             return None
+        self._failures.pop(remote, None)
         session_id = secrets.token_urlsafe(32)
         self._sessions[_key(session_id)] = Session(
             secrets.token_urlsafe(32), self._clock() + self.lifetime
@@ -51,6 +68,12 @@ class SessionStore:
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
         return session_id
+
+    def _recent_failures(self, remote: str) -> list[float]:
+        since = self._clock() - FAILURE_WINDOW
+        return [moment for moment in self._failures.get(remote, ()) if moment > since][
+            -MAX_FAILURES:
+        ]
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session of this id; an expired one is forgotten."""
