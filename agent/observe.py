@@ -6,6 +6,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+from agent.journal import outbox
+
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
@@ -46,14 +48,13 @@ class Snapshot:
 
 def outbox_counts(conn: sqlite3.Connection) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
     """Messages per uplink and state, and each uplink's oldest pending `created_at`."""
-    counts: dict[str, dict[str, int]] = {}
-    oldest: dict[str, float] = {}
-    for uplink, state, count, first in conn.execute(
-        "SELECT uplink, state, COUNT(*), MIN(created_at) FROM outbox GROUP BY uplink, state"
-    ):
-        counts.setdefault(uplink, {})[state] = count
-        if state == "pending":
-            oldest[uplink] = first
+    counts = outbox.tally(conn)
+    oldest = {
+        uplink: first
+        for uplink, states in counts.items()
+        if "pending" in states
+        and (first := outbox.oldest_created(conn, uplink, "pending")) is not None
+    }
     return counts, oldest
 
 

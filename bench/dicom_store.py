@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shlex
 import shutil
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from agent.events import Event
 from agent.journal.writer import Journal
-from bench.ingest import _cpu_model, _display, filesystem
+from bench.ingest import _cpu_model, _display, filesystem, record
 from drivers.dicom.scp import DicomScp, DicomScpConfig
 from tests.dicom_files import make_ct_slices
 
@@ -391,17 +390,6 @@ Targets (agent, lean path, state on disk):
 {END}"""
 
 
-def record(output: Path, section: str) -> None:
-    """Write `section` into `output`, replacing a previous C-STORE section if there is one."""
-    text = output.read_text(encoding="utf-8") if output.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    output.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.dicom_store", description=__doc__)
     parser.add_argument("--small", type=int, default=300, help="512×512 CT images (300)")
@@ -470,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_record:
         argv_shown = sys.argv[1:] if argv is None else argv
         command = " ".join([".venv/bin/python -m bench.dicom_store", *map(shlex.quote, argv_shown)])
-        record(args.output, report(command, directory, runs, corpus, args.rounds, costs))
+        section = report(command, directory, runs, corpus, args.rounds, costs)
+        record(args.output, section, BEGIN, END)
         print(f"\nrecorded in {_display(args.output.resolve())}")
 
 

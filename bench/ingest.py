@@ -291,10 +291,10 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def record(output: Path, section: str) -> None:
-    """Write `section` into `output`, replacing a previous ingest section if there is one."""
+def record(output: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Write `section` into `output`, replacing the one between `begin` and `end` if any."""
     text = output.read_text(encoding="utf-8") if output.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:

@@ -166,3 +166,36 @@ def purge(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
         (older_than, limit),
     ).rowcount
     return int(events + messages)
+
+
+# Every uplink with messages, one index probe each (a loose scan of outbox_queue).
+UPLINKS_SQL = (
+    "WITH RECURSIVE up(name) AS (SELECT MIN(uplink) FROM outbox UNION ALL"
+    " SELECT (SELECT MIN(uplink) FROM outbox WHERE uplink > name) FROM up WHERE name IS NOT NULL)"
+    " SELECT name FROM up WHERE name IS NOT NULL"
+)
+# Open messages through the outbox_queue index: as many rows as the uplink's backlog.
+OPEN_COUNTS_SQL = (
+    "SELECT state, COUNT(*) FROM outbox WHERE uplink = ? AND state IN ('pending', 'inflight',"
+    " 'dead') GROUP BY state"
+)
+# Settled ones are kept by triggers (schema v7): counting them would scan years of messages.
+SETTLED_SQL = "SELECT uplink, state, n FROM outbox_settled_counts WHERE n > 0"
+# The oldest message of an (uplink, state) through the outbox_queue index: ids grow with time.
+OLDEST_SQL = "SELECT created_at FROM outbox WHERE uplink = ? AND state = ? ORDER BY id LIMIT 1"
+
+
+def tally(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Messages per uplink and state (only states that have any), without a full scan."""
+    counts: dict[str, dict[str, int]] = {}
+    for (uplink,) in conn.execute(UPLINKS_SQL).fetchall():
+        counts[uplink] = dict(conn.execute(OPEN_COUNTS_SQL, (uplink,)).fetchall())
+    for uplink, state, n in conn.execute(SETTLED_SQL):
+        counts.setdefault(uplink, {})[state] = n
+    return counts
+
+
+def oldest_created(conn: sqlite3.Connection, uplink: str, state: str) -> float | None:
+    """`created_at` of the uplink's oldest message in `state`; None when there is none."""
+    row = conn.execute(OLDEST_SQL, (uplink, state)).fetchone()
+    return None if row is None else float(row[0])

@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from agent.errors import JournalError
+from agent.journal import outbox
 
 MESSAGE_COLUMNS = (
     "id, uplink, kind, order_key, dedupe_key, state, attempts, created_at, next_attempt_at,"
@@ -53,12 +54,15 @@ async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
 
 async def uplink_status(db: aiosqlite.Connection, configured: list[str]) -> list[UplinkStatus]:
     """Queue counts, oldest pending age, breaker and last error for each uplink."""
-    counts: dict[str, dict[str, Any]] = {name: {} for name in configured}
-    async with db.execute(
-        "SELECT uplink, state, COUNT(*), MIN(created_at) FROM outbox GROUP BY uplink, state"
-    ) as cursor:
-        async for uplink, state, count, oldest in cursor:
-            counts.setdefault(uplink, {})[state] = (count, oldest)
+    counts: dict[str, dict[str, int]] = {name: {} for name in configured}
+    async with db.execute(outbox.UPLINKS_SQL) as cursor:
+        uplinks = [uplink async for (uplink,) in cursor]
+    for uplink in uplinks:
+        async with db.execute(outbox.OPEN_COUNTS_SQL, (uplink,)) as cursor:
+            counts.setdefault(uplink, {}).update({state: n async for state, n in cursor})
+    async with db.execute(outbox.SETTLED_SQL) as cursor:
+        async for uplink, state, n in cursor:
+            counts.setdefault(uplink, {})[state] = n
     states: dict[str, tuple[str, str | None]] = {}
     async with db.execute("SELECT uplink, breaker, last_error FROM uplink_state") as cursor:
         async for uplink, breaker, last_error in cursor:
@@ -67,23 +71,28 @@ async def uplink_status(db: aiosqlite.Connection, configured: list[str]) -> list
     result = []
     for uplink in sorted(counts):
         by_state = counts[uplink]
-        oldest = min(
-            (by_state[s][1] for s in ("pending", "inflight") if s in by_state), default=None
-        )
+        firsts = [await _oldest(db, uplink, s) for s in ("pending", "inflight") if s in by_state]
+        oldest = min((first for first in firsts if first is not None), default=None)
         breaker, last_error = states.get(uplink, ("closed", None))
         result.append(
             UplinkStatus(
                 uplink=uplink,
-                pending=by_state.get("pending", (0,))[0],
-                inflight=by_state.get("inflight", (0,))[0],
-                dead=by_state.get("dead", (0,))[0],
-                delivered=by_state.get("delivered", (0,))[0],
+                pending=by_state.get("pending", 0),
+                inflight=by_state.get("inflight", 0),
+                dead=by_state.get("dead", 0),
+                delivered=by_state.get("delivered", 0),
                 oldest_pending_age=None if oldest is None else max(now - oldest, 0.0),
                 breaker=breaker,
                 last_error=last_error,
             )
         )
     return result
+
+
+async def _oldest(db: aiosqlite.Connection, uplink: str, state: str) -> float | None:
+    async with db.execute(outbox.OLDEST_SQL, (uplink, state)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else float(row[0])
 
 
 async def open_alert_count(db: aiosqlite.Connection) -> int:
