@@ -19,20 +19,10 @@ from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.handler import ImagingHandler
 from agent.journal.writer import Journal
+from bench.dicom_store import JournalContext
 from tests.dicom_files import make_ct_slices
 from tests.integration.test_dicom_scp import make_scp, send_files, serving
 from tests.unit.test_imaging_index import exam, exam_doc
-
-
-class JournalContext:
-    """The runtime's part for the SCP: a real journal whose imaging handler indexes each image."""
-
-    def __init__(self, state_dir: Path, journal: Journal) -> None:
-        self.state_dir = state_dir
-        self.journal = journal
-
-    async def emit(self, event: Event) -> bool:
-        return (await self.journal.ingest([event]))[0]
 
 
 async def receive(tmp_path: Path, duplicates: str, *batches: list[Path]) -> Journal:
