@@ -168,19 +168,18 @@ def purge(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
     return int(events + messages)
 
 
-# Every uplink with messages, one index probe each (a loose scan of outbox_queue).
-UPLINKS_SQL = (
+# (uplink, state, count) without a full scan: each uplink found by one index probe (a loose scan
+# of outbox_queue), each of its open states counted through that index (as many rows as its
+# backlog), settled ones read from the counts triggers keep (schema v7: those would be years).
+COUNTS_SQL = (
     "WITH RECURSIVE up(name) AS (SELECT MIN(uplink) FROM outbox UNION ALL"
-    " SELECT (SELECT MIN(uplink) FROM outbox WHERE uplink > name) FROM up WHERE name IS NOT NULL)"
-    " SELECT name FROM up WHERE name IS NOT NULL"
+    " SELECT (SELECT MIN(uplink) FROM outbox WHERE uplink > name) FROM up WHERE name IS NOT NULL),"
+    " open(state) AS (VALUES ('pending'), ('inflight'), ('dead')),"
+    " counted(uplink, state, n) AS (SELECT name, open.state, (SELECT COUNT(*) FROM outbox AS o"
+    " WHERE o.uplink = name AND o.state = open.state) FROM up, open WHERE name IS NOT NULL)"
+    " SELECT uplink, state, n FROM counted WHERE n > 0"
+    " UNION ALL SELECT uplink, state, n FROM outbox_settled_counts WHERE n > 0"
 )
-# Open messages through the outbox_queue index: as many rows as the uplink's backlog.
-OPEN_COUNTS_SQL = (
-    "SELECT state, COUNT(*) FROM outbox WHERE uplink = ? AND state IN ('pending', 'inflight',"
-    " 'dead') GROUP BY state"
-)
-# Settled ones are kept by triggers (schema v7): counting them would scan years of messages.
-SETTLED_SQL = "SELECT uplink, state, n FROM outbox_settled_counts WHERE n > 0"
 # The oldest message of an (uplink, state) through the outbox_queue index: ids grow with time.
 OLDEST_SQL = "SELECT created_at FROM outbox WHERE uplink = ? AND state = ? ORDER BY id LIMIT 1"
 
@@ -188,9 +187,7 @@ OLDEST_SQL = "SELECT created_at FROM outbox WHERE uplink = ? AND state = ? ORDER
 def tally(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     """Messages per uplink and state (only states that have any), without a full scan."""
     counts: dict[str, dict[str, int]] = {}
-    for (uplink,) in conn.execute(UPLINKS_SQL).fetchall():
-        counts[uplink] = dict(conn.execute(OPEN_COUNTS_SQL, (uplink,)).fetchall())
-    for uplink, state, n in conn.execute(SETTLED_SQL):
+    for uplink, state, n in conn.execute(COUNTS_SQL):
         counts.setdefault(uplink, {})[state] = n
     return counts
 

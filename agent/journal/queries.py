@@ -55,12 +55,7 @@ async def connect(path: Path) -> AsyncIterator[aiosqlite.Connection]:
 async def uplink_status(db: aiosqlite.Connection, configured: list[str]) -> list[UplinkStatus]:
     """Queue counts, oldest pending age, breaker and last error for each uplink."""
     counts: dict[str, dict[str, int]] = {name: {} for name in configured}
-    async with db.execute(outbox.UPLINKS_SQL) as cursor:
-        uplinks = [uplink async for (uplink,) in cursor]
-    for uplink in uplinks:
-        async with db.execute(outbox.OPEN_COUNTS_SQL, (uplink,)) as cursor:
-            counts.setdefault(uplink, {}).update({state: n async for state, n in cursor})
-    async with db.execute(outbox.SETTLED_SQL) as cursor:
+    async with db.execute(outbox.COUNTS_SQL) as cursor:
         async for uplink, state, n in cursor:
             counts.setdefault(uplink, {})[state] = n
     states: dict[str, tuple[str, str | None]] = {}
