@@ -11,50 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import SecretStr
 from pydicom import dcmread
 
 from agent import toml_out
-from agent.simulators.remote_imaging import RemoteImagingSimulator, RemoteImagingSimulatorConfig
+from agent.simulators.remote_imaging import RemoteImagingSimulator
 from tests.dicom_files import make_study
-from tests.integration.test_remote_imaging import dataset_bytes
+from tests.integration.test_remote_imaging import city_platform, dataset_bytes
 from tests.mosquitto import free_port
 from tests.peers import dcmtk
-from tests.unit.test_remote_imaging_codec import APP_ID, HOSPITAL, LICENSE, ORG_ID, key_pair
+from tests.unit.test_remote_imaging_codec import APP_ID, HOSPITAL, LICENSE, ORG_ID
 from tests.watched_agent import WatchedAgent
 
 TOKEN = "imaging-e2e-token-0123456789"
 WAIT = 60.0  # any single wait; a hang fails instead of blocking the suite
 ACCESSION, PATIENT = "ACC20261123", "P0042"
-
-
-@asynccontextmanager
-async def city_platform() -> AsyncIterator[RemoteImagingSimulator]:
-    simulator = RemoteImagingSimulator(
-        "city",
-        RemoteImagingSimulatorConfig(
-            type="remote_imaging",
-            port=0,
-            dicom_port=0,
-            app_id=APP_ID,
-            org_id=ORG_ID,
-            license=SecretStr(LICENSE),
-            private_key=SecretStr(key_pair().export_key().decode()),
-            hospital_codes=[HOSPITAL],
-        ),
-    )
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.release_held()
-        await simulator.stop()
 
 
 def write_config(tmp_path: Path, platform: RemoteImagingSimulator, ports: dict[str, int]) -> Path:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,10 +144,11 @@ def new_study(**changes: Any) -> dict[str, Any]:
     return payload
 
 
-@pytest.fixture
-async def platform() -> AsyncIterator[RemoteImagingSimulator]:
+@asynccontextmanager
+async def city_platform() -> AsyncIterator[RemoteImagingSimulator]:
+    """The seed 003 simulator, started, that knows the test hospital and key pair."""
     simulator = RemoteImagingSimulator(
-        "platform",
+        "city",
         RemoteImagingSimulatorConfig(
             type="remote_imaging",
             port=0,
@@ -160,8 +161,17 @@ async def platform() -> AsyncIterator[RemoteImagingSimulator]:
         ),
     )
     await simulator.start()
-    yield simulator
-    await simulator.stop()
+    try:
+        yield simulator
+    finally:
+        simulator.release_held()
+        await simulator.stop()
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[RemoteImagingSimulator]:
+    async with city_platform() as simulator:
+        yield simulator
 
 
 def uplink_config(platform: RemoteImagingSimulator, **overrides: Any) -> RemoteImagingConfig:
