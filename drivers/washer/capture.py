@@ -105,13 +105,25 @@ class Receipts:
         return text
 
     def cycle_event(self, raw: bytes) -> Event:
-        """The `washer.cycle` event of a receipt; ReceiptError says why there is none."""
-        text = self.text(raw)
-        cycle = self.parse(text, self.tz)
+        """The `washer.cycle` event of a receipt; ReceiptError says why there is none, always.
+
+        Blocking (a large receipt takes a while to parse): run it in a worker thread.
+        """
         digest = sha256(raw)
-        payload = cycle_payload(
-            cycle, washer=self.washer, fmt=self.config.format, sha256=digest, text=text
-        )
+        try:
+            text = self.text(raw)
+            cycle = self.parse(text, self.tz)
+            payload = cycle_payload(
+                cycle, washer=self.washer, fmt=self.config.format, sha256=digest, text=text
+            )
+        except ReceiptError:
+            raise
+        except Exception as err:
+            # A defect of ours must not cost the receipt: it is quarantined like any unreadable
+            # one, and the alert names the parser. Never the message: it may quote the text.
+            raise ReceiptError(
+                "parser_failed", f"the {self.config.format} parser failed ({type(err).__name__})"
+            ) from err
         self.cycles += 1
         return self._event("washer.cycle", payload, digest, occurred_at=cycle.ended_at)
 

@@ -201,7 +201,7 @@ class WasherFolder(Driver):
                 raise ReceiptError("oversize", f"{stat.size} bytes, max_bytes is {limit}")
             raw = await asyncio.to_thread(path.read_bytes)
             digest = sha256(raw)
-            event = self.receipts.cycle_event(raw)
+            event = await asyncio.to_thread(self.receipts.cycle_event, raw)
         except FileNotFoundError:
             return  # taken away between the check and the read
         except ReceiptError as err:

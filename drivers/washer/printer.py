@@ -131,7 +131,7 @@ class WasherPrinter(Driver):
         try:
             if chunk.oversize:
                 raise ReceiptError("oversize", f"more than max_bytes = {self.config.max_bytes}")
-            event = self.receipts.cycle_event(chunk.data)
+            event = await asyncio.to_thread(self.receipts.cycle_event, chunk.data)
         except ReceiptError as err:
             if err.reason == "empty":
                 # Paper feed and cut, printer init: commands only, no receipt to keep.

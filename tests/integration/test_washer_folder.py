@@ -176,3 +176,50 @@ async def test_a_folder_without_change_notifications_is_still_read(tmp_path: Pat
         (inbox / "late.csv").write_bytes((FIXTURES / "cycle_aw03.csv").read_bytes())
         await ctx.wait_for(lambda events: len(events) >= 1)
     assert ctx.events[0].kind == "washer.cycle"
+
+
+async def test_a_receipt_the_parser_cannot_date_is_rejected_and_the_source_keeps_reading(
+    tmp_path: Path,
+):
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    far = (
+        "程序,P\n循环号,1\n结果,合格\n\n阶段,开始时间,结束时间,温度\n"
+        "测漏,9999-12-31 23:59:00,00:01:00,\n"
+    )
+    (inbox / "a-far.csv").write_bytes(far.encode("gb18030"))
+    good = (FIXTURES / "cycle_aw03.csv").read_bytes()
+    (inbox / "b-good.csv").write_bytes(good)
+    folder = make_folder(inbox)
+    ctx = StateContext(tmp_path / "state")
+    async with running(folder, ctx):
+        await ctx.wait_for(lambda events: len(events) >= 2)
+        await until(folder, lambda: not any(inbox.glob("*.csv")))
+    rejected = next(e.payload for e in ctx.events if e.kind == "washer.rejected")
+    assert rejected["reason"].startswith("bad_value: ")
+    assert (inbox / "rejected" / "a-far.csv").read_bytes() == far.encode("gb18030")
+    reason = (inbox / "rejected" / "a-far.csv.reason.txt").read_text()
+    assert "year 9999 is outside 2000-2099" in reason
+    assert [e.kind for e in ctx.events].count("washer.cycle") == 1
+
+
+async def test_a_parser_defect_quarantines_the_receipt_instead_of_stopping_the_source(
+    tmp_path: Path,
+):
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    (inbox / "x.csv").write_bytes((FIXTURES / "cycle_aw03.csv").read_bytes())
+    folder = make_folder(inbox)
+
+    def broken(text: str, tz: object) -> object:
+        raise IndexError("a bug quoting 刘洋's receipt")
+
+    folder.receipts.parse = broken  # type: ignore[assignment]
+    ctx = StateContext(tmp_path / "state")
+    with capture_logs() as logs:
+        async with running(folder, ctx):
+            events = await ctx.wait_for(lambda events: len(events) >= 1)
+            await until(folder, (inbox / "rejected" / "x.csv").exists)
+    assert events[0].kind == "washer.rejected"
+    assert events[0].payload["reason"] == "parser_failed: the csv parser failed (IndexError)"
+    assert "刘洋" not in str(logs)

@@ -189,3 +189,16 @@ async def test_a_receipt_is_quarantined_when_the_journal_cannot_take_it(tmp_path
         await printer._handle(ctx, Chunk(receipt, oversize=False))
     (kept,) = (tmp_path / "state" / "quarantine" / "washer" / "aer_1").iterdir()
     assert kept.read_bytes() == receipt  # the printer cannot print it again: nothing lost
+
+
+async def test_a_receipt_the_parser_cannot_date_is_quarantined_not_lost(tmp_path: Path):
+    printer = make_printer("tcp-listen://127.0.0.1:0")
+    ctx = StateContext(tmp_path / "state")
+    far = "程序: P\n循环号: 1\n日期: 9999-12-31\n测漏 23:50 - 00:10\n结果: 合格\n"
+    receipt = b"\x1b@" + far.encode("gb18030") + b"\x1dV\x00"
+    await printer._handle(ctx, Chunk(receipt, oversize=False))
+    (rejected,) = ctx.events
+    assert rejected.kind == "washer.rejected"
+    assert rejected.payload["reason"].startswith("bad_value: ")
+    assert Path(rejected.payload["quarantined"]).read_bytes() == receipt
+    assert printer.counters == {"bad_value": 1}

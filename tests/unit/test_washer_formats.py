@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.washer.formats import csv_log, thermal_cn, xml_log
+from drivers.washer.formats.template import TemplateConfig, TemplateParser
 from drivers.washer.receipt import ReceiptError, decode
+from tests.unit.test_washer_template import CF200
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "washer"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -197,3 +199,45 @@ def test_xml_truncated_missing_garbage_and_dtd():
         xml_log.parse("<html><body>x</body></html>", SHANGHAI)
     with pytest.raises(ReceiptError, match="garbage: DTD"):
         xml_log.parse('<!DOCTYPE x [<!ENTITY a "b">]><WasherCycle/>', SHANGHAI)
+
+
+CALENDAR_EDGES = {
+    "csv 9999": (
+        csv_log.parse,
+        "程序,P\n循环号,1\n结果,合格\n\n阶段,开始时间,结束时间,温度\n"
+        "测漏,9999-12-31 23:59:00,00:01:00,\n",
+    ),
+    "thermal 9999": (
+        thermal_cn.parse,
+        "程序: P\n循环号: 1\n日期: 9999-12-31\n测漏 23:50 - 00:10\n结果: 合格\n",
+    ),
+    "thermal 0001": (
+        thermal_cn.parse,
+        "程序: P\n循环号: 1\n日期: 0001-01-01\n测漏 00:10 - 00:20\n结果: 合格\n",
+    ),
+    "template 9999": (
+        TemplateParser(TemplateConfig.model_validate(CF200)).parse,
+        "机号 7  程序 P\n周期编号 #1\n9999.12.31\n[测漏] 23:50-00:10 T=--\n判定: OK\n",
+    ),
+    "xml 0001": (
+        xml_log.parse,
+        '<WasherCycle program="P" cycle="1"><Phases><Phase name="测漏" '
+        'start="0001-01-01 00:10:00" end="0001-01-01 00:20:00"/></Phases>'
+        "<Result>合格</Result></WasherCycle>",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CALENDAR_EDGES)
+def test_dates_at_the_calendars_edges_are_a_receipt_error(case: str):
+    parse, receipt = CALENDAR_EDGES[case]
+    with pytest.raises(ReceiptError) as err:
+        parse(receipt, SHANGHAI)
+    assert err.value.reason == "bad_value" and "2000" in err.value.detail
+
+
+def test_a_number_too_large_to_be_finite_is_a_bad_value():
+    receipt = text("cycle_aw03.csv").replace(",24.6,", "," + "9" * 400 + ",")
+    assert "9" * 400 in receipt
+    with pytest.raises(ReceiptError, match="bad_value: 温度: not a finite number"):
+        csv_log.parse(receipt, SHANGHAI)

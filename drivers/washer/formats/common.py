@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
+from typing import TypeVar
 
 from agent.reprocessing.facts import Disinfectant, StepKind
 from drivers.washer.receipt import Channel, Phase, ReceiptError, Verdict, WasherCycle
@@ -68,7 +70,11 @@ DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S",
 )
 MAX_DURATION = timedelta(hours=12)
+# A printed year outside these is a misprint or a washer clock that was reset, never a cycle to
+# judge; it also keeps every date far from the calendar's ends, where arithmetic overflows.
+YEARS = range(2000, 2100)
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_Day = TypeVar("_Day", date, datetime)
 
 
 def phase_kind(name: str, extra: Mapping[str, StepKind] | None = None) -> StepKind:
@@ -120,7 +126,10 @@ def number(value: str | None, field: str) -> float | None:
     match = _NUMBER.search(value)
     if match is None:
         raise ReceiptError("bad_value", f"{field}: not a number")
-    return float(match.group())
+    parsed = float(match.group())
+    if not math.isfinite(parsed):
+        raise ReceiptError("bad_value", f"{field}: not a finite number")
+    return parsed
 
 
 def error_code(value: str | None) -> str:
@@ -133,10 +142,20 @@ def parse_date(value: str, formats: Iterable[str] = DATE_FORMATS) -> date:
     """A printed date; ReceiptError("bad_value") if no format fits."""
     for fmt in formats:
         try:
-            return datetime.strptime(value.strip(), fmt).date()
+            day = datetime.strptime(value.strip(), fmt).date()
         except ValueError:
             continue
+        return plausible(day, "date")
     raise ReceiptError("bad_value", f"date {value.strip()!r} matches no date format")
+
+
+def plausible(day: _Day, field: str) -> _Day:
+    """`day` itself if its year is in YEARS; ReceiptError("bad_value") otherwise."""
+    if day.year not in YEARS:
+        raise ReceiptError(
+            "bad_value", f"{field}: year {day.year} is outside {YEARS.start}-{YEARS.stop - 1}"
+        )
+    return day
 
 
 class Clock:
@@ -163,13 +182,13 @@ class Clock:
                 moment = datetime.strptime(text, fmt)
             except ValueError:
                 continue
-            return self._seen(moment.replace(tzinfo=self.tz))
+            return self._seen(moment.replace(tzinfo=self.tz), field)
         for fmt in self.time_formats:
             try:
                 clock = datetime.strptime(text, fmt).time()
             except ValueError:
                 continue
-            return self._seen(self._on_day(clock, field))
+            return self._seen(self._on_day(clock, field), field)
         raise ReceiptError("bad_value", f"{field}: {text!r} is not a time")
 
     def _on_day(self, clock: time, field: str) -> datetime:
@@ -181,8 +200,8 @@ class Clock:
             raise ReceiptError("missing_field", f"{field}: a time without a date")
         return datetime.combine(self.day, clock, self.tz)
 
-    def _seen(self, moment: datetime) -> datetime:
-        self._last = moment
+    def _seen(self, moment: datetime, field: str) -> datetime:
+        self._last = plausible(moment, field)
         return moment
 
 
