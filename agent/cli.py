@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_outbox(commands)
     _add_spool(commands)
+    from agent import handler_commands  # it uses this module's helpers
+
+    handler_commands.add_parser(commands)
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 

@@ -28,6 +28,10 @@ class JournalError(AgentError):
     """The local journal (SQLite) cannot be opened, migrated or written."""
 
 
+class UnstorableEventError(JournalError):
+    """An event the journal cannot store as it is: a value JSON cannot hold, a time out of range."""
+
+
 class JournalClosedError(JournalError):
     """A write was submitted after the journal stopped accepting work."""
 

@@ -46,6 +46,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 PURGE_CHUNK = 5000
 PROBE_TIMEOUT = 5.0  # seconds: a journal that cannot answer a query in this is unhealthy
+REPLAY_POLL = 2.0  # seconds: how soon `edge-agent handlers replay` is acted on
 
 
 def dispatch_settings(section: UplinkSection) -> DispatchSettings:
@@ -285,6 +286,7 @@ class Agent:
             asyncio.create_task(self._stats_loop(), name="stats"),
             asyncio.create_task(self._watchdog_loop(), name="watchdog"),
             asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(self._replay_loop(), name="replays"),
         ]
 
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
@@ -376,6 +378,20 @@ class Agent:
         return await self.journal.run(
             partial(publish, subject="health", key="agent", dedupe=dedupe, payload=payload)
         )
+
+    async def _replay_loop(self) -> None:
+        """Replay the handler failures an operator asked for (`edge-agent handlers replay`)."""
+        assert self.journal is not None
+        while True:
+            for result in await self.journal.replay_requested():
+                if result.error:  # its type only: the message may quote the event
+                    error = result.error.partition(":")[0]
+                    log.error("journal.replay_failed", failure_id=result.failure_id, error=error)
+                else:
+                    log.info(
+                        "journal.replayed", failure_id=result.failure_id, handler=result.handler
+                    )
+            await asyncio.sleep(REPLAY_POLL)
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval

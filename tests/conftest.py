@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.journal.writer import Handler, Journal
+from agent.journal.transaction import Handler
+from agent.journal.writer import Journal
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
 from agent.simulators.zhejiang_endoscope import (
     ZhejiangEndoscopeSimulator,

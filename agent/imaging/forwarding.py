@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any
 
 from agent.imaging.index import study_summary, unforwarded
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 
 PUSH = "exam.push"
 INSTANCE = "dicom.instance"

@@ -12,7 +12,7 @@ from agent.imaging.config import ImagingConfig
 from agent.imaging.forwarding import forward
 from agent.imaging.index import add_instance
 from agent.journal.alerts import Alert
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 
 STORED = "dicom.stored"
 EXAM = "imaging.exam"

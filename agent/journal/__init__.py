@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.journal.database import open_database
-from agent.journal.writer import Handler, Journal, Transaction
+from agent.journal.transaction import Handler, Transaction
+from agent.journal.writer import Journal
 
 __all__ = ["Handler", "Journal", "Transaction", "open_database"]

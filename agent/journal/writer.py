@@ -5,112 +5,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import fnmatch
-import json
 import queue
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import structlog
 
-from agent.errors import JournalClosedError, JournalError
+from agent.errors import JournalClosedError, JournalError, UnstorableEventError
 from agent.events import Event
-from agent.journal.alerts import Alert, raise_alert
+from agent.journal import failures
 from agent.journal.database import open_database
-from agent.journal.publish import Subject, publish
+from agent.journal.transaction import Handler, Transaction, to_json
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-# One encoder for every row: `json.dumps` with options builds a new encoder on each call.
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Checkpoint when about this many WAL frames (pages) have accumulated. Half SQLite's default:
 # a smaller checkpoint mostly finishes while the loop is still handling the commit's answers.
 CHECKPOINT_FRAMES = 500
-
-
-class Handler(Protocol):
-    """A domain handler: pure and synchronous, it reads and writes state only through `tx`.
-
-    It must be deterministic: if anything in its batch fails, the batch's writes are rolled back
-    and `handle` runs again for the same event.
-    """
-
-    @property
-    def name(self) -> str:
-        """Names the handler in failure records and logs."""
-        ...
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """fnmatch patterns of the event kinds it handles."""
-        ...
-
-    def handle(self, tx: Transaction, event: Event) -> None: ...
-
-
-class Transaction:
-    """What a handler may touch: the open connection and the outbox, inside the ingest commit."""
-
-    __slots__ = ("_touched", "conn", "event_id", "now")
-
-    def __init__(self, conn: sqlite3.Connection, event_id: str | None, touched: set[str]) -> None:
-        self.conn = conn
-        self.event_id = event_id
-        self.now = time.time()
-        self._touched = touched
-
-    def enqueue(
-        self,
-        *,
-        uplink: str,
-        kind: str,
-        order_key: str,
-        dedupe_key: str,
-        payload: dict[str, Any],
-        delay: float = 0.0,
-    ) -> bool:
-        """Add an outbox message; False if (uplink, dedupe_key) was already queued."""
-        cursor = self.conn.execute(
-            "INSERT OR IGNORE INTO outbox (uplink, kind, order_key, dedupe_key, payload, event_id,"
-            " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                uplink,
-                kind,
-                order_key,
-                dedupe_key,
-                _to_json(payload),
-                self.event_id,
-                self.now,
-                self.now + delay,
-            ),
-        )
-        if cursor.rowcount:
-            self._touched.add(uplink)
-            return True
-        return False
-
-    def publish(self, subject: Subject, key: str, payload: dict[str, Any]) -> None:
-        """Queue a status message (scope state, health) for the uplinks following `subject`."""
-        dedupe = f"{subject}:{key}:{self.event_id}"
-        self._touched.update(
-            publish(
-                self.conn, subject, key=key, dedupe=dedupe, payload=payload, event_id=self.event_id
-            )
-        )
-
-    def raise_alert(self, alert: Alert) -> bool:
-        """Record `alert` once per (code, origin) and queue it for the alert routes."""
-        routes = raise_alert(self.conn, alert)
-        if routes is None:
-            return False
-        self._touched.update(routes)
-        return True
 
 
 @dataclass(slots=True)
@@ -377,14 +295,7 @@ class Journal:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO events (id, kind, source, occurred_at, received_at, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    event.id,
-                    event.kind,
-                    event.source,
-                    event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-                    event.received_at.astimezone(UTC).isoformat(timespec="microseconds"),
-                    _to_json(event.payload),
-                ),
+                _event_row(event),
             )
             if not cursor.rowcount:
                 fresh.append(False)  # a re-sent event: already journaled with everything derived
@@ -400,8 +311,8 @@ class Journal:
     def _run_handler(
         self, handler: Handler, event: Event, touched: set[str], outcome: _Outcome
     ) -> None:
-        # A failing handler must not cost the raw event: roll back only its own writes and
-        # record the failure so the event can be re-processed after a fix.
+        # A failing handler must not cost the raw event: roll back only its own writes, record
+        # the failure and raise an alert in the same commit, so a person replays it after a fix.
         conn = self._conn
         mine: set[str] = set()
         conn.execute("SAVEPOINT handler")
@@ -410,13 +321,22 @@ class Journal:
             touched |= mine
         except Exception as err:
             conn.execute("ROLLBACK TO handler")
-            error = f"{type(err).__name__}: {err}"
-            conn.execute(
-                "INSERT INTO handler_failures (event_id, handler, error, at) VALUES (?, ?, ?, ?)",
-                (event.id, handler.name, error, time.time()),
-            )
+            alert = failures.record(conn, event, handler.name, err)
+            Transaction(conn, event.id, touched).raise_alert(alert)
             outcome.handler_failures.append((event.kind, handler.name, type(err).__name__))
         conn.execute("RELEASE handler")
+
+    async def replay_requested(self) -> list[failures.Replayed]:
+        """Run each handler an operator asked to replay again on its kept event, in order."""
+        touched: set[str] = set()
+        replayed = await self.run(partial(self._replay, touched=touched))
+        if touched:
+            for listener in self._listeners:
+                listener(touched)
+        return replayed
+
+    def _replay(self, conn: sqlite3.Connection, touched: set[str]) -> list[failures.Replayed]:
+        return failures.replay(conn, {h.name: h for h in self._handlers}, touched)
 
     def _handlers_for(self, kind: str) -> tuple[Handler, ...]:
         found = self._by_kind.get(kind)
@@ -452,6 +372,21 @@ class Journal:
         if outcome.touched:
             for listener in self._listeners:
                 listener(outcome.touched)
+
+
+def _event_row(event: Event) -> tuple[str, str, str, str, str, str]:
+    """The `events` row of `event`; UnstorableEventError if a value cannot be stored as it is."""
+    try:
+        return (
+            event.id,
+            event.kind,
+            event.source,
+            event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            event.received_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            to_json(event.payload),
+        )
+    except (ValueError, OverflowError) as err:
+        raise UnstorableEventError(f"{event.kind} event from {event.source}: {err}") from err
 
 
 def _answer_thread(job: _Job) -> None:

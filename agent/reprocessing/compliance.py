@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.events import Event
 from agent.journal.alerts import Alert
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.facts import (
     BatchTest,

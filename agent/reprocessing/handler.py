@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.events import Event
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 from agent.reprocessing.compliance import Compliance
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station
 from agent.reprocessing.facts import Stage, StepKind

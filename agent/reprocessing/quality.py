@@ -16,7 +16,7 @@ from agent.reprocessing.state import scope_states
 from agent.reprocessing.verdicts import record_violation
 
 if TYPE_CHECKING:  # agent.reprocessing.config imports QualityConfig from here
-    from agent.journal.writer import Transaction
+    from agent.journal.transaction import Transaction
     from agent.reprocessing.config import ReprocessingConfig
 
 PHOTO_NAME_CHARS: Final = 68  # 64 hex digits of the SHA-256 + ".jpg"/".png"

@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.events import Event
 from agent.journal.alerts import Alert
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station, Washer
 from agent.reprocessing.facts import StepKind
 from agent.reprocessing.records import RecordBuilder, phase_reader

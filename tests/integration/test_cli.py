@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.events import Event
 from agent.journal import outbox
-from agent.journal.writer import Journal, Transaction
+from agent.journal.transaction import Transaction
+from agent.journal.writer import Journal
+from tests.unit.test_journal import Flaky
 
 
 @pytest.fixture
@@ -185,3 +188,43 @@ def test_backup_is_a_consistent_copy_and_never_overwrites(config, capsys, tmp_pa
         assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 4
     code, _, err = run_cli(capsys, "backup", "-c", str(config), str(destination))
     assert code == 1 and "exists" in err
+
+
+def test_handler_failures_are_listed_and_replayed_on_request(tmp_path, capsys):
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nstate_dir = "state"\n', encoding="utf-8")
+    (tmp_path / "state").mkdir()
+    db = tmp_path / "state" / "journal.db"
+    flaky = Flaky()
+    event = Event("test.tap", "api", {"n": 1})
+
+    async def fail_once() -> None:
+        journal = await Journal.open(db, handlers=(flaky,))
+        await journal.ingest([event])
+        await journal.close()
+
+    asyncio.run(fail_once())
+    code, out, _ = run_cli(capsys, "handlers", "list", "-c", str(path))
+    assert code == 0 and "flaky" in out and event.id in out and "OverflowError" in out
+    assert run_cli(capsys, "handlers", "replay", "-c", str(path))[0] == 2  # ids or --all
+    code, out, _ = run_cli(capsys, "handlers", "replay", "-c", str(path), "1", "--actor", "li")
+    assert code == 0 and out.startswith("replay asked for 1 failure(s): 1")
+    assert "replay asked" in run_cli(capsys, "handlers", "list", "-c", str(path))[1]
+
+    async def agent_with_the_fix() -> list[str]:
+        flaky.fixed = True
+        journal = await Journal.open(db, handlers=(flaky,))
+        replayed = await journal.replay_requested()
+        await journal.close()
+        return [r.error for r in replayed]
+
+    assert asyncio.run(agent_with_the_fix()) == [""]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT dedupe_key FROM outbox").fetchall() == [(event.id,)]
+        audit = conn.execute("SELECT actor, action, target FROM audit").fetchall()
+    assert audit == [("li", "handler.replay", "handler_failure:1")]
+    code, out, _ = run_cli(capsys, "handlers", "list", "-c", str(path), "--json")
+    assert json.loads(out) == []
+    code, out, _ = run_cli(capsys, "handlers", "list", "-c", str(path), "--all", "--json")
+    assert [(f["id"], f["attempts"]) for f in json.loads(out)] == [(1, 2)]
+    assert run_cli(capsys, "handlers", "replay", "-c", str(path), "1")[0] == 1  # nothing open

@@ -22,7 +22,8 @@ from agent.dispatch.policy import Backoff
 from agent.events import Event
 from agent.journal.alerts import Alert, set_routes
 from agent.journal.outbox import OutboxMessage
-from agent.journal.writer import Journal, Transaction
+from agent.journal.transaction import Transaction
+from agent.journal.writer import Journal
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.mqtt.uplink import MqttUplink, build
 from tests.helpers import eventually

@@ -9,8 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
+from agent.cli import main
+from agent.config import load_config
+from agent.events import Event
+from agent.journal import failures
+from agent.journal.alerts import open_alerts
+from agent.runtime import Agent
+from agent.sdnotify import Notifier
 from agent.simulators.http_cloud import HttpCloud
 from tests.agent_process import AgentProcess
+from tests.helpers import eventually
 
 
 def write_config(tmp_path: Path, cloud: HttpCloud, extra: str = "") -> Path:
@@ -119,3 +129,50 @@ async def test_status_reads_the_journal_while_the_daemon_runs(tmp_path, cloud):
             pass
     assert row["delivered"] == 0 and row["inflight"] >= 1
     assert await agent.stop() == 0
+
+
+class ReadyNotifier(Notifier):
+    """Tells the test when the in-process agent said READY=1."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.ready = asyncio.Event()
+
+    def notify(self, *states: str) -> None:
+        if "READY=1" in states:
+            self.ready.set()
+
+
+async def test_a_handler_failure_is_alerted_and_replayed_when_an_operator_asks(tmp_path, capsys):
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nstate_dir = "state"\n', encoding="utf-8")
+    notifier = ReadyNotifier()
+    agent = Agent(load_config(path), notifier)
+    running = asyncio.create_task(agent.run())
+    try:
+        async with asyncio.timeout(10):
+            await notifier.ready.wait()
+        # Accepted, but its handler cannot take it: the event stays, and it is loud.
+        broken = Event("alert.acknowledge", "api", {"alert_id": "none", "by": "李"})
+        with capture_logs() as logs:
+            assert await agent.emit(broken)
+            assert agent.journal is not None
+            alerts = await agent.journal.run(open_alerts)
+            assert [(a["code"], a["severity"]) for a in alerts] == [("handler_failed", "error")]
+
+            assert main(["handlers", "replay", "--all", "-c", str(path)]) == 0
+            journal = agent.journal
+
+            async def tried_twice() -> bool:
+                found = await journal.run(failures.listing)
+                return found[0].attempts == 2
+
+            await eventually(tried_twice)  # the running agent replayed it, and it failed again
+        failed = [e for e in logs if e["event"] == "journal.replay_failed"]
+        assert failed == [
+            {"event": "journal.replay_failed", "failure_id": 1, "error": "ValueError",
+             "log_level": "error"}
+        ]  # fmt: skip
+    finally:
+        agent.request_stop()
+        await running

@@ -18,7 +18,8 @@ from agent.dispatch.policy import Backoff
 from agent.events import Event
 from agent.journal.alerts import open_alerts
 from agent.journal.outbox import OutboxMessage
-from agent.journal.writer import Journal, Transaction
+from agent.journal.transaction import Transaction
+from agent.journal.writer import Journal
 from agent.simulators.zhejiang_endoscope import (
     ZhejiangEndoscopeSimulator,
     serve,

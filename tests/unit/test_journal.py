@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.errors import JournalError
+from agent.errors import JournalError, UnstorableEventError
 from agent.events import Event
-from agent.journal import outbox
+from agent.journal import failures, outbox
 from agent.journal.database import latest_version, open_database
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 
 
 class Forward:
@@ -38,6 +39,11 @@ class Broken:
     def handle(self, tx: Transaction, event: Event) -> None:
         tx.enqueue(uplink="other", kind="x", order_key="k", dedupe_key=event.id, payload={})
         raise ValueError("handler bug")
+
+
+def rows_of_text(path: Path, sql: str) -> list[tuple[str, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -86,6 +92,75 @@ async def test_failing_handler_keeps_the_event_and_records_the_failure(open_jour
     assert rows(db, "SELECT event_id, handler, error FROM handler_failures") == [
         (event.id, "broken", "ValueError: handler bug")
     ]
+    # Loud, not only a row: an open alert says what failed and how to replay it.
+    ((code, severity, message),) = rows_of_text(
+        db, "SELECT code, severity, message FROM alerts WHERE acknowledged_at IS NULL"
+    )
+    assert (code, severity) == ("handler_failed", "error")
+    assert f"broken handler failed on event {event.id}" in message
+    assert "edge-agent handlers replay 1" in message
+
+
+class Flaky:
+    """Fails until it is fixed, as a handler does until the agent is upgraded."""
+
+    name = "flaky"
+    kinds = ("test.*",)
+
+    def __init__(self) -> None:
+        self.fixed = False
+
+    def handle(self, tx: Transaction, event: Event) -> None:
+        if not self.fixed:
+            raise OverflowError("date value out of range")
+        tx.enqueue(
+            uplink="cloud", kind="record", order_key="k", dedupe_key=event.id, payload={"ok": 1}
+        )
+
+
+async def test_a_failed_handler_is_replayed_on_request_once_fixed(open_journal, tmp_path):
+    flaky = Flaky()
+    journal = await open_journal.open(handlers=(flaky,))
+    woken: list[set[str]] = []
+    journal.on_commit(woken.append)
+    event = Event("test.tap", "api", {"n": 1})
+    await journal.ingest([event])
+    db = tmp_path / "journal.db"
+    assert rows(db, "SELECT COUNT(*) FROM outbox") == [(0,)]
+    assert await journal.replay_requested() == []  # nobody asked yet
+
+    await journal.run(partial(failures.request_replay, failure_ids=None, actor="it"))
+    (again,) = await journal.replay_requested()  # still broken: stays open, asked again later
+    assert again.error == "OverflowError: date value out of range"
+    ((attempts, requested),) = rows(
+        db, "SELECT attempts, replay_requested_at FROM handler_failures"
+    )
+    assert (attempts, requested) == (2, None)
+
+    flaky.fixed = True
+    await journal.run(partial(failures.request_replay, failure_ids=[1], actor="it"))
+    assert [r.error for r in await journal.replay_requested()] == [""]
+    assert rows(db, "SELECT uplink, dedupe_key, event_id FROM outbox") == [
+        ("cloud", event.id, event.id)
+    ]
+    assert {"cloud"} in woken  # its dispatcher is woken, as after an ingest
+    assert rows(db, "SELECT resolved_at IS NOT NULL FROM handler_failures") == [(1,)]
+    assert rows(db, "SELECT acknowledged_by FROM alerts") == [("edge-agent",)]
+    assert rows(db, "SELECT actor, action FROM audit") == [
+        ("it", "handler.replay"),
+        ("it", "handler.replay"),
+    ]
+    assert await journal.replay_requested() == []  # resolved: never run twice
+
+
+async def test_an_event_json_cannot_hold_is_refused_whole(open_journal, tmp_path):
+    journal = await open_journal.open(handlers=(Forward(),))
+    with pytest.raises(UnstorableEventError, match=r"test\.tap event from api: Out of range"):
+        await journal.ingest([Event("test.tap", "api", {"n": float("inf")})])
+    too_early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+    with pytest.raises(UnstorableEventError, match=r"test\.tap event from api"):
+        await journal.ingest([Event("test.tap", "api", {"n": 1}, occurred_at=too_early)])
+    assert rows(tmp_path / "journal.db", "SELECT COUNT(*) FROM events") == [(0,)]
 
 
 async def test_failing_job_does_not_abort_the_others_in_its_batch(open_journal):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from agent.journal import outbox, queries
 from agent.journal.database import migrations, open_database, split_statements
-from agent.journal.writer import Journal, Transaction
+from agent.journal.transaction import Transaction
+from agent.journal.writer import Journal
 from agent.observe import outbox_counts
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.events import Event
-from agent.journal.writer import Transaction
+from agent.journal.transaction import Transaction
 
 
 @dataclass(frozen=True, slots=True)
