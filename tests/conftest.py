@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 
 from agent.journal.transaction import Handler
@@ -18,6 +19,17 @@ from agent.simulators.zhejiang_endoscope import (
 )
 from tests.agent_process import AgentProcess
 from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET
+
+# Fuzz tests in the suite are seeded and repeatable; `-m slow` runs their long versions.
+settings.register_profile(
+    "suite",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,8 @@ Status 0x01–0x04 carry tags (inventory done / timed out / more frames follow /
 
 from __future__ import annotations
 
+import binascii
+
 from drivers.rfid.framing import FrameParser
 from drivers.rfid.tags import Read, hex_read
 
@@ -19,14 +21,15 @@ STATUS_NO_TAG = 0xFB
 MIN_LEN = 5  # Adr Cmd Status CRC-lo CRC-hi
 
 
+_REFLECT = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
 def crc16(data: bytes) -> int:
     """Return the CRC-16/MCRF4XX of `data` (poly 0x8408 reflected, init 0xFFFF, no final XOR)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-    return crc
+    # The reflected CRC is the unreflected CCITT one (binascii, in C) over bit-reversed bytes,
+    # bit-reversed: a resynchronising parser checks a candidate frame per garbage byte.
+    unreflected = binascii.crc_hqx(data.translate(_REFLECT), 0xFFFF)
+    return int(f"{unreflected:016b}"[::-1], 2)
 
 
 def encode(adr: int, cmd: int, status: int | None, data: bytes = b"") -> bytes:
@@ -50,11 +53,13 @@ class ChafonParser(FrameParser):
     def __init__(self, source: str = "") -> None:
         super().__init__(source)
         self._resyncing = False  # counting one error per corrupt stretch, not per offset tried
+        self._scanned = 0  # candidates ending within this many bytes were already found bad
 
     def reset(self) -> None:
         """Forget a partial frame."""
         super().reset()
         self._resyncing = False
+        self._scanned = 0
 
     def feed(self, data: bytes) -> list[Read]:
         """Add `data`; return the tags of every complete, valid inventory answer."""
@@ -77,7 +82,7 @@ class ChafonParser(FrameParser):
             if crc16(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
                 self._skip("bad_crc")
                 continue
-            del buffer[: length + 1]
+            self._drop(length + 1)
             self._resyncing = False
             reads.extend(self._decode(frame))
         return reads
@@ -86,16 +91,24 @@ class ChafonParser(FrameParser):
         if not self._resyncing:
             self._reject(reason, count)
         self._resyncing = True
+        self._drop(count)
+
+    def _drop(self, count: int) -> None:
         del self._buffer[:count]
+        self._scanned = max(0, self._scanned - count)
 
     def _next_valid_frame(self) -> int | None:
+        """The offset of the first complete frame with a good CRC after offset 0, if any."""
         buffer = self._buffer
         for start in range(1, len(buffer) - MIN_LEN + 1):
             end = start + buffer[start] + 1
-            if buffer[start] >= MIN_LEN and end <= len(buffer):
+            # Each candidate is checked once, when its last byte arrives: rechecking them all
+            # on every read would make a byte-by-byte line quadratic.
+            if buffer[start] >= MIN_LEN and self._scanned < end <= len(buffer):
                 frame = bytes(buffer[start:end])
                 if crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little"):
                     return start
+        self._scanned = len(buffer)
         return None
 
     def _decode(self, frame: bytes) -> list[Read]:

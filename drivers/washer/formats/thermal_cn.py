@@ -39,14 +39,19 @@ _LABELS = {
 }
 _FIELD_OF = {label: field for field, labels in _LABELS.items() for label in labels}
 _CJK = r"\u4e00-\u9fff"
-_FIELD = re.compile(rf"(?P<label>[{_CJK}A-Za-z]+)\s*:\s*(?P<value>.*?)(?=\s{{2,}}[{_CJK}]+\s*:|$)")
-_TIME = r"\d{1,2}:\d{2}(?::\d{2})?"
-_ROW = re.compile(
-    rf"^(?P<name>[{_CJK}]{{1,8}})\s+(?P<start>{_TIME})"
-    rf"(?:\s*(?:-|~|至|—)?\s*(?P<end>{_TIME}))?(?P<rest>.*)$"
+# Possessive quantifiers, and matches that start only where a run starts: a receipt line is
+# printer input, and backtracking over a long one must not take time quadratic in its length.
+_FIELD = re.compile(
+    rf"(?<![{_CJK}A-Za-z])(?P<label>[{_CJK}A-Za-z]++)\s*+:\s*+"
+    rf"(?P<value>.*?)(?=(?<!\s)\s{{2,}}+[{_CJK}]++\s*+:|$)"
 )
-_TEMP = re.compile(r"(\d+(?:\.\d+)?)\s*(?:℃|°C|度)")
-_PCT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+_TIME = r"\d{1,2}:\d{2}(?::\d{2})?+"
+_ROW = re.compile(
+    rf"^(?P<name>[{_CJK}]{{1,8}})\s++(?P<start>{_TIME})"
+    rf"(?:\s*+(?:-|~|至|—)?+\s*+(?P<end>{_TIME}))?(?P<rest>.*)$"
+)
+_TEMP = re.compile(r"(?<![\d.])(\d++(?:\.\d++)?+)\s*+(?:℃|°C|度)")
+_PCT = re.compile(r"(?<![\d.])(\d++(?:\.\d++)?+)\s*+%")
 
 
 def parse(text: str, tz: tzinfo) -> WasherCycle:
