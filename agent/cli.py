@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -253,12 +252,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def _database(config_path: Path) -> Path:
     """Where the journal of `config_path` lives; secrets are not resolved (systemd holds them)."""
-    from agent.config import default_state_dir
+    from agent.config import default_state_dir, read_toml
 
-    try:
-        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError([f"{config_path}: cannot read: {err}"]) from err
+    raw = read_toml(config_path)
     state_dir = Path(raw.get("agent", {}).get("state_dir", default_state_dir()))
     if not state_dir.is_absolute():
         state_dir = config_path.parent.resolve() / state_dir
@@ -266,8 +262,9 @@ def _database(config_path: Path) -> Path:
 
 
 def _configured_uplinks(config_path: Path) -> list[str]:
-    raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    return sorted(raw.get("uplinks", {}))
+    from agent.config import read_toml
+
+    return sorted(read_toml(config_path).get("uplinks", {}))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

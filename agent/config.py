@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 import tempfile
 import tomllib
@@ -28,6 +29,7 @@ from pydantic import (
 from agent.errors import ConfigError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MAX_SECRET_BYTES = 64 * 1024  # a token, a key or a PEM certificate chain fits many times
 
 
 def default_state_dir() -> Path:
@@ -66,10 +68,24 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
 
 
 def _read_secret_file(path: Path) -> SecretStr:
+    # Opened without blocking and checked before reading: a FIFO or /dev/zero named by mistake
+    # must fail the start with a reason, not hang it or read without end.
     try:
-        text = path.read_text(encoding="utf-8").rstrip("\r\n")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as err:
         raise ValueError(f"cannot read secret file {path}: {err.strerror or err}") from err
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"secret file {path} is not a regular file")
+        data = os.read(fd, MAX_SECRET_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"secret file {path} is over {MAX_SECRET_BYTES // 1024} KiB")
+    try:
+        text = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"secret file {path} is not UTF-8 text") from err
     if not text:
         raise ValueError(f"secret file {path} is empty")
     return SecretStr(text)
@@ -108,7 +124,7 @@ TimeZoneName = Annotated[str, AfterValidator(_known_zone)]  # an IANA zone, e.g.
 class Section(BaseModel):
     """A config table: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AgentSection(Section):
@@ -268,16 +284,23 @@ def _collect_secrets(value: object, found: list[str]) -> None:
             _collect_secrets(item, found)
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate `path`; raise ConfigError listing every problem as `FILE: key: reason`."""
-    from agent.plugins import PLUGIN_KINDS
-
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at `path`; ConfigError `FILE: reason` if it cannot be had."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError([f"{path}: invalid TOML: {err}"]) from err
+    except RecursionError as err:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError([f"{path}: invalid TOML: nested too deeply"]) from err
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate `path`; raise ConfigError listing every problem as `FILE: key: reason`."""
+    from agent.plugins import PLUGIN_KINDS
+
+    raw = read_toml(path)
     context = {"base_dir": path.parent.resolve(), "environ": environ or os.environ}
     problems: list[str] = []
     for section, registry in PLUGIN_KINDS.items():

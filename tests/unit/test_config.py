@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,36 @@ def test_uplinks_named_by_domains_and_alerts_must_exist(tmp_path):
         f"{path}: alerts.publish_to: no uplink named bus",
         f"{path}: domains.imaging: no uplink named cloud",
     ]
+
+
+def test_toml_nested_beyond_reason_is_a_config_problem_not_a_traceback(tmp_path, capsys):
+    path = write(tmp_path, "x = " + "[" * 3000 + "]" * 3000 + "\n")
+    (line,) = problems(path)
+    assert line == f"{path}: invalid TOML: nested too deeply"
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == f"{path}: invalid TOML: nested too deeply\n"
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo", "directory"])
+def test_a_secret_file_must_be_a_regular_file(tmp_path, special):
+    target = {"/dev/zero": Path("/dev/zero"), "fifo": tmp_path / "fifo", "directory": tmp_path}
+    if special == "fifo":
+        os.mkfifo(tmp_path / "fifo")  # nobody writes: reading it would wait for ever
+    path = write(tmp_path, UPLINK + f'client_secret = "file:{target[special]}"\n')
+    (line,) = problems(path)
+    assert line.startswith(f"{path}: uplinks.cloud.client_secret: secret file {target[special]}")
+    assert line.endswith("is not a regular file")
+
+
+def test_a_secret_file_has_a_size_limit(tmp_path):
+    (tmp_path / "huge.secret").write_bytes(b"x" * (64 * 1024 + 1))
+    path = write(tmp_path, UPLINK + 'client_secret = "file:huge.secret"\n')
+    (line,) = problems(path)
+    assert line.endswith("secret file " + str(tmp_path / "huge.secret") + " is over 64 KiB")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "9" * 400 + ".0"])
+def test_numbers_must_be_finite(tmp_path, value):
+    path = write(tmp_path, UPLINK + f"send_timeout = {value}\n")
+    (line,) = problems(path)
+    assert line.startswith(f"{path}: uplinks.cloud.send_timeout: Input should be a finite number")
