@@ -139,9 +139,9 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and value.strip() and value.strip().isprintable():
         return value.strip()
-    return None
+    return None  # not text, or text with control characters: never a tag or a reader id
 
 
 def _time(value: Any) -> datetime | None:
@@ -175,7 +175,7 @@ def decode(config: MqttRfidConfig, topic: str, payload: bytes) -> Tap | Malforme
     else:
         try:
             document = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested beyond reason
             return Malformed("bad_json")
         if not isinstance(document, dict):
             return Malformed("not_an_object")
@@ -201,6 +201,11 @@ def decode(config: MqttRfidConfig, topic: str, payload: bytes) -> Tap | Malforme
 
 
 def _reader(config: MqttRfidConfig, topic: str, value: Any) -> str | None:
+    found = _reader_in(config, topic, value)
+    return found if found is None or found.isprintable() else None
+
+
+def _reader_in(config: MqttRfidConfig, topic: str, value: Any) -> str | None:
     if config.reader_field is not None:
         return _text(value)
     if config.reader_from_topic is not None:

@@ -89,6 +89,8 @@ def parse_sidecar(raw: bytes, *, encoding: str = "utf-8", ignore_unknown: bool =
         document = json.loads(raw.decode("utf-8-sig" if encoding == "utf-8" else encoding))
     except (UnicodeDecodeError, ValueError) as err:
         raise CaptureError("bad_sidecar", f"not JSON: {err}") from err
+    except RecursionError as err:
+        raise CaptureError("bad_sidecar", "not JSON: nested too deeply") from err
     if not isinstance(document, dict):
         raise CaptureError("bad_sidecar", "not a JSON object")
     if ignore_unknown:

@@ -38,4 +38,7 @@ class PatternLineParser(LineParser):
         if not code:
             self._reject("no_match", size)
             return None
+        if not code.isprintable() or "\ufffd" in code:  # control or non-ASCII bytes: line noise
+            self._reject("bad_chars", size)
+            return None
         return code_read(code)

@@ -379,6 +379,9 @@ def config_for_decode(**overrides: Any) -> MqttRfidConfig:
         ({"payload_format": "plain"}, "t", b"  \n", Malformed("missing_tag")),
         ({}, "t", b'{"tag": ""}', Malformed("bad_tag")),
         ({}, "t", b'{"tag": 1.5}', Malformed("bad_tag")),
+        ({}, "t", b'{"tag": "0A\\u00000B"}', Malformed("bad_tag")),
+        ({}, "t", b'{"tag": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", Malformed("bad_json")),
+        ({"reader_field": "r"}, "t", b'{"tag": "01", "r": "r\\n1"}', Malformed("missing_reader")),
     ],
 )
 def test_decode(overrides, topic, payload, expected):

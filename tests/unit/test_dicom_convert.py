@@ -175,6 +175,8 @@ def test_uids_are_deterministic_and_join_the_indexed_study(tmp_path: Path) -> No
     [
         (b"{not json", "not JSON"),
         (b"[1]", "not a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON: nested too deeply"),
+        (json.dumps({**SIDECAR, "patient_id": "P\u00001"}).encode(), "patient_id"),
         (json.dumps({**SIDECAR, "study_date": "15/01/2024"}).encode(), "study_date"),
         (json.dumps({**SIDECAR, "accession": "A" * 17}).encode(), "accession"),
         (json.dumps({**SIDECAR, "patient_name": "a\\b"}).encode(), "patient_name"),

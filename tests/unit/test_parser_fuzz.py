@@ -17,6 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.dicom.errors import CaptureError
+from drivers.dicom.sidecar import parse_sidecar
+from drivers.mqtt import Malformed, MqttRfidConfig, Tap, decode
 from drivers.rfid import chafon
 from drivers.rfid.chafon import ChafonParser, inventory_answer
 from drivers.rfid.decimal_lines import DecimalLineParser
@@ -28,7 +31,8 @@ from drivers.washer import escpos
 from drivers.washer.assembler import ReceiptAssembler
 from drivers.washer.formats import csv_log, thermal_cn, xml_log
 from drivers.washer.formats.template import TemplateConfig, TemplateParser
-from drivers.washer.receipt import ReceiptError, WasherCycle, cycle_payload, decode
+from drivers.washer.receipt import ReceiptError, WasherCycle, cycle_payload
+from drivers.washer.receipt import decode as decode_receipt
 from tests.unit.test_washer_template import CF200
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "washer"
@@ -140,7 +144,7 @@ FORMATS: dict[str, tuple[Parse, str]] = {
 
 
 def fixture_text(name: str) -> str:
-    return decode((FIXTURES / name).read_bytes(), "gb18030")
+    return decode_receipt((FIXTURES / name).read_bytes(), "gb18030")
 
 
 @st.composite
@@ -240,3 +244,35 @@ def test_parse_time_grows_linearly_with_a_long_line(fmt, shape):
 
     small, large = cpu_seconds(parse, receipt(2000)), cpu_seconds(parse, receipt(16000))
     assert large < 20 * max(small, 1e-4), f"{small:.5f} s → {large:.5f} s"
+
+
+# --- JSON from devices: MQTT taps and capture sidecars ---------------------------------------
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+).map(lambda value: json.dumps({"tag": value, "ts": value, "data": {"uid": value}}).encode())
+
+
+@SHORT
+@given(payload=st.binary(max_size=300) | json_like, topic=st.text(max_size=40))
+def test_mqtt_payloads_are_a_tap_or_a_bounded_reason(payload, topic):
+    for overrides in ({}, {"time_field": "ts", "tag_field": "data.uid"}, {"reader_from_topic": 1}):
+        config = MqttRfidConfig.model_validate(
+            {"type": "mqtt_rfid", "host": "localhost", "topic": "#", **overrides}
+        )
+        found = decode(config, topic, payload)
+        if isinstance(found, Tap):
+            assert found.tag.isprintable() and found.reader_id.isprintable()
+        else:
+            assert isinstance(found, Malformed)
+
+
+@SHORT
+@given(raw=st.binary(max_size=300) | json_like)
+def test_sidecars_are_valid_or_a_capture_error(raw):
+    try:
+        parse_sidecar(raw)
+    except CaptureError:
+        pass

@@ -66,6 +66,14 @@ def test_regex_parser_keeps_barcodes_verbatim_and_hex_as_hex():
     assert parser.errors == {"no_match": 1}
 
 
+def test_regex_parser_refuses_codes_with_control_or_non_ascii_bytes():
+    parser = PatternLineParser(r"^TAG:(?P<tag>.+)$")
+    assert parser.feed(b"TAG:01\x0002\r\nTAG:\xff\xfe\r\nTAG:0102\r\n") == [
+        Read("0102", 16, "0102")
+    ]
+    assert parser.errors == {"bad_chars": 2}
+
+
 def test_regex_parser_over_long_line():
     parser = PatternLineParser(r"(?P<tag>\w+)", max_line=8)
     assert parser.feed(b"ABCDEFGHIJKL\nAB12\n") == [Read("AB12", 16, "AB12")]
