@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import get_args
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from agent.config import (
@@ -18,6 +20,7 @@ from agent.config import (
     SupervisorSection,
     load_config,
 )
+from agent.errors import ConfigError
 from agent.plugins import PLUGIN_KINDS
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "agent.example.toml"
@@ -69,3 +72,43 @@ def test_example_config_documents_every_option():
         and not re.search(rf"^\[\[?\w+\.\w+\.{name}\]\]?(\s|$)", text, re.MULTILINE)
     ]
     assert not missing, f"undocumented options: {missing}"
+
+
+ODD_VALUES = [
+    "inf", "nan", "-0", "1e999", "9" * 400, '"\\u0000"', '"file:/dev/zero"', '"env:"', "[[[]]]",
+    "{ a = 1 }", '""', "true", "1979-05-27T07:32:00Z", "[" * 3000 + "]" * 3000,
+    '"' + "x" * 5000 + '"',
+]  # fmt: skip
+
+
+@st.composite
+def mutated_config(draw: st.DrawFn, text: str) -> str:
+    lines = text.splitlines()
+    for _ in range(draw(st.integers(1, 5))):
+        at = draw(st.integers(0, len(lines) - 1))
+        line = lines[at]
+        match draw(st.sampled_from(["value", "drop", "repeat", "noise"])):
+            case "value" if "=" in line:
+                lines[at] = line.split("=", 1)[0] + "= " + draw(st.sampled_from(ODD_VALUES))
+            case "drop":
+                del lines[at]
+            case "repeat":
+                lines.insert(at, line)
+            case _:
+                lines.insert(at, draw(st.text(max_size=30)))
+    return "\n".join(lines)
+
+
+@settings(max_examples=60)
+@given(data=st.data())
+def test_a_mutated_config_is_loaded_or_refused_with_file_key_and_reason(tmp_path_factory, data):
+    tmp_path = tmp_path_factory.mktemp("fuzz")
+    text = EXAMPLE.read_text(encoding="utf-8").replace("/var/lib/edge-agent", str(tmp_path))
+    path = tmp_path / "agent.toml"
+    path.write_text(data.draw(mutated_config(text)), encoding="utf-8")
+    try:
+        load_config(
+            path, environ={"CREDENTIALS_DIRECTORY": str(tmp_path), "TEST_CLOUD_SECRET": "y"}
+        )
+    except ConfigError as err:
+        assert err.problems and all(line.startswith(f"{path}: ") for line in err.problems)
