@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -116,6 +117,9 @@ class Receipts:
             payload = cycle_payload(
                 cycle, washer=self.washer, fmt=self.config.format, sha256=digest, text=text
             )
+            # What the journal will store: a value it would refuse fails here, where the
+            # receipt can still be quarantined, not after it was taken off the printer line.
+            json.dumps(payload, allow_nan=False)
         except ReceiptError:
             raise
         except Exception as err:

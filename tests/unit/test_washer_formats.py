@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from drivers.washer.capture import Receipts
+from drivers.washer.folder import WasherFolderConfig
 from drivers.washer.formats import csv_log, thermal_cn, xml_log
 from drivers.washer.formats.template import TemplateConfig, TemplateParser
 from drivers.washer.receipt import ReceiptError, decode
@@ -241,3 +244,15 @@ def test_a_number_too_large_to_be_finite_is_a_bad_value():
     assert "9" * 400 in receipt
     with pytest.raises(ReceiptError, match="bad_value: 温度: not a finite number"):
         csv_log.parse(receipt, SHANGHAI)
+
+
+def test_a_cycle_the_journal_could_not_store_is_rejected_at_capture():
+    receipts = Receipts("aer_1", WasherFolderConfig.model_validate(
+        {"type": "washer_folder", "path": "/tmp", "format": "csv"}
+    ))  # fmt: skip
+    good = csv_log.parse(text("cycle_aw03.csv"), SHANGHAI)
+    nan_phase = replace(good.phases[0], temperature_c=float("nan"))
+    receipts.parse = lambda text, tz: replace(good, phases=(nan_phase,))
+    with pytest.raises(ReceiptError) as err:
+        receipts.cycle_event((FIXTURES / "cycle_aw03.csv").read_bytes())
+    assert err.value.reason == "parser_failed"
