@@ -9,6 +9,7 @@ line stalls the capture of the next receipt.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import shlex
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import structlog
 
 from bench.ingest import _cpu_model, _display, record
 from drivers.rfid.chafon import ChafonParser, inventory_answer
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    # The parsers log each rejected stretch once; here that is noise.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     readers = []
     for name, (make, frame) in READERS.items():
         for label, data in inputs(frame).items():

@@ -11,6 +11,7 @@ Status 0x01–0x04 carry tags (inventory done / timed out / more frames follow /
 from __future__ import annotations
 
 import binascii
+import heapq
 
 from drivers.rfid.framing import FrameParser
 from drivers.rfid.tags import Read, hex_read
@@ -53,13 +54,13 @@ class ChafonParser(FrameParser):
     def __init__(self, source: str = "") -> None:
         super().__init__(source)
         self._resyncing = False  # counting one error per corrupt stretch, not per offset tried
-        self._scanned = 0  # candidates ending within this many bytes were already found bad
+        self._candidates = _Candidates()
 
     def reset(self) -> None:
         """Forget a partial frame."""
         super().reset()
         self._resyncing = False
-        self._scanned = 0
+        self._candidates = _Candidates()
 
     def feed(self, data: bytes) -> list[Read]:
         """Add `data`; return the tags of every complete, valid inventory answer."""
@@ -72,19 +73,18 @@ class ChafonParser(FrameParser):
                 self._skip("bad_length")
                 continue
             if len(buffer) < length + 1:
-                later = self._next_valid_frame()
+                later = self._candidates.first_valid(buffer)
                 if later is None:
                     break  # wait for the rest of this frame
                 # A long "frame" still incomplete while a valid one follows: its Len was junk.
                 self._skip("bad_length", later)
                 continue
-            frame = bytes(buffer[: length + 1])
-            if crc16(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
+            if not _valid(buffer, 0, length + 1):
                 self._skip("bad_crc")
                 continue
+            reads.extend(self._decode(bytes(buffer[: length + 1])))
             self._drop(length + 1)
             self._resyncing = False
-            reads.extend(self._decode(frame))
         return reads
 
     def _skip(self, reason: str, count: int = 1) -> None:
@@ -95,21 +95,7 @@ class ChafonParser(FrameParser):
 
     def _drop(self, count: int) -> None:
         del self._buffer[:count]
-        self._scanned = max(0, self._scanned - count)
-
-    def _next_valid_frame(self) -> int | None:
-        """The offset of the first complete frame with a good CRC after offset 0, if any."""
-        buffer = self._buffer
-        for start in range(1, len(buffer) - MIN_LEN + 1):
-            end = start + buffer[start] + 1
-            # Each candidate is checked once, when its last byte arrives: rechecking them all
-            # on every read would make a byte-by-byte line quadratic.
-            if buffer[start] >= MIN_LEN and self._scanned < end <= len(buffer):
-                frame = bytes(buffer[start:end])
-                if crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little"):
-                    return start
-        self._scanned = len(buffer)
-        return None
+        self._candidates.base += count
 
     def _decode(self, frame: bytes) -> list[Read]:
         cmd, status, data = frame[2], frame[3], frame[4:-2]
@@ -134,3 +120,41 @@ class ChafonParser(FrameParser):
                 return reads
         self._reject("bad_inventory", len(frame))
         return []
+
+
+def _valid(buffer: bytearray, start: int, end: int) -> bool:
+    """True if `buffer[start:end]` is a frame whose CRC matches."""
+    frame = bytes(buffer[start:end])
+    return crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+
+
+class _Candidates:
+    """Frames that may start after the buffer's head, each checked once, when its end arrives.
+
+    Checking every candidate again on every read would make a line read byte by byte cost ~250
+    checks per byte. Offsets are absolute (bytes since the parser started).
+    """
+
+    def __init__(self) -> None:
+        self.base = 0  # the absolute offset of the buffer's first byte
+        self._registered = 0  # every start below this is filed under its end
+        self._checked = 0  # every candidate ending at or below this was checked
+        self._by_end: dict[int, list[int]] = {}
+        self._valid: list[int] = []  # a heap: starts of complete frames with a good CRC
+
+    def first_valid(self, buffer: bytearray) -> int | None:
+        """The offset of the first complete, valid frame after `buffer[0]`, if any."""
+        base, top = self.base, self.base + len(buffer)
+        for start in range(max(self._registered, base + 1), top):
+            length = buffer[start - base]
+            if length >= MIN_LEN:
+                self._by_end.setdefault(start + length + 1, []).append(start)
+        self._registered = top
+        for end in range(self._checked + 1, top + 1):
+            for start in self._by_end.pop(end, ()):
+                if start > base and _valid(buffer, start - base, end - base):
+                    heapq.heappush(self._valid, start)
+        self._checked = top
+        while self._valid and self._valid[0] <= base:
+            heapq.heappop(self._valid)
+        return self._valid[0] - base if self._valid else None
