@@ -87,17 +87,23 @@ def test_rfid_garbage_long_run(family, junk, at):
     valid_frame_is_read_after(family, junk, at)
 
 
-@SHORT
-@given(junk=garbage, at=cuts)
-def test_chafon_checks_each_candidate_frame_once_however_the_bytes_arrive(junk, at, monkeypatch):
-    counted = []
+def crc_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the size of every frame the Chafon parser checks the CRC of."""
+    checked: list[int] = []
     real = chafon.crc16
 
     def counting(data: bytes) -> int:
-        counted.append(len(data))
+        checked.append(len(data))
         return real(data)
 
     monkeypatch.setattr(chafon, "crc16", counting)
+    return checked
+
+
+@SHORT
+@given(junk=garbage, at=cuts)
+def test_chafon_checks_each_candidate_frame_once_however_the_bytes_arrive(junk, at, monkeypatch):
+    counted = crc_checks(monkeypatch)
     parser = ChafonParser()
     for chunk in chunked(junk, at):
         parser.feed(chunk)
@@ -117,14 +123,7 @@ def test_chafon_checks_each_candidate_frame_once_however_the_bytes_arrive(junk, 
     ids=["ff", "candidates everywhere"],
 )
 def test_chafon_resynchronises_byte_by_byte_with_one_check_per_candidate(junk, monkeypatch):
-    checked: list[int] = []
-    real = chafon.crc16
-
-    def counting(data: bytes) -> int:
-        checked.append(len(data))
-        return real(data)
-
-    monkeypatch.setattr(chafon, "crc16", counting)
+    checked = crc_checks(monkeypatch)
     parser = ChafonParser()
     frame = FAMILIES["chafon"][1]
     reads = [r for byte in junk + frame for r in parser.feed(bytes([byte]))]
