@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from agent.events import Event
 from agent.journal.writer import Journal
-from bench.ingest import _cpu_model, _display, filesystem, record
+from bench.ingest import _cpu_model, _display, command_line, filesystem, record
 from drivers.dicom.scp import DicomScp, DicomScpConfig
 from tests.dicom_files import make_ct_slices
 
@@ -456,11 +455,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, measured, met in targets(runs, "fast"):
         print(f"{'PASS' if met else 'FAIL'}  {name}: {measured}")
     if not args.no_record:
-        argv_shown = sys.argv[1:] if argv is None else argv
-        command = " ".join([".venv/bin/python -m bench.dicom_store", *map(shlex.quote, argv_shown)])
+        command = command_line("bench.dicom_store", argv)
         section = report(command, directory, runs, corpus, args.rounds, costs)
         record(args.output, section, BEGIN, END)
-        print(f"\nrecorded in {_display(args.output.resolve())}")
 
 
 if __name__ == "__main__":

@@ -291,6 +291,12 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that ran benchmark `module` with `argv` (default: this process's), to record."""
+    shown = sys.argv[1:] if argv is None else argv
+    return " ".join([f".venv/bin/python -m {module}", *map(shlex.quote, shown)])
+
+
 def record(output: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
     """Write `section` into `output`, replacing the one between `begin` and `end` if any."""
     text = output.read_text(encoding="utf-8") if output.exists() else "# Benchmarks\n"
@@ -301,6 +307,7 @@ def record(output: Path, section: str, begin: str = BEGIN, end: str = END) -> No
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
+    print(f"\nrecorded in {_display(output.resolve())}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -361,11 +368,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, measured, met in targets(results, fsync):
         print(f"{'PASS' if met else 'FAIL'}  {name}: {measured}")
     if not args.no_record:
-        argv_shown = sys.argv[1:] if argv is None else argv
-        command = " ".join([".venv/bin/python -m bench.ingest", *map(shlex.quote, argv_shown)])
+        command = command_line("bench.ingest", argv)
         section = report(command, directory, results, fsync, args.duration, args.warmup, loads)
         record(args.output, section)
-        print(f"\nrecorded in {_display(args.output.resolve())}")
 
 
 if __name__ == "__main__":

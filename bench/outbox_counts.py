@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from pathlib import Path
 from agent.journal import outbox
 from agent.journal.database import open_database
 from agent.observe import outbox_counts
-from bench.ingest import _cpu_model, _display, filesystem, record
+from bench.ingest import _cpu_model, _display, command_line, filesystem, record
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "var" / "bench"
@@ -190,13 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         found = measure(directory, args.delivered, args.pending, args.calls, args.messages)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    shown = sys.argv[1:] if argv is None else argv
-    command = " ".join([".venv/bin/python -m bench.outbox_counts", *map(shlex.quote, shown)])
-    section = report(command, args.dir, args, found)
+    section = report(command_line("bench.outbox_counts", argv), args.dir, args, found)
     print(section)
     if not args.no_record:
         record(args.output, section, BEGIN, END)
-        print(f"\nrecorded in {_display(args.output.resolve())}")
 
 
 if __name__ == "__main__":

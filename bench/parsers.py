@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import random
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bench.ingest import _cpu_model, _display, record
+from bench.ingest import _cpu_model, command_line, record
 from drivers.rfid.chafon import ChafonParser, inventory_answer
 from drivers.rfid.decimal_lines import DecimalLineParser
 from drivers.rfid.framing import FrameParser
@@ -149,13 +148,10 @@ def main(argv: list[str] | None = None) -> None:
         receipt_rows.append(
             [label, f"{len(text):,}", f"{seconds * 1000:.2f}", f"{seconds / reference:.2f}"]
         )
-    shown = sys.argv[1:] if argv is None else argv
-    command = " ".join([".venv/bin/python -m bench.parsers", *map(shlex.quote, shown)])
-    section = report(command, readers, receipt_rows)
+    section = report(command_line("bench.parsers", argv), readers, receipt_rows)
     print(section)
     if not args.no_record:
         record(args.output, section, BEGIN, END)
-        print(f"\nrecorded in {_display(args.output.resolve())}")
 
 
 if __name__ == "__main__":
