@@ -16,10 +16,11 @@ from agent.config import ApiSection
 from agent.events import Event
 from agent.inputs import Body
 from agent.journal.alerts import alert_state, open_alerts
+from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web.bodies import read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, refused
-from agent.web.dashboard.sessions import SESSIONS_KEY, is_dashboard_route
+from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
 from agent.web.metrics import Observe, add_observability_routes
@@ -81,7 +82,7 @@ def make_app(
             return await handler(request)  # its pages and forms check the session themselves
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # Constant time: the comparison must not tell how much of a guess was right.
-        if scheme == "Bearer" and hmac.compare_digest(given.encode(), expected):
+        if scheme == "Bearer" and hmac.compare_digest(as_bytes(given), expected):
             return await handler(request)
         # The dashboard's own API calls: no Authorization header, its session cookie and, for a
         # write, the session's CSRF token in X-CSRF-Token.
@@ -91,7 +92,7 @@ def make_app(
             and sessions.allows_api(request)
         ):
             return await handler(request)
-        log.warning("api.refused", path=request.path, remote=request.remote)
+        log.warning("api.refused", path=peer_text(request.path), remote=request.remote)
         return web.json_response({"error": "missing or wrong token"}, status=401)
 
     app = web.Application(middlewares=[guard, require_token], client_max_size=settings.max_body)

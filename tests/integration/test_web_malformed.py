@@ -275,3 +275,20 @@ async def test_a_handler_bug_is_a_500_with_one_error_line_and_no_traceback(caplo
         ("web.handler_crashed", "error", "KeyError")
     ]
     assert "张三" not in str(logs) and errors(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param(b"Authorization: Bearer \xff\xfe\r\n", b"401", id="token-not-utf8"),
+        pytest.param(b"Cookie: edge_agent_session=\xff\xfe\r\n", b"303", id="cookie-not-utf8"),
+    ],
+)
+async def test_credentials_that_are_not_utf8_are_refused(site, caplog, headers, status):
+    path = b"/api/v1/alerts" if b"Authorization" in headers else b"/alerts"
+    request = (
+        b"GET " + path + b" HTTP/1.1\r\nHost: agent\r\n" + headers + b"Connection: close\r\n\r\n"
+    )
+    answer = await raw_exchange(site, request)
+    assert answer.split(b" ")[1] == status
+    assert errors(caplog) == []

@@ -14,6 +14,7 @@ from agent.events import Event
 from agent.inputs import Body
 from agent.journal import queries
 from agent.journal.alerts import alert_state
+from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web.api import Acknowledgement, Override
 from agent.web.bodies import Form, read_form
@@ -61,17 +62,26 @@ async def refusal(request: web.Request, status: int, found: list[str], page: str
     return web.Response(text=body, content_type="text/html", status=status)
 
 
+def log_refused(request: web.Request, why: str) -> None:
+    """One warning for an action refused for want of a session or its CSRF token."""
+    log.warning("dashboard.refused", path=peer_text(request.path), remote=request.remote, why=why)
+
+
 async def guarded(
     request: web.Request,
 ) -> tuple[Session, Form]:
     """The session and form of an action; 303 to /login without a session, 403 without CSRF."""
     session = request.app[DASHBOARD_KEY].sessions.of(request)
     if session is None:
-        log.warning("dashboard.refused", path=request.path, remote=request.remote, why="session")
+        log.warning(
+            "dashboard.refused", path=peer_text(request.path), remote=request.remote, why="session"
+        )
         raise web.HTTPSeeOther("/login")
     form = await read_form(request)
     if not csrf_matches(session, form.fields.get(CSRF_FIELD, "")):
-        log.warning("dashboard.refused", path=request.path, remote=request.remote, why="csrf")
+        log.warning(
+            "dashboard.refused", path=peer_text(request.path), remote=request.remote, why="csrf"
+        )
         raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
     return session, form
 
