@@ -404,15 +404,29 @@ def one_field_changed(draw: st.DrawFn, route: Route) -> tuple[str, bytes]:
     return "application/x-www-form-urlencoded", data.encode()
 
 
-@pytest.mark.parametrize("name", ROUTES)
-@SHORT
-@given(data=st.data())
-async def test_one_value_at_its_edge_is_refused_or_forwarded(site, caplog, name, data):
-    route = ROUTES[name]
+async def one_value_at_its_edge(
+    site: Site, route: Route, data: st.DataObject, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One request as the route's clients send it, one value changed: refused or forwarded."""
     csrf = await site.login() if route.kind == "form" else ""
     content_type, raw = data.draw(one_field_changed(route), label="request")
     _, event_id = await send(site, route, content_type, raw, csrf, caplog)
     assert_everything_answered_2xx_is_forwarded(site, [event_id] if event_id else [])
+
+
+@pytest.mark.parametrize("name", ROUTES)
+@SHORT
+@given(data=st.data())
+async def test_one_value_at_its_edge_is_refused_or_forwarded(site, caplog, name, data):
+    await one_value_at_its_edge(site, ROUTES[name], data, caplog)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ROUTES)
+@LONG
+@given(data=st.data())
+async def test_many_values_at_their_edges_are_refused_or_forwarded(site, caplog, name, data):
+    await one_value_at_its_edge(site, ROUTES[name], data, caplog)
 
 
 @pytest.mark.parametrize("name", ROUTES)

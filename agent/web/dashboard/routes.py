@@ -17,7 +17,6 @@ from pydantic import SecretStr
 
 from agent.errors import AgentError
 from agent.inputs import control_problem
-from agent.logs import peer_text
 from agent.reprocessing.config import ReprocessingConfig
 from agent.web.bodies import read_form
 from agent.web.context import ROW_ID, Query
@@ -277,9 +276,7 @@ async def logout(request: web.Request) -> web.Response:
     form = await read_form(request)
     if session is not None:
         if not csrf_matches(session, form.fields.get(CSRF_FIELD, "")):
-            log.warning(
-                "dashboard.refused", path=peer_text(request.path), remote=request.remote, why="csrf"
-            )
+            actions.log_refused(request, "csrf")
             raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
         store.logout(request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/login?done=logged_out")
