@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from agent.errors import UnstorableEventError
 from agent.logs import peer_text
 from agent.web.bodies import Refused
 from agent.web.dashboard.sessions import is_dashboard_route
@@ -27,6 +28,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except Refused as refused:
         return refusal(request, refused.status, refused.found)
+    except UnstorableEventError:
+        # Validation should have caught it; the journal's own check is the last word.
+        return refusal(request, 422, ["body: a value that cannot be stored (out of range)"])
     except web.HTTPRequestEntityTooLarge:
         log.warning("web.refused", path=peer_text(request.path), status=413, fields=["body"])
         raise

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
+from agent.errors import UnstorableEventError
 from agent.web.dashboard.sessions import COOKIE
 from agent.web.guard import guard
 from tests.unit.test_imaging_index import exam_doc
@@ -292,3 +293,16 @@ async def test_credentials_that_are_not_utf8_are_refused(site, caplog, headers, 
     answer = await raw_exchange(site, request)
     assert answer.split(b" ")[1] == status
     assert errors(caplog) == []
+
+
+async def test_what_the_journal_cannot_store_is_a_422_not_a_500(caplog):
+    async def unstorable(request: web.Request) -> web.Response:
+        raise UnstorableEventError("quality.rinse_water event from api: year 0 is out of range")
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_post("/record", unstorable)
+    async with TestClient(AgentServer(app)) as client:
+        with capture_logs() as logs:
+            response = await client.post("/record", json={})
+        assert response.status == 422
+    assert_refused_once(logs, caplog)
