@@ -19,7 +19,6 @@ MAX_PARTS = 32  # parts of a multipart body: more is not one of our forms
 MAX_FIELD_BYTES = 8 * 1024  # one text field of a multipart form
 CHUNK = 64 * 1024
 JSON_TYPES = frozenset({"application/json"})
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 UTF8 = frozenset({"utf-8", "utf8"})
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
