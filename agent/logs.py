@@ -142,3 +142,11 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def peer_text(value: object, limit: int = 80) -> str:
+    """A peer-controlled value for a log line: control characters escaped, at most `limit`
+    characters of it kept (a log line must not be forged or flooded by whoever sent it)."""
+    text = str(value)
+    shown = text[:limit].encode("unicode_escape").decode("ascii")
+    return shown + "…" if len(text) > limit else shown

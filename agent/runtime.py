@@ -34,6 +34,7 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
+from agent.web.guard import runner_options
 from agent.web.metrics import health
 from drivers.base import Driver
 
@@ -269,7 +270,7 @@ class Agent:
                     reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
                     session_hours=config.api.dashboard_session_hours,
                 )
-            self._api = web.AppRunner(app, access_log=None)
+            self._api = web.AppRunner(app, **runner_options())
             await self._api.setup()
             await web.TCPSite(self._api, config.api.host, config.api.port).start()
         for name, section in config.sources.items():

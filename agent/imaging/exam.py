@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
+
+from agent.inputs import BIRTH_YEARS, Body, year_problem
 
 
 def _vc(n: int, required: bool = False) -> Any:
@@ -14,12 +16,15 @@ def _vc(n: int, required: bool = False) -> Any:
 
 
 def _moment(value: str) -> str:
-    datetime.strptime(value, "%Y-%m-%d %H:%M:%S")  # a local time, as written
+    moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")  # a local time, as written
+    if problem := year_problem(moment):
+        raise ValueError(problem)
     return value
 
 
 def _day(value: str) -> str:
-    date.fromisoformat(value)
+    if problem := year_problem(date.fromisoformat(value), BIRTH_YEARS):
+        raise ValueError(problem)
     return value
 
 
@@ -32,12 +37,12 @@ Required32 = Annotated[str, _vc(32, required=True)]
 Moment = Annotated[
     str, Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), AfterValidator(_moment)
 ]
-Day = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_day)]
+BirthDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_day)]
 Amount = Annotated[str, Field(pattern=r"^\d{1,6}(\.\d{1,2})?$")]  # N(8,2)
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
+class _Part(Body):
+    model_config = ConfigDict(str_strip_whitespace=True, coerce_numbers_to_str=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -57,6 +62,8 @@ class Identity(_Part):
 class PatientInfo(_Part):
     """patientInfo: the patient as the hospital knows them."""
 
+    multiline = frozenset({"patientMemo"})
+
     sickId: Required32
     cardNo: Text32 | None = None
     siCard: Text32 | None = None
@@ -68,7 +75,7 @@ class PatientInfo(_Part):
     name: Required32
     sex: Literal["男", "女", "其他"]
     age: Annotated[str, _vc(16)] | None = None
-    birthDate: Day | None = None
+    birthDate: BirthDate | None = None
     height: Annotated[str, _vc(16)] | None = None
     weight: Annotated[str, _vc(16)] | None = None
     nativePlace: Text128 | None = None
@@ -102,6 +109,8 @@ class ExamOrgan(_Part):
 
 class ExamInfo(_Part):
     """examInfo: the order and how far it got (hospital codes are the uplink's to fill)."""
+
+    multiline = frozenset({"physSign", "clinSymp", "clinDiag", "examMemo"})
 
     applyNo: Required32
     patientID: Text32 | None = None  # 检查号; the uplink checks it against the images
@@ -162,6 +171,8 @@ class ReportImage(_Part):
 
 class Report(_Part):
     """reportList (one report, despite the name)."""
+
+    multiline = frozenset({"description", "impression", "recommendation"})
 
     reportNo: Text32 | None = None
     category: list[Category] | None = None

@@ -6,48 +6,51 @@ import hmac
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from agent.config import ApiSection
 from agent.events import Event
+from agent.inputs import Body
 from agent.journal.alerts import alert_state, open_alerts
+from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
-from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query, invalid, problems
-from agent.web.dashboard.sessions import SESSIONS_KEY, is_dashboard_route
+from agent.web.bodies import read_json_object
+from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, refused
+from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
 from agent.web.exams import add_exam_routes
+from agent.web.guard import guard
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.quality import add_quality_routes
 
 log = structlog.get_logger(__name__)
+B = TypeVar("B", bound=Body)
 
 
-class PatientForUse(BaseModel):
+class PatientForUse(Body):
     """The patient the next use of a scope at `reader_id` is for (uploadUseStepData)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reader_id: Annotated[str, Field(min_length=1, max_length=64)]
     patient_id: Annotated[str, Field(min_length=1, max_length=32)]  # identityId: HIS number
     patient_name: Annotated[str, Field(max_length=100)] = ""
 
 
-class Acknowledgement(BaseModel):
+class Acknowledgement(Body):
     """Who acknowledges an alert, and what they did about it."""
 
-    model_config = ConfigDict(extra="forbid")
+    multiline = frozenset({"note"})
 
     by: Annotated[str, Field(min_length=1, max_length=64)]
     note: Annotated[str, Field(max_length=500)] = ""
 
 
-class Override(BaseModel):
+class Override(Body):
     """A named person releases a blocked scope, and why (journaled)."""
 
-    model_config = ConfigDict(extra="forbid")
+    multiline = frozenset({"reason"})
 
     by: Annotated[str, Field(min_length=1, max_length=64)]
     reason: Annotated[str, Field(min_length=3, max_length=500)]
@@ -79,7 +82,7 @@ def make_app(
             return await handler(request)  # its pages and forms check the session themselves
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # Constant time: the comparison must not tell how much of a guess was right.
-        if scheme == "Bearer" and hmac.compare_digest(given.encode(), expected):
+        if scheme == "Bearer" and hmac.compare_digest(as_bytes(given), expected):
             return await handler(request)
         # The dashboard's own API calls: no Authorization header, its session cookie and, for a
         # write, the session's CSRF token in X-CSRF-Token.
@@ -89,15 +92,15 @@ def make_app(
             and sessions.allows_api(request)
         ):
             return await handler(request)
-        log.warning("api.refused", path=request.path, remote=request.remote)
+        log.warning("api.refused", path=peer_text(request.path), remote=request.remote)
         return web.json_response({"error": "missing or wrong token"}, status=401)
 
-    app = web.Application(middlewares=[require_token], client_max_size=settings.max_body)
+    app = web.Application(middlewares=[guard, require_token], client_max_size=settings.max_body)
     app[EMIT_KEY] = emit
     app[QUERY_KEY] = query
     app.router.add_post("/api/v1/patients", set_patient)
     app.router.add_get("/api/v1/alerts", list_alerts)
-    app.router.add_post("/api/v1/alerts/{alert_id:[0-9]+}/acknowledge", acknowledge_alert)
+    app.router.add_post(f"/api/v1/alerts/{{alert_id:{ROW_ID}}}/acknowledge", acknowledge_alert)
     app.router.add_get("/api/v1/scopes", list_scopes)
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
     add_exam_routes(app)
@@ -108,12 +111,17 @@ def make_app(
     return app
 
 
+async def read_body(request: web.Request, model: type[B]) -> B:
+    """The request's JSON body as `model`; Refused (4xx) when it is not one."""
+    try:
+        return model.model_validate(await read_json_object(request))
+    except ValidationError as err:
+        raise refused(err) from err
+
+
 async def set_patient(request: web.Request) -> web.Response:
     """POST /api/v1/patients: journal who the next use at a reader is for; 201 once committed."""
-    try:
-        body = PatientForUse.model_validate_json(await request.read())
-    except ValidationError as err:
-        return invalid(problems(err))
+    body = await read_body(request, PatientForUse)
     event = Event(
         "reprocessing.patient",
         "api",
@@ -134,10 +142,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 async def acknowledge_alert(request: web.Request) -> web.Response:
     """POST /api/v1/alerts/{id}/acknowledge: journal who acknowledged an open alert and why."""
-    try:
-        body = Acknowledgement.model_validate_json(await request.read())
-    except ValidationError as err:
-        return invalid(problems(err))
+    body = await read_body(request, Acknowledgement)
     alert_id = int(request.match_info["alert_id"])
     state = await request.app[QUERY_KEY](partial(alert_state, alert_id=alert_id))
     if state is None:
@@ -157,10 +162,7 @@ async def list_scopes(request: web.Request) -> web.Response:
 
 async def override_scope(request: web.Request) -> web.Response:
     """POST /api/v1/scopes/{number}/override: release a blocked scope, by a named person."""
-    try:
-        body = Override.model_validate_json(await request.read())
-    except ValidationError as err:
-        return invalid(problems(err))
+    body = await read_body(request, Override)
     number = request.match_info["number"]
     scopes = {s["number"]: s for s in await request.app[QUERY_KEY](scope_states)}
     if number not in scopes:

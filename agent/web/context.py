@@ -1,4 +1,4 @@
-"""What every local-API route module shares: the app keys and the error answers."""
+"""What every local-API route module shares: the app keys and how validation problems read."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.events import Event
+from agent.web.bodies import Refused
 
 Emit = Callable[[Event], Awaitable[bool]]
 Query = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+ROW_ID = "[0-9]{1,18}"  # a journal row id in a path: longer would not fit SQLite's INTEGER
 EMIT_KEY: web.AppKey[Emit] = web.AppKey("emit")
 QUERY_KEY: web.AppKey[Query] = web.AppKey("query")
 
@@ -25,6 +27,6 @@ def problems(err: ValidationError) -> list[str]:
     ]
 
 
-def invalid(found: list[str], status: int = 400) -> web.Response:
-    """The answer to a request that failed validation: every problem, at once."""
-    return web.json_response({"error": "invalid request", "problems": found}, status=status)
+def refused(err: ValidationError) -> Refused:
+    """A body that is well-formed but not what the route takes: 422 with every problem."""
+    return Refused(422, problems(err))

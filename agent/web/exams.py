@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 
 import structlog
@@ -13,7 +12,8 @@ from agent.events import Event
 from agent.imaging.exam import Exam, exam_payload
 from agent.imaging.handler import EXAM
 from agent.imaging.state import recent_studies, study_detail
-from agent.web.context import EMIT_KEY, QUERY_KEY, invalid, problems
+from agent.web.bodies import query_int, read_json_object
+from agent.web.context import EMIT_KEY, QUERY_KEY, refused
 
 log = structlog.get_logger(__name__)
 DEFAULT_LIMIT = 50
@@ -30,15 +30,9 @@ def add_exam_routes(app: web.Application) -> None:
 async def post_exam(request: web.Request) -> web.Response:
     """POST /api/v1/exams: validate the exam document, journal it, 201 {"event_id"}."""
     try:
-        body = json.loads(await request.read())
-    except ValueError:
-        return invalid(["body: not valid JSON"])
-    if not isinstance(body, dict):
-        return invalid(["body: must be a JSON object"])
-    try:
-        exam = Exam.model_validate(body)
+        exam = Exam.model_validate(await read_json_object(request))
     except ValidationError as err:
-        return invalid(problems(err))
+        raise refused(err) from err
     event = Event(EXAM, "api", exam_payload(exam))
     await request.app[EMIT_KEY](event)
     log.info("imaging.exam_recorded", status=exam.examInfo.examStatus)
@@ -47,10 +41,8 @@ async def post_exam(request: web.Request) -> web.Response:
 
 async def list_studies(request: web.Request) -> web.Response:
     """GET /api/v1/studies?limit=N: the studies received last, with exams and deliveries."""
-    text = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        return invalid([f"limit: an integer from 1 to {MAX_LIMIT}"])
-    studies = await request.app[QUERY_KEY](partial(recent_studies, limit=int(text)))
+    limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    studies = await request.app[QUERY_KEY](partial(recent_studies, limit=limit))
     return web.json_response({"studies": studies})
 
 

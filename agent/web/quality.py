@@ -7,7 +7,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -18,22 +17,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import structlog
-from aiohttp import BodyPartReader, web
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from aiohttp import web
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
 from agent.events import Event, utcnow
+from agent.inputs import Body
 from agent.reprocessing.facts import Disinfectant
 from agent.reprocessing.quality import CLEANING_EFFECT, DISINFECTANT_TEST, RINSE_WATER
-from agent.web.context import EMIT_KEY, invalid, problems
+from agent.web.bodies import Refused, read_form, read_json_object
+from agent.web.context import EMIT_KEY, problems
 
 log = structlog.get_logger(__name__)
 
 PHOTO_NAME = re.compile(r"[0-9a-f]{64}\.(?:jpg|png)")
 MAGIC = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
-MAX_PARTS = 32  # a multipart body with more parts than this is not one of our forms
-MAX_FIELD_BYTES = 8 * 1024  # one text field of a multipart form
-CHUNK = 64 * 1024
 FUTURE_AWARE = timedelta(minutes=5)  # clock skew between the entering PC and the agent
 FUTURE_NAIVE = timedelta(hours=15)  # a local time without offset: any zone is within ±14 h
 
@@ -54,8 +52,8 @@ TestedAt = Annotated[datetime | None, AfterValidator(_not_future)]
 Minutes = Annotated[float, Field(gt=0, le=1440), AfterValidator(lambda v: round(v, 2))]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
+class _Record(Body):
+    model_config = ConfigDict(str_strip_whitespace=True, coerce_numbers_to_str=True)
 
 
 class DisinfectantTest(_Record):
@@ -105,15 +103,6 @@ FORMS = {
     "/api/v1/quality/rinse-water": Form(RINSE_WATER, RinseWaterCheck, 0, 0),
     "/api/v1/quality/cleaning-effect-tests": Form(CLEANING_EFFECT, CleaningEffectTest, 1, 3),
 }
-
-
-class Refused(Exception):
-    """The request cannot be taken: answer `status` with these problems."""
-
-    def __init__(self, status: int, found: list[str]) -> None:
-        super().__init__(*found)
-        self.status = status
-        self.found = found
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +157,8 @@ def add_quality_routes(app: web.Application, photos_dir: Path, max_photo_bytes: 
 
 
 async def record_quality(store: PhotoStore, form: Form, request: web.Request) -> web.Response:
-    """POST a quality record (JSON or multipart): store its photos, journal it, 201."""
-    try:
-        fields, photos, found = await read_body(request, store.max_bytes)
-    except Refused as refused:
-        return invalid(refused.found, refused.status)
+    """POST a quality record (JSON, multipart or urlencoded): store its photos, journal it, 201."""
+    fields, photos, found = await read_body(request, store.max_bytes)
     record: _Record | None = None
     try:
         record = form.model.model_validate(fields)
@@ -180,7 +166,7 @@ async def record_quality(store: PhotoStore, form: Form, request: web.Request) ->
         found = problems(err) + found
     found += photo_problems(form, photos)
     if found or record is None:
-        return invalid(found)
+        raise Refused(422, found)
     try:
         names = [await store.save(data) for data in photos]
     except OSError as err:
@@ -216,28 +202,19 @@ def photo_problems(form: Form, photos: list[bytes]) -> list[str]:
 async def read_body(
     request: web.Request, max_photo_bytes: int
 ) -> tuple[dict[str, Any], list[bytes], list[str]]:
-    """(fields, photos, problems) of a JSON or multipart body; Refused when it is unusable."""
+    """(fields, photos, problems) of a JSON, multipart or urlencoded body; Refused when it is
+    unusable."""
     if request.content_type == "application/json":
-        return await _read_json(request, max_photo_bytes)
-    if request.content_type == "multipart/form-data":
-        return await _read_multipart(request, max_photo_bytes)
-    if request.content_type == "application/x-www-form-urlencoded":  # an HTML form, no file
-        posted = await request.post()
-        found = [f"{k}: given more than once" for k in set(posted) if len(posted.getall(k)) > 1]
-        fields = {k: v for k, v in posted.items() if isinstance(v, str) and v.strip()}
-        return fields, [], sorted(found)
-    raise Refused(415, ["body: send application/json or multipart/form-data"])
+        return _json_photos(await read_json_object(request), max_photo_bytes)
+    posted = await read_form(request, {"photo": max_photo_bytes})
+    # HTML forms send inputs left blank: they count as not given.
+    fields = {k: v for k, v in posted.fields.items() if v.strip()}
+    return fields, posted.files.get("photo", []), posted.problems
 
 
-async def _read_json(
-    request: web.Request, max_photo_bytes: int
+def _json_photos(
+    body: dict[str, Any], max_photo_bytes: int
 ) -> tuple[dict[str, Any], list[bytes], list[str]]:
-    try:
-        body = json.loads(await request.read())
-    except ValueError as err:
-        raise Refused(400, ["body: not valid JSON"]) from err
-    if not isinstance(body, dict):
-        raise Refused(400, ["body: must be a JSON object"])
     given = body.pop("photos", [])
     if not isinstance(given, list) or not all(isinstance(p, str) for p in given):
         return body, [], ["photos: must be a list of base64 strings"]
@@ -255,47 +232,6 @@ async def _read_json(
             raise Refused(413, [f"photo {n}: larger than {max_photo_bytes} bytes"])
         photos.append(data)
     return body, photos, found
-
-
-async def _read_multipart(
-    request: web.Request, max_photo_bytes: int
-) -> tuple[dict[str, Any], list[bytes], list[str]]:
-    reader = await request.multipart()
-    fields: dict[str, Any] = {}
-    photos: list[bytes] = []
-    found: list[str] = []
-    for _ in range(MAX_PARTS):
-        part = await reader.next()
-        if part is None:
-            return fields, photos, found
-        if not isinstance(part, BodyPartReader):
-            raise Refused(400, ["body: nested multipart is not accepted"])
-        name = part.name or ""
-        if name == "photo":
-            data = await _read_part(part, max_photo_bytes, f"photo {len(photos) + 1}")
-            if data:  # an HTML file input left empty still sends an empty part
-                photos.append(data)
-            continue
-        raw = await _read_part(part, MAX_FIELD_BYTES, name or "field")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            found.append(f"{name}: not UTF-8 text")
-            continue
-        if name in fields:
-            found.append(f"{name}: given more than once")
-        elif text.strip():  # HTML forms send inputs left blank: they count as not given
-            fields[name] = text
-    raise Refused(400, [f"body: more than {MAX_PARTS} parts"])
-
-
-async def _read_part(part: BodyPartReader, limit: int, label: str) -> bytes:
-    data = bytearray()
-    while chunk := await part.read_chunk(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise Refused(413, [f"{label}: larger than {limit} bytes"])
-    return bytes(data)
 
 
 async def serve_photo(store: PhotoStore, request: web.Request) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from tests.unit.test_compliance import Checked, opa_config
 
 TOKEN = "api-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -72,13 +73,15 @@ async def test_invalid_request_names_each_problem(client):
     response = await client.post(
         "/api/v1/patients", json={"reader_id": "", "patient_id": "9" * 40, "age": 3}, headers=AUTH
     )
-    assert response.status == 400
+    assert response.status == 422
     problems = (await response.json())["problems"]
     assert [p.split(":")[0] for p in problems] == ["reader_id", "patient_id", "age"]
 
 
 async def test_oversized_request_is_refused(client):
-    response = await client.post("/api/v1/patients", data=b"{" + b" " * 4096 + b"}", headers=AUTH)
+    response = await client.post(
+        "/api/v1/patients", data=b"{" + b" " * 4096 + b"}", headers={**AUTH, **JSON}
+    )
     assert response.status == 413
 
 
@@ -98,7 +101,7 @@ async def test_an_alert_is_acknowledged_by_a_named_person_once(client, centre):
     alert_id = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"][0]["id"]
     url = f"/api/v1/alerts/{alert_id}/acknowledge"
     assert (await client.post(url, json={"by": "王护士"})).status == 401
-    assert (await client.post(url, json={"note": "no name"}, headers=AUTH)).status == 400
+    assert (await client.post(url, json={"note": "no name"}, headers=AUTH)).status == 422
     response = await client.post(url, json={"by": "王护士", "note": "re-soaked"}, headers=AUTH)
     assert response.status == 201
     assert (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"] == []
@@ -114,7 +117,7 @@ async def test_a_blocked_scope_is_listed_and_released_only_by_a_named_override(c
     url = "/api/v1/scopes/GIF-001/override"
     body = {"by": "护士长 李", "reason": "soaked again by hand for 6 min"}
     assert (await client.post(url, json=body)).status == 401
-    assert (await client.post(url, json={"by": "李"}, headers=AUTH)).status == 400
+    assert (await client.post(url, json={"by": "李"}, headers=AUTH)).status == 422
     assert (await client.post(url, json=body, headers=AUTH)).status == 201
     scopes = (await (await client.get("/api/v1/scopes", headers=AUTH)).json())["scopes"]
     assert scopes[0]["override"] == body and not scopes[0]["blocked"]

@@ -81,7 +81,7 @@ async def test_an_invalid_exam_is_refused_with_every_problem(client, index):
     doc["examInfo"]["examItemList"] = [{"itemCode": "X"}]
     doc["reportList"]["affirmTime"] = "2026-02-30 10:00:00"
     response = await client.post("/api/v1/exams", json=doc, headers=AUTH)
-    assert response.status == 400
+    assert response.status == 422
     problems = (await response.json())["problems"]
     assert sorted(p.split(":")[0] for p in problems) == [
         "examInfo.examItemList.0.itemName",
@@ -97,10 +97,16 @@ async def test_an_invalid_exam_is_refused_with_every_problem(client, index):
     assert await index.rows("SELECT * FROM events") == []
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]"])
-async def test_a_body_that_is_no_json_object_is_refused(client, body):
-    response = await client.post("/api/v1/exams", data=body, headers=AUTH)
-    assert response.status == 400
+@pytest.mark.parametrize(("body", "status"), [(b"{not json", 400), (b"[1, 2]", 422)])
+async def test_a_body_that_is_no_json_object_is_refused(client, body, status):
+    headers = {**AUTH, "Content-Type": "application/json"}
+    response = await client.post("/api/v1/exams", data=body, headers=headers)
+    assert response.status == status
+
+
+async def test_a_body_that_is_not_json_is_refused_unread(client):
+    response = await client.post("/api/v1/exams", data=b'{"examNo": "E1"}', headers=AUTH)
+    assert response.status == 415
 
 
 async def test_exam_and_study_routes_need_the_token(client):

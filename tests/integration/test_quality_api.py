@@ -281,7 +281,7 @@ async def test_every_problem_is_listed(client, journal):
         "photos": ["@@@"],
     }
     response = await client.post(DISINFECTANT, json=body, headers=AUTH)
-    assert response.status == 400
+    assert response.status == 422
     found = (await response.json())["problems"]
     assert [p.split(":")[0] for p in found] == [
         "ratio_number",
@@ -308,7 +308,7 @@ async def test_every_problem_is_listed(client, journal):
 async def test_photo_count_and_type_are_checked(client, journal, photos_dir, photos, problem):
     fields = {"scope": "GIF-001", "inspector": "N002", "passed": "true"}
     response = await client.post(CLEANING, data=form(fields, photos), headers=AUTH)
-    assert response.status == 400
+    assert response.status == 422
     assert (await response.json())["problems"] == [problem]
     assert await outbox(journal) == [] and not photos_dir.exists()
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 from aiohttp import web
-from multidict import MultiDictProxy
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from agent.events import Event
+from agent.inputs import Body
 from agent.journal import queries
 from agent.journal.alerts import alert_state
+from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web.api import Acknowledgement, Override
+from agent.web.bodies import Form, read_form
 from agent.web.context import EMIT_KEY, problems
 from agent.web.dashboard.context import DASHBOARD_KEY, Viewer
 from agent.web.dashboard.pages import PAGES, layout, notice
@@ -25,13 +27,13 @@ from agent.web.dashboard.views.uplinks import message_detail
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Form = MultiDictProxy[Any]  # what request.post() gives: text, bytes or files
 
 
-class OutboxAction(BaseModel):
+class OutboxAction(Body):
     """Who re-queues or discards a message, and (for a discard) why."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True)
+    multiline = frozenset({"reason"})
 
     by: Annotated[str, Field(min_length=1, max_length=64)]
     reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
@@ -39,7 +41,7 @@ class OutboxAction(BaseModel):
 
 def fields(form: Form, *names: str) -> dict[str, str]:
     """The named text fields of a form, stripped; absent ones are left out."""
-    return {n: v.strip() for n in names if isinstance(v := form.get(n), str)}
+    return {n: v.strip() for n in names if (v := form.fields.get(n)) is not None}
 
 
 async def refusal(request: web.Request, status: int, found: list[str], page: str) -> web.Response:
@@ -60,17 +62,26 @@ async def refusal(request: web.Request, status: int, found: list[str], page: str
     return web.Response(text=body, content_type="text/html", status=status)
 
 
+def log_refused(request: web.Request, why: str) -> None:
+    """One warning for an action refused for want of a session or its CSRF token."""
+    log.warning("dashboard.refused", path=peer_text(request.path), remote=request.remote, why=why)
+
+
 async def guarded(
     request: web.Request,
 ) -> tuple[Session, Form]:
     """The session and form of an action; 303 to /login without a session, 403 without CSRF."""
     session = request.app[DASHBOARD_KEY].sessions.of(request)
     if session is None:
-        log.warning("dashboard.refused", path=request.path, remote=request.remote, why="session")
+        log.warning(
+            "dashboard.refused", path=peer_text(request.path), remote=request.remote, why="session"
+        )
         raise web.HTTPSeeOther("/login")
-    form = await request.post()
-    if not csrf_matches(session, str(form.get(CSRF_FIELD, ""))):
-        log.warning("dashboard.refused", path=request.path, remote=request.remote, why="csrf")
+    form = await read_form(request)
+    if not csrf_matches(session, form.fields.get(CSRF_FIELD, "")):
+        log.warning(
+            "dashboard.refused", path=peer_text(request.path), remote=request.remote, why="csrf"
+        )
         raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
     return session, form
 
@@ -81,7 +92,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     try:
         body = Acknowledgement.model_validate(fields(form, "by", "note"))
     except ValidationError as err:
-        return await refusal(request, 400, problems(err), "alerts")
+        return await refusal(request, 422, problems(err), "alerts")
     alert_id = int(request.match_info["alert_id"])
     state = await request.app[DASHBOARD_KEY].query(partial(alert_state, alert_id=alert_id))
     if state is None:
@@ -100,7 +111,7 @@ async def override(request: web.Request) -> web.Response:
     try:
         body = Override.model_validate(fields(form, "by", "reason"))
     except ValidationError as err:
-        return await refusal(request, 400, problems(err), "alerts")
+        return await refusal(request, 422, problems(err), "alerts")
     number = request.match_info["number"]
     scopes = {s["number"]: s for s in await request.app[DASHBOARD_KEY].query(scope_states)}
     if number not in scopes:
@@ -118,9 +129,9 @@ async def _outbox_action(request: web.Request, action: str) -> web.Response:
     try:
         body = OutboxAction.model_validate(fields(form, "by", "reason"))
     except ValidationError as err:
-        return await refusal(request, 400, problems(err), "dead-letters")
+        return await refusal(request, 422, problems(err), "dead-letters")
     if action == "discard" and body.reason is None:
-        return await refusal(request, 400, ["reason: required to discard"], "dead-letters")
+        return await refusal(request, 422, ["reason: required to discard"], "dead-letters")
     message_id = int(request.match_info["message_id"])
     actor = f"dashboard:{body.by}"
     async with request.app[DASHBOARD_KEY].operator_db.use() as db:

@@ -16,8 +16,10 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from agent.errors import AgentError
+from agent.inputs import control_problem
 from agent.reprocessing.config import ReprocessingConfig
-from agent.web.context import Query
+from agent.web.bodies import read_form
+from agent.web.context import ROW_ID, Query
 from agent.web.dashboard import actions
 from agent.web.dashboard.context import DASHBOARD_KEY, Dashboard, Viewer
 from agent.web.dashboard.pages import PAGES, Page, layout, notice
@@ -85,11 +87,11 @@ def add_dashboard_routes(
     route("GET", "/login", login_page, "login")
     route("POST", "/login", login, "login_post")
     route("POST", "/logout", logout, "logout")
-    route("GET", "/dead-letters/{message_id:[0-9]+}", actions.dead_letter, "dead_letter")
-    route("POST", "/alerts/{alert_id:[0-9]+}/acknowledge", actions.acknowledge, "acknowledge")
+    route("GET", f"/dead-letters/{{message_id:{ROW_ID}}}", actions.dead_letter, "dead_letter")
+    route("POST", f"/alerts/{{alert_id:{ROW_ID}}}/acknowledge", actions.acknowledge, "acknowledge")
     route("POST", "/scopes/{number}/override", actions.override, "override")
-    route("POST", "/dead-letters/{message_id:[0-9]+}/retry", actions.retry, "retry")
-    route("POST", "/dead-letters/{message_id:[0-9]+}/discard", actions.discard, "discard")
+    route("POST", f"/dead-letters/{{message_id:{ROW_ID}}}/retry", actions.retry, "retry")
+    route("POST", f"/dead-letters/{{message_id:{ROW_ID}}}/discard", actions.discard, "discard")
     app.router.add_static("/static", STATIC, name=f"{ROUTE_PREFIX}static")
 
 
@@ -211,8 +213,14 @@ def login_form(request: web.Request, target: str, problem: str = "") -> Markup:
 
 
 def safe_target(value: str | None) -> str:
-    """Where to go after login: a local path only (no open redirect)."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Where to go after login: a local path only (no open redirect, no header injection)."""
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and control_problem(value) is None
+    ):
         return value
     return "/"
 
@@ -225,8 +233,8 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """POST /login: trade the operator token for a session cookie (the token is not kept)."""
-    form = await request.post()
-    target = safe_target(str(form.get("next", "")))
+    form = await read_form(request)
+    target = safe_target(form.fields.get("next"))
     store = request.app[SESSIONS_KEY]
     remote = request.remote or ""
     wait = math.ceil(store.retry_after(remote))
@@ -239,7 +247,7 @@ async def login(request: web.Request) -> web.Response:
             status=429,
             headers={"Retry-After": str(wait)},
         )
-    session_id = store.login(str(form.get("token", "")), remote)
+    session_id = store.login(form.fields.get("token", ""), remote)
     if session_id is None:
         log.warning("dashboard.login_refused", remote=remote)
         problem = "令牌错误 / wrong token"
@@ -261,11 +269,15 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    """POST /logout (with the CSRF token): end the session, forget the cookie."""
+    """POST /logout (with the CSRF token): end the session, forget the cookie; 403 without the
+    token (another site must not be able to log an operator out)."""
     store = request.app[SESSIONS_KEY]
     session = store.of(request)
-    form = await request.post()
-    if session is not None and csrf_matches(session, str(form.get(CSRF_FIELD, ""))):
+    form = await read_form(request)
+    if session is not None:
+        if not csrf_matches(session, form.fields.get(CSRF_FIELD, "")):
+            actions.log_refused(request, "csrf")
+            raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
         store.logout(request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/login?done=logged_out")
     response.del_cookie(COOKIE, path="/")

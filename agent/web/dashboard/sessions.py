@@ -54,7 +54,7 @@ class SessionStore:
 
     def login(self, given: str, remote: str = "") -> str | None:
         """A new session id if `given` is the operator token, else None (constant time)."""
-        if not hmac.compare_digest(given.encode(), self._token):
+        if not hmac.compare_digest(as_bytes(given), self._token):
             self._failures[remote] = [*self._recent_failures(remote), self._clock()]
             self._failures.move_to_end(remote)
             while len(self._failures) > MAX_TRACKED:
@@ -107,12 +107,18 @@ class SessionStore:
 
 def csrf_matches(session: Session, given: str) -> bool:
     """Whether `given` is the session's CSRF token (constant time)."""
-    return hmac.compare_digest(given.encode(), session.csrf.encode())
+    return hmac.compare_digest(as_bytes(given), session.csrf.encode())
 
 
 def _key(session_id: str) -> bytes:
     # Looked up by hash: a dictionary probe must not compare the secret itself.
-    return hashlib.sha256(session_id.encode()).digest()
+    return hashlib.sha256(as_bytes(session_id)).digest()
+
+
+def as_bytes(given: str) -> bytes:
+    """A credential from a header, cookie or form as the bytes that were sent: aiohttp keeps
+    bytes that are not UTF-8 as surrogates, which a plain encode() would raise on."""
+    return given.encode("utf-8", "surrogateescape")
 
 
 SESSIONS_KEY: web.AppKey[SessionStore] = web.AppKey("dashboard_sessions", SessionStore)
