@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TypeVar
 
+from agent.inputs import year_problem
 from agent.reprocessing.facts import Disinfectant, StepKind
 from drivers.washer.receipt import Channel, Phase, ReceiptError, Verdict, WasherCycle
 
@@ -70,9 +71,6 @@ DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S",
 )
 MAX_DURATION = timedelta(hours=12)
-# A printed year outside these is a misprint or a washer clock that was reset, never a cycle to
-# judge; it also keeps every date far from the calendar's ends, where arithmetic overflows.
-YEARS = range(2000, 2100)
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _Day = TypeVar("_Day", date, datetime)
 
@@ -150,11 +148,9 @@ def parse_date(value: str, formats: Iterable[str] = DATE_FORMATS) -> date:
 
 
 def plausible(day: _Day, field: str) -> _Day:
-    """`day` itself if its year is in YEARS; ReceiptError("bad_value") otherwise."""
-    if day.year not in YEARS:
-        raise ReceiptError(
-            "bad_value", f"{field}: year {day.year} is outside {YEARS.start}-{YEARS.stop - 1}"
-        )
+    """`day` itself if its year is plausible (2000-2099); ReceiptError("bad_value") otherwise."""
+    if problem := year_problem(day):  # a misprint or a washer clock that was reset
+        raise ReceiptError("bad_value", f"{field}: {problem}")
     return day
 
 
