@@ -16,8 +16,11 @@ EARLIEST_BIRTH_YEAR = 1900  # a patient's birth date goes back further than any 
 YEARS = range(EARLIEST_YEAR, LATEST_YEAR + 1)
 BIRTH_YEARS = range(EARLIEST_BIRTH_YEAR, LATEST_YEAR + 1)
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
-CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, LF, CR allowed
+# C0, DEL, C1 (CONTROL_BUT_LINES keeps TAB, LF, CR); also the Unicode line separators and
+# bidirectional controls, which make a name on the wall screen or in a log look like another.
+_LAYOUT = "\u2028\u2029\u202a-\u202e\u2066-\u2069"
+CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_LAYOUT}]")
+CONTROL_BUT_LINES = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_LAYOUT}]")
 
 
 def plausible_year(day: date, years: range = YEARS) -> bool:

@@ -152,7 +152,7 @@ async def test_a_number_that_is_not_a_finite_value_is_refused(site, caplog, numb
     assert site.events() == []
 
 
-CONTROL = ["\u0000", "\u001b[31m", "\u007f", "\u0085", "a\nb"]
+CONTROL = ["\u0000", "\u001b[31m", "\u007f", "\u0085", "a\nb", "\u2028", "\u202e"]
 
 
 @pytest.mark.parametrize("bad", CONTROL)
