@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -132,6 +133,7 @@ def configure_logging(
     # numbers) from C-FIND and C-STORE requests: never below WARNING.
     for noisy in ("aiohttp.access", "asyncio", "pynetdicom", "pydicom"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    warnings.showwarning = _log_warning
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -150,3 +152,25 @@ def peer_text(value: object, limit: int = 80) -> str:
     text = str(value)
     shown = text[:limit].encode("unicode_escape").decode("ascii")
     return shown + "…" if len(text) > limit else shown
+
+
+_warned: set[tuple[str, str, int]] = set()
+
+
+def _log_warning(  # noqa: PLR0917 - the signature of warnings.showwarning
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's `warnings.warn` as one log line per kind and place, instead of raw text on
+    stderr. Never its message: it quotes what a peer sent (a form field's name, a DICOM value)."""
+    where = (category.__name__, filename, lineno)
+    if where in _warned:
+        return
+    _warned.add(where)
+    structlog.get_logger("py.warnings").warning(
+        "library.warning", category=category.__name__, at=f"{filename}:{lineno}"
+    )

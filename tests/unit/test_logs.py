@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 
 import pytest
 import structlog
@@ -104,3 +105,21 @@ def test_patient_and_exam_identifiers_in_platform_answers_are_masked():
         "patient_id": "***",
         "accession_number": "***",
     }
+
+
+def test_library_warnings_are_one_line_per_place_without_their_text():
+    stream = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        configure_logging("info", "json", stream=stream)
+        try:
+            for name in ("DOE^JOHN", "ROE^JANE"):  # what a peer sent, quoted by a library
+                warnings.warn(f"Invalid value for VR PN: {name!r}", UserWarning, stacklevel=1)
+        finally:
+            logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line["category"]) for line in lines] == [
+        ("library.warning", "UserWarning")
+    ]
+    assert "DOE" not in stream.getvalue()
+    assert "test_logs.py:" in lines[0]["at"]
