@@ -28,10 +28,10 @@ from pynetdicom.pdu_primitives import (
     MaximumLengthNotification,
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
-from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.events import utcnow
 from drivers.dicom import wire
+from drivers.dicom.peer_log import peer_text
 from drivers.dicom.receiver import SUCCESS, Receiver
 from drivers.dicom.store import SpoolFile
 
@@ -251,6 +251,8 @@ class _Association:
 
     def _p_data(self, length: int) -> None:
         while length > 0:
+            if length < 6:  # reading on would take the next PDU's bytes for this item's header
+                raise wire.ProtocolError("P-DATA-TF PDU ends inside a PDV item header")
             size, context_id, control = wire.pdv_header(self._recv(6))
             length -= 6 + size
             if length < 0:
@@ -346,7 +348,7 @@ class _Association:
             "dicom.association_aborted",
             source=self.fast.receiver.source,
             peer=self.peer,
-            calling_ae=self.calling,
+            calling_ae=peer_text(self.calling),
             reason=why,
         )
         _send_quietly(self.sock, wire.abort(reason))
@@ -359,7 +361,7 @@ class _Association:
                 "dicom.association_lost",
                 source=self.fast.receiver.source,
                 peer=self.peer,
-                calling_ae=self.calling,
+                calling_ae=peer_text(self.calling),
                 error=err.strerror or type(err).__name__,
             )
 
@@ -368,25 +370,6 @@ class _Association:
         pending, self.pending = self.pending, None
         if pending is not None and pending.file is not None:
             pending.file.discard()
-
-
-class FastStoreServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server whose connections are first offered to `fast`."""
-
-    fast: FastStore | None = None
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """In the connection's thread: the lean acceptor, or else pynetdicom."""
-        fast = self.fast
-        if fast is not None and isinstance(request, socket.socket):
-            try:
-                if fast.serve(request, client_address, len(self.active_associations)):
-                    request.close()
-                    return
-            except OSError:
-                request.close()
-                return
-        super().finish_request(request, client_address)
 
 
 def peek_request(sock: socket.socket, timeout: float) -> bytes | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import queue
 import select
@@ -17,10 +18,12 @@ from typing import Any, Literal
 import structlog
 from pynetdicom import association, dul
 from pynetdicom import events as evt
+from pynetdicom.fsm import InvalidEventError
 
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
 from drivers.base import DriverContext, ThreadEmitter
+from drivers.dicom.peer_log import OncePer, peer_text
 from drivers.dicom.store import Spool, SpoolFile
 from drivers.dicom.tags import UnreadableDataset, read_identity
 
@@ -37,6 +40,8 @@ REJECTIONS = {
 }
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# PS3.8 events made from a local primitive: association, release and abort requests, replies, data
+_LOCAL_REQUESTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
 
 
 class Receiver:
@@ -70,7 +75,7 @@ class Receiver:
         self.associations = 0  # connections accepted since start
         self._disk_low = False
         self._lock = threading.Lock()
-        self._rejected_peers: set[tuple[str, str, str]] = set()
+        self._rejection_lines = OncePer()
         self.lean_active: Callable[[], int] = lambda: 0  # associations the lean acceptor serves
 
     def handlers(self) -> list[Any]:
@@ -87,6 +92,7 @@ class Receiver:
         """Disable Nagle (small responses must not wait for a delayed ACK); wake, don't poll."""
         with self._lock:
             self.associations += 1
+        _ignore_late_replies(event.assoc)
         sock = event.assoc.dul.socket.socket
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -122,18 +128,17 @@ class Receiver:
         return None
 
     def _count_refusal(self, address: str, calling: str, reason: str) -> None:
-        key = (address, calling, reason)
         with self._lock:
-            first = key not in self._rejected_peers
-            self._rejected_peers.add(key)
             self.refused[reason] = self.refused.get(reason, 0) + 1
-        if first:
+        repeated = self._rejection_lines.first((address, calling, reason))
+        if repeated is not None:
             log.warning(
                 "dicom.association_rejected",
                 source=self.source,
                 peer=address,
-                calling_ae=calling,
+                calling_ae=peer_text(calling),
                 reason=reason,
+                repeated=repeated or None,
             )
 
     def _address_allowed(self, address: str) -> bool:
@@ -247,7 +252,7 @@ class Receiver:
             "dicom.quarantined",
             source=self.source,
             reason=reason,
-            calling_ae=calling,
+            calling_ae=peer_text(calling),
             file=kept.name,
             size=size,
         )
@@ -289,6 +294,31 @@ class Receiver:
         except TimeoutError:
             future.cancel()
             raise
+
+
+def _ignore_late_replies(assoc: Any) -> None:
+    """Drop a local reply that comes after the association was aborted, instead of dying.
+
+    A peer that sends garbage right after its A-ASSOCIATE-RQ is aborted by the DUL thread
+    (Sta13) while the association thread is still deciding; its accept (Evt7) then raises
+    InvalidEventError in the DUL thread, which ends with a traceback and the socket left open.
+    """
+    dul = assoc.dul
+    machine = dul.state_machine
+    do_action = machine.do_action
+
+    def guarded(event: str) -> None:
+        try:
+            do_action(event)
+        except InvalidEventError:
+            if machine.current_state != "Sta13" or event not in _LOCAL_REQUESTS:
+                raise
+            # The DUL only takes a local primitive off its queue when it acts on it: dropped
+            # here, or the DUL would re-raise it forever and never notice the close.
+            with contextlib.suppress(queue.Empty):
+                dul.to_provider_queue.get(block=False)
+
+    machine.do_action = guarded
 
 
 class _Sleep:

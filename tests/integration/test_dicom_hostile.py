@@ -1,0 +1,248 @@
+"""The DICOM SCP against hostile and broken peers: floods, silence, garbage, a filling disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from drivers.dicom import wire
+from drivers.dicom.gate import ConnectionGate
+from drivers.dicom.scp import DicomScp
+from tests.dicom_files import make_ct_slices
+from tests.helpers import eventually
+from tests.integration.test_dicom_lean import request
+from tests.integration.test_dicom_scp import (
+    RecordingContext,
+    associate,
+    make_scp,
+    run_tool,
+    serving,
+)
+from tests.peers import dcmtk
+
+FLOOD = 300
+ATTACKER = "127.0.0.2"  # all of 127/8 is loopback on Linux: a second source address
+
+
+@pytest.fixture(params=["lean", "pynetdicom"])
+def fast_store(request: pytest.FixtureRequest) -> bool:
+    """Both acceptors sit behind the gate: every test runs with each."""
+    return bool(request.param == "lean")
+
+
+def connect_from(address: str, port: int) -> socket.socket:
+    """A connection to the SCP from `address` (a loopback alias)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((address, 0))
+    sock.settimeout(20)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def flood(port: int, count: int, source: str) -> list[socket.socket]:
+    """`count` half-open connections: every other one silent, the rest half an A-ASSOCIATE-RQ."""
+    half = request()[: len(request()) // 2]
+    sockets = []
+    for number in range(count):
+        sock = connect_from(source, port)
+        sockets.append(sock)
+        if number % 2:
+            with contextlib.suppress(OSError):  # refused at accept: already closed
+                sock.sendall(half)
+    return sockets
+
+
+def closed_by_agent(sock: socket.socket) -> bool:
+    """Block until the agent closes `sock` (True), reading whatever it sent before."""
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def library_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record the root logger's handlers would get (what reaches the agent's log)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def gate_of(scp: DicomScp) -> ConnectionGate:
+    assert scp.gate is not None
+    return scp.gate
+
+
+async def test_a_flood_of_half_open_connections_leaves_room_for_the_modality(
+    tmp_path: Path, fast_store: bool
+):
+    echoscu, storescu = dcmtk("echoscu"), dcmtk("storescu")
+    files = make_ct_slices(tmp_path / "in", 2, rows=32, columns=32)
+    ctx = RecordingContext(tmp_path / "state")
+    scp = make_scp(fast_store=fast_store, allowed_calling_aes=["CT1"], artim_timeout=120.0)
+    threads_before = threading.active_count()
+    with capture_logs() as logs:
+        async with serving(scp, ctx) as port:
+            gate = gate_of(scp)
+            held = await asyncio.to_thread(flood, port, FLOOD, ATTACKER)
+            try:
+
+                async def sorted_out() -> bool:
+                    return gate.waiting + gate.refused["too_many_from_address"] == FLOOD
+
+                await eventually(sorted_out)
+                assert gate.waiting == 11  # max_associations + 1
+                # No thread per connection: the flood waits in the gate's selector.
+                # (the gate's own, and the loop's executor threads that ran this test's calls)
+                assert threading.active_count() - threads_before <= 5
+                target = ["-aet", "CT1", "-aec", "EDGE", "127.0.0.1", str(port)]
+                code, out = await run_tool(echoscu, *target)
+                assert code == 0, out
+                code, out = await run_tool(storescu, *target, *map(str, files))
+                assert code == 0, out
+            finally:
+                for sock in held:
+                    sock.close()
+    assert len(ctx.kinds("dicom.stored")) == 2
+    refusals = [e for e in logs if e["event"] == "dicom.connection_refused"]
+    assert [(e["peer"], e["reason"]) for e in refusals] == [(ATTACKER, "too_many_from_address")]
+    assert scp.stats()["connection_too_many_from_address"] == FLOOD - 11
+
+
+async def test_more_connections_than_the_total_are_refused(tmp_path: Path, fast_store: bool):
+    scp = make_scp(fast_store=fast_store, max_connections=4, max_connections_per_address=100)
+    with capture_logs() as logs:
+        async with serving(scp, RecordingContext(tmp_path)) as port:
+            gate = gate_of(scp)
+            held = await asyncio.to_thread(flood, port, 10, ATTACKER)
+            try:
+
+                async def sorted_out() -> bool:
+                    return gate.waiting + gate.refused["too_many_connections"] == 10
+
+                await eventually(sorted_out)
+                assert gate.waiting == 4
+            finally:
+                for sock in held:
+                    sock.close()
+
+            async def freed() -> bool:
+                return gate.open_connections == 0
+
+            await eventually(freed)
+            assert (await asyncio.to_thread(associate, port, "CT1")).is_released
+    refusals = [e["reason"] for e in logs if e["event"] == "dicom.connection_refused"]
+    assert refusals == ["too_many_connections"]
+    assert [e["refused"] for e in logs if e["event"] == "dicom.connections_accepted_again"] == [6]
+
+
+async def test_silent_and_half_request_peers_are_closed_after_artim(
+    tmp_path: Path, fast_store: bool
+):
+    scp = make_scp(fast_store=fast_store, artim_timeout=0.2)
+    with capture_logs() as logs:
+        async with serving(scp, RecordingContext(tmp_path)) as port:
+            held = await asyncio.to_thread(flood, port, 6, "127.0.0.1")
+            try:
+                for sock in held:
+                    assert await asyncio.to_thread(closed_by_agent, sock)
+            finally:
+                for sock in held:
+                    sock.close()
+            assert gate_of(scp).refused["artim_timeout"] == 6
+            assert (await asyncio.to_thread(associate, port, "CT1")).is_released
+    lines = [e for e in logs if e["event"] == "dicom.connection_refused"]
+    assert [(e["peer"], e["reason"]) for e in lines] == [("127.0.0.1", "artim_timeout")]
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Send `data`; what the agent answers up to its A-ASSOCIATE-RJ or A-ABORT, or its close."""
+    sock = connect_from("127.0.0.1", port)
+    answer = b""
+    try:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(data)
+            while chunk := sock.recv(4096):
+                answer += chunk
+                if _ends_with_refusal(answer):
+                    break
+    finally:
+        sock.close()
+    return answer
+
+
+def _ends_with_refusal(stream: bytes) -> bool:
+    while len(stream) >= 6:
+        kind, length = wire.pdu_header(stream[:6])
+        if len(stream) < 6 + length:
+            return False
+        if kind in (wire.A_ASSOCIATE_RJ, wire.A_ABORT):
+            return True
+        stream = stream[6 + length :]
+    return False
+
+
+def with_calling(rq: bytes, title: str) -> bytes:
+    """`rq` with a calling AE title no well-behaved encoder would write."""
+    return rq[:26] + title.encode("latin-1").ljust(16)[:16] + rq[42:]
+
+
+def with_version(rq: bytes, version: int) -> bytes:
+    return rq[:6] + version.to_bytes(2, "big") + rq[8:]
+
+
+async def test_garbage_gets_an_abort_and_one_escaped_line_and_no_error_records(
+    tmp_path: Path, fast_store: bool
+):
+    scp = make_scp(fast_store=fast_store, allowed_calling_aes=["CT1"])
+    evil = "EVIL\n{x}\x1b[\xff"
+    with capture_logs() as logs, library_records() as records:
+        async with serving(scp, RecordingContext(tmp_path)) as port:
+            for _ in range(3):
+                answer = await asyncio.to_thread(exchange, port, b"GET / HTTP/1.1\r\n\r\n" * 5)
+                assert answer == wire.abort(wire.ABORT_UNEXPECTED_PDU)
+            answer = await asyncio.to_thread(exchange, port, with_version(request(), 2))
+            assert answer[:1] == bytes([wire.A_ASSOCIATE_RJ])
+            answer = await asyncio.to_thread(exchange, port, with_calling(request(), evil))
+            assert answer == bytes([wire.A_ASSOCIATE_RJ, 0, 0, 0, 0, 4, 0, 1, 1, 3])
+            answer = await asyncio.to_thread(exchange, port, request(calling="INTRUDER"))
+            assert answer[:1] == bytes([wire.A_ASSOCIATE_RJ])
+            # A whole request whose items are garbage: past the gate, pynetdicom can't decode it.
+            rq = request()
+            broken = rq[:74] + bytes(range(256))[: len(rq) - 74]
+            await asyncio.to_thread(exchange, port, broken)
+            # An accepted association, then a P-DATA-TF that is not one.
+            ok = request(calling="CT1")
+            await asyncio.to_thread(exchange, port, ok + bytes([4, 0, 0, 0, 0, 3, 9, 9, 9]))
+            assert (await asyncio.to_thread(associate, port, "CT1")).is_released
+    assert not [r for r in records if r.levelno >= logging.ERROR]
+    refused = [(e["reason"], e.get("calling_ae")) for e in logs if e["event"].endswith("refused")]
+    assert refused == [
+        ("not_an_association_request", None),
+        ("protocol_version", "RAW"),
+        ("calling_ae_invalid", "EVIL\\n{x}\\x1b[\\xff"),
+        ("malformed_request", "RAW"),
+    ]
+    rejected = [e for e in logs if e["event"] == "dicom.association_rejected"]
+    assert [e["calling_ae"] for e in rejected] == ["INTRUDER"]
+    for entry in logs:
+        assert all("\n" not in str(value) for value in entry.values())
