@@ -150,7 +150,7 @@ class DicomScp(Driver):
 
     async def run(self, ctx: DriverContext) -> None:
         """Serve until cancelled; a port that cannot be bound is retried with backoff."""
-        spool = Spool(ctx.state_dir)
+        spool = Spool(ctx.state_dir, reserve_mb=self.config.min_free_mb)
         await asyncio.to_thread(spool.prepare)
         self.receiver = Receiver(
             self.name,

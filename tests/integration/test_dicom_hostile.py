@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from structlog.testing import capture_logs
 
 from drivers.dicom import wire
@@ -24,6 +25,7 @@ from tests.integration.test_dicom_scp import (
     associate,
     make_scp,
     run_tool,
+    send_files,
     serving,
 )
 from tests.peers import dcmtk
@@ -246,3 +248,33 @@ async def test_garbage_gets_an_abort_and_one_escaped_line_and_no_error_records(
     assert [e["calling_ae"] for e in rejected] == ["INTRUDER"]
     for entry in logs:
         assert all("\n" not in str(value) for value in entry.values())
+
+
+async def test_the_reserve_is_checked_while_a_dataset_streams_in(
+    tmp_path: Path, fast_store: bool, monkeypatch: pytest.MonkeyPatch
+):
+    small = make_ct_slices(tmp_path / "in", 2, rows=32, columns=32)
+    big = make_ct_slices(tmp_path / "big", 1, rows=1024, columns=1024)  # 2 MiB of pixels
+    ctx = RecordingContext(tmp_path / "state")
+    reserve = 100
+    spool_tmp = ctx.state_dir / "spool" / "tmp"
+    probes: list[float] = []
+
+    def free_mb(self: object) -> float:
+        """1 MiB above the reserve, minus what is being received: the reserve is hit mid-stream."""
+        receiving = sum(p.stat().st_size for p in spool_tmp.iterdir()) / (1024 * 1024)
+        probes.append(receiving)
+        return reserve + 1.0 - receiving
+
+    monkeypatch.setattr("drivers.dicom.store.Spool.free_mb", free_mb)
+    async with serving(make_scp(fast_store=fast_store, min_free_mb=reserve), ctx) as port:
+        assert await asyncio.to_thread(send_files, port, small) == [0x0000, 0x0000]
+        assert await asyncio.to_thread(send_files, port, big) == [0xA700]
+        assert await asyncio.to_thread(send_files, port, small[:1]) == [0x0000]
+    assert not list(spool_tmp.iterdir())  # the partial file is gone
+    assert max(probes) < 2.0  # stopped at the reserve, not after the whole 2 MiB
+    stored = ctx.kinds("dicom.stored")
+    assert len(stored) == 3
+    for payload in stored:
+        assert dcmread(payload["path"]).SOPInstanceUID == payload["sop_instance_uid"]
+    assert [r["reason"] for r in ctx.kinds("dicom.rejected")] == ["disk_low"]
