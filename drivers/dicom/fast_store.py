@@ -31,7 +31,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from agent.events import utcnow
 from drivers.dicom import wire
-from drivers.dicom.peer_log import peer_text
+from drivers.dicom.peer_log import OncePer, peer_text
 from drivers.dicom.receiver import SUCCESS, Receiver
 from drivers.dicom.store import SpoolFile
 
@@ -76,6 +76,7 @@ class FastStore:
         self._sockets: set[socket.socket] = set()
         self._stopping = False
         self.served = 0  # associations accepted here
+        self.abort_lines = OncePer()  # a peer aborted in a loop gets a line per reason, not each
         receiver.lean_active = lambda: self.active
 
     def serve(self, sock: socket.socket, address: Any, others: int) -> bool:
@@ -271,8 +272,8 @@ class _Association:
                     raise wire.ProtocolError("data set fragment without its command")
                 self._receive_data(pending, size)
                 if control & 0x02:
+                    self._data_done(pending)  # if it fails, `discard_pending` still sees it
                     self.pending = None
-                    self._data_done(pending)
 
     def _command_done(self, context_id: int) -> None:
         elements = wire.parse_command(bytes(self.command))
@@ -343,26 +344,34 @@ class _Association:
         return bytes(data)
 
     def abort(self, reason: int, why: str) -> None:
-        """Send an A-ABORT (best effort) and log why."""
-        log.warning(
-            "dicom.association_aborted",
-            source=self.fast.receiver.source,
-            peer=self.peer,
-            calling_ae=peer_text(self.calling),
-            reason=why,
-        )
+        """Send an A-ABORT (best effort) and log why (once per peer and reason for a while)."""
+        repeated = self.fast.abort_lines.first((self.peer, why))
+        if repeated is not None:
+            log.warning(
+                "dicom.association_aborted",
+                source=self.fast.receiver.source,
+                peer=self.peer,
+                calling_ae=peer_text(self.calling),
+                reason=why,
+                repeated=repeated or None,
+            )
         _send_quietly(self.sock, wire.abort(reason))
         await_close(self.sock, self.fast.acse_timeout)
 
     def lost(self, err: OSError) -> None:
         """The connection ended without a release (peer reset, or the agent is stopping)."""
-        if self.pending is not None or self.command:
+        if self.pending is None and not self.command:
+            return
+        error = err.strerror or type(err).__name__
+        repeated = self.fast.abort_lines.first((self.peer, error))
+        if repeated is not None:
             log.warning(
                 "dicom.association_lost",
                 source=self.fast.receiver.source,
                 peer=self.peer,
                 calling_ae=peer_text(self.calling),
-                error=err.strerror or type(err).__name__,
+                error=error,
+                repeated=repeated or None,
             )
 
     def discard_pending(self) -> None:

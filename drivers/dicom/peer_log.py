@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
@@ -91,9 +92,12 @@ class LibraryRecords(logging.Handler):
 
 
 def route_library_records() -> None:
-    """Send pynetdicom's and pydicom's records through `LibraryRecords` (process-wide, once)."""
+    """pynetdicom's and pydicom's records through `LibraryRecords`, not raw (process-wide)."""
     for name in ("pynetdicom", "pydicom"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, LibraryRecords) for h in logger.handlers):
             logger.addHandler(LibraryRecords())
         logger.propagate = False
+    # pydicom also hands its logged warnings (peer-made UIDs among them) to `warnings`, which
+    # would print them raw on stderr: the logged copy above is the one kept.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
