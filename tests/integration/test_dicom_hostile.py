@@ -130,6 +130,46 @@ async def test_a_flood_of_half_open_connections_leaves_room_for_the_modality(
     assert scp.stats()["connection_too_many_from_address"] == FLOOD - 11
 
 
+def request_flood(port: int, count: int, source: str) -> int:
+    """`count` connections each sending a whole request; the peak thread count while they do."""
+    peak = threading.active_count()
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = connect_from(source, port)
+            sockets.append(sock)
+            with contextlib.suppress(OSError):
+                sock.sendall(request(calling="INTRUDER"))
+            peak = max(peak, threading.active_count())
+        for sock in sockets:
+            closed_by_agent(sock)
+            peak = max(peak, threading.active_count())
+    finally:
+        for sock in sockets:
+            sock.close()
+    return peak
+
+
+async def test_a_flood_of_rejected_requests_keeps_threads_bounded(tmp_path: Path, fast_store: bool):
+    scp = make_scp(fast_store=fast_store, allowed_calling_aes=["CT1"])
+    threads_before = threading.active_count()
+    async with serving(scp, RecordingContext(tmp_path)) as port:
+        peak = await asyncio.to_thread(request_flood, port, FLOOD, ATTACKER)
+        gate = gate_of(scp)
+
+        async def settled() -> bool:
+            return gate.open_connections == 0
+
+        await eventually(settled)
+        assert (await asyncio.to_thread(associate, port, "CT1")).is_released
+        after = threading.active_count()
+    # Per connection at most a worker, pynetdicom's association and DUL threads; at most
+    # max_connections (20) connections at once; plus the gate and the test's executor.
+    assert peak - threads_before <= 3 * 20 + 5
+    assert after - threads_before <= 5  # every association's threads have ended
+    assert gate.handed_over + gate.refused["too_many_from_address"] == FLOOD + 1  # + CT1
+
+
 async def test_more_connections_than_the_total_are_refused(tmp_path: Path, fast_store: bool):
     scp = make_scp(fast_store=fast_store, max_connections=4, max_connections_per_address=100)
     with capture_logs() as logs:
