@@ -4,8 +4,9 @@ One thread accepts every TCP connection. A connection over the per-address or to
 closed at once; the others wait, without a thread, until their A-ASSOCIATE-RQ PDU has arrived
 whole (the socket's SO_RCVLOWAT makes the selector wake only then) or `artim_timeout` passes.
 Only then is the still-unread request handed to a worker thread (the lean acceptor or
-pynetdicom). A first PDU that is not an A-ASSOCIATE-RQ gets an A-ABORT, another protocol version
-an A-ASSOCIATE-RJ, and each refusal one rate-limited warning line.
+pynetdicom). A first PDU that is not an A-ASSOCIATE-RQ, or a request that does not decode, gets
+an A-ABORT; another protocol version or an invalid AE title an A-ASSOCIATE-RJ; each refusal one
+rate-limited warning line.
 """
 
 from __future__ import annotations
@@ -106,13 +107,11 @@ class ConnectionGate:
         selector.register(self._wake_reader, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
-                for key, _ in selector.select(self._timeout()):
-                    if key.fileobj is self.listener:
-                        self._accept_all(selector)
-                    elif key.fileobj is not self._wake_reader:
-                        assert isinstance(key.fileobj, socket.socket)
-                        self._examine(selector, key.fileobj)
-                self._expire(selector)
+                try:
+                    self._turn(selector)
+                except Exception:  # the thread's boundary: a bug must not close the port
+                    log.exception("dicom.gate_failed", source=self.source)
+                    time.sleep(0.1)  # and must not spin if it repeats
         finally:
             for sock in list(self._waiting):
                 self._drop(selector, sock)
@@ -127,6 +126,15 @@ class ConnectionGate:
         self._stopped.wait()
         self._wake_reader.close()
         self._wake_writer.close()
+
+    def _turn(self, selector: selectors.BaseSelector) -> None:
+        for key, _ in selector.select(self._timeout()):
+            if key.fileobj is self.listener:
+                self._accept_all(selector)
+            elif key.fileobj is not self._wake_reader:
+                assert isinstance(key.fileobj, socket.socket)
+                self._examine(selector, key.fileobj)
+        self._expire(selector)
 
     def _timeout(self) -> float | None:
         first = next(iter(self._waiting.values()), None)
@@ -206,7 +214,11 @@ class ConnectionGate:
             sock.setblocking(True)
             self._handed.append((sock, str(waiting.address[0])))
             self.handed_over += 1
-            self.handover(sock, waiting.address)
+            try:
+                self.handover(sock, waiting.address)
+            except RuntimeError as err:  # no thread could be started: the host is exhausted
+                sock.close()
+                self._refused(_ALL, "no_worker_thread", error=str(err))
 
     def _expire(self, selector: selectors.BaseSelector) -> None:
         now = time.monotonic()

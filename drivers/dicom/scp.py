@@ -15,11 +15,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from agent.config import PluginSection, Seconds, Section
 from drivers.base import Driver, DriverContext
+from drivers.dicom.acceptor_threads import use_wakeups
 from drivers.dicom.fast_store import FastStore
 from drivers.dicom.gate import ConnectionGate, GateLimits
 from drivers.dicom.peer_log import route_library_records
 from drivers.dicom.qr import QueryRetrieve
-from drivers.dicom.receiver import Network, Receiver, use_wakeups
+from drivers.dicom.receiver import Network, Receiver
 from drivers.dicom.server import GatedServer
 from drivers.dicom.store import Spool
 from drivers.transport import Backoff
@@ -144,8 +145,8 @@ class DicomScp(Driver):
         r = self.receiver
         if r is None:
             return {}
-        gate = {} if self.gate is None else self.gate.refused
-        connections = {f"connection_{reason}": n for reason, n in gate.items()}
+        refused = {} if self.gate is None else dict(self.gate.refused)  # one atomic copy
+        connections = {f"connection_{reason}": n for reason, n in refused.items()}
         return {"stored": r.stored, **r.refused, "associations": r.associations, **connections}
 
     async def run(self, ctx: DriverContext) -> None:
