@@ -249,6 +249,7 @@ class ConnectionGate:
 
     def _refused(self, key: str, reason: str, **fields: Any) -> None:
         self.refused[reason] += 1
+        fields = {name: value for name, value in fields.items() if value is not None}
         if reason.startswith("too_many"):
             if key in self._episodes:  # one line per episode, not one per connection
                 self._episodes[key] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import threading
@@ -17,6 +18,7 @@ from structlog.testing import capture_logs
 from drivers.dicom import wire
 from drivers.dicom.gate import ConnectionGate
 from drivers.dicom.scp import DicomScp
+from tests.agent_process import AgentProcess
 from tests.dicom_files import make_ct_slices
 from tests.helpers import eventually
 from tests.integration.test_dicom_lean import request
@@ -318,3 +320,82 @@ async def test_the_reserve_is_checked_while_a_dataset_streams_in(
     for payload in stored:
         assert dcmread(payload["path"]).SOPInstanceUID == payload["sop_instance_uid"]
     assert [r["reason"] for r in ctx.kinds("dicom.rejected")] == ["disk_low"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_whole_agent_under_attack_keeps_serving_and_its_log_clean(tmp_path: Path):
+    echoscu, storescu = dcmtk("echoscu"), dcmtk("storescu")
+    files = make_ct_slices(tmp_path / "in", 2, rows=32, columns=32)
+    port = free_port()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f"""
+[agent]
+state_dir = "state"
+[log]
+level = "debug"
+format = "json"
+[sources.pacs]
+type = "dicom_scp"
+ae_title = "EDGE"
+host = "127.0.0.1"
+port = {port}
+allowed_calling_aes = ["CT1"]
+min_free_mb = 0
+query_retrieve = false
+""",
+        encoding="utf-8",
+    )
+    agent = AgentProcess(config, tmp_path)
+    await agent.start()
+
+    async def listening() -> bool:  # READY=1 comes before the sources have bound their ports
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return False
+        writer.close()  # closed before a request: the gate does not log it
+        await writer.wait_closed()
+        return True
+
+    try:
+        await eventually(listening)
+        held = await asyncio.to_thread(flood, port, FLOOD, ATTACKER)
+        try:
+            for garbage in (
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64),  # a TLS hello
+                with_calling(request(), "EVIL\nAE\x1b[31m"),
+                request(calling="INTRUDER"),
+                with_version(request(), 2),
+            ):
+                assert await asyncio.to_thread(exchange, port, garbage)
+            target = ["-aet", "CT1", "-aec", "EDGE", "127.0.0.1", str(port)]
+            await run_tool(echoscu, *target)
+            code, out = await run_tool(storescu, *target, *map(str, files))
+            assert code == 0, out
+        finally:
+            for sock in held:
+                sock.close()
+    finally:
+        assert await agent.stop() == 0
+    output = await agent.output()
+    lines = [json.loads(line) for line in output.splitlines()]  # every line is one JSON record
+    assert "Traceback" not in output
+    assert not [line for line in lines if line["level"] in ("error", "critical")]
+    refused = [line for line in lines if line["event"] == "dicom.connection_refused"]
+    assert {line["reason"] for line in refused} == {
+        "too_many_from_address",
+        "not_an_association_request",
+        "calling_ae_invalid",
+        "protocol_version",
+    }
+    assert len(refused) == 4  # not one per connection of the flood
+    assert [line["calling_ae"] for line in refused if line["reason"] == "calling_ae_invalid"] == [
+        "EVIL\\nAE\\x1b[31m"
+    ]
+    assert len(list((tmp_path / "state" / "spool").rglob("*.dcm"))) == 2
