@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import queue
 import select
 import socket
@@ -40,6 +41,25 @@ def ignore_late_replies(assoc: Any) -> None:
                 dul.to_provider_queue.get(block=False)
 
     machine.do_action = guarded
+
+
+def bound_pdu_reads(assoc: Any, largest: int) -> None:
+    """Make the association's DUL refuse (close on) a PDU longer than `largest` bytes.
+
+    pynetdicom reads a whole PDU into memory, whatever length the peer declares, even after it
+    rejected the association: a peer not allowed to associate could make it buffer gigabytes.
+    The refusal is an OSError in its read, which pynetdicom handles as a closed connection.
+    """
+    association_socket = assoc.dul.socket
+    recv = association_socket.recv
+
+    def bounded(nr_bytes: int) -> bytearray:
+        if nr_bytes > largest:
+            raise OSError(errno.EMSGSIZE, f"a PDU of {nr_bytes} bytes, above {largest}")
+        data: bytearray = recv(nr_bytes)
+        return data
+
+    association_socket.recv = bounded
 
 
 class _Sleep:

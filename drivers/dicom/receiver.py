@@ -17,7 +17,8 @@ from pynetdicom import events as evt
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
 from drivers.base import DriverContext, ThreadEmitter
-from drivers.dicom.acceptor_threads import Wakeups, ignore_late_replies
+from drivers.dicom.acceptor_threads import Wakeups, bound_pdu_reads, ignore_late_replies
+from drivers.dicom.gate import MAX_REQUEST
 from drivers.dicom.peer_log import OncePer, peer_text
 from drivers.dicom.store import Spool, SpoolFile
 from drivers.dicom.tags import UnreadableDataset, read_identity
@@ -82,10 +83,13 @@ class Receiver:
         ]
 
     def on_connection(self, event: Any) -> None:
-        """Disable Nagle (small responses must not wait for a delayed ACK); wake, don't poll."""
+        """Bound PDU reads; disable Nagle (small responses must not wait for a delayed ACK)."""
         with self._lock:
             self.associations += 1
         ignore_late_replies(event.assoc)
+        largest = int(event.assoc.acceptor.maximum_length or 0)  # 0: max_pdu is unlimited
+        if largest:
+            bound_pdu_reads(event.assoc, 6 + max(largest, MAX_REQUEST))
         sock = event.assoc.dul.socket.socket
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -322,6 +322,33 @@ async def test_the_reserve_is_checked_while_a_dataset_streams_in(
     assert [r["reason"] for r in ctx.kinds("dicom.rejected")] == ["disk_low"]
 
 
+def push_huge_pdu(port: int, calling: str) -> int:
+    """A request, then a P-DATA-TF declaring 1 GiB; MiB sent before the agent closed."""
+    sock = connect_from("127.0.0.1", port)
+    chunk = bytes(1024 * 1024)
+    sent = 0
+    try:
+        sock.sendall(request(calling=calling) + bytes([wire.P_DATA_TF, 0]) + (1 << 30).to_bytes(4))
+        while sent < 256:
+            sock.sendall(chunk)
+            sent += 1
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        sock.close()
+    return sent
+
+
+async def test_a_huge_pdu_is_not_buffered(tmp_path: Path, fast_store: bool):
+    scp = make_scp(fast_store=fast_store, allowed_calling_aes=["CT1"], acse_timeout=5.0)
+    async with serving(scp, RecordingContext(tmp_path)) as port:
+        # pynetdicom reads whole PDUs into memory, even after rejecting the association.
+        assert await asyncio.to_thread(push_huge_pdu, port, "INTRUDER") < 256
+        if not fast_store:  # (the lean path streams P-DATA: it reads and drops the garbage)
+            assert await asyncio.to_thread(push_huge_pdu, port, "CT1") < 256
+        assert (await asyncio.to_thread(associate, port, "CT1")).is_released
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
