@@ -64,7 +64,8 @@ class LibraryRecords(logging.Handler):
     """pynetdicom's and pydicom's records as one escaped warning line each, no traceback.
 
     A garbage PDU makes pynetdicom log several error records with a traceback each; a peer
-    sending them in a loop would bury the log. Repetitions of one message are rate-limited.
+    sending them in a loop would bury the log. Each message (call site) gets a line at most once
+    every ten minutes, with the count of those left out.
     """
 
     def __init__(self) -> None:
@@ -75,7 +76,9 @@ class LibraryRecords(logging.Handler):
         """Log `record` as `dicom.library_message` unless the same message was just logged."""
         if threading.current_thread().name.startswith(GATE_THREAD):
             return  # the gate checks requests with pynetdicom's decoder and logs its own line
-        repeated = self._lines.first((record.name, str(record.msg)[:80]))
+        # Keyed by the call site, not the text: pynetdicom's messages quote the peer's bytes,
+        # so a fuzzing peer would otherwise get a line for every variation.
+        repeated = self._lines.first((record.name, record.lineno))
         if repeated is None:
             return
         try:

@@ -42,9 +42,14 @@ class SpoolFile:
             return 0
         if self.size >= self._next_check:
             self._next_check = self.size + RESERVE_CHECK_BYTES
-            if self.below_reserve():
+            try:
+                low = self.below_reserve()
+            except OSError as err:  # the free space cannot even be read: stop as for a full disk
+                self.error = err
+                low = True
+            if low:
                 # Without this a single large data set could fill the disk before its end.
-                self.error = OSError(errno.ENOSPC, "the disk reserve is reached")
+                self.error = self.error or OSError(errno.ENOSPC, "the disk reserve is reached")
                 self.discard()  # give the space back now, not when the peer is done sending
                 return len(data)
         view = memoryview(data)
