@@ -43,6 +43,25 @@ def ignore_late_replies(assoc: Any) -> None:
     machine.do_action = guarded
 
 
+def close_when_done(assoc: Any, sock: socket.socket) -> None:
+    """Close the connection's socket when the association's DUL thread ends, however it ends.
+
+    On an exception in its reactor pynetdicom sends an A-ABORT and ends the thread without
+    closing the socket: the descriptor would stay open, and the connection gate would count
+    the connection against its peer's limit for as long as the process lives.
+    """
+    dul = assoc.dul
+    reactor = dul._target  # not started yet: EVT_CONN_OPEN comes before `assoc.start()`
+
+    def run_then_close() -> None:
+        try:
+            reactor()
+        finally:
+            sock.close()
+
+    dul._target = run_then_close
+
+
 def bound_pdu_reads(assoc: Any, largest: int) -> None:
     """Make the association's DUL refuse (close on) a PDU longer than `largest` bytes.
 

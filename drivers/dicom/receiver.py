@@ -17,7 +17,12 @@ from pynetdicom import events as evt
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
 from drivers.base import DriverContext, ThreadEmitter
-from drivers.dicom.acceptor_threads import Wakeups, bound_pdu_reads, ignore_late_replies
+from drivers.dicom.acceptor_threads import (
+    Wakeups,
+    bound_pdu_reads,
+    close_when_done,
+    ignore_late_replies,
+)
 from drivers.dicom.gate import MAX_REQUEST
 from drivers.dicom.peer_log import OncePer, peer_text
 from drivers.dicom.store import Spool, SpoolFile
@@ -91,6 +96,8 @@ class Receiver:
         if largest:
             bound_pdu_reads(event.assoc, 6 + max(largest, MAX_REQUEST))
         sock = event.assoc.dul.socket.socket
+        if sock is not None:
+            close_when_done(event.assoc, sock)
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             Wakeups.install(event.assoc, sock)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pynetdicom import dul
 from structlog.testing import capture_logs
 
 from drivers.dicom import wire
@@ -344,6 +345,37 @@ async def test_a_huge_pdu_is_not_buffered(tmp_path: Path, fast_store: bool):
         assert await asyncio.to_thread(push_huge_pdu, port, "INTRUDER") < 256
         if not fast_store:  # (the lean path streams P-DATA: it reads and drops the garbage)
             assert await asyncio.to_thread(push_huge_pdu, port, "CT1") < 256
+        assert (await asyncio.to_thread(associate, port, "CT1")).is_released
+
+
+async def test_a_failing_pynetdicom_reactor_still_releases_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    original = dul.DULServiceProvider._is_transport_event
+    calls: list[int] = []
+
+    def failing_once(self: dul.DULServiceProvider) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in pynetdicom's reactor")
+        return bool(original(self))
+
+    monkeypatch.setattr(dul.DULServiceProvider, "_is_transport_event", failing_once)
+    scp = make_scp(fast_store=False, allowed_calling_aes=["CT1"], max_connections_per_address=1)
+    async with serving(scp, RecordingContext(tmp_path)) as port:
+        sock = connect_from("127.0.0.1", port)
+        try:
+            sock.sendall(request(calling="CT1"))
+            assert await asyncio.to_thread(closed_by_agent, sock)  # pynetdicom's abort, then EOF
+        finally:
+            sock.close()
+        gate = gate_of(scp)
+
+        async def released() -> bool:
+            return gate.open_connections == 0
+
+        await eventually(released)
+        # With one connection allowed per address, a leaked one would refuse this.
         assert (await asyncio.to_thread(associate, port, "CT1")).is_released
 
 
