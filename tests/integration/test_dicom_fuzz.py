@@ -1,4 +1,4 @@
-"""Mutated and random PDUs against a running SCP: it keeps serving and loses nothing it stored."""
+"""Mutated PDUs and a half-open flood against a running SCP: it serves on, loses nothing stored."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ from structlog.testing import capture_logs
 from drivers.dicom import wire
 from tests.dicom_files import make_ct_slices
 from tests.helpers import eventually
-from tests.integration.test_dicom_hostile import gate_of, library_records
+from tests.integration.test_dicom_hostile import (
+    ATTACKER,
+    FLOOD,
+    flood,
+    gate_of,
+    library_records,
+)
 from tests.integration.test_dicom_lean import command, p_data, request
 from tests.integration.test_dicom_scp import (
     RecordingContext,
@@ -109,8 +115,13 @@ async def fuzz_the_scp(tmp_path: Path, fast_store: bool, examples: int) -> None:
             def survives(stream: bytes) -> None:
                 converse(port, stream)
 
-            await asyncio.to_thread(survives)
-            assert await asyncio.to_thread(send_files, port, files[2:], "CT1") == [0]
+            held = await asyncio.to_thread(flood, port, FLOOD, ATTACKER)  # half-open, meanwhile
+            try:
+                await asyncio.to_thread(survives)
+                assert await asyncio.to_thread(send_files, port, files[2:], "CT1") == [0]
+            finally:
+                for sock in held:
+                    sock.close()
             gate = gate_of(scp)
 
             async def settled() -> bool:  # every connection closed, every worker thread ended
