@@ -28,10 +28,10 @@ from pynetdicom.pdu_primitives import (
     MaximumLengthNotification,
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
-from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.events import utcnow
 from drivers.dicom import wire
+from drivers.dicom.peer_log import OncePer, peer_text
 from drivers.dicom.receiver import SUCCESS, Receiver
 from drivers.dicom.store import SpoolFile
 
@@ -76,6 +76,7 @@ class FastStore:
         self._sockets: set[socket.socket] = set()
         self._stopping = False
         self.served = 0  # associations accepted here
+        self.abort_lines = OncePer()  # a peer aborted in a loop gets a line per reason, not each
         receiver.lean_active = lambda: self.active
 
     def serve(self, sock: socket.socket, address: Any, others: int) -> bool:
@@ -251,6 +252,8 @@ class _Association:
 
     def _p_data(self, length: int) -> None:
         while length > 0:
+            if length < 6:  # reading on would take the next PDU's bytes for this item's header
+                raise wire.ProtocolError("P-DATA-TF PDU ends inside a PDV item header")
             size, context_id, control = wire.pdv_header(self._recv(6))
             length -= 6 + size
             if length < 0:
@@ -269,8 +272,8 @@ class _Association:
                     raise wire.ProtocolError("data set fragment without its command")
                 self._receive_data(pending, size)
                 if control & 0x02:
+                    self._data_done(pending)  # if it fails, `discard_pending` still sees it
                     self.pending = None
-                    self._data_done(pending)
 
     def _command_done(self, context_id: int) -> None:
         elements = wire.parse_command(bytes(self.command))
@@ -341,26 +344,34 @@ class _Association:
         return bytes(data)
 
     def abort(self, reason: int, why: str) -> None:
-        """Send an A-ABORT (best effort) and log why."""
-        log.warning(
-            "dicom.association_aborted",
-            source=self.fast.receiver.source,
-            peer=self.peer,
-            calling_ae=self.calling,
-            reason=why,
-        )
+        """Send an A-ABORT (best effort) and log why (once per peer and reason for a while)."""
+        repeated = self.fast.abort_lines.first((self.peer, why))
+        if repeated is not None:
+            log.warning(
+                "dicom.association_aborted",
+                source=self.fast.receiver.source,
+                peer=self.peer,
+                calling_ae=peer_text(self.calling),
+                reason=why,
+                repeated=repeated or None,
+            )
         _send_quietly(self.sock, wire.abort(reason))
         await_close(self.sock, self.fast.acse_timeout)
 
     def lost(self, err: OSError) -> None:
         """The connection ended without a release (peer reset, or the agent is stopping)."""
-        if self.pending is not None or self.command:
+        if self.pending is None and not self.command:
+            return
+        error = err.strerror or type(err).__name__
+        repeated = self.fast.abort_lines.first((self.peer, error))
+        if repeated is not None:
             log.warning(
                 "dicom.association_lost",
                 source=self.fast.receiver.source,
                 peer=self.peer,
-                calling_ae=self.calling,
-                error=err.strerror or type(err).__name__,
+                calling_ae=peer_text(self.calling),
+                error=error,
+                repeated=repeated or None,
             )
 
     def discard_pending(self) -> None:
@@ -368,25 +379,6 @@ class _Association:
         pending, self.pending = self.pending, None
         if pending is not None and pending.file is not None:
             pending.file.discard()
-
-
-class FastStoreServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server whose connections are first offered to `fast`."""
-
-    fast: FastStore | None = None
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """In the connection's thread: the lean acceptor, or else pynetdicom."""
-        fast = self.fast
-        if fast is not None and isinstance(request, socket.socket):
-            try:
-                if fast.serve(request, client_address, len(self.active_associations)):
-                    request.close()
-                    return
-            except OSError:
-                request.close()
-                return
-        super().finish_request(request, client_address)
 
 
 def peek_request(sock: socket.socket, timeout: float) -> bytes | None:

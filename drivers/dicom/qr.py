@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 
+from drivers.dicom.peer_log import peer_text
 from drivers.dicom.query import UNABLE, BadIdentifier, Query, retrieve_query
 
 log = structlog.get_logger(__name__)
@@ -123,7 +124,8 @@ class QueryRetrieve:
         """EVT_C_MOVE: the destination, the number of instances, then each instance's dataset."""
         destination = self.destinations.get(str(event.move_destination).strip())
         if destination is None:
-            log.warning("qr.move_destination_unknown", destination=str(event.move_destination))
+            unknown = peer_text(str(event.move_destination))
+            log.warning("qr.move_destination_unknown", destination=unknown)
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
         matches = self._matches(event)
@@ -194,4 +196,4 @@ def _storage_contexts(matches: list[Instance]) -> list[PresentationContext]:
 
 
 def _calling(event: Any) -> str:
-    return str(event.assoc.requestor.ae_title).strip()
+    return peer_text(str(event.assoc.requestor.ae_title).strip())

@@ -1,26 +1,30 @@
-"""pynetdicom event handlers (run in its threads): the association gate, C-ECHO and C-STORE."""
+"""pynetdicom event handlers (run in its threads): association checks, C-ECHO and C-STORE."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import queue
-import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pynetdicom import association, dul
 from pynetdicom import events as evt
 
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
 from drivers.base import DriverContext, ThreadEmitter
+from drivers.dicom.acceptor_threads import (
+    Wakeups,
+    bound_pdu_reads,
+    close_when_done,
+    ignore_late_replies,
+)
+from drivers.dicom.gate import MAX_REQUEST
+from drivers.dicom.peer_log import OncePer, peer_text
 from drivers.dicom.store import Spool, SpoolFile
 from drivers.dicom.tags import UnreadableDataset, read_identity
 
@@ -70,7 +74,7 @@ class Receiver:
         self.associations = 0  # connections accepted since start
         self._disk_low = False
         self._lock = threading.Lock()
-        self._rejected_peers: set[tuple[str, str, str]] = set()
+        self._rejection_lines = OncePer()
         self.lean_active: Callable[[], int] = lambda: 0  # associations the lean acceptor serves
 
     def handlers(self) -> list[Any]:
@@ -84,18 +88,24 @@ class Receiver:
         ]
 
     def on_connection(self, event: Any) -> None:
-        """Disable Nagle (small responses must not wait for a delayed ACK); wake, don't poll."""
+        """Bound PDU reads; disable Nagle (small responses must not wait for a delayed ACK)."""
         with self._lock:
             self.associations += 1
+        ignore_late_replies(event.assoc)
+        largest = int(event.assoc.acceptor.maximum_length or 0)  # 0: max_pdu is unlimited
+        if largest:
+            bound_pdu_reads(event.assoc, 6 + max(largest, MAX_REQUEST))
         sock = event.assoc.dul.socket.socket
+        if sock is not None:
+            close_when_done(event.assoc, sock)
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _Wakeups.install(event.assoc, sock)
+            Wakeups.install(event.assoc, sock)
 
     def on_connection_closed(self, event: Any) -> None:
         """Release the association's wake-up pipe."""
         wakeups = getattr(event.assoc.dul, "_edge_wait", None)
-        if isinstance(wakeups, _Wakeups):
+        if isinstance(wakeups, Wakeups):
             wakeups.close()
 
     def on_requested(self, event: Any) -> None:
@@ -122,18 +132,17 @@ class Receiver:
         return None
 
     def _count_refusal(self, address: str, calling: str, reason: str) -> None:
-        key = (address, calling, reason)
         with self._lock:
-            first = key not in self._rejected_peers
-            self._rejected_peers.add(key)
             self.refused[reason] = self.refused.get(reason, 0) + 1
-        if first:
+        repeated = self._rejection_lines.first((address, calling, reason))
+        if repeated is not None:
             log.warning(
                 "dicom.association_rejected",
                 source=self.source,
                 peer=address,
-                calling_ae=calling,
+                calling_ae=peer_text(calling),
                 reason=reason,
+                repeated=repeated or None,
             )
 
     def _address_allowed(self, address: str) -> bool:
@@ -247,7 +256,7 @@ class Receiver:
             "dicom.quarantined",
             source=self.source,
             reason=reason,
-            calling_ae=calling,
+            calling_ae=peer_text(calling),
             file=kept.name,
             size=size,
         )
@@ -289,91 +298,3 @@ class Receiver:
         except TimeoutError:
             future.cancel()
             raise
-
-
-class _Sleep:
-    """pynetdicom's `time` module, whose `sleep` in a thread with `_edge_wait` waits for work."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    def sleep(self, seconds: float) -> None:
-        """Wait at most `seconds`: at once when the thread's work arrives, if it says so."""
-        wait = getattr(threading.current_thread(), "_edge_wait", None)
-        if wait is None:
-            time.sleep(seconds)
-        else:
-            wait(seconds)
-
-
-class _NotifyingQueue(queue.Queue[Any]):
-    """A queue that calls `notify` after each put."""
-
-    def __init__(self, notify: Any) -> None:
-        super().__init__()
-        self.notify = notify
-
-    def _put(self, item: Any) -> None:
-        super()._put(item)
-        self.notify()
-
-
-class _Wakeups:
-    """Makes an acceptor's two pynetdicom threads sleep until their input arrives.
-
-    pynetdicom 3.0 polls: the DUL thread sleeps 1 ms whenever its socket and its send queue are
-    empty, the association thread sleeps 1 ms before each look at its message queue. With a
-    synchronous peer each image waits on both. Here the DUL thread waits in select() on its
-    socket and a pipe written when a primitive is queued for sending, and the association
-    thread on an Event set when a DIMSE message is queued; the timeouts stay pynetdicom's, so
-    its timers and kill flags are checked as often as before.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.reader, self.writer = socket.socketpair()
-        self.reader.setblocking(False)
-        self.writer.setblocking(False)
-        self.message = threading.Event()
-
-    @classmethod
-    def install(cls, assoc: Any, sock: socket.socket) -> None:
-        """Before the association starts: replace its queues and mark its threads."""
-        wakeups = cls(sock)
-        assoc.dul.to_provider_queue = _NotifyingQueue(wakeups.wake)
-        assoc.dimse.msg_queue = _NotifyingQueue(wakeups.message.set)
-        assoc.dul._run_loop_delay = 0.001
-        assoc.dul._edge_wait = wakeups
-        assoc._edge_wait = wakeups.wait_message
-
-    def wake(self) -> None:
-        """Wake the DUL thread (a primitive is queued for sending)."""
-        try:
-            self.writer.send(b"\0")
-        except OSError:  # full (it is awake anyway) or closed (the association is over)
-            pass
-
-    def __call__(self, seconds: float) -> None:
-        """The DUL thread's idle sleep: until the peer sends, a primitive is queued, or timeout."""
-        try:
-            ready, _, _ = select.select([self.sock, self.reader], [], [], seconds)
-            if self.reader in ready:
-                self.reader.recv(4096)
-        except (OSError, ValueError):  # the socket is closed: pynetdicom notices on its own
-            time.sleep(seconds)
-
-    def wait_message(self, seconds: float) -> None:
-        """The association thread's sleep: until a DIMSE message is queued, or timeout."""
-        self.message.wait(seconds)
-        self.message.clear()
-
-    def close(self) -> None:
-        """Close the pipe (idempotent)."""
-        self.reader.close()
-        self.writer.close()
-
-
-def use_wakeups() -> None:
-    """Route pynetdicom's DUL and association sleeps through `_Sleep` (process-wide)."""
-    for module in (dul, association):
-        setattr(module, "time", _Sleep())  # noqa: B010

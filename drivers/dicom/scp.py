@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-import threading
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -13,13 +12,16 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from agent.config import PluginSection, Seconds, Section
 from drivers.base import Driver, DriverContext
-from drivers.dicom.fast_store import FastStore, FastStoreServer
+from drivers.dicom.acceptor_threads import use_wakeups
+from drivers.dicom.fast_store import FastStore
+from drivers.dicom.gate import ConnectionGate, GateLimits
+from drivers.dicom.peer_log import route_library_records
 from drivers.dicom.qr import QueryRetrieve
-from drivers.dicom.receiver import Network, Receiver, use_wakeups
+from drivers.dicom.receiver import Network, Receiver
+from drivers.dicom.server import GatedServer
 from drivers.dicom.store import Spool
 from drivers.transport import Backoff
 
@@ -71,6 +73,10 @@ class DicomScpConfig(PluginSection):
     min_free_mb: Annotated[int, Field(ge=0)] = 1024
     max_pdu: Annotated[int, Field(ge=0)] = 131_072  # 0: unlimited
     max_associations: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Open connections, before and during their association (None: max_associations + 1, and 2×).
+    max_connections_per_address: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    artim_timeout: Seconds = 10.0  # a new connection's whole A-ASSOCIATE-RQ must arrive by then
     acse_timeout: Seconds = 30.0
     dimse_timeout: Seconds = 60.0
     network_timeout: Seconds = 60.0
@@ -103,6 +109,16 @@ class DicomScpConfig(PluginSection):
             )
         return self
 
+    def gate_limits(self) -> GateLimits:
+        """The connection gate's limits, defaults filled in."""
+        return GateLimits(
+            # One more than can be served: a peer over max_associations still gets its
+            # A-ASSOCIATE-RJ (busy), and a connection being closed does not refuse the next one.
+            per_address=self.max_connections_per_address or self.max_associations + 1,
+            total=self.max_connections or 2 * self.max_associations,
+            artim_timeout=self.artim_timeout,
+        )
+
     def networks(self) -> list[Network]:
         """The allowed peer networks."""
         return [ipaddress.ip_network(value, strict=False) for value in self.allowed_addresses]
@@ -117,6 +133,7 @@ class DicomScp(Driver):
         self.receiver: Receiver | None = None
         self.fast_store: FastStore | None = None
         self.address: tuple[str, int] | None = None
+        self.gate: ConnectionGate | None = None
         self.ready = asyncio.Event()
 
     def is_online(self) -> bool:
@@ -124,15 +141,17 @@ class DicomScp(Driver):
         return self.address is not None
 
     def stats(self) -> dict[str, int]:
-        """Instances stored, refusals by reason, and associations accepted (all counters)."""
+        """Instances stored, refusals by reason, associations and refused connections (counters)."""
         r = self.receiver
         if r is None:
             return {}
-        return {"stored": r.stored, **r.refused, "associations": r.associations}
+        refused = {} if self.gate is None else dict(self.gate.refused)  # one atomic copy
+        connections = {f"connection_{reason}": n for reason, n in refused.items()}
+        return {"stored": r.stored, **r.refused, "associations": r.associations, **connections}
 
     async def run(self, ctx: DriverContext) -> None:
         """Serve until cancelled; a port that cannot be bound is retried with backoff."""
-        spool = Spool(ctx.state_dir)
+        spool = Spool(ctx.state_dir, reserve_mb=self.config.min_free_mb)
         await asyncio.to_thread(spool.prepare)
         self.receiver = Receiver(
             self.name,
@@ -146,6 +165,7 @@ class DicomScp(Driver):
             receive=self.config.receive,
         )
         _configure_pynetdicom(spool, self.config.receive)
+        route_library_records()
         if not self.config.allowed_calling_aes and not self.config.allowed_addresses:
             log.warning("dicom.scp_open_to_any_peer", source=self.name)
         ae, handlers, fast = self._make_ae(ctx)
@@ -196,16 +216,16 @@ class DicomScp(Driver):
                 handlers.extend(qr.handlers())
         return ae, handlers, fast
 
-    async def _start(
-        self, ae: AE, handlers: list[Any], fast: FastStore | None
-    ) -> ThreadedAssociationServer:
+    async def _start(self, ae: AE, handlers: list[Any], fast: FastStore | None) -> GatedServer:
         backoff = Backoff(self.config.restart_initial, self.config.restart_max)
         rng = random.Random()
         failures = 0
         address = (self.config.host, self.config.port)
         while True:
             try:
-                server = await asyncio.to_thread(_serve, ae, address, handlers, fast)
+                server = await asyncio.to_thread(
+                    _serve, ae, address, handlers, fast, (self.name, self.config.gate_limits())
+                )
             except OSError as err:
                 failures += 1
                 if failures == 1:
@@ -219,6 +239,7 @@ class DicomScp(Driver):
                 continue
             assert server is not None
             host, port = server.server_address[:2]
+            self.gate = server.gate
             self.address = (str(host), int(port))
             log.info(
                 "dicom.scp_listening",
@@ -233,16 +254,18 @@ class DicomScp(Driver):
 
 
 def _serve(
-    ae: AE, address: tuple[str, int], handlers: list[Any], fast: FastStore | None
-) -> FastStoreServer:
-    """Bind and start the server in its thread (what `AE.start_server` does, with our class)."""
-    server = ae.make_server(address, evt_handlers=handlers, server_class=FastStoreServer)
-    assert isinstance(server, FastStoreServer)
+    ae: AE,
+    address: tuple[str, int],
+    handlers: list[Any],
+    fast: FastStore | None,
+    gate: tuple[str, GateLimits],
+) -> GatedServer:
+    """Bind and start the gate's thread (what `AE.start_server` does, with our server)."""
+    server = ae.make_server(address, evt_handlers=handlers, server_class=GatedServer)
+    assert isinstance(server, GatedServer)
     server.fast = fast
     ae._servers.append(server)  # `ae.shutdown` stops the AE's servers; ours is one of them
-    threading.Thread(
-        target=server.serve_forever, name=f"dicom-scp-{address[1]}", daemon=True
-    ).start()
+    server.start(*gate)
     return server
 
 

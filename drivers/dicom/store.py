@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -15,19 +16,23 @@ TMP_SUFFIX = ".part"
 RUN = uuid.uuid4().hex[:8]
 # The data and the size must be durable; the timestamps need not be (Windows has only fsync).
 _sync_data = getattr(os, "fdatasync", os.fsync)
+RESERVE_CHECK_BYTES = 1024 * 1024  # a receiving file looks at the free space once per MiB
 
 
 class SpoolFile:
     """A write-only temporary file for pynetdicom's chunked receive that never raises on write.
 
     pynetdicom writes each P-DATA fragment from its DUL thread, where an exception would abort the
-    association; a failed write (disk full) is remembered instead and answered by the handler.
+    association; a failed write (disk full, or the reserve reached) is remembered instead and
+    answered by the handler. The data set keeps arriving; it is no longer written.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, below_reserve: Callable[[], bool] = lambda: False) -> None:
         self.name = str(directory / f"{RUN}-{uuid.uuid4().hex}{TMP_SUFFIX}")
         self.error: OSError | None = None
         self.size = 0
+        self.below_reserve = below_reserve
+        self._next_check = 0
         self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.file = self  # pynetdicom calls `.file.flush()` after each fragment
 
@@ -35,6 +40,18 @@ class SpoolFile:
         """Append `data`; after a failure, discard it (the handler reports the first error)."""
         if self.error is not None or self._fd < 0:
             return 0
+        if self.size >= self._next_check:
+            self._next_check = self.size + RESERVE_CHECK_BYTES
+            try:
+                low = self.below_reserve()
+            except OSError as err:  # the free space cannot even be read: stop as for a full disk
+                self.error = err
+                low = True
+            if low:
+                # Without this a single large data set could fill the disk before its end.
+                self.error = self.error or OSError(errno.ENOSPC, "the disk reserve is reached")
+                self.discard()  # give the space back now, not when the peer is done sending
+                return len(data)
         view = memoryview(data)
         try:
             while view:
@@ -63,10 +80,11 @@ class SpoolFile:
 class Spool:
     """`<state_dir>/spool` (dated folders, `tmp/`) and `<state_dir>/quarantine/dicom`."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, reserve_mb: float = 0.0) -> None:
         self.root = state_dir / "spool"
         self.tmp = self.root / "tmp"
         self.quarantine_dir = state_dir / "quarantine" / "dicom"
+        self.reserve_mb = reserve_mb  # receiving files stop below this much free space
 
     def prepare(self) -> int:
         """Create the folders; delete earlier processes' leftovers in `tmp/`; return how many."""
@@ -80,8 +98,12 @@ class Spool:
         return removed
 
     def new_file(self) -> SpoolFile:
-        """A fresh temporary file in `tmp/`."""
-        return SpoolFile(self.tmp)
+        """A fresh temporary file in `tmp/` that stops writing below the reserve."""
+        return SpoolFile(self.tmp, self.below_reserve)
+
+    def below_reserve(self) -> bool:
+        """True when the free space is below `reserve_mb` (never with a reserve of 0)."""
+        return self.reserve_mb > 0 and self.free_mb() < self.reserve_mb
 
     def write_temp(self, data: bytes) -> Path:
         """Write `data` to a fresh temporary file (not yet fsynced); OSError on failure."""

@@ -6,6 +6,7 @@ import struct
 
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
+A_ASSOCIATE_RJ = 0x03
 P_DATA_TF = 0x04
 A_RELEASE_RQ = 0x05
 A_RELEASE_RP = 0x06
@@ -81,8 +82,13 @@ def command_us(elements: dict[int, bytes], tag: int) -> int:
 
 
 def command_uid(elements: dict[int, bytes], tag: int) -> str:
-    """A UID of the command set ("" when absent), without its padding."""
-    return elements.get(tag, b"").rstrip(b"\0 ").decode("ascii", errors="replace")
+    """A UID of the command set ("" when absent), without its padding; printable ASCII only."""
+    value = elements.get(tag, b"").rstrip(b"\0 ")
+    # Lenient beyond PS3.5's digits and dots (some devices pad oddly), but it is echoed in
+    # the response and the file meta, and written to the log: nothing unprintable.
+    if len(value) > 64 or not all(0x20 < byte < 0x7F and byte != 0x5C for byte in value):
+        raise ProtocolError(f"command element (0000,{tag:04X}) is not a UID")
+    return value.decode("ascii")
 
 
 def encode_response(

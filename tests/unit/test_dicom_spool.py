@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,3 +34,37 @@ def test_a_committed_file_keeps_every_byte_under_its_dated_folder(tmp_path: Path
     assert path.parent == spool.root / "2026" / "11" / "24"
     assert path.read_bytes() == b"\0" * 128 + b"DICMrest"
     assert not temp.exists()
+
+
+def test_a_receiving_file_stops_at_the_reserve_and_gives_the_space_back(tmp_path: Path):
+    probes: list[int] = []
+    spool = Spool(tmp_path, reserve_mb=100)
+    spool.prepare()
+    receiving = spool.new_file()
+    chunk = bytes(64 * 1024)
+
+    def below_reserve() -> bool:
+        probes.append(receiving.size)
+        return receiving.size >= 2 * 1024 * 1024  # the reserve is reached after 2 MiB
+
+    receiving.below_reserve = below_reserve
+    for _ in range(64):  # 4 MiB offered; writing never raises into pynetdicom's thread
+        receiving.write(chunk)
+    assert probes == [0, 1024 * 1024, 2 * 1024 * 1024]  # once per MiB, not per fragment
+    assert receiving.error is not None and receiving.error.errno == errno.ENOSPC
+    assert not Path(receiving.name).exists()  # deleted at the reserve, not at the end
+    receiving.discard()  # what the handler does next: harmless
+
+
+def test_a_free_space_probe_that_fails_stops_the_file_too(tmp_path: Path):
+    spool = Spool(tmp_path, reserve_mb=100)
+    spool.prepare()
+    receiving = spool.new_file()
+
+    def unreadable() -> bool:
+        raise OSError(errno.EIO, "statvfs failed")
+
+    receiving.below_reserve = unreadable
+    receiving.write(b"DICM")
+    assert receiving.error is not None and receiving.error.errno == errno.EIO
+    assert not Path(receiving.name).exists()

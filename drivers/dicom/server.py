@@ -1,0 +1,49 @@
+"""pynetdicom's threaded server behind the connection gate; requests go to the lean path first."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from pynetdicom.transport import ThreadedAssociationServer
+
+from drivers.dicom.fast_store import FastStore
+from drivers.dicom.gate import ConnectionGate, GateLimits
+from drivers.dicom.peer_log import GATE_THREAD
+
+
+class GatedServer(ThreadedAssociationServer):
+    """Accepts through a `ConnectionGate`; a complete request goes to `fast`, else pynetdicom."""
+
+    fast: FastStore | None = None
+    gate: ConnectionGate | None = None
+    request_queue_size = 128  # socketserver's 5 drops the SYNs of a burst before the gate sees it
+
+    def start(self, source: str, limits: GateLimits) -> None:
+        """Start the gate's thread on the bound socket."""
+        assert self.socket is not None  # bound by the constructor
+        self.gate = ConnectionGate(source, self.socket, limits, self.process_request)
+        port = self.server_address[1]
+        threading.Thread(target=self.gate.run, name=f"{GATE_THREAD}-{port}", daemon=True).start()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's thread: the lean acceptor, or else pynetdicom."""
+        fast = self.fast
+        if fast is not None and isinstance(request, socket.socket):
+            try:
+                if fast.serve(request, client_address, len(self.active_associations)):
+                    request.close()
+                    return
+            except OSError:
+                request.close()
+                return
+        super().finish_request(request, client_address)
+
+    def shutdown(self) -> None:
+        """Stop the gate, close the listening socket, leave the AE's server list."""
+        if self.gate is not None:
+            self.gate.stop()
+        self.server_close()
+        if self in self.ae._servers:
+            self.ae._servers.remove(self)
