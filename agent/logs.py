@@ -146,12 +146,13 @@ def configure_logging(
     )
 
 
-def peer_text(value: object, limit: int = 80) -> str:
-    """A peer-controlled value for a log line: control characters escaped, at most `limit`
-    characters of it kept (a log line must not be forged or flooded by whoever sent it)."""
-    text = str(value)
-    shown = text[:limit].encode("unicode_escape").decode("ascii")
-    return shown + "…" if len(text) > limit else shown
+def peer_text(value: object, limit: int = 64) -> str:
+    """A peer-controlled value for a log line: one line of printable ASCII (control and non-ASCII
+    characters escaped; bytes read as Latin-1), at most `limit` characters and "..." (a log line
+    must not be forged or flooded by whoever sent it)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    escaped = text.encode("unicode_escape").decode("ascii")
+    return escaped[:limit] + "..." if len(escaped) > limit else escaped
 
 
 _warned: set[tuple[str, str, int]] = set()

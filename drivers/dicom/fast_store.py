@@ -30,8 +30,9 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from agent.events import utcnow
+from agent.logs import peer_text
 from drivers.dicom import wire
-from drivers.dicom.peer_log import OncePer, peer_text
+from drivers.dicom.peer_log import OncePer
 from drivers.dicom.receiver import SUCCESS, Receiver
 from drivers.dicom.store import SpoolFile
 

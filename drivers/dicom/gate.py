@@ -25,8 +25,9 @@ from typing import Any
 import structlog
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 
+from agent.logs import peer_text
 from drivers.dicom import wire
-from drivers.dicom.peer_log import OncePer, peer_text
+from drivers.dicom.peer_log import OncePer
 
 log = structlog.get_logger(__name__)
 

@@ -11,19 +11,11 @@ from collections.abc import Callable, Hashable
 
 import structlog
 
+from agent.logs import peer_text
+
 log = structlog.get_logger(__name__)
 
-PEER_TEXT_LIMIT = 64
 GATE_THREAD = "dicom-gate"
-
-
-def peer_text(value: str | bytes, limit: int = PEER_TEXT_LIMIT) -> str:
-    """A peer-controlled string for a log line: control and non-ASCII escaped, at most `limit`."""
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    escaped = text.encode("unicode_escape").decode("ascii")
-    if len(escaped) > limit:
-        return escaped[:limit] + "..."
-    return escaped
 
 
 class OncePer:

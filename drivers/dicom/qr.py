@@ -16,7 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 
-from drivers.dicom.peer_log import peer_text
+from agent.logs import peer_text
 from drivers.dicom.query import UNABLE, BadIdentifier, Query, retrieve_query
 
 log = structlog.get_logger(__name__)

@@ -16,6 +16,7 @@ from pynetdicom import events as evt
 
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
+from agent.logs import peer_text
 from drivers.base import DriverContext, ThreadEmitter
 from drivers.dicom.acceptor_threads import (
     Wakeups,
@@ -24,7 +25,7 @@ from drivers.dicom.acceptor_threads import (
     ignore_late_replies,
 )
 from drivers.dicom.gate import MAX_REQUEST
-from drivers.dicom.peer_log import OncePer, peer_text
+from drivers.dicom.peer_log import OncePer
 from drivers.dicom.store import Spool, SpoolFile
 from drivers.dicom.tags import UnreadableDataset, read_identity
 

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from drivers.dicom.peer_log import OncePer, peer_text, route_library_records
+from agent.logs import peer_text
+from drivers.dicom.peer_log import OncePer, route_library_records
 
 
 def test_peer_text_escapes_control_and_non_ascii_and_is_bounded():
