@@ -16,7 +16,7 @@ BLOCK = 16
 
 def key_bytes(key: str | bytes, setting: str = "aes_key") -> bytes:
     """The key as UTF-8 bytes; 16, 24 or 32 of them, as Java's SecretKeySpec insists."""
-    raw = to_bytes(key)
+    raw = to_bytes(key, setting)
     if len(raw) not in (16, 24, 32):
         raise CryptoError(setting, f"an AES key is 16, 24 or 32 bytes, not {len(raw)}")
     return raw
@@ -25,7 +25,7 @@ def key_bytes(key: str | bytes, setting: str = "aes_key") -> bytes:
 def _cipher(key: bytes, mode: Mode, iv: str | bytes | None, iv_setting: str) -> Any:
     if mode == "ECB":
         return AES.new(key, AES.MODE_ECB)
-    raw = to_bytes(iv) if iv is not None else b""
+    raw = to_bytes(iv, iv_setting) if iv is not None else b""
     if len(raw) != BLOCK:
         raise CryptoError(iv_setting, f"the AES-CBC IV must be {BLOCK} bytes, not {len(raw)}")
     return AES.new(key, AES.MODE_CBC, iv=raw)
@@ -76,9 +76,7 @@ def encrypt_text(
     iv_setting: str = "aes_iv",
 ) -> str:
     """`text` (UTF-8) encrypted and written as `output` ("mime" = Java's 76-column Base64)."""
-    data = encrypt(
-        text.encode("utf-8"), key, mode=mode, iv=iv, setting=setting, iv_setting=iv_setting
-    )
+    data = encrypt(to_bytes(text), key, mode=mode, iv=iv, setting=setting, iv_setting=iv_setting)
     return encode(data, output)
 
 

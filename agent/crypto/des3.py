@@ -18,7 +18,7 @@ SEED_002_IV = "TomTaw#7"  # recovered from seed 002's examples; the seed never s
 
 def key_bytes(key: str | bytes, setting: str = "des_key") -> bytes:
     """The 24-byte key: UTF-8 key text right-padded with zero bytes, longer keys truncated."""
-    raw = to_bytes(key)
+    raw = to_bytes(key, setting)
     if not raw:
         raise CryptoError(setting, "the 3DES key is empty")
     return raw[:KEY_SIZE].ljust(KEY_SIZE, b"\0")
@@ -27,7 +27,7 @@ def key_bytes(key: str | bytes, setting: str = "des_key") -> bytes:
 def _iv(iv: str | bytes | None, mode: Mode, setting: str) -> bytes:
     if mode == "ECB":
         return b""
-    raw = to_bytes(iv) if iv is not None else b""
+    raw = to_bytes(iv, setting) if iv is not None else b""
     if len(raw) != BLOCK:
         raise CryptoError(setting, f"the 3DES-CBC IV must be {BLOCK} bytes, not {len(raw)}")
     return raw
@@ -94,9 +94,7 @@ def encrypt_text(
     iv_setting: str = "des_iv",
 ) -> str:
     """`text` (UTF-8) encrypted and written as `output` (Base64 by default)."""
-    data = encrypt(
-        text.encode("utf-8"), key, mode=mode, iv=iv, setting=setting, iv_setting=iv_setting
-    )
+    data = encrypt(to_bytes(text), key, mode=mode, iv=iv, setting=setting, iv_setting=iv_setting)
     return encode(data, output)
 
 

@@ -25,7 +25,7 @@ _HASHLIB_SM3 = _sm3_in_hashlib()
 
 def digest(algorithm: Algorithm, data: str | bytes) -> bytes:
     """The digest of `data` (text as UTF-8)."""
-    raw = to_bytes(data)
+    raw = to_bytes(data, "data")
     if algorithm == "sm3" and not _HASHLIB_SM3:
         from gmssl import sm3
 
@@ -41,7 +41,7 @@ def hexdigest(algorithm: Algorithm, data: str | bytes, *, upper: bool = False) -
 
 def hmac(algorithm: Algorithm, key: str | bytes, data: str | bytes) -> bytes:
     """HMAC (RFC 2104) of `data` under `key` (texts as UTF-8)."""
-    raw_key, raw = to_bytes(key), to_bytes(data)
+    raw_key, raw = to_bytes(key, "key"), to_bytes(data, "data")
     if algorithm != "sm3" or _HASHLIB_SM3:
         return std_hmac.new(raw_key, raw, algorithm).digest()
     if len(raw_key) > _BLOCK:

@@ -18,9 +18,14 @@ URI_KEPT = frozenset(b";,/?:@&=+$-_.!~*'()#")
 _WHITESPACE = re.compile(r"\s+")
 
 
-def to_bytes(value: str | bytes) -> bytes:
-    """`value` itself if bytes, else its UTF-8 encoding."""
-    return value if isinstance(value, bytes) else value.encode("utf-8")
+def to_bytes(value: str | bytes, source: str = "plaintext") -> bytes:
+    """`value` itself if bytes, else its UTF-8 encoding; CryptoError naming `source` if none."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate
+        raise CryptoError(source, "text with a lone surrogate has no UTF-8 form") from err
 
 
 def to_text(data: bytes, source: str) -> str:

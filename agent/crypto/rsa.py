@@ -11,13 +11,13 @@ from Crypto.Hash import MD5, SHA1, SHA256
 from Crypto.PublicKey import RSA
 from Crypto.Signature import pkcs1_15
 
-from agent.crypto.encoding import b64decode, b64encode, to_text
+from agent.crypto.encoding import b64decode, b64encode, to_bytes, to_text
 from agent.errors import CryptoError
 
 Padding = Literal["pkcs1v15", "oaep"]  # Java RSA/ECB/PKCS1Padding | OAEPWithSHA-1AndMGF1Padding
 Hash = Literal["MD5", "SHA1", "SHA256"]  # Java MD5withRSA | SHA1withRSA | SHA256withRSA
 _HASHES = {"MD5": MD5, "SHA1": SHA1, "SHA256": SHA256}
-_XML_FIELD = re.compile(r"<(\w+)>\s*([A-Za-z0-9+/=\s]*?)\s*</\1>")
+_XML_FIELD = re.compile(r"<(\w+)>([^<]*)</\1>")
 _XML_PARTS = ("Modulus", "Exponent", "D", "P", "Q")
 NOT_A_KEY = "not an RSA key (PEM, Base64 DER, or .NET <RSAKeyValue> XML)"
 
@@ -103,7 +103,7 @@ def decrypt(
 
 def encrypt_text(key: RSA.RsaKey, text: str, *, padding: Padding = "pkcs1v15") -> str:
     """Base64 (one line) of the ciphertext of `text` as UTF-8."""
-    return b64encode(encrypt(key, text.encode("utf-8"), padding=padding))
+    return b64encode(encrypt(key, to_bytes(text), padding=padding))
 
 
 def decrypt_text(

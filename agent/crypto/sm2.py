@@ -14,7 +14,7 @@ from typing import Literal
 from gmssl.sm2 import CryptSM2
 
 from agent.crypto.digest import digest
-from agent.crypto.encoding import TextOut, decode, encode, to_text
+from agent.crypto.encoding import TextOut, decode, encode, to_bytes, to_text
 from agent.crypto.sm2keys import (
     GX,
     GY,
@@ -82,8 +82,11 @@ def encrypt(
     prefix: bool = True,
     der: bool = False,
     k: int | None = None,
+    setting: str = "sm2_public_key",
 ) -> bytes:
     """SM2 ciphertext of `data`: raw C1‖C3‖C2 (C1 with `04` if `prefix`), or GM/T 0009 DER."""
+    if not on_curve(public):
+        raise CryptoError(setting, "not an SM2 public key; load it with load_public_key")
     if not data:
         raise CryptoError("plaintext", "SM2 cannot encrypt an empty message")
     while True:
@@ -122,9 +125,11 @@ def decrypt(
     layout: Layout = "C1C3C2",
     prefix: bool | None = None,
     der: bool = False,
+    setting: str = "sm2_private_key",
     source: str = "ciphertext",
 ) -> bytes:
     """The plaintext of SM2 ciphertext (C1's `04` detected unless `prefix` says); checks C3."""
+    _check_private(private, setting)
     if der:
         c1, c3, c2 = parse_der_ciphertext(data, source)
     else:
@@ -154,7 +159,7 @@ def encrypt_text(
     output: TextOut = "hex",
 ) -> str:
     """`text` (UTF-8) SM2-encrypted and written as `output` (lower-case hex by default)."""
-    data = encrypt(public, text.encode("utf-8"), layout=layout, prefix=prefix, der=der)
+    data = encrypt(public, to_bytes(text), layout=layout, prefix=prefix, der=der)
     return encode(data, output)
 
 
@@ -174,6 +179,11 @@ def decrypt_text(
     return to_text(clear, source)
 
 
+def _check_private(private: int, setting: str) -> None:
+    if not 0 < private < N - 1:
+        raise CryptoError(setting, "out of range for an SM2 private key")
+
+
 def _e(public: bytes, data: bytes, user_id: bytes) -> bytes:
     """SM3(Z‖M), Z = SM3(ENTL‖ID‖a‖b‖xG‖yG‖xA‖yA) (GM/T 0003.2 §5.5)."""
     entl = (len(user_id) * 8).to_bytes(2, "big")
@@ -189,8 +199,10 @@ def sign(
     user_id: bytes = DEFAULT_USER_ID,
     der: bool = True,
     k: int | None = None,
+    setting: str = "sm2_private_key",
 ) -> bytes:
     """SM3withSM2 signature of `data`: DER SEQUENCE{r, s} (Java, OpenSSL) or raw r‖s."""
+    _check_private(private, setting)
     e = _e(public_key_of(private), data, user_id)
     curve = _curve(private)
     while True:

@@ -8,7 +8,7 @@ from typing import Literal
 from Crypto.Util.Padding import pad, unpad
 from gmssl.sm4 import SM4_DECRYPT, SM4_ENCRYPT, CryptSM4
 
-from agent.crypto.encoding import TextOut, decode, encode, to_text
+from agent.crypto.encoding import TextOut, decode, encode, to_bytes, to_text
 from agent.errors import CryptoError
 
 Mode = Literal["ECB", "CBC"]
@@ -20,7 +20,7 @@ _HEX32 = re.compile(r"^[0-9A-Fa-f]{32}$")
 def key_bytes(value: str | bytes, setting: str = "sm4_key") -> bytes:
     """16 bytes: raw bytes, 32 hex digits, or a 16-byte UTF-8 text."""
     if isinstance(value, str):
-        value = bytes.fromhex(value) if _HEX32.match(value) else value.encode("utf-8")
+        value = bytes.fromhex(value) if _HEX32.match(value) else to_bytes(value, setting)
     if len(value) != BLOCK:
         raise CryptoError(setting, "SM4 takes 16 bytes: 32 hex digits or 16 characters")
     return value
@@ -96,9 +96,7 @@ def encrypt_text(
     iv_setting: str = "sm4_iv",
 ) -> str:
     """`text` (UTF-8) SM4-encrypted and written as `output` (lower-case hex by default)."""
-    data = encrypt(
-        text.encode("utf-8"), key, mode=mode, iv=iv, setting=setting, iv_setting=iv_setting
-    )
+    data = encrypt(to_bytes(text), key, mode=mode, iv=iv, setting=setting, iv_setting=iv_setting)
     return encode(data, output)
 
 
