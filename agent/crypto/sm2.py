@@ -47,7 +47,7 @@ __all__ = [
 
 Layout = Literal["C1C3C2", "C1C2C3"]  # GM/T 0003-2012 | the 2010 draft (old BouncyCastle)
 DEFAULT_USER_ID = b"1234567812345678"
-_G = f"{GX:064x}{GY:064x}"
+_G = GX.to_bytes(32, "big") + GY.to_bytes(32, "big")
 
 
 def _curve(private: int = 0) -> CryptSM2:
@@ -56,15 +56,16 @@ def _curve(private: int = 0) -> CryptSM2:
 
 def _multiply(k: int, point: bytes) -> bytes:
     """k·point (64 bytes X‖Y in, 64 bytes out)."""
-    result = _curve()._kg(k, point.hex() if point else _G)
+    result = _curve()._kg(k, point.hex())
     if result is None:  # the point at infinity: only for a point outside the group
         raise ValueError("point at infinity")
     return bytes.fromhex(result)
 
 
-def public_key_of(private: int) -> bytes:
+def public_key_of(private: int, setting: str = "sm2_private_key") -> bytes:
     """The public key (64 bytes X‖Y) of a private key."""
-    return _multiply(private, b"")
+    _check_private(private, setting)
+    return _multiply(private, _G)
 
 
 def _kdf(z: bytes, length: int) -> bytes:
@@ -91,7 +92,7 @@ def encrypt(
         raise CryptoError("plaintext", "SM2 cannot encrypt an empty message")
     while True:
         nonce = k if k is not None else secrets.randbelow(N - 1) + 1
-        c1 = _multiply(nonce, b"")
+        c1 = _multiply(nonce, _G)
         shared = _multiply(nonce, public)
         mask = _kdf(shared, len(data))
         if any(mask):
@@ -186,6 +187,8 @@ def _check_private(private: int, setting: str) -> None:
 
 def _e(public: bytes, data: bytes, user_id: bytes) -> bytes:
     """SM3(Z‖M), Z = SM3(ENTL‖ID‖a‖b‖xG‖yG‖xA‖yA) (GM/T 0003.2 §5.5)."""
+    if len(user_id) >= 8192:
+        raise CryptoError("user_id", "longer than the 65535 bits ENTL can state")
     entl = (len(user_id) * 8).to_bytes(2, "big")
     curve = b"".join(v.to_bytes(32, "big") for v in (A, B, GX, GY))
     z = digest("sm3", entl + user_id + curve + public)
@@ -203,7 +206,7 @@ def sign(
 ) -> bytes:
     """SM3withSM2 signature of `data`: DER SEQUENCE{r, s} (Java, OpenSSL) or raw r‖s."""
     _check_private(private, setting)
-    e = _e(public_key_of(private), data, user_id)
+    e = _e(public_key_of(private, setting), data, user_id)
     curve = _curve(private)
     while True:
         nonce = k if k is not None else secrets.randbelow(N - 1) + 1
@@ -242,4 +245,7 @@ def verify(
         return False
     curve = _curve()
     curve.public_key = public.hex()
-    return bool(curve.verify(f"{r:064x}{s:064x}", _e(public, data, user_id)))
+    try:
+        return bool(curve.verify(f"{r:064x}{s:064x}", _e(public, data, user_id)))
+    except (TypeError, ValueError):  # s·G + t·P at infinity: gmssl cannot say, it is no match
+        return False

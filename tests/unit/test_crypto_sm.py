@@ -213,3 +213,19 @@ def test_sm4_bad_input(call, setting: str) -> None:
     with pytest.raises(CryptoError) as info:
         call()
     assert info.value.setting == setting
+
+
+def test_unloaded_keys_are_refused_by_name() -> None:
+    for call in (
+        lambda: sm2.public_key_of(0),
+        lambda: sm2.sign(sm2keys.N, b"m"),
+        lambda: sm2.decrypt(-1, b"\0" * 100),
+    ):
+        with pytest.raises(CryptoError) as info:
+            call()
+        assert info.value.setting == "sm2_private_key"
+    with pytest.raises(CryptoError) as info:
+        sm2.encrypt(b"\1" * 64, b"m", setting="insurance.sm2_public_key")
+    assert info.value.setting == "insurance.sm2_public_key"
+    with pytest.raises(CryptoError, match="ENTL"):
+        sm2.sign(D, b"m", user_id=b"x" * 8192)
