@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import pytest
 from Crypto.IO import PEM
@@ -216,11 +217,12 @@ def test_sm4_bad_input(call, setting: str) -> None:
 
 
 def test_unloaded_keys_are_refused_by_name() -> None:
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: sm2.public_key_of(0),
         lambda: sm2.sign(sm2keys.N, b"m"),
         lambda: sm2.decrypt(-1, b"\0" * 100),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(CryptoError) as info:
             call()
         assert info.value.setting == "sm2_private_key"
