@@ -83,6 +83,16 @@ def decrypt(
         raise CryptoError(source, "3DES padding is wrong: another key, IV or mode") from err
 
 
+def recover_iv(
+    plaintext: bytes, ciphertext: bytes, key: str | bytes, setting: str = "des_key"
+) -> bytes:
+    """The CBC IV of a known pair: D_K(C1) xor P1 (how seed 002's unstated IV was found)."""
+    if len(plaintext) < BLOCK or len(ciphertext) < BLOCK:
+        raise CryptoError("sample", "the pair needs at least one whole 8-byte block")
+    first = _cipher(key_bytes(key, setting), "ECB", b"").decrypt(ciphertext[:BLOCK])
+    return bytes(a ^ b for a, b in zip(first, plaintext[:BLOCK], strict=True))
+
+
 def encrypt_text(
     text: str,
     key: str | bytes,

@@ -162,3 +162,12 @@ def test_bad_keys_and_ciphertexts_raise_crypto_error(call, setting: str) -> None
 def test_a_wrong_iv_is_undetectable_in_cbc() -> None:
     # only the first block changes, so the padding still checks: documented, not an error
     assert des3.decrypt_text(V1_TOKEN, KEY, iv="12345678") != V1_JSON
+
+
+def test_the_iv_is_recovered_from_one_known_pair() -> None:
+    # the onboarding check for a production key: one (plaintext, ciphertext) from the platform
+    from agent.crypto.encoding import b64decode
+
+    assert des3.recover_iv(V1_JSON.encode(), b64decode(V1_TOKEN, "t"), KEY) == b"TomTaw#7"
+    with pytest.raises(CryptoError):
+        des3.recover_iv(b"short", b"", KEY)
