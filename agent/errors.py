@@ -38,3 +38,12 @@ class JournalClosedError(JournalError):
 
 class StateDirLockedError(AgentError):
     """Another agent process already owns the state directory."""
+
+
+class CryptoError(AgentError):
+    """A key, IV or ciphertext that cannot be used; names the `setting`, never its value."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"{setting}: {reason}")
+        self.setting = setting
+        self.reason = reason

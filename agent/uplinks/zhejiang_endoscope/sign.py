@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Annotated
 
 from pydantic import AfterValidator
+
+from agent.crypto.digest import hexdigest
 
 Signer = Callable[[str, str, str, Mapping[str, str]], str]
 """(accessKey, accessSecret, timestamp, every other form field but sign) -> sign."""
@@ -15,7 +16,7 @@ DEFAULT_SCHEME = "md5_key_secret_timestamp"
 
 
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 - the platform's choice
+    return hexdigest("md5", text)
 
 
 def md5_key_secret_timestamp(key: str, secret: str, timestamp: str, _: Mapping[str, str]) -> str:
