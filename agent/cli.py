@@ -1,4 +1,5 @@
-"""`edge-agent` commands: run, demo, check-config, status, outbox list|show|retry|discard."""
+"""edge-agent: the hospital front-end agent. Run it, check its config, inspect and repair its
+queues, journal and image spool; `edge-agent COMMAND --help` says more."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except BrokenPipeError:
+        # `edge-agent outbox list | head`: the reader has all it wanted; end quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
@@ -46,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -57,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
 
     check = commands.add_parser("check-config", help="validate a config and print it, masked")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the config file (agent.toml)")
     check.set_defaults(func=cmd_check_config)
 
     status = commands.add_parser("status", help="per-uplink queues, breaker and last error")
@@ -104,21 +111,32 @@ def _add_simulate(commands: Any) -> None:
     zhejiang = platforms.add_parser(
         "zhejiang-endoscope", help="Zhejiang infection-control platform, endoscope module"
     )
-    zhejiang.add_argument("--host", default="127.0.0.1")
-    zhejiang.add_argument("--port", type=int, default=8790)
-    zhejiang.add_argument("--access-key", default="edge-agent")
-    zhejiang.add_argument("--access-secret", default="simulator-secret")
-    zhejiang.add_argument("--token-ttl", type=float, default=7200.0)
+    _listen_options(zhejiang, 8790)
+    zhejiang.add_argument(
+        "--access-key", default="edge-agent", help="the accessKey it accepts (%(default)s)"
+    )
+    zhejiang.add_argument(
+        "--access-secret", default="simulator-secret", help="the accessSecret it accepts"
+    )
+    zhejiang.add_argument(
+        "--token-ttl", type=float, default=7200.0, help="token lifetime, seconds (%(default)s)"
+    )
     zhejiang.set_defaults(func=cmd_simulate_zhejiang)
     imaging = platforms.add_parser(
         "remote-imaging", help="city remote-imaging platform (seed 003): HTTP + storage SCP"
     )
-    imaging.add_argument("--host", default="127.0.0.1")
-    imaging.add_argument("--port", type=int, default=8791)
-    imaging.add_argument("--dicom-port", type=int, default=11113)
-    imaging.add_argument("--license", default="simulator-license")
+    _listen_options(imaging, 8791)
+    imaging.add_argument(
+        "--dicom-port", type=int, default=11113, help="its storage SCP's port (%(default)s)"
+    )
+    imaging.add_argument("--license", default="simulator-license", help="the license it accepts")
     imaging.add_argument("--private-key", type=Path, help="PEM file (default: a new key pair)")
     imaging.set_defaults(func=cmd_simulate_remote_imaging)
+
+
+def _listen_options(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=port, help="HTTP port (%(default)s)")
 
 
 def _add_outbox(commands: Any) -> None:
@@ -126,34 +144,36 @@ def _add_outbox(commands: Any) -> None:
     actions = box.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="newest messages first")
     config_option(listing)
-    listing.add_argument("--uplink")
+    listing.add_argument("--uplink", help="only this uplink's messages")
     listing.add_argument(
-        "--state", choices=["pending", "inflight", "delivered", "dead", "discarded"]
+        "--state",
+        choices=["pending", "inflight", "delivered", "dead", "discarded"],
+        help="only messages in this state",
     )
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (%(default)s)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=cmd_outbox_list)
 
     show = actions.add_parser("show", help="one message with payload and the platform's answer")
     config_option(show)
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=int, help="the message id (from outbox list)")
     show.set_defaults(func=cmd_outbox_show)
 
     retry = actions.add_parser("retry", help="re-queue dead letters for delivery now")
     config_option(retry)
-    retry.add_argument("ids", type=int, nargs="*")
+    retry.add_argument("ids", type=int, nargs="*", help="message ids (dead or pending)")
     retry.add_argument("--all-dead", action="store_true", help="every dead letter (see --uplink)")
-    retry.add_argument("--uplink")
+    retry.add_argument("--uplink", help="with --all-dead: only this uplink's")
     retry.add_argument("--payload", type=Path, help="replace the payload with this JSON file")
-    retry.add_argument("--actor", default=_actor())
+    _actor_option(retry)
     retry.set_defaults(func=cmd_outbox_retry)
 
     discard = actions.add_parser("discard", help="give up on messages for good (journaled)")
     config_option(discard)
-    discard.add_argument("ids", type=int, nargs="+")
-    discard.add_argument("--reason", required=True)
+    discard.add_argument("ids", type=int, nargs="+", help="message ids (dead or pending)")
+    discard.add_argument("--reason", required=True, help="why (kept in the audit table)")
     discard.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
-    discard.add_argument("--actor", default=_actor())
+    _actor_option(discard)
     discard.set_defaults(func=cmd_outbox_discard)
 
 
@@ -184,6 +204,13 @@ def config_option(parser: argparse.ArgumentParser) -> None:
     """Add the -c/--config option every database command takes."""
     parser.add_argument(
         "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="config file (%(default)s)"
+    )
+
+
+def _actor_option(parser: argparse.ArgumentParser) -> None:
+    """Add --actor: who is recorded in the audit table as having done it."""
+    parser.add_argument(
+        "--actor", default=_actor(), help="who did it, for the audit table (%(default)s)"
     )
 
 
@@ -423,12 +450,14 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         payload = json.loads(args.payload.read_text(encoding="utf-8"))
 
-    async def act() -> list[int]:
+    async def act() -> tuple[list[int], dict[int, str]]:
         async with queries.connect(_database(args.config)) as db:
             ids = args.ids or await queries.dead_ids(db, args.uplink)
-            return await queries.retry(db, ids, actor=args.actor, payload=payload)
+            changed = await queries.retry(db, ids, actor=args.actor, payload=payload)
+            return changed, await queries.states(db, args.ids)
 
-    changed = asyncio.run(act())
+    changed, found = asyncio.run(act())
+    _say_unchanged("retried", args.ids, changed, found)
     print(f"re-queued {len(changed)} message(s): {' '.join(map(str, changed))}".rstrip(": "))
     return 0 if changed or args.all_dead else EXIT_FAILURE
 
@@ -441,13 +470,29 @@ def cmd_outbox_discard(args: argparse.Namespace) -> int:
         print("edge-agent: discarding cannot be undone: add --yes to confirm", file=sys.stderr)
         return EXIT_CONFIG
 
-    async def act() -> list[int]:
+    async def act() -> tuple[list[int], dict[int, str]]:
         async with queries.connect(_database(args.config)) as db:
-            return await queries.discard(db, args.ids, actor=args.actor, reason=args.reason)
+            changed = await queries.discard(db, args.ids, actor=args.actor, reason=args.reason)
+            return changed, await queries.states(db, args.ids)
 
-    changed = asyncio.run(act())
+    changed, found = asyncio.run(act())
+    _say_unchanged("discarded", args.ids, changed, found)
     print(f"discarded {len(changed)} message(s): {' '.join(map(str, changed))}".rstrip(": "))
     return 0 if changed else EXIT_FAILURE
+
+
+def _say_unchanged(done: str, ids: list[int], changed: list[int], found: dict[int, str]) -> None:
+    """Tell, on stderr, why each of `ids` not in `changed` was left as it was."""
+    for message_id in ids:
+        if message_id in changed:
+            continue
+        state = found.get(message_id)
+        why = "no such message" if state is None else f"it is {state}"
+        print(
+            f"edge-agent: message {message_id} not {done}: {why}"
+            " (only dead or pending messages can be)",
+            file=sys.stderr,
+        )
 
 
 def cmd_spool_audit(args: argparse.Namespace) -> int:

@@ -299,4 +299,5 @@ async def _open_when_up(url: str) -> None:
                 async with http.get(f"{url}healthz"):
                     break
             await asyncio.sleep(0.5)
-    await asyncio.to_thread(webbrowser.open, url)
+    if not await asyncio.to_thread(webbrowser.open, url):
+        print(f"edge-agent: no browser could be opened here; open {url} yourself", flush=True)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from agent.cli import (
     EXIT_CONFIG,
     EXIT_FAILURE,
-    _actor,
+    _actor_option,
     _age,
     _database,
     _print_table,
@@ -37,16 +37,16 @@ def add_parser(commands: Any) -> None:
     listing = actions.add_parser("list", help="unresolved handler failures, oldest first")
     config_option(listing)
     listing.add_argument("--all", action="store_true", help="resolved ones too")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=cmd_list)
 
     replay = actions.add_parser(
         "replay", help="ask the agent to run the handler again on the kept event"
     )
     config_option(replay)
-    replay.add_argument("ids", type=int, nargs="*")
+    replay.add_argument("ids", type=int, nargs="*", help="failure ids (from handlers list)")
     replay.add_argument("--all", action="store_true", help="every unresolved failure")
-    replay.add_argument("--actor", default=_actor())
+    _actor_option(replay)
     replay.set_defaults(func=cmd_replay)
 
 

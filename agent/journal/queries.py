@@ -148,6 +148,14 @@ async def discard(
     return await _operator_change(db, message_ids, actor, "discard", reason=reason)
 
 
+async def states(db: aiosqlite.Connection, message_ids: list[int]) -> dict[int, str]:
+    """The state of each of `message_ids` that exists."""
+    marks = ",".join("?" * len(message_ids))
+    sql = f"SELECT id, state FROM outbox WHERE id IN ({marks})"
+    async with db.execute(sql, message_ids) as cursor:
+        return {row[0]: row[1] async for row in cursor}
+
+
 async def dead_ids(db: aiosqlite.Connection, uplink: str | None) -> list[int]:
     """Ids of every dead letter, optionally of one uplink."""
     sql = "SELECT id FROM outbox WHERE state = 'dead'" + (" AND uplink = ?" if uplink else "")

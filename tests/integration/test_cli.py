@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli import _parser, main
 from agent.events import Event
 from agent.journal import outbox
 from agent.journal.transaction import Transaction
@@ -161,16 +164,48 @@ def test_discard_needs_yes_and_is_audited_with_reason(config, capsys):
     assert actor == "nurse-li" and json.loads(detail) == {"reason": "duplicate record"}
 
 
-def test_delivered_messages_cannot_be_discarded_or_retried(config, capsys):
+def test_delivered_messages_cannot_be_discarded_or_retried_and_the_cli_says_why(config, capsys):
     delivered = next(i for i, s in states(config).items() if s == "delivered")
-    assert run_cli(capsys, "outbox", "retry", "-c", str(config), str(delivered))[0] == 1
-    assert (
-        run_cli(
-            capsys, "outbox", "discard", "-c", str(config), str(delivered), "--reason", "x", "--yes"
-        )[0]
-        == 1
+    code, _, err = run_cli(capsys, "outbox", "retry", "-c", str(config), str(delivered), "999")
+    assert code == 1
+    assert f"message {delivered} not retried: it is delivered" in err
+    assert "message 999 not retried: no such message" in err
+    code, _, err = run_cli(
+        capsys, "outbox", "discard", "-c", str(config), str(delivered), "--reason", "x", "--yes"
     )
+    assert code == 1 and f"message {delivered} not discarded: it is delivered" in err
     assert states(config)[delivered] == "delivered"
+
+
+def test_output_into_a_closed_pipe_ends_quietly(config):
+    """`edge-agent outbox list | head -1`: no BrokenPipeError traceback, exit 0."""
+    command = "from agent.cli import main; raise SystemExit(main())"
+    argv = [sys.executable, "-c", command, "outbox", "list", "-c", str(config)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as reader_gone:
+        assert reader_gone.stdout is not None and reader_gone.stderr is not None
+        reader_gone.stdout.close()  # as `head` does once it has its line
+        err = reader_gone.stderr.read()
+    assert reader_gone.returncode == 0
+    assert err == b""
+
+
+def test_every_option_of_every_command_says_what_it_is_for():
+    undocumented = [
+        f"{command} {' / '.join(action.option_strings) or action.dest}"
+        for command, parser in _parsers(_parser(), "edge-agent")
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction)
+        and not action.help
+    ]
+    assert undocumented == []
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {sub_name}")
 
 
 def test_status_without_a_journal_says_so(tmp_path, capsys):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
+import webbrowser
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from aiohttp import web
 from Crypto.PublicKey import RSA
 
 from agent.config import load_config
-from agent.demo import BASE, WASHER, WASHER_SCOPE, demo_config, moved_ports
+from agent.demo import BASE, WASHER, WASHER_SCOPE, _open_when_up, demo_config, moved_ports
 from agent.simulators.base import Faults
 from agent.simulators.demo_traffic import PROGRAMME, _nth_accession, receipt, study
 from agent.simulators.zhejiang_endoscope import (
@@ -130,3 +132,22 @@ def test_the_generated_study_has_two_series_and_counts_accessions_up():
         "DEMO0002",
         "DEMO0011",
     ]
+
+
+async def test_demo_open_says_so_when_no_browser_can_be_opened(monkeypatch, capsys):
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)  # a server without a desktop
+    try:
+        await _open_when_up(f"http://127.0.0.1:{port}/")
+    finally:
+        await runner.cleanup()
+    assert f"open http://127.0.0.1:{port}/ yourself" in capsys.readouterr().out
