@@ -228,5 +228,37 @@ async def test_the_dashboard_of_a_running_demo(chromium, demo, cloud, tmp_path):
 
     await nurse.goto("/uplinks")
     await expect(nurse.locator("#uplink-probe_cloud")).to_contain_text("正常")
+
+    # The agent restarts under two open pages, now without open read-only pages (an engineer
+    # changed the config). The logged-in page is live again by itself, still logged in (sessions
+    # survive a restart) and shows what happens after it; the anonymous wall screen says that it
+    # must log in, instead of reconnecting unseen for ever.
+    agent, _ = demo
+    await nurse.goto("/")
+    await wall.goto("/")
+    for page in (nurse, wall):
+        await expect(page.locator("#live-state")).to_have_attribute("data-state", "live")
+    await nurse.evaluate("window.__sameDocument = true")
+    assert await agent.stop() == 0
+    await expect(nurse.locator("#live-state")).to_have_attribute(
+        "data-state", "reconnecting", timeout=LIVE
+    )
+    config = agent.config
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "dashboard_read_only_open = true", "dashboard_read_only_open = false"
+        ),
+        encoding="utf-8",
+    )
+    await agent.start()
+    await expect(nurse.locator("#live-state")).to_have_attribute("data-state", "live", timeout=SLOW)
+    await reader.wait_links(2)  # the restarted agent's reader connection
+    await reader.send(encode(bytes.fromhex("00D507D0")))  # GIF-H290-01 into the disinfectant
+    await expect(nurse.locator("#scope-GIF-H290-01")).to_have_attribute(
+        "data-status", "progress", timeout=LIVE
+    )
+    assert await nurse.evaluate("window.__sameDocument === true")
+    await expect(wall).to_have_url(re.compile(r"/login\?done=session_ended"), timeout=SLOW)
+    await expect(wall.locator(".notice")).to_contain_text("会话已结束")
     await nurse.context.close()
     await wall.context.close()

@@ -63,7 +63,11 @@ def add_dashboard_routes(
     interval: float = 1.0,
 ) -> None:
     """Serve the dashboard from `app` (made by make_app: its EMIT_KEY is used for actions)."""
-    sessions = SessionStore(token.get_secret_value().encode(), session_hours * 3600)
+    sessions = SessionStore(
+        token.get_secret_value().encode(),
+        session_hours * 3600,
+        logouts=database.parent / "dashboard-logouts.json",
+    )
     dashboard = Dashboard(
         observe, query, database, sessions, read_only_open, tuple(reprocessing), interval
     )
@@ -148,8 +152,6 @@ async def live_stream(stopping: asyncio.Event, request: web.Request) -> web.Stre
     page = PAGES.get(request.query.get("page", ""))
     if page is None:
         raise web.HTTPNotFound(text="no such page")
-    if not may_read(request, viewer_of(request)):
-        raise web.HTTPUnauthorized(text="log in first")
     dashboard = request.app[DASHBOARD_KEY]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
@@ -159,6 +161,8 @@ async def live_stream(stopping: asyncio.Event, request: web.Request) -> web.Stre
     quiet = 0.0
     try:
         await response.write(b"retry: 2000\n\n")
+        # Without a session (expired, logged out, the token rotated) the stream says so as an
+        # event: a refused stream would leave the page reconnecting, unseen, for ever.
         while not stopping.is_set():
             viewer = viewer_of(request)
             if not may_read(request, viewer):  # logged out or expired meanwhile

@@ -1,14 +1,19 @@
-"""Operator sessions: the API token traded for a random cookie, a CSRF token per session."""
+"""Operator sessions: the API token traded for a signed cookie, a CSRF token per session."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
+import json
+import os
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,7 +22,7 @@ CSRF_FIELD = "csrf"  # in dashboard forms
 CSRF_HEADER = "X-CSRF-Token"  # on the API calls the dashboard's script makes
 ROUTE_PREFIX = "dashboard."  # every dashboard route is named so (see `is_dashboard_route`)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_SESSIONS = 256  # bounded memory: the oldest session goes first
+MAX_LOGOUTS = 4096  # logged-out sessions remembered until they would have expired (bounded)
 # Wrong tokens tolerated per address within the window before its logins are refused unread.
 MAX_FAILURES = 5
 FAILURE_WINDOW = 60.0  # seconds
@@ -26,23 +31,30 @@ MAX_TRACKED = 1024  # addresses with recent failures kept (bounded memory; the o
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One logged-in browser: its CSRF token and when it ends (monotonic seconds)."""
+    """One logged-in browser: its CSRF token and when it ends (Unix time)."""
 
     csrf: str
     expires: float
 
 
 class SessionStore:
-    """Sessions by the SHA-256 of their id; the cookie never holds the token, the store never
-    holds the cookie."""
+    """Sessions as cookies signed with a key derived from the API token: they survive a restart
+    of the agent (a wall screen stays logged in) and all end when the token is rotated. The
+    cookie never holds the token; logouts are remembered in `logouts` until the cookie expires."""
 
     def __init__(
-        self, token: bytes, lifetime: float, clock: Callable[[], float] = time.monotonic
+        self,
+        token: bytes,
+        lifetime: float,
+        clock: Callable[[], float] = time.time,
+        logouts: Path | None = None,
     ) -> None:
         self._token = token
+        self._key = hmac.new(token, b"edge-agent dashboard session v1", hashlib.sha256).digest()
         self.lifetime = lifetime
         self._clock = clock
-        self._sessions: OrderedDict[bytes, Session] = OrderedDict()
+        self._logouts_file = logouts
+        self._logouts = self._read_logouts()
         self._failures: OrderedDict[str, list[float]] = OrderedDict()
 
     def retry_after(self, remote: str) -> float:
@@ -61,13 +73,8 @@ class SessionStore:
                 self._failures.popitem(last=False)
             return None
         self._failures.pop(remote, None)
-        session_id = secrets.token_urlsafe(32)
-        self._sessions[_key(session_id)] = Session(
-            secrets.token_urlsafe(32), self._clock() + self.lifetime
-        )
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
-        return session_id
+        body = f"{int(self._clock() + self.lifetime)}.{secrets.token_urlsafe(24)}"
+        return f"{body}.{self._mac('session', body)}"
 
     def _recent_failures(self, remote: str) -> list[float]:
         since = self._clock() - FAILURE_WINDOW
@@ -76,20 +83,25 @@ class SessionStore:
         ]
 
     def get(self, session_id: str | None) -> Session | None:
-        """The live session of this id; an expired one is forgotten."""
-        if not session_id:
+        """The live session of this id: signed by us, not expired, not logged out."""
+        expires, nonce, mac = _parts(session_id or "")
+        signed = self._mac("session", f"{expires}.{nonce}").encode()
+        if not hmac.compare_digest(as_bytes(mac), signed):
             return None
-        key = _key(session_id)
-        session = self._sessions.get(key)
-        if session is not None and session.expires <= self._clock():
-            del self._sessions[key]
+        if int(expires) <= self._clock() or nonce in self._logouts:
             return None
-        return session
+        return Session(self._mac("csrf", nonce), float(expires))
 
     def logout(self, session_id: str | None) -> None:
-        """End the session (unknown ids are ignored)."""
-        if session_id:
-            self._sessions.pop(_key(session_id), None)
+        """End the session for good, across restarts (unknown ids are ignored)."""
+        session = self.get(session_id)
+        if session is None:
+            return
+        now = self._clock()
+        live = {nonce: end for nonce, end in self._logouts.items() if end > now}
+        live[_parts(session_id or "")[1]] = session.expires
+        self._logouts = dict(sorted(live.items(), key=lambda item: item[1])[-MAX_LOGOUTS:])
+        self._write_logouts()
 
     def of(self, request: web.Request) -> Session | None:
         """The request's session, from its cookie."""
@@ -104,15 +116,42 @@ class SessionStore:
             session, request.headers.get(CSRF_HEADER, "")
         )
 
+    def _mac(self, purpose: str, text: str) -> str:
+        digest = hmac.new(self._key, f"{purpose}:{text}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def _read_logouts(self) -> dict[str, float]:
+        if self._logouts_file is None:
+            return {}
+        try:
+            found = json.loads(self._logouts_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # none yet, or damaged: sessions still expire on time
+        if not isinstance(found, dict):
+            return {}
+        return {str(k): float(v) for k, v in found.items() if isinstance(v, int | float)}
+
+    def _write_logouts(self) -> None:
+        if self._logouts_file is None:
+            return
+        temporary = self._logouts_file.with_suffix(".tmp")
+        with contextlib.suppress(OSError):  # remembered in memory all the same
+            temporary.write_text(json.dumps(self._logouts), encoding="utf-8")
+            os.replace(temporary, self._logouts_file)
+
+
+def _parts(session_id: str) -> tuple[str, str, str]:
+    """(expires, nonce, mac) of a well-formed session id; else values that never verify."""
+    expires, _, rest = session_id.partition(".")
+    nonce, _, mac = rest.partition(".")
+    if not (expires.isascii() and expires.isdigit()) or len(expires) > 12 or not (nonce and mac):
+        return "0", "", "-"
+    return expires, nonce, mac
+
 
 def csrf_matches(session: Session, given: str) -> bool:
     """Whether `given` is the session's CSRF token (constant time)."""
     return hmac.compare_digest(as_bytes(given), session.csrf.encode())
-
-
-def _key(session_id: str) -> bytes:
-    # Looked up by hash: a dictionary probe must not compare the secret itself.
-    return hashlib.sha256(as_bytes(session_id)).digest()
 
 
 def as_bytes(given: str) -> bytes:

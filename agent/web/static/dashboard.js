@@ -50,7 +50,9 @@
     source.addEventListener("fragment", (event) => apply(JSON.parse(event.data).html));
     source.addEventListener("login", () => {
       source.close();
-      window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+      window.location.assign(
+        "/login?done=session_ended&next=" + encodeURIComponent(window.location.pathname)
+      );
     });
     source.addEventListener("error", () => {
       mark("reconnecting");
