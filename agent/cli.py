@@ -20,6 +20,7 @@ import structlog
 
 from agent import __version__
 from agent.errors import AgentError, ConfigError
+from agent.events import with_iso_times
 from agent.windows.commands import add_service_parser
 from agent.windows.paths import default_config_path
 
@@ -29,6 +30,8 @@ DEFAULT_CONFIG = Path(
 )
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+JSON_OUT: dict[str, Any] = {"indent": 2, "ensure_ascii": False}  # --json: UTF-8 as it reads
+MESSAGE_TIMES = ("created_at", "next_attempt_at", "leased_at", "settled_at")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,7 +309,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows, alerts = asyncio.run(fetch())
     if args.json:
         uplinks = [dataclasses.asdict(row) for row in rows]
-        print(json.dumps({"uplinks": uplinks, "open_alerts": alerts}, indent=2, ensure_ascii=False))
+        print(json.dumps({"uplinks": uplinks, "open_alerts": alerts}, **JSON_OUT))
         return 0
     headers = ["UPLINK", "PENDING", "INFLIGHT", "DEAD", "DELIVERED", "OLDEST", "BREAKER"]
     table = [
@@ -398,7 +401,7 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
 
     rows = asyncio.run(fetch())
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json.dumps([with_iso_times(row, *MESSAGE_TIMES) for row in rows], **JSON_OUT))
         return 0
     now = time.time()
     _print_table(
@@ -432,7 +435,10 @@ def cmd_outbox_show(args: argparse.Namespace) -> int:
     if message is None:
         print(f"edge-agent: no outbox message {args.id}", file=sys.stderr)
         return EXIT_FAILURE
-    print(json.dumps(message, indent=2, ensure_ascii=False))
+    message = with_iso_times(message, *MESSAGE_TIMES)
+    with contextlib.suppress(TypeError, ValueError):  # else the platform answered plain text
+        message["response"] = json.loads(message["response"])
+    print(json.dumps(message, **JSON_OUT))
     return 0
 
 
@@ -503,7 +509,7 @@ def cmd_spool_audit(args: argparse.Namespace) -> int:
     deleted = delete_copies(result) if args.delete_copies else 0
     if args.json:
         found = {**dataclasses.asdict(result), "healthy": result.healthy, "deleted": deleted}
-        print(json.dumps(found, indent=2))
+        print(json.dumps(found, **JSON_OUT))
         return 0 if result.healthy else EXIT_FAILURE
     print(
         f"spool: {result.files} files, {result.megabytes:.1f} MB;"

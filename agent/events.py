@@ -27,6 +27,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_LAST_EPOCH = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """Unix seconds as programs read times from us: ISO 8601 in UTC with its offset."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(min(max(epoch, 0.0), _LAST_EPOCH), UTC)  # "never": the end
+    return moment.isoformat(timespec="milliseconds")
+
+
+def with_iso_times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """`row` with the Unix-seconds values at `keys` as ISO 8601 (for JSON output)."""
+    return {**row, **{key: iso_time(row[key]) for key in keys if key in row}}
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something a device or hospital system told us; `id` is its idempotency key."""

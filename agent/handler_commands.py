@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from agent.cli import (
     EXIT_CONFIG,
     EXIT_FAILURE,
+    JSON_OUT,
     _actor_option,
     _age,
     _database,
@@ -23,6 +24,7 @@ from agent.cli import (
     config_option,
 )
 from agent.errors import JournalError
+from agent.events import with_iso_times
 from agent.journal import failures
 
 T = TypeVar("T")
@@ -78,7 +80,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         args.config, lambda conn: failures.listing(conn, include_resolved=args.all)
     )
     if args.json:
-        print(json.dumps([asdict(f) for f in found], indent=2, ensure_ascii=False))
+        times = ("at", "replay_requested_at", "resolved_at")
+        print(json.dumps([with_iso_times(asdict(f), *times) for f in found], **JSON_OUT))
         return 0
     now = time.time()
     rows = [

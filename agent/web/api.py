@@ -13,13 +13,13 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 
 from agent.config import ApiSection
-from agent.events import Event
+from agent.events import Event, with_iso_times
 from agent.inputs import Body
 from agent.journal.alerts import alert_state, open_alerts
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web.bodies import read_json_object
-from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, refused
+from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, answer, refused
 from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
@@ -93,7 +93,7 @@ def make_app(
         ):
             return await handler(request)
         log.warning("api.refused", path=peer_text(request.path), remote=request.remote)
-        return web.json_response({"error": "missing or wrong token"}, status=401)
+        return answer({"error": "missing or wrong token"}, status=401)
 
     app = web.Application(middlewares=[guard, require_token], client_max_size=settings.max_body)
     app[EMIT_KEY] = emit
@@ -132,12 +132,13 @@ async def set_patient(request: web.Request) -> web.Response:
         },
     )
     await request.app[EMIT_KEY](event)
-    return web.json_response({"event_id": event.id}, status=201)
+    return answer({"event_id": event.id}, status=201)
 
 
 async def list_alerts(request: web.Request) -> web.Response:
     """GET /api/v1/alerts: open alerts, newest first."""
-    return web.json_response({"alerts": await request.app[QUERY_KEY](open_alerts)})
+    alerts = await request.app[QUERY_KEY](open_alerts)
+    return answer({"alerts": [with_iso_times(alert, "at") for alert in alerts]})
 
 
 async def acknowledge_alert(request: web.Request) -> web.Response:
@@ -146,18 +147,18 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     alert_id = int(request.match_info["alert_id"])
     state = await request.app[QUERY_KEY](partial(alert_state, alert_id=alert_id))
     if state is None:
-        return web.json_response({"error": f"no alert {alert_id}"}, status=404)
+        return answer({"error": f"no alert {alert_id}"}, status=404)
     if state == "acknowledged":
-        return web.json_response({"error": f"alert {alert_id} is already acknowledged"}, status=409)
+        return answer({"error": f"alert {alert_id} is already acknowledged"}, status=409)
     event = Event("alert.acknowledge", "api", {"alert_id": alert_id, **body.model_dump()})
     await request.app[EMIT_KEY](event)
     log.info("alert.acknowledged", alert_id=alert_id)
-    return web.json_response({"event_id": event.id}, status=201)
+    return answer({"event_id": event.id}, status=201)
 
 
 async def list_scopes(request: web.Request) -> web.Response:
     """GET /api/v1/scopes: every scope's cycle, verdict and whether it is blocked."""
-    return web.json_response({"scopes": await request.app[QUERY_KEY](scope_states)})
+    return answer({"scopes": await request.app[QUERY_KEY](scope_states)})
 
 
 async def override_scope(request: web.Request) -> web.Response:
@@ -166,10 +167,10 @@ async def override_scope(request: web.Request) -> web.Response:
     number = request.match_info["number"]
     scopes = {s["number"]: s for s in await request.app[QUERY_KEY](scope_states)}
     if number not in scopes:
-        return web.json_response({"error": f"no scope {number} has been reprocessed"}, status=404)
+        return answer({"error": f"no scope {number} has been reprocessed"}, status=404)
     if not scopes[number]["blocked"]:
-        return web.json_response({"error": f"scope {number} is not blocked"}, status=409)
+        return answer({"error": f"scope {number} is not blocked"}, status=409)
     event = Event("reprocessing.override", "api", {"scope": number, **body.model_dump()})
     await request.app[EMIT_KEY](event)
     log.warning("scope.override", scope=number)
-    return web.json_response({"event_id": event.id}, status=201)
+    return answer({"event_id": event.id}, status=201)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +19,14 @@ Query = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 ROW_ID = "[0-9]{1,18}"  # a journal row id in a path: longer would not fit SQLite's INTEGER
 EMIT_KEY: web.AppKey[Emit] = web.AppKey("emit")
 QUERY_KEY: web.AppKey[Query] = web.AppKey("query")
+
+
+def answer(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer in UTF-8 as it reads (Chinese text is not escaped to \\uXXXX)."""
+    return web.json_response(data, status=status, dumps=_utf8_json)
+
+
+_utf8_json = partial(json.dumps, ensure_ascii=False)
 
 
 def problems(err: ValidationError) -> list[str]:

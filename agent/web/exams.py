@@ -13,7 +13,7 @@ from agent.imaging.exam import Exam, exam_payload
 from agent.imaging.handler import EXAM
 from agent.imaging.state import recent_studies, study_detail
 from agent.web.bodies import query_int, read_json_object
-from agent.web.context import EMIT_KEY, QUERY_KEY, refused
+from agent.web.context import EMIT_KEY, QUERY_KEY, answer, refused
 
 log = structlog.get_logger(__name__)
 DEFAULT_LIMIT = 50
@@ -36,14 +36,14 @@ async def post_exam(request: web.Request) -> web.Response:
     event = Event(EXAM, "api", exam_payload(exam))
     await request.app[EMIT_KEY](event)
     log.info("imaging.exam_recorded", status=exam.examInfo.examStatus)
-    return web.json_response({"event_id": event.id}, status=201)
+    return answer({"event_id": event.id}, status=201)
 
 
 async def list_studies(request: web.Request) -> web.Response:
     """GET /api/v1/studies?limit=N: the studies received last, with exams and deliveries."""
     limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     studies = await request.app[QUERY_KEY](partial(recent_studies, limit=limit))
-    return web.json_response({"studies": studies})
+    return answer({"studies": studies})
 
 
 async def get_study(request: web.Request) -> web.Response:
@@ -51,5 +51,5 @@ async def get_study(request: web.Request) -> web.Response:
     uid = request.match_info["study_uid"]
     study = await request.app[QUERY_KEY](partial(study_detail, study_uid=uid))
     if study is None:
-        return web.json_response({"error": "no such study"}, status=404)
-    return web.json_response({"study": study})
+        return answer({"error": "no such study"}, status=404)
+    return answer({"study": study})

@@ -13,6 +13,7 @@ from aiohttp import web
 from agent.errors import UnstorableEventError
 from agent.logs import peer_text
 from agent.web.bodies import Refused
+from agent.web.context import answer
 from agent.web.dashboard.sessions import is_dashboard_route
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             error=type(err).__name__,
             at=_where(err),
         )
-        return web.json_response({"error": "internal error; see the agent's log"}, status=500)
+        return answer({"error": "internal error; see the agent's log"}, status=500)
 
 
 def refusal(request: web.Request, status: int, found: list[str]) -> web.Response:
@@ -61,7 +62,7 @@ def refusal(request: web.Request, status: int, found: list[str]) -> web.Response
     )
     if is_dashboard_route(request):
         return web.Response(status=status, text="\n".join(found), content_type="text/plain")
-    return web.json_response({"error": "invalid request", "problems": found}, status=status)
+    return answer({"error": "invalid request", "problems": found}, status=status)
 
 
 def _where(err: BaseException) -> str:

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent.observe import Snapshot
+from agent.web.context import answer
 
 Observe = Callable[[], Awaitable[Snapshot]]
 OBSERVE_KEY: web.AppKey[Observe] = web.AppKey("observe")
@@ -136,7 +137,7 @@ async def metrics_page(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz"""
     body, status = health(await request.app[OBSERVE_KEY]())
-    return web.json_response(body, status=status)
+    return answer(body, status=status)
 
 
 def add_observability_routes(app: web.Application, observe: Observe) -> None:

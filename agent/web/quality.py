@@ -25,7 +25,7 @@ from agent.inputs import Body
 from agent.reprocessing.facts import Disinfectant
 from agent.reprocessing.quality import CLEANING_EFFECT, DISINFECTANT_TEST, RINSE_WATER
 from agent.web.bodies import Refused, read_form, read_json_object
-from agent.web.context import EMIT_KEY, problems
+from agent.web.context import EMIT_KEY, answer, problems
 
 log = structlog.get_logger(__name__)
 
@@ -171,7 +171,7 @@ async def record_quality(store: PhotoStore, form: Form, request: web.Request) ->
         names = [await store.save(data) for data in photos]
     except OSError as err:
         log.error("quality.photo_not_stored", error=err.strerror or type(err).__name__)
-        return web.json_response({"error": "the photo could not be stored"}, status=507)
+        return answer({"error": "the photo could not be stored"}, status=507)
     payload: dict[str, Any] = record.model_dump(mode="json", exclude_none=True)
     payload.setdefault("tested_at", utcnow().isoformat())
     if isinstance(record, CleaningEffectTest):
@@ -181,7 +181,7 @@ async def record_quality(store: PhotoStore, form: Form, request: web.Request) ->
     event = Event(form.kind, "api", payload)
     await request.app[EMIT_KEY](event)
     log.info("quality.recorded", kind=form.kind, photos=len(names))
-    return web.json_response({"event_id": event.id, "photos": names}, status=201)
+    return answer({"event_id": event.id, "photos": names}, status=201)
 
 
 def photo_problems(form: Form, photos: list[bytes]) -> list[str]:
@@ -240,7 +240,7 @@ async def serve_photo(store: PhotoStore, request: web.Request) -> web.StreamResp
     path = store.directory / name
     # The name is checked before it touches the file system: no traversal, no other file.
     if not PHOTO_NAME.fullmatch(name) or not await asyncio.to_thread(path.is_file):
-        return web.json_response({"error": "no such photo"}, status=404)
+        return answer({"error": "no such photo"}, status=404)
     return web.FileResponse(
         path,
         headers={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -87,12 +88,16 @@ async def test_oversized_request_is_refused(client):
 
 async def test_open_alerts_are_listed_newest_first(client, centre):
     for n in (1, 2):
-        alert = Alert("scope_used_without_cleaning", "scope:GIF-001", f"use {n}", f"outbox:{n}")
+        alert = Alert("scope_used_without_cleaning", "scope:GIF-001", f"第{n}次使用", f"outbox:{n}")
         await centre.journal.run(lambda conn, a=alert: raise_alert(conn, a))
     assert not await centre.journal.run(lambda conn: raise_alert(conn, alert))  # once per origin
     response = await client.get("/api/v1/alerts", headers=AUTH)
     alerts = (await response.json())["alerts"]
-    assert [a["message"] for a in alerts] == ["use 2", "use 1"]
+    assert [a["message"] for a in alerts] == ["第2次使用", "第1次使用"]
+    assert "第2次使用" in await response.text()  # UTF-8 as it reads, not \\u7b2c
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    raised = datetime.fromisoformat(alerts[0]["at"])  # ISO 8601 with its offset, not Unix seconds
+    assert raised.utcoffset() == timedelta(0) and abs(raised - datetime.now(UTC)) < timedelta(1)
     assert (await client.get("/api/v1/alerts")).status == 401
 
 

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,9 @@ def test_outbox_list_and_show_give_the_platform_reason(config, capsys):
     code, out, _ = run_cli(capsys, "outbox", "show", "-c", str(config), str(dead[0]["id"]))
     shown = json.loads(out)
     assert shown["last_error"] == "HTTP 422: field cleanId too long"
-    assert shown["response"] == '{"code":422}' and shown["payload"] == {"n": 3}
+    assert shown["response"] == {"code": 422} and shown["payload"] == {"n": 3}  # JSON, not text
+    assert datetime.fromisoformat(shown["created_at"]).utcoffset() == timedelta(0)
+    assert dead[0]["settled_at"].endswith("+00:00")
     code, _, err = run_cli(capsys, "outbox", "show", "-c", str(config), "999")
     assert code == 1 and "no outbox message 999" in err
 
