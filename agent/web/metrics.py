@@ -103,12 +103,19 @@ def render(snapshot: Snapshot) -> bytes:
 
 
 def health(snapshot: Snapshot) -> tuple[dict[str, Any], int]:
-    """The /healthz body and status: 503 when the journal fails or a breaker is open."""
+    """The /healthz body and status: 503 when the journal fails or a breaker is open;
+    "degraded" (still 200: the agent records and forwards) while a device is away."""
     problems = [] if snapshot.database_ok else ["database"]
     problems += [f"uplink:{q.uplink}" for q in snapshot.queues if q.breaker == "open"]
+    degraded = [
+        f"source:{s.name}: {'down' if s.component == 'down' else 'offline'}"
+        for s in snapshot.sources
+        if s.component == "down" or (s.component == "running" and s.online is False)
+    ]
     body = {
-        "status": "unhealthy" if problems else "ok",
+        "status": "unhealthy" if problems else "degraded" if degraded else "ok",
         "problems": problems,
+        "degraded": degraded,
         "database": {"ok": snapshot.database_ok, "error": snapshot.database_error or None},
         "uplinks": {
             q.uplink: {

@@ -1,18 +1,20 @@
-"""A journal that cannot answer makes /healthz 503 and edge_agent_database_up 0."""
+"""/healthz: 503 for a journal that cannot answer or an open breaker, degraded for a device."""
 
 from __future__ import annotations
 
 from agent.config import load_config
-from agent.observe import QueueState, Snapshot
+from agent.observe import QueueState, Snapshot, SourceState
 from agent.runtime import Agent
 from agent.web.metrics import health, render
 from tests.integration.test_observability import samples
 
 
-def snapshot(database_ok: bool = True, breaker: str = "closed") -> Snapshot:
+def snapshot(
+    database_ok: bool = True, breaker: str = "closed", sources: list[SourceState] | None = None
+) -> Snapshot:
     queue = QueueState("zj", {"pending": 3, "dead": 1}, 12.5, breaker, 10, 2, 1)
     error = "" if database_ok else "JournalClosedError: journal is closed"
-    return Snapshot(database_ok, error, [queue], [], {"critical": 1}, 42)
+    return Snapshot(database_ok, error, [queue], sources or [], {"critical": 1}, 42)
 
 
 def test_a_failing_database_is_unhealthy_and_reported_as_down():
@@ -27,6 +29,23 @@ def test_a_failing_database_is_unhealthy_and_reported_as_down():
 def test_an_open_breaker_is_unhealthy_and_a_half_open_one_is_not():
     assert health(snapshot(breaker="open"))[1] == 503
     assert health(snapshot(breaker="half_open"))[1] == 200
+
+
+def test_a_device_away_makes_the_agent_degraded_not_unhealthy_and_names_it():
+    sources = [
+        SourceState("reader_room_1", "rfid_reader", "running", False),
+        SourceState("washer_aer_01", "washer_printer", "down", None),
+        SourceState("pacs_in", "dicom_scp", "running", None),
+        SourceState("sensor", "synthetic", "finished", None),  # done with its work: fine
+    ]
+    body, status = health(snapshot(sources=sources))
+    assert status == 200 and body["status"] == "degraded"
+    assert body["degraded"] == ["source:reader_room_1: offline", "source:washer_aer_01: down"]
+    assert health(snapshot(breaker="open", sources=sources))[0]["status"] == "unhealthy"
+    body, _ = health(
+        snapshot(sources=[SourceState("reader_room_1", "rfid_reader", "running", True)])
+    )
+    assert body["status"] == "ok" and body["degraded"] == []
 
 
 def test_queue_figures_reach_the_exposition():
