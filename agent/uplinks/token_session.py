@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from agent.dispatch.uplink import Uplink
 from agent.errors import AgentError
-from agent.uplinks.base import Uplink
 from agent.uplinks.http_session import client_session
 
 
