@@ -45,9 +45,13 @@ async def server() -> AsyncIterator[TestServer]:
     app.router.add_get("/busy", busy)
     app.router.add_get("/long", long)
     app.router.add_get("/hang", hang)
-    async with TestServer(app) as test_server:
+    test_server = TestServer(app)
+    await test_server.start_server()
+    try:
         yield test_server
+    finally:
         never.set()
+        await test_server.close()
 
 
 async def ask(
