@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
+from agent.dispatch.uplink import Uplink
 from agent.journal.writer import Journal
-from agent.uplinks.base import Uplink
 
 
 @asynccontextmanager

@@ -13,11 +13,11 @@ import structlog
 
 from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.dispatch.policy import Backoff, Breaker, BreakerState
+from agent.dispatch.uplink import Uplink
 from agent.journal import outbox
 from agent.journal.alerts import Alert, raise_alert
 from agent.journal.outbox import OutboxMessage
 from agent.journal.writer import Journal
-from agent.uplinks.base import Uplink
 
 log = structlog.get_logger(__name__)
 

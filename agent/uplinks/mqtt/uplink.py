@@ -16,8 +16,8 @@ import aiomqtt
 import structlog
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
+from agent.dispatch.uplink import Uplink
 from agent.journal.outbox import OutboxMessage
-from agent.uplinks.base import Uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.mqtt.connection import Connection, describe, make_client
 from agent.uplinks.mqtt.topics import UnpublishableError, encode

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
+from agent.uplinks.kit.answers import BUSY, AnswerRules, CodeRule, judge, read_envelope
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.fields import PUSH, STATISTICS_ITEM, is_empty, validate
 
@@ -16,9 +17,18 @@ STATISTICS_KIND = "exam.statistics"
 INSTANCE_KIND = "dicom.instance"
 JOIN_KEYS = ("studyUID", "accessionNo")  # the exam document's join keys: not seed fields
 STATUS_OK, STATUS_FAILED, STATUS_SERVER, STATUS_OTHER = 0, 1, 500, 999
-TRANSIENT_HTTP = frozenset({408, 425, 429})
 DICOM_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
 EXPECTED_TAGS = ("PatientID", "StudyInstanceUID", "AccessionNumber")
+# The seed's answers: {status, message, result}, or the same inside `content` (§3.2.2.4).
+ANSWERS = AnswerRules(
+    roots=("", "content"),
+    code_key="status",
+    message_key="message",
+    data_key="result",
+    code_label="status",
+    delivered_codes=frozenset({STATUS_OK}),
+    token_statuses=frozenset({401, 403}),
+)
 
 
 def build_push(
@@ -111,20 +121,8 @@ def build_statistics(
 
 def parse_answer(text: str) -> tuple[int | None, str, Any]:
     """(status, message, result) of the seed's answer; status None when it is not one."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return None, "", None
-    if isinstance(body, dict) and "status" not in body and isinstance(body.get("content"), dict):
-        body = body["content"]  # §3.2.2.4 speaks of "content->status"
-    if not isinstance(body, dict):
-        return None, "", None
-    message = str(body.get("message") or "")
-    try:
-        status = int(body.get("status"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None, message, body.get("result")
-    return status, message, body.get("result")
+    env = read_envelope(ANSWERS, text)
+    return env.code, env.message, env.data
 
 
 def parse_token(result: Any) -> str | None:
@@ -138,29 +136,22 @@ def parse_token(result: Any) -> str | None:
     return None
 
 
+def answer_rules(config: RemoteImagingConfig) -> AnswerRules:
+    """The seed's answer rules with the keywords this config names."""
+    busy = CodeRule(
+        BUSY,
+        codes=frozenset({STATUS_SERVER, STATUS_OTHER}),
+        keywords=tuple(config.busy_keywords),
+        reason="platform error: ",
+    )
+    return replace(ANSWERS, token_keywords=tuple(config.token_error_keywords), rules=(busy,))
+
+
 def http_outcome(
     config: RemoteImagingConfig, status: int, text: str, retry_after: float | None = None
 ) -> Outcome:
     """Map one HTTP answer of exam/push or uploadStatistics to an outcome."""
-    code, message, _ = parse_answer(text)
-    if 200 <= status < 300 and code == STATUS_OK:
-        return Delivered(text)
-    shown = f"status {code}: {message}" if code is not None else f"HTTP {status}: {text}"
-    shown = shown.rstrip(": ")
-    if status in (401, 403) or (code is not None and code != STATUS_OK and _mentions(
-        message, config.token_error_keywords
-    )):  # fmt: skip
-        return Retry(f"token refused: {shown}", after=0.0, response=text, reauthenticate=True)
-    if status in TRANSIENT_HTTP or status >= 500:
-        reason = shown if code is None else f"HTTP {status}: {shown}"  # never "HTTP 503: HTTP 503"
-        return Retry(reason, after=retry_after, response=text)
-    if code is None:
-        if 200 <= status < 300:  # not the platform's shape: a proxy or portal page
-            return Retry(f"unexpected answer: {shown}", response=text)
-        return Reject(shown, response=text)
-    if code in (STATUS_SERVER, STATUS_OTHER) or _mentions(message, config.busy_keywords):
-        return Retry(f"platform error: {shown}", after=retry_after, response=text)
-    return Reject(shown, response=text)
+    return judge(answer_rules(config), status, text, retry_after)
 
 
 def dicom_outcome(status: int | None, comment: str = "") -> Outcome:
@@ -184,8 +175,3 @@ def tag_mismatches(expect: Mapping[str, Any], found: Mapping[str, str]) -> list[
         for tag in EXPECTED_TAGS
         if tag in expect and str(expect[tag] or "").strip() != (found.get(tag) or "").strip()
     ]
-
-
-def _mentions(message: str, keywords: list[str]) -> bool:
-    lowered = message.lower()
-    return any(k.lower() in lowered for k in keywords if k)

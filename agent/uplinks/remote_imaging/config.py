@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from Crypto.PublicKey import RSA
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, model_validator
 
-from agent.config import ConfigPath, Seconds, Secret, TimeZoneName, UplinkSection
+from agent.config import ConfigPath, Seconds, Secret, TimeZoneName
+from agent.uplinks.kit.config import TokenPlatformSection
 from agent.uplinks.remote_imaging.fields import LengthUnit
 from agent.uplinks.remote_imaging.sign import (
     DEFAULT_FIELDS,
@@ -24,10 +25,11 @@ AeTitle = Annotated[str, Field(pattern=r"^[ -\[\]-~]{1,16}$")]  # printable ASCI
 Code32 = Annotated[str, Field(min_length=1, max_length=32)]
 
 
-class RemoteImagingConfig(UplinkSection):
+class RemoteImagingConfig(TokenPlatformSection):
     """[uplinks.<name>] type = "remote_imaging" """
 
-    base_url: HttpUrl  # http://host:port/<工程名>, e.g. http://10.1.2.3:8080/openapi
+    # base_url: http://host:port/<工程名>, e.g. http://10.1.2.3:8080/openapi (and TLS, timeout
+    # and answer cap keys: from the kit)
     app_id: Annotated[str, Field(min_length=1, max_length=128)]
     org_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # → hospital_code
     license: Secret
@@ -40,8 +42,6 @@ class RemoteImagingConfig(UplinkSection):
     token_path: str = "v1/auth/getToken"  # noqa: S105 - a path
     token_header: Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")] = "token"  # noqa: S105
     token_prefix: str = ""  # e.g. "Bearer " if the platform wants one
-    token_lifetime: Seconds = 7200.0
-    token_refresh_margin: Annotated[float, Field(ge=0)] = 300.0
     token_error_keywords: list[str] = ["token", "令牌", "鉴权", "权鉴"]
     busy_keywords: list[str] = ["繁忙", "稍后", "超时", "busy", "timeout"]
     hospital_code: Code32
@@ -52,10 +52,6 @@ class RemoteImagingConfig(UplinkSection):
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
     statistics_classes: list[Code32] = []  # always reported, "0" when a class had no exam
     statistics_count_as_string: bool = True  # accordCount "55" as in the seed's example
-    verify_tls: bool = True
-    ca_file: ConfigPath | None = None
-    request_timeout: Seconds = 10.0
-    max_body: Annotated[int, Field(ge=256)] = 2000
     dicom_host: str | None = None  # default: the host of base_url
     dicom_port: Annotated[int, Field(ge=1, le=65535)] = 104
     called_ae_title: AeTitle

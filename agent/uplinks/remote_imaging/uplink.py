@@ -16,7 +16,10 @@ from pydicom.errors import InvalidDicomError
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
 from agent.journal.outbox import OutboxMessage
-from agent.uplinks.http_session import retry_after_seconds
+from agent.uplinks.kit.answers import token_envelope
+from agent.uplinks.kit.request import Request, fetch
+from agent.uplinks.kit.tokens import Token, TokenError
+from agent.uplinks.kit.uplink import HttpPlatformUplink
 from agent.uplinks.remote_imaging import codec
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.dicom import (
@@ -27,15 +30,15 @@ from agent.uplinks.remote_imaging.dicom import (
     read_instance,
 )
 from agent.uplinks.remote_imaging.sign import encrypt, plaintext
-from agent.uplinks.token_session import TokenError, TokenSessionUplink, usable_for
 
 PUSH_PATH = "v1/exam/push"
 STATISTICS_PATH = "v1/exam/uploadStatistics"
 MISSING_ALERT = "imaging_instance_missing"  # the spool lost a file it had acknowledged
 UNREADABLE_ALERT = "imaging_instance_unreadable"
+_JSON = {"Content-Type": "application/json"}
 
 
-class RemoteImagingUplink(TokenSessionUplink):
+class RemoteImagingUplink(HttpPlatformUplink):
     """exam.push and exam.statistics over HTTP; dicom.instance by C-STORE after the push."""
 
     # Seed 003: a study's images only after its exam push was accepted.
@@ -48,16 +51,9 @@ class RemoteImagingUplink(TokenSessionUplink):
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(
-            name,
-            verify_tls=config.verify_tls,
-            ca_file=config.ca_file,
-            timeout=config.request_timeout,
-            monotonic=monotonic,
-        )
+        super().__init__(name, config, monotonic=monotonic)
         self.config = config
         self._clock = clock  # the `time` sign field
-        self._base = str(config.base_url).rstrip("/")
         self._key = config.rsa_key()
         self._zone = ZoneInfo(config.timezone)
         self._license = config.license.get_secret_value()
@@ -109,40 +105,33 @@ class RemoteImagingUplink(TokenSessionUplink):
         return await self._post(path, body)
 
     async def _post(self, path: str, body: Any) -> Outcome:
-        assert self._session is not None, "open() first"
-        try:
-            token = await self._ensure_token()
-            headers = {self.config.token_header: f"{self.config.token_prefix}{token}"}
+        async def prepare() -> Request:
+            token = await self.tokens.get()
+            headers = {
+                self.config.token_header: f"{self.config.token_prefix}{token}",
+                "Content-Type": "application/json; charset=utf-8",
+            }
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-            headers["Content-Type"] = "application/json; charset=utf-8"
-            async with self._session.post(f"{self._base}/{path}", data=data, headers=headers) as r:
-                text = (await r.text(errors="replace"))[: self.config.max_body]
-                status, retry_after = r.status, retry_after_seconds(r)
-        except TokenError as err:
-            return Retry(str(err))
-        except TimeoutError:
-            return Retry(f"no answer within request_timeout {self.config.request_timeout:g} s")
-        except (aiohttp.ClientError, OSError) as err:
-            return Retry(f"{type(err).__name__}: {err}".rstrip(": "))
-        return codec.http_outcome(self.config, status, text, retry_after)
+            return Request("POST", self.config.url(path), headers, data)
 
-    async def _fetch_token(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+        answer = await self._exchange(prepare)
+        if isinstance(answer, Retry):
+            return answer
+        return codec.http_outcome(self.config, answer.status, answer.text, answer.retry_after)
+
+    async def _fetch_token(self, session: aiohttp.ClientSession) -> Token:
         now = datetime.fromtimestamp(self._clock(), self._zone)
         text = plaintext(
             self.config.sign_fields, self.config.sign_values(), now, self.config.sign_separator
         )
-        sign = encrypt(self._key, text, self.config.sign_padding)
-        url = f"{self._base}/{self.config.token_path.lstrip('/')}"
-        async with session.post(url, json={"sign": sign}) as resp:
-            answer = await resp.text(errors="replace")
-            if resp.status != 200:
-                raise TokenError(f"getToken answered HTTP {resp.status}")
-        status, message, result = codec.parse_answer(answer)
-        token = codec.parse_token(result) if status == codec.STATUS_OK else None
+        data = json.dumps({"sign": encrypt(self._key, text, self.config.sign_padding)}).encode()
+        request = Request("POST", self.config.url(self.config.token_path), _JSON, data)
+        answer = await fetch(session, request)
+        envelope = token_envelope(codec.ANSWERS, answer.status, answer.text, "getToken")
+        token = codec.parse_token(envelope.data)
         if token is None:
-            raise TokenError(f"getToken answered status {status}: {message}".rstrip(": "))
-        lifetime = self.config.token_lifetime
-        return token, usable_for(lifetime, self.config.token_refresh_margin)
+            raise TokenError("getToken answered without a token")
+        return Token(token)  # the seed states no lifetime: token_lifetime
 
     async def _store(self, payload: Mapping[str, Any]) -> Outcome:
         try:

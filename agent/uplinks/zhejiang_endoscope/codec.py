@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
+from agent.dispatch.outcomes import Outcome, Reject, Retry
+from agent.uplinks.kit import answers
+from agent.uplinks.kit.answers import BUSY, HOLD, AnswerRules, CodeRule, classify, read_envelope
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.fields import (
     AUTH_FIELDS,
@@ -22,7 +24,8 @@ USE_STEP = "uploadUseStepData"
 UNCLEANED = "scope used without a recorded cleaning"
 UNCLEANED_ALERT = "scope_used_without_cleaning"  # a compliance event: raised as an alert
 """Dead-letter reasons of use steps the platform kept refusing with 404 start with this."""
-TRANSIENT_STATUSES = frozenset({408, 425, 429})
+UNCLEANED_VERDICT = "uncleaned"  # a use step refused with 404: its cleaning may be on its way
+_OK = frozenset({200})
 
 
 def build_form(
@@ -42,19 +45,38 @@ def build_form(
     return form, problems
 
 
+# The seed's answers: {code, msg, data}, code 200 delivered; the config adds the other codes.
+ANSWERS = AnswerRules(code_key="code", message_key="msg", data_key="data", delivered_codes=_OK)
+
+
+def answer_rules(config: ZhejiangEndoscopeConfig) -> AnswerRules:
+    """The seed's answer rules with the codes and keywords this config names."""
+    return replace(
+        ANSWERS,
+        token_codes=frozenset(config.token_error_codes),
+        token_keywords=tuple(config.token_error_keywords),
+        rules=(
+            CodeRule(UNCLEANED_VERDICT, codes=frozenset({404}), kinds=frozenset({USE_STEP})),
+            CodeRule(
+                BUSY,
+                codes=frozenset(config.busy_codes),
+                keywords=tuple(config.busy_keywords),
+                reason="platform busy: ",
+            ),
+            # Every message would fail alike: keep them queued until the configuration is fixed.
+            CodeRule(
+                HOLD,
+                codes=frozenset(config.sign_error_codes),
+                reason="signature refused (check sign_scheme and keys): ",
+            ),
+        ),
+    )
+
+
 def parse_answer(text: str) -> tuple[int | None, str, Any]:
     """(code, msg, data) of a `{code, msg, data}` answer; code None when it is not one."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return None, "", None
-    if not isinstance(body, dict):
-        return None, "", None
-    try:
-        code = int(body.get("code"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None, str(body.get("msg") or ""), body.get("data")
-    return code, str(body.get("msg") or ""), body.get("data")
+    env = read_envelope(ANSWERS, text)
+    return env.code, env.message, env.data
 
 
 def parse_token(data: Any) -> tuple[str | None, float | None]:
@@ -85,31 +107,10 @@ def outcome(
     retry_after: float | None = None,
 ) -> Outcome:
     """Map one HTTP answer to Delivered, Retry or Reject; `age` = seconds since queued."""
-    code, msg, _ = parse_answer(text)
-    if 200 <= status < 300 and code == 200:
-        return Delivered(text)
-    shown = f"code {code}: {msg}" if code is not None else f"HTTP {status}: {text}".rstrip(": ")
-    if (
-        status == 401
-        or code in config.token_error_codes
-        or (code is not None and _mentions(msg, config.token_error_keywords))
-    ):
-        return Retry(f"token refused: {shown}", after=0.0, response=text, reauthenticate=True)
-    if status in TRANSIENT_STATUSES or status >= 500:
-        reason = shown if code is None else f"HTTP {status}: {shown}"  # never "HTTP 503: HTTP 503"
-        return Retry(reason, after=retry_after, response=text)
-    if code is None:
-        if 200 <= status < 300:  # not the platform's shape: a proxy or portal page
-            return Retry(f"unexpected answer: {shown}", response=text)
-        return Reject(shown, response=text)
-    if code == 404 and kind == USE_STEP:
-        return _uncleaned(config, payload, shown, text, age)
-    if code in config.busy_codes or _mentions(msg, config.busy_keywords):
-        return Retry(f"platform busy: {shown}", after=retry_after, response=text)
-    if code in config.sign_error_codes:
-        # Every message would fail alike: keep them queued until the configuration is fixed.
-        return Retry(f"signature refused (check sign_scheme and keys): {shown}", response=text)
-    return Reject(shown, response=text)
+    verdict = classify(answer_rules(config), status, text, kind)
+    if verdict.verdict == UNCLEANED_VERDICT:
+        return _uncleaned(config, payload, verdict.reason, text, age)
+    return answers.outcome(verdict, text, retry_after)
 
 
 def _uncleaned(
@@ -131,8 +132,3 @@ def _uncleaned(
         response=text,
         alert=UNCLEANED_ALERT,
     )
-
-
-def _mentions(msg: str, keywords: list[str]) -> bool:
-    lowered = msg.lower()
-    return any(k.lower() in lowered for k in keywords if k)

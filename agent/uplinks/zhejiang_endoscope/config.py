@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl
+from pydantic import Field
 
-from agent.config import ConfigPath, Seconds, Secret, UplinkSection
+from agent.config import Seconds, Secret
+from agent.uplinks.kit.config import TokenPlatformSection
 from agent.uplinks.zhejiang_endoscope.fields import DEFAULT_TIME_FORMAT
 from agent.uplinks.zhejiang_endoscope.sign import DEFAULT_SCHEME, SchemeName
 
 TEST_BASE_URL = "http://test.zhihuiweijian.com/openapi"
 
 
-class ZhejiangEndoscopeConfig(UplinkSection):
+class ZhejiangEndoscopeConfig(TokenPlatformSection):
     """[uplinks.<name>] type = "zhejiang_endoscope" """
 
-    base_url: HttpUrl  # the seed's 接口前缀, e.g. TEST_BASE_URL
+    # base_url: the seed's 接口前缀, e.g. TEST_BASE_URL (with TLS and timeout keys, from the kit)
     access_key: Annotated[str, Field(min_length=1, max_length=64)]
     access_secret: Secret
     unique_code: Annotated[str, Field(min_length=9, max_length=9)]  # 全国唯一码 (S9)
@@ -24,8 +25,6 @@ class ZhejiangEndoscopeConfig(UplinkSection):
     sign_scheme: SchemeName = DEFAULT_SCHEME
     time_format: str = DEFAULT_TIME_FORMAT  # strftime format of the seed's DT fields (checked)
     date_format: str = DEFAULT_TIME_FORMAT  # strftime format of the seed's `date` fields
-    token_lifetime: Seconds = 7200.0  # used when the token answer states no lifetime
-    token_refresh_margin: Annotated[float, Field(ge=0)] = 300.0
     auth_where_unlisted: Literal["field", "header", "omit"] = "field"
     timestamp_everywhere: bool = True  # also where a table lacks `timestamp` (the sign uses it)
     token_error_codes: list[int] = [401]
@@ -35,7 +34,3 @@ class ZhejiangEndoscopeConfig(UplinkSection):
     sign_error_codes: list[int] = [403]
     uncleaned_retry_window: Seconds = 1800.0
     uncleaned_retry_interval: Seconds = 60.0
-    verify_tls: bool = True
-    ca_file: ConfigPath | None = None
-    request_timeout: Seconds = 10.0
-    max_body: Annotated[int, Field(ge=256)] = 2000

@@ -1,4 +1,5 @@
-"""The uplink contract: open, send one message, close. Never sleeps, retries or buffers."""
+"""The uplink contract, beside the outcomes it returns: open, send one message, close. Never sleeps,
+retries or buffers."""
 
 from __future__ import annotations
 
