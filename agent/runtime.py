@@ -10,7 +10,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from agent.supervisor import Supervisor
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options
+from agent.web.listener import ListenerCounters, start_listener
 from agent.web.metrics import health
 from drivers.base import Driver
 
@@ -118,6 +119,8 @@ class Agent:
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
+        self._listeners: list[web.AppRunner] = []
+        self.listener_counters: dict[str, ListenerCounters] = {}
         self.sources: dict[str, tuple[str, Driver]] = {}
 
     @property
@@ -273,6 +276,7 @@ class Agent:
             self._api = web.AppRunner(app, **runner_options())
             await self._api.setup()
             await web.TCPSite(self._api, config.api.host, config.api.port).start()
+        await self._start_listeners([(UPLINKS, uplinks), (DOMAINS, domains)])
         for name, section in config.sources.items():
             if section.enabled:
                 driver = build(SOURCES, name, section)
@@ -290,6 +294,21 @@ class Agent:
             asyncio.create_task(self._replay_loop(), name="replays"),
         ]
 
+    async def _start_listeners(
+        self, kinds: list[tuple[dict[str, Plugin], Mapping[str, PluginSection]]]
+    ) -> None:
+        """Serve the endpoints of every plugin whose listener is enabled, each on its own port."""
+        for registry, sections in kinds:
+            for name, section in sections.items():
+                make_endpoints = registry[section.type].endpoints
+                endpoints = make_endpoints(name, section) if make_endpoints else None
+                if endpoints is None or not endpoints.settings.enabled:
+                    continue
+                counters = self.listener_counters.setdefault(name, ListenerCounters())
+                self._listeners.append(
+                    await start_listener(name, endpoints, self.emit, self.query, counters)
+                )
+
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
         for name in uplinks:
             dispatcher = self.dispatchers.get(name)
@@ -302,7 +321,9 @@ class Agent:
         self.supervisor.stopping = True
         sources = [n for n in self.supervisor.states if n.startswith("source:")]
         if self._api is not None:
-            await self._api.cleanup()  # stop accepting first: the API and the drivers
+            await self._api.cleanup()  # stop accepting first: the API, listeners and drivers
+        for listener in self._listeners:
+            await listener.cleanup()
         await self.supervisor.stop(sources)
         await asyncio.gather(*(d.stop(grace) for d in self.dispatchers.values()))
         await self.supervisor.stop()
