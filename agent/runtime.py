@@ -27,7 +27,14 @@ from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
 from agent.journal.writer import Journal
-from agent.observe import QueueState, Snapshot, SourceState, alert_counts, outbox_counts
+from agent.observe import (
+    ListenerState,
+    QueueState,
+    Snapshot,
+    SourceState,
+    alert_counts,
+    outbox_counts,
+)
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
 from agent.sdnotify import Notifier
@@ -165,7 +172,11 @@ class Agent:
             for name, (kind, driver) in sorted(self.sources.items())
         ]
         commits = self.journal.commits if self.journal is not None else 0
-        return Snapshot(not error, error, queues, sources, alerts, commits)
+        listeners = [
+            ListenerState(name, c.requests, dict(c.refused))
+            for name, c in sorted(self.listener_counters.items())
+        ]
+        return Snapshot(not error, error, queues, sources, alerts, commits, listeners)
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""

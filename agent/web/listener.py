@@ -116,16 +116,17 @@ def make_listener_app(
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         counted.requests += 1
+        # Address, token, then size: a stranger learns nothing, not even the body limit.
         if not settings.allows(request.remote):
             return refuse(request, "address", 403, "this address may not call this listener")
-        length = request.content_length
-        if length is not None and length > settings.max_body:
-            return refuse(request, "size", 413, f"the body is over {settings.max_body} bytes")
         if expected is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             # Constant time: the comparison must not tell how much of a guess was right.
             if scheme != "Bearer" or not hmac.compare_digest(as_bytes(given), expected):
                 return refuse(request, "token", 401, "missing or wrong token")
+        length = request.content_length
+        if length is not None and length > settings.max_body:
+            return refuse(request, "size", 413, f"the body is over {settings.max_body} bytes")
         try:
             if endpoints.verify is not None and not await endpoints.verify(request):
                 return refuse(request, "signature", 401, "the signature does not verify")

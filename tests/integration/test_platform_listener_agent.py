@@ -106,10 +106,13 @@ async def test_local_api_on_loopback_and_platform_listener_elsewhere_serve_apart
             "api token not taken by the listener": 401,
         }
         assert await agent.query(notices_journaled) == 1
+        async with aiohttp.ClientSession() as client, client.get(f"{api}/metrics") as answer:
+            metrics = await answer.text()
+        assert 'edge_agent_listener_requests_total{listener="notices"} 4.0' in metrics
+        assert 'edge_agent_listener_refused_total{listener="notices",reason="token"} 1.0' in metrics
     finally:
         agent.request_stop()
         await running
-    assert agent.listener_counters["notices"].refused == {"token": 1}
 
 
 def test_an_enabled_listener_without_an_allow_list_is_a_config_error(tmp_path, monkeypatch):
