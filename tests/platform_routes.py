@@ -14,7 +14,7 @@ from agent.config import PluginSection
 from agent.events import Event
 from agent.listener_config import PlatformListener
 from agent.plugins import Plugin
-from agent.web.bodies import read_json_object
+from agent.web.bodies import Refused, read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY
 from agent.web.listener import Endpoints, RouteDef
 
@@ -52,7 +52,10 @@ def signature(body: bytes) -> str:
 
 
 async def signed_right(request: web.Request) -> bool:
-    """The test platform's signature check (the `verify` hook): X-Signature over the body."""
+    """The test platform's signature check (the `verify` hook): X-Signature over the body, by
+    the key X-Key-Id names (403 when it names no key this test knows)."""
+    if request.headers.get("X-Key-Id", "k1") != "k1":
+        raise Refused(403, ["X-Key-Id: not a key of this platform"])
     given = request.headers.get("X-Signature", "")
     return hmac.compare_digest(given, signature(await request.read()))
 

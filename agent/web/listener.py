@@ -16,12 +16,15 @@ from aiohttp import web
 from agent.errors import ConfigError
 from agent.listener_config import PlatformListener
 from agent.logs import peer_text
+from agent.web.bodies import Refused
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query
 from agent.web.dashboard.sessions import as_bytes
 from agent.web.guard import Handler, guard, runner_options
 
 log = structlog.get_logger(__name__)
-# A platform's signature check: True if the request is signed right (it may read the body).
+# A platform's signature check: True if the request is signed right, False for 401; it may
+# raise Refused for another status (403 an unknown key, 503 cannot verify now). It may read
+# the body: the handler reads it again.
 Verify = Callable[[web.Request], Awaitable[bool]]
 REFUSAL_LOG_WINDOW = 60.0  # seconds: one log line per source and reason in this time
 MAX_TRACKED = 1024  # sources whose last refusal is remembered (bounded memory: oldest go first)
@@ -127,9 +130,13 @@ def make_listener_app(
         length = request.content_length
         if length is not None and length > settings.max_body:
             return refuse(request, "size", 413, f"the body is over {settings.max_body} bytes")
+        if endpoints.verify is not None:
+            try:
+                if not await endpoints.verify(request):
+                    return refuse(request, "signature", 401, "the signature does not verify")
+            except Refused as refused:  # e.g. 403 a key the platform does not know, 503
+                return refuse(request, "signature", refused.status, "; ".join(refused.found))
         try:
-            if endpoints.verify is not None and not await endpoints.verify(request):
-                return refuse(request, "signature", 401, "the signature does not verify")
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:  # a chunked body, with no length to check first
             return refuse(request, "size", 413, f"the body is over {settings.max_body} bytes")

@@ -148,22 +148,30 @@ async def test_an_accepted_request_is_journaled_and_read_back(open_journal):
     assert counters.requests == 2
 
 
-async def test_the_signature_hook_refuses_a_body_signed_wrong(open_journal):
+async def test_the_signature_hook_refuses_a_wrong_signature_or_an_unknown_key(open_journal):
     journal = await open_journal.open()
     settings = listener()
     body = b'{"exam": "E2"}'
     with capture_logs() as logs:
         async with (
-            serving(journal, settings, verify=signed_right),
+            serving(journal, settings, verify=signed_right) as counters,
             aiohttp.ClientSession(headers=HEADERS | {"Content-Type": "application/json"}) as client,
         ):
             bad = {"X-Signature": signature(b"something else")}
             async with client.post(url(settings, "/notices"), data=body, headers=bad) as answer:
                 assert answer.status == 401
+            unknown_key = {"X-Signature": signature(body), "X-Key-Id": "k9"}
+            async with client.post(
+                url(settings, "/notices"), data=body, headers=unknown_key
+            ) as answer:
+                assert answer.status == 403
+                assert await answer.json() == {"error": "X-Key-Id: not a key of this platform"}
             good = {"X-Signature": signature(body)}
             async with client.post(url(settings, "/notices"), data=body, headers=good) as answer:
                 assert answer.status == 201  # the hook read the body; the handler reads it again
+    # The 403 is the same source and reason within the minute: counted, its log line held back.
     assert [(line["reason"], line["status"]) for line in refusals(logs)] == [("signature", 401)]
+    assert counters.refused == {"signature": 2}
     assert await journal.run(notices_journaled) == 1
 
 
