@@ -127,19 +127,18 @@ def make_listener_app(
             # Constant time: the comparison must not tell how much of a guess was right.
             if scheme != "Bearer" or not hmac.compare_digest(as_bytes(given), expected):
                 return refuse(request, "token", 401, "missing or wrong token")
+        oversize = f"the body is over {settings.max_body} bytes"
         length = request.content_length
         if length is not None and length > settings.max_body:
-            return refuse(request, "size", 413, f"the body is over {settings.max_body} bytes")
-        if endpoints.verify is not None:
-            try:
-                if not await endpoints.verify(request):
-                    return refuse(request, "signature", 401, "the signature does not verify")
-            except Refused as refused:  # e.g. 403 a key the platform does not know, 503
-                return refuse(request, "signature", refused.status, "; ".join(refused.found))
+            return refuse(request, "size", 413, oversize)
         try:
+            if endpoints.verify is not None:
+                failed = await _verify(endpoints.verify, request)
+                if failed is not None:
+                    return refuse(request, "signature", *failed)
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:  # a chunked body, with no length to check first
-            return refuse(request, "size", 413, f"the body is over {settings.max_body} bytes")
+            return refuse(request, "size", 413, oversize)
 
     app = web.Application(middlewares=[guard, access], client_max_size=settings.max_body)
     app[EMIT_KEY] = emit
@@ -148,6 +147,16 @@ def make_listener_app(
     for route in endpoints.routes:
         app.router.add_route(route.method, route.path, route.handler)
     return app
+
+
+async def _verify(verify: Verify, request: web.Request) -> tuple[int, str] | None:
+    """None if the platform's check passes, else the status and text to answer."""
+    try:
+        if await verify(request):
+            return None
+    except Refused as refused:  # e.g. 403 a key the platform does not know, 503
+        return refused.status, "; ".join(refused.found)
+    return 401, "the signature does not verify"
 
 
 def tls_context(name: str, settings: PlatformListener) -> ssl.SSLContext | None:

@@ -92,7 +92,10 @@ async def test_an_oversize_body_gets_413_with_or_without_a_length(open_journal):
             yield b'"' + b"x" * 500 + b'"'
 
     with capture_logs() as logs:
-        async with serving(journal, settings), aiohttp.ClientSession(headers=HEADERS) as client:
+        async with (
+            serving(journal, settings, verify=signed_right) as counters,  # it reads the body
+            aiohttp.ClientSession(headers=HEADERS) as client,
+        ):
             async with client.post(url(settings, "/notices"), json={"x": "y" * 2000}) as answer:
                 assert answer.status == 413
             async with client.post(
@@ -105,6 +108,7 @@ async def test_an_oversize_body_gets_413_with_or_without_a_length(open_journal):
     assert [(line["reason"], line["status"], line["remote"]) for line in logged] == [
         ("size", 413, "127.0.0.1")  # the second, within the minute, is held back
     ]
+    assert counters.refused == {"size": 2}
     assert await journal.run(notices_journaled) == 0
 
 
