@@ -34,6 +34,15 @@ class SourceState:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerState:
+    """A platform listener's requests and refusals (by reason) since the agent started."""
+
+    name: str
+    requests: int
+    refused: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The whole agent at one moment."""
 
@@ -43,6 +52,7 @@ class Snapshot:
     sources: list[SourceState]
     open_alerts: dict[str, int]  # by severity
     commits: int
+    listeners: list[ListenerState] = field(default_factory=list)
     taken_at: float = field(default_factory=time.time)
 
 

@@ -20,6 +20,7 @@ from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
+from agent.web.listener import Endpoints
 from drivers import mqtt, synthetic
 from drivers.dicom import capture as image_capture
 from drivers.dicom import scp as dicom_scp
@@ -31,7 +32,8 @@ from drivers.washer import printer as washer_printer
 
 @dataclass(frozen=True, slots=True)
 class Plugin:
-    """A plugin type: config model, factory, domain handlers, start-up journal jobs, tasks."""
+    """A plugin type: config model, factory, domain handlers, start-up journal jobs, tasks,
+    served endpoints."""
 
     model: type[PluginSection]
     build: Callable[[str, Any], Any] | None = None
@@ -40,6 +42,9 @@ class Plugin:
     # Background jobs of a domain (e.g. a scheduler that journals "study stable" events); each
     # is run supervised as `job(ctx)` with the runtime's TaskContext.
     tasks: Callable[[str, Any], list[Callable[[Any], Awaitable[None]]]] | None = None
+    # HTTP routes the platform (or the hospital's PACS/HIS) calls on the agent, served on the
+    # plugin's own listener when its settings enable it (agent/web/listener.py).
+    endpoints: Callable[[str, Any], Endpoints] | None = None
 
 
 UPLINKS = {

@@ -10,7 +10,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +27,14 @@ from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
 from agent.journal.writer import Journal
-from agent.observe import QueueState, Snapshot, SourceState, alert_counts, outbox_counts
+from agent.observe import (
+    ListenerState,
+    QueueState,
+    Snapshot,
+    SourceState,
+    alert_counts,
+    outbox_counts,
+)
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
 from agent.sdnotify import Notifier
@@ -35,6 +42,7 @@ from agent.supervisor import Supervisor
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options
+from agent.web.listener import ListenerCounters, start_listener
 from agent.web.metrics import health
 from drivers.base import Driver
 
@@ -118,6 +126,8 @@ class Agent:
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
         self._api: web.AppRunner | None = None
+        self._listeners: list[web.AppRunner] = []
+        self.listener_counters: dict[str, ListenerCounters] = {}
         self.sources: dict[str, tuple[str, Driver]] = {}
 
     @property
@@ -162,7 +172,11 @@ class Agent:
             for name, (kind, driver) in sorted(self.sources.items())
         ]
         commits = self.journal.commits if self.journal is not None else 0
-        return Snapshot(not error, error, queues, sources, alerts, commits)
+        listeners = [
+            ListenerState(name, c.requests, dict(c.refused))
+            for name, c in sorted(self.listener_counters.items())
+        ]
+        return Snapshot(not error, error, queues, sources, alerts, commits, listeners)
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
@@ -273,6 +287,7 @@ class Agent:
             self._api = web.AppRunner(app, **runner_options())
             await self._api.setup()
             await web.TCPSite(self._api, config.api.host, config.api.port).start()
+        await self._start_listeners([(UPLINKS, uplinks), (DOMAINS, domains)])
         for name, section in config.sources.items():
             if section.enabled:
                 driver = build(SOURCES, name, section)
@@ -290,6 +305,21 @@ class Agent:
             asyncio.create_task(self._replay_loop(), name="replays"),
         ]
 
+    async def _start_listeners(
+        self, kinds: list[tuple[dict[str, Plugin], Mapping[str, PluginSection]]]
+    ) -> None:
+        """Serve the endpoints of every plugin whose listener is enabled, each on its own port."""
+        for registry, sections in kinds:
+            for name, section in sections.items():
+                make_endpoints = registry[section.type].endpoints
+                endpoints = make_endpoints(name, section) if make_endpoints else None
+                if endpoints is None or not endpoints.settings.enabled:
+                    continue
+                counters = self.listener_counters.setdefault(name, ListenerCounters())
+                self._listeners.append(
+                    await start_listener(name, endpoints, self.emit, self.query, counters)
+                )
+
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
         for name in uplinks:
             dispatcher = self.dispatchers.get(name)
@@ -302,7 +332,9 @@ class Agent:
         self.supervisor.stopping = True
         sources = [n for n in self.supervisor.states if n.startswith("source:")]
         if self._api is not None:
-            await self._api.cleanup()  # stop accepting first: the API and the drivers
+            await self._api.cleanup()  # stop accepting first: the API, listeners and drivers
+        for listener in self._listeners:
+            await listener.cleanup()
         await self.supervisor.stop(sources)
         await asyncio.gather(*(d.stop(grace) for d in self.dispatchers.values()))
         await self.supervisor.stop()

@@ -6,15 +6,12 @@ import asyncio
 import os
 import pwd
 import shlex
-import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from tests.peers import required_tool
 
@@ -35,9 +32,7 @@ class ServerCertificate:
 
 def make_certificate(directory: Path) -> ServerCertificate:
     """Make a throw-away CA and a server certificate for 127.0.0.1 with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = required_tool("openssl", "openssl")
     directory.mkdir(parents=True, exist_ok=True)
     made = ServerCertificate(
         directory / "ca.pem", directory / "server.pem", directory / "server.key"

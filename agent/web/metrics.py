@@ -37,6 +37,7 @@ class SnapshotCollector(Collector):
         yield commits
         yield from self._queues()
         yield from self._sources()
+        yield from self._listeners()
         alerts = GaugeMetricFamily(
             "edge_agent_alerts_open", "alerts not acknowledged", labels=["severity"]
         )
@@ -93,6 +94,23 @@ class SnapshotCollector(Collector):
             for key, value in sorted(source.counters.items()):
                 counted.add_metric([source.name, source.type, key], value)
         yield from (up, online, counted)
+
+    def _listeners(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "edge_agent_listener_requests",
+            "requests a platform listener received",
+            labels=["listener"],
+        )
+        refused = CounterMetricFamily(
+            "edge_agent_listener_refused",
+            "requests a platform listener refused: address, token, size, signature",
+            labels=["listener", "reason"],
+        )
+        for listener in self.snapshot.listeners:
+            requests.add_metric([listener.name], listener.requests)
+            for reason, count in sorted(listener.refused.items()):
+                refused.add_metric([listener.name, reason], count)
+        yield from (requests, refused)
 
 
 def render(snapshot: Snapshot) -> bytes:
