@@ -453,8 +453,10 @@ def cmd_outbox_discard(args: argparse.Namespace) -> int:
 def cmd_spool_audit(args: argparse.Namespace) -> int:
     """Report what the spool and the index disagree on; 1 when an image may be lost."""
     from agent.imaging.audit import audit_spool, delete_copies
+    from drivers.dicom.tags import read_sop_uid
 
-    result = audit_spool(_database(args.config).parent, min_age=args.min_age)
+    state_dir = _database(args.config).parent
+    result = audit_spool(state_dir, read_sop_uid=read_sop_uid, min_age=args.min_age)
     deleted = delete_copies(result) if args.delete_copies else 0
     if args.json:
         found = {**dataclasses.asdict(result), "healthy": result.healthy, "deleted": deleted}

@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from agent.config import PluginSection, Section, TimeZoneName
-from agent.reprocessing.facts import Disinfectant, ScopeSystem, StepKind
+from agent.reprocessing.facts import ScopeSystem
 from agent.reprocessing.quality import QualityConfig
 from agent.reprocessing.rules import RulesConfig
-from drivers.rfid.line_pattern import compile_pattern
+from agent.vocabulary.patterns import compile_pattern
+from agent.vocabulary.steps import Disinfectant, StepKind
 
 
 class Institution(Section):

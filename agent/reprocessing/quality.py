@@ -11,9 +11,10 @@ from pydantic import Field
 from agent.config import Section
 from agent.events import Event
 from agent.journal.alerts import Alert, Severity
-from agent.reprocessing.facts import Disinfectant, Violation
+from agent.reprocessing.facts import Violation
 from agent.reprocessing.state import scope_states
 from agent.reprocessing.verdicts import record_violation
+from agent.vocabulary.steps import Disinfectant
 
 if TYPE_CHECKING:  # agent.reprocessing.config imports QualityConfig from here
     from agent.journal.transaction import Transaction
