@@ -56,11 +56,14 @@ SOURCES = {
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
     "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
-    # The Q/R SCP answers from the imaging domain's study index (drivers never import domains).
+    # The Q/R SCP and image capture read the imaging domain's study index (drivers never import
+    # domains: the wiring hands it to them).
     "dicom_scp": Plugin(
         dicom_scp.DicomScpConfig, partial(dicom_scp.build, study_index=StudyIndexReader)
     ),
-    "image_capture": Plugin(ImageCaptureConfig, image_capture.build),
+    "image_capture": Plugin(
+        ImageCaptureConfig, partial(image_capture.build, study_index=StudyIndexReader)
+    ),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),

@@ -1,4 +1,4 @@
-"""The study index, read-only, as the DICOM Q/R SCP queries it (injected by the plugin wiring)."""
+"""The study index, read-only, as DICOM drivers query it (injected by the plugin wiring)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ class StudyIndexReader:
         """The instances a C-MOVE/C-GET identifier names; BadIdentifier, IndexUnavailable."""
         sql, params = retrieve_query(identifier, patient_root=patient_root)
         return cast(list[Instance], self._rows(sql, params))
+
+    def study_of_accession(self, accession: str) -> tuple[str, str] | None:
+        """(study UID, patient ID) of the first-received study with `accession`, if indexed."""
+        if not self.db_path.exists():
+            return None
+        rows = self._rows(
+            "SELECT study_uid, patient_id FROM im_studies WHERE accession = ?"
+            " ORDER BY first_received LIMIT 1",
+            [accession],
+        )
+        return None if not rows else (rows[0][0], rows[0][1])
 
     def _connect(self) -> sqlite3.Connection:
         uri = f"file:{pathname2url(str(self.db_path))}?mode=ro"

@@ -1,4 +1,4 @@
-"""What the DICOM Q/R SCP (a driver) asks of the imaging domain's study index, and gets back."""
+"""What DICOM drivers (the Q/R SCP, image capture) ask of the imaging domain's study index."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ class StudyIndex(Protocol):
 
     def instances(self, identifier: Dataset, *, patient_root: bool) -> list[Instance]:
         """The instances a C-MOVE/C-GET identifier names."""
+        ...
+
+    def study_of_accession(self, accession: str) -> tuple[str, str] | None:
+        """(study UID, patient ID) of the first-received study with `accession`, if indexed."""
         ...
 
 
