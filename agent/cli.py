@@ -225,9 +225,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Load the config, set up logging and run the daemon until SIGTERM/SIGINT."""
     from agent.config import load_config
     from agent.logs import configure_logging
+    from agent.plugins import PLUGIN_KINDS
     from agent.runtime import Agent
 
-    config = load_config(args.config)
+    config = load_config(args.config, PLUGIN_KINDS)
     configure_logging(config.log.level, config.log.format, config.secrets())
     from agent.windows.logfile import add_log_file, log_file_settings
 
@@ -246,6 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agent import demo
     from agent.config import load_config
     from agent.logs import configure_logging
+    from agent.plugins import PLUGIN_KINDS
 
     if args.speed <= 0 or not 0 <= args.port_offset <= 50000:
         print("edge-agent: --speed must be > 0 and --port-offset in 0..50000", file=sys.stderr)
@@ -257,7 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         speed=args.speed,
     )
     path, timeline = demo.prepare(options)
-    config = load_config(path)
+    config = load_config(path, PLUGIN_KINDS)
     configure_logging(config.log.level, config.log.format, config.secrets())
     print(demo.banner(config, timeline, path), flush=True)
     try:
@@ -271,9 +273,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Print the effective config with secrets masked, or every problem (exit 2)."""
     from agent.config import load_config
+    from agent.plugins import PLUGIN_KINDS
     from agent.toml_out import dumps
 
-    config = load_config(args.file)
+    config = load_config(args.file, PLUGIN_KINDS)
     data = config.model_dump(mode="json", exclude={"path"})
     print(f"# {args.file}: OK (secrets masked)")
     print(dumps(data), end="")
@@ -504,8 +507,10 @@ def _say_unchanged(done: str, ids: list[int], changed: list[int], found: dict[in
 def cmd_spool_audit(args: argparse.Namespace) -> int:
     """Report what the spool and the index disagree on; 1 when an image may be lost."""
     from agent.imaging.audit import audit_spool, delete_copies
+    from drivers.dicom.tags import read_sop_uid
 
-    result = audit_spool(_database(args.config).parent, min_age=args.min_age)
+    state_dir = _database(args.config).parent
+    result = audit_spool(state_dir, read_sop_uid=read_sop_uid, min_age=args.min_age)
     deleted = delete_copies(result) if args.delete_copies else 0
     if args.json:
         found = {**dataclasses.asdict(result), "healthy": result.healthy, "deleted": deleted}

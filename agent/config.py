@@ -10,7 +10,7 @@ import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -296,14 +296,28 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: invalid TOML: nested too deeply"]) from err
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate `path`; raise ConfigError listing every problem as `FILE: key: reason`."""
-    from agent.plugins import PLUGIN_KINDS
+class PluginType(Protocol):
+    """What the loader needs of a plugin type: the model its config section validates with."""
 
+    @property
+    def model(self) -> type[PluginSection]:
+        """The pydantic model of `[<kind>.<name>]` with this `type`."""
+        ...
+
+
+# Plugin section ("uplinks", "sources", …) -> type name -> plugin type; the wiring passes its
+# registry in (agent.plugins.PLUGIN_KINDS), so the core never imports the plugins.
+PluginKinds = Mapping[str, Mapping[str, PluginType]]
+
+
+def load_config(
+    path: Path, plugins: PluginKinds, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate `path`; raise ConfigError listing every problem as `FILE: key: reason`."""
     raw = read_toml(path)
     context = {"base_dir": path.parent.resolve(), "environ": environ or os.environ}
     problems: list[str] = []
-    for section, registry in PLUGIN_KINDS.items():
+    for section, registry in plugins.items():
         table = raw.get(section)
         if not isinstance(table, dict):
             continue
@@ -331,7 +345,7 @@ def _validate_plugin(
     name: str,
     entry: Any,
     *,
-    registry: Mapping[str, Any],
+    registry: Mapping[str, PluginType],
     context: dict[str, Any],
 ) -> tuple[PluginSection | None, list[str]]:
     if not NAME_PATTERN.match(name):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from agent.config import PluginSection
 from agent.imaging import plugin as imaging
+from agent.imaging.study_index import StudyIndexReader
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
 from agent.simulators import remote_imaging as remote_imaging_sim
@@ -59,8 +61,14 @@ SOURCES = {
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
     "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
-    "dicom_scp": Plugin(dicom_scp.DicomScpConfig, dicom_scp.build),
-    "image_capture": Plugin(ImageCaptureConfig, image_capture.build),
+    # The Q/R SCP and image capture read the imaging domain's study index (drivers never import
+    # domains: the wiring hands it to them).
+    "dicom_scp": Plugin(
+        dicom_scp.DicomScpConfig, partial(dicom_scp.build, study_index=StudyIndexReader)
+    ),
+    "image_capture": Plugin(
+        ImageCaptureConfig, partial(image_capture.build, study_index=StudyIndexReader)
+    ),
 }
 SIMULATORS = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),

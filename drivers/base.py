@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from agent.events import Event
-
-T = TypeVar("T")
 
 
 class DriverContext(Protocol):
@@ -52,11 +48,3 @@ class Driver(ABC):
     def stats(self) -> dict[str, int]:
         """Counters for metrics, under a bounded set of keys (reject reasons, taps)."""
         return {}
-
-
-class TaskContext(DriverContext, Protocol):
-    """What the runtime gives a domain's background task: a driver's context plus queries."""
-
-    async def query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` on the journal's connection (in its writer) and return its result."""
-        ...

@@ -33,9 +33,9 @@ from pydantic import AfterValidator, Field, model_validator
 from agent.config import ConfigPath, PluginSection, Seconds, Secret
 from agent.dispatch.policy import Backoff
 from agent.events import Event, utcnow
+from agent.vocabulary.patterns import compile_pattern
+from agent.vocabulary.tags import code_read
 from drivers.base import Driver, DriverContext
-from drivers.rfid.line_pattern import compile_pattern
-from drivers.rfid.tags import code_read
 
 log = structlog.get_logger(__name__)
 

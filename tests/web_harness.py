@@ -20,8 +20,9 @@ from agent.imaging.handler import ImagingHandler
 from agent.journal.alerts import Acknowledgements
 from agent.journal.writer import Journal
 from agent.observe import Snapshot
+from agent.reprocessing.config import QualityConfig
 from agent.reprocessing.handler import ReprocessingHandler
-from agent.reprocessing.quality import QualityConfig, QualityHandler
+from agent.reprocessing.quality import QualityHandler
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options

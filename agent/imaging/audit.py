@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import JournalError
-from drivers.dicom.store import Spool
-from drivers.dicom.tags import UnreadableDataset, read_identity
+from agent.vocabulary.spool import SpoolLayout
+
+# The SOP Instance UID of a spool file; None when it is not a complete dataset (OSError as is).
+SopUidReader = Callable[[Path], str | None]
 
 # Messages that may still read their file: a dead letter can be retried.
 UNSETTLED = ("pending", "inflight", "dead")
@@ -49,9 +51,11 @@ class SpoolAudit:
         return not (self.missing or self.changed or self.unindexed or self.unreadable)
 
 
-def audit_spool(state_dir: Path, *, min_age: float = 3600.0) -> SpoolAudit:
+def audit_spool(
+    state_dir: Path, *, read_sop_uid: SopUidReader, min_age: float = 3600.0
+) -> SpoolAudit:
     """Compare the spool of `state_dir` with its journal's index and unsettled messages."""
-    spool = Spool(state_dir)
+    spool = SpoolLayout.of(state_dir)
     database = state_dir / "journal.db"
     if not database.exists():
         raise JournalError(f"{database}: no journal here (has the agent run with this config?)")
@@ -89,8 +93,10 @@ def audit_spool(state_dir: Path, *, min_age: float = 3600.0) -> SpoolAudit:
             result.recent += 1
             continue
         try:
-            sop_uid = str(read_identity(Path(path)).get("sop_instance_uid") or "")
-        except (UnreadableDataset, OSError):
+            sop_uid = read_sop_uid(Path(path))
+        except OSError:
+            sop_uid = None
+        if sop_uid is None:
             result.unreadable.append(path)
             continue
         (result.copies if sop_uid in sop_uids else result.unindexed).append(path)

@@ -16,7 +16,7 @@ import structlog
 from agent.events import Event, utcnow
 from agent.imaging.config import ImagingConfig
 from agent.imaging.handler import STABLE, STATISTICS_DUE, utc_text
-from drivers.base import TaskContext
+from agent.tasks import TaskContext
 
 log = structlog.get_logger(__name__)
 # Deterministic event ids: the same due moment journals once, however often it is seen.

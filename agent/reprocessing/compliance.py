@@ -11,18 +11,10 @@ from agent.events import Event
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
 from agent.reprocessing.config import ReprocessingConfig
-from agent.reprocessing.facts import (
-    BatchTest,
-    CycleFacts,
-    Disinfectant,
-    Stage,
-    StepFact,
-    StepKind,
-    Violation,
-    WasherFact,
-)
+from agent.reprocessing.facts import BatchTest, CycleFacts, Stage, StepFact, Violation, WasherFact
 from agent.reprocessing.rules import evaluate
 from agent.reprocessing.verdicts import error_messages, record_violation, verdict
+from agent.vocabulary.steps import Disinfectant, StepKind
 
 DISINFECTION = (StepKind.DISINFECT.value, StepKind.STERILIZE.value)
 

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from agent.config import PluginSection, Section, TimeZoneName
-from agent.reprocessing.facts import Disinfectant, ScopeSystem, StepKind
-from agent.reprocessing.quality import QualityConfig
+from agent.reprocessing.facts import ScopeSystem
 from agent.reprocessing.rules import RulesConfig
-from drivers.rfid.line_pattern import compile_pattern
+from agent.vocabulary.patterns import compile_pattern
+from agent.vocabulary.steps import Disinfectant, StepKind
+from agent.vocabulary.tags import TagIndex
+
+PHOTO_NAME_CHARS: Final = 68  # 64 hex digits of the SHA-256 + ".jpg"/".png"
+PHOTO_URL_MAX: Final = 200  # imageUrl, pic1..pic3: S..200
+
+
+class QualityConfig(Section):
+    """[domains.<name>.quality]: how quality records reach the platform."""
+
+    # imageUrl / pic1..pic3 = photo_base_url + "<sha256>.<ext>"; "" sends "photos/<name>".
+    # The seed only says 照片存储地址 (≤ 200 chars): confirm at onboarding what the platform
+    # expects (a URL it can fetch, a path, an id of an upload of its own).
+    photo_base_url: Annotated[str, Field(max_length=PHOTO_URL_MAX - PHOTO_NAME_CHARS)] = ""
+
+    def photo_url(self, name: str) -> str:
+        """What the platform's photo fields carry for the stored photo `name`."""
+        return (self.photo_base_url or "photos/") + name
 
 
 class Institution(Section):
@@ -121,8 +138,6 @@ class ReprocessingConfig(PluginSection):
             seen = {v for v in values if values.count(v) > 1}
             if seen:
                 raise ValueError(f"{label} must be unique, repeated: {', '.join(sorted(seen))}")
-        from agent.reprocessing.handler import tag_index
-
         tag_index(self)  # ValueError if a tag is invalid or two could match the same read
         if not any(s.kind is StepKind.USE for s in self.stations):
             raise ValueError("stations: one station must have kind = 'use'")
@@ -131,3 +146,12 @@ class ReprocessingConfig(PluginSection):
             if station.washer and station.washer not in washers:
                 raise ValueError(f"stations: {station.reader}: no washer with id {station.washer}")
         return self
+
+
+def tag_index(config: ReprocessingConfig) -> TagIndex[Endoscope | StaffBadge]:
+    """Scopes and badges by tag, matched as agent.vocabulary.tags says (printed decimal = hex)."""
+    index: TagIndex[Endoscope | StaffBadge] = TagIndex()
+    items: list[Endoscope | StaffBadge] = [*config.endoscopes, *config.staff]
+    for item in items:
+        index.add(item.rfid, item)
+    return index

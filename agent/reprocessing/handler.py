@@ -12,12 +12,19 @@ from agent.errors import AgentError
 from agent.events import Event
 from agent.journal.transaction import Transaction
 from agent.reprocessing.compliance import Compliance
-from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station
-from agent.reprocessing.facts import Stage, StepKind
+from agent.reprocessing.config import (
+    Endoscope,
+    ReprocessingConfig,
+    StaffBadge,
+    Station,
+    tag_index,
+)
+from agent.reprocessing.facts import Stage
 from agent.reprocessing.records import RecordBuilder, content_key, make_clean_id
 from agent.reprocessing.state import scope_states
 from agent.reprocessing.washer import WasherCycles, rejected_alert
-from drivers.rfid.tags import TagIndex, code_read
+from agent.vocabulary.steps import StepKind
+from agent.vocabulary.tags import code_read
 
 DISINFECTION = (StepKind.DISINFECT, StepKind.STERILIZE)
 CLEANING = (StepKind.PRE_CLEAN, StepKind.LEAK_TEST, StepKind.CLEAN, StepKind.ENZYME)
@@ -30,15 +37,6 @@ class UnknownReaderError(AgentError):
 
 class UnknownTagError(AgentError):
     """A tag that is neither a scope, a badge, nor (at the use station) a patient code."""
-
-
-def tag_index(config: ReprocessingConfig) -> TagIndex[Endoscope | StaffBadge]:
-    """Scopes and badges by tag, matched as drivers.rfid.tags says (printed decimal = read hex)."""
-    index: TagIndex[Endoscope | StaffBadge] = TagIndex()
-    items: list[Endoscope | StaffBadge] = [*config.endoscopes, *config.staff]
-    for item in items:
-        index.add(item.rfid, item)
-    return index
 
 
 class ReprocessingHandler:

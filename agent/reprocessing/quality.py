@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import Field
-
-from agent.config import Section
 from agent.events import Event
 from agent.journal.alerts import Alert, Severity
-from agent.reprocessing.facts import Disinfectant, Violation
+from agent.reprocessing.config import QualityConfig, ReprocessingConfig
+from agent.reprocessing.facts import Violation
+from agent.reprocessing.records import RecordBuilder
 from agent.reprocessing.state import scope_states
 from agent.reprocessing.verdicts import record_violation
+from agent.vocabulary.steps import Disinfectant
 
-if TYPE_CHECKING:  # agent.reprocessing.config imports QualityConfig from here
+if TYPE_CHECKING:
     from agent.journal.transaction import Transaction
-    from agent.reprocessing.config import ReprocessingConfig
 
-PHOTO_NAME_CHARS: Final = 68  # 64 hex digits of the SHA-256 + ".jpg"/".png"
-PHOTO_URL_MAX: Final = 200  # imageUrl, pic1..pic3: S..200
 DISINFECTANT_TEST = "quality.disinfectant_test"
 RINSE_WATER = "quality.rinse_water"
 CLEANING_EFFECT = "quality.cleaning_effect"
@@ -34,27 +31,12 @@ RINSE_STATUS: Final = {"normal": 1, "fault": 2}  # rinseWater.status
 FILTER_STATUS: Final = {"normal": 1, "replace": 2}  # rinseWater.dfcwStatus
 
 
-class QualityConfig(Section):
-    """[domains.<name>.quality]: how quality records reach the platform."""
-
-    # imageUrl / pic1..pic3 = photo_base_url + "<sha256>.<ext>"; "" sends "photos/<name>".
-    # The seed only says 照片存储地址 (≤ 200 chars): confirm at onboarding what the platform
-    # expects (a URL it can fetch, a path, an id of an upload of its own).
-    photo_base_url: Annotated[str, Field(max_length=PHOTO_URL_MAX - PHOTO_NAME_CHARS)] = ""
-
-    def photo_url(self, name: str) -> str:
-        """What the platform's photo fields carry for the stored photo `name`."""
-        return (self.photo_base_url or "photos/") + name
-
-
 class QualityHandler:
     """Handles disinfectant tests, rinse-water checks and cleaning-effect tests."""
 
     kinds = tuple(KINDS)
 
     def __init__(self, name: str, config: ReprocessingConfig, quality: QualityConfig) -> None:
-        from agent.reprocessing.records import RecordBuilder  # imports the config module
-
         self.name = name
         self.uplink = config.uplink
         self.records = RecordBuilder(config)

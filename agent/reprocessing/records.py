@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, Washer
-from agent.reprocessing.facts import STEP_NAMES, StepKind
+from agent.vocabulary.steps import STEP_NAMES, StepKind
 
 CLEAN_ID_MAX = 64  # uploadEnzymeWashData and sterProcess allow S..64 (the 100 is looser)
 

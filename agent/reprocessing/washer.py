@@ -12,9 +12,9 @@ from agent.events import Event
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, StaffBadge, Station, Washer
-from agent.reprocessing.facts import StepKind
 from agent.reprocessing.records import RecordBuilder, phase_reader
-from drivers.rfid.tags import TagIndex, code_read
+from agent.vocabulary.steps import StepKind
+from agent.vocabulary.tags import TagIndex, code_read
 
 Enqueue = Callable[[Transaction, str, Endoscope, str, dict[str, Any]], None]
 PHASE_KINDS = frozenset(StepKind) - {StepKind.MACHINE_WASH, StepKind.STORE, StepKind.USE}

@@ -6,11 +6,11 @@ import hmac
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from agent.config import ApiSection
 from agent.events import Event, with_iso_times
@@ -24,36 +24,11 @@ from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_ro
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
 from agent.web.metrics import Observe, add_observability_routes
+from agent.web.models import Acknowledgement, Override, PatientForUse
 from agent.web.quality import add_quality_routes
 
 log = structlog.get_logger(__name__)
 B = TypeVar("B", bound=Body)
-
-
-class PatientForUse(Body):
-    """The patient the next use of a scope at `reader_id` is for (uploadUseStepData)."""
-
-    reader_id: Annotated[str, Field(min_length=1, max_length=64)]
-    patient_id: Annotated[str, Field(min_length=1, max_length=32)]  # identityId: HIS number
-    patient_name: Annotated[str, Field(max_length=100)] = ""
-
-
-class Acknowledgement(Body):
-    """Who acknowledges an alert, and what they did about it."""
-
-    multiline = frozenset({"note"})
-
-    by: Annotated[str, Field(min_length=1, max_length=64)]
-    note: Annotated[str, Field(max_length=500)] = ""
-
-
-class Override(Body):
-    """A named person releases a blocked scope, and why (journaled)."""
-
-    multiline = frozenset({"reason"})
-
-    by: Annotated[str, Field(min_length=1, max_length=64)]
-    reason: Annotated[str, Field(min_length=3, max_length=500)]
 
 
 def make_app(

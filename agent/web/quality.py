@@ -22,8 +22,8 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
 from agent.events import Event, utcnow
 from agent.inputs import Body
-from agent.reprocessing.facts import Disinfectant
 from agent.reprocessing.quality import CLEANING_EFFECT, DISINFECTANT_TEST, RINSE_WATER
+from agent.vocabulary.steps import Disinfectant
 from agent.web.bodies import Refused, read_form, read_json_object
 from agent.web.context import EMIT_KEY, answer, problems
 

@@ -148,8 +148,9 @@ class ServiceHost:
         if self._load is not None:
             return self._load(self.config_path)
         from agent.config import load_config
+        from agent.plugins import PLUGIN_KINDS
 
-        return load_config(self.config_path)
+        return load_config(self.config_path, PLUGIN_KINDS)
 
     async def _run(self, config: Config, loop: asyncio.AbstractEventLoop) -> int:
         agent = self._make_agent(config, ServiceNotifier(self._ready, self._stopping))

@@ -6,19 +6,18 @@ import asyncio
 import fnmatch
 import hashlib
 import random
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.request import pathname2url
 from zoneinfo import ZoneInfo
 
 import structlog
 from watchdog.observers.api import BaseObserver
 
 from agent.events import Event, utcnow
+from agent.vocabulary.study_index import IndexUnavailable, StudyIndex, StudyIndexFactory
 from drivers.base import Driver, DriverContext
 from drivers.dicom import convert
 from drivers.dicom.capture_config import ImageCaptureConfig
@@ -44,9 +43,12 @@ class _Transient(Exception):
 class ImageCapture(Driver):
     """Converts each complete pair in the folder; bad pairs go to rejected/ with a reason."""
 
-    def __init__(self, name: str, config: ImageCaptureConfig) -> None:
+    def __init__(
+        self, name: str, config: ImageCaptureConfig, study_index: StudyIndexFactory
+    ) -> None:
         super().__init__(name)
         self.config = config
+        self.study_index = study_index  # joins a capture to the indexed study of its accession
         self.folder = config.path
         self.processed_dir = config.processed_dir or config.path / "processed"
         self.rejected_dir = config.rejected_dir or config.path / "rejected"
@@ -68,7 +70,7 @@ class ImageCapture(Driver):
         self._due: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Condition()
         self._rng = random.Random()
-        self._db: Path | None = None  # the journal, read-only for the accession's study
+        self._index: StudyIndex | None = None  # the journal's, read-only (from `run`)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once `predicate()` holds, re-checked after every check."""
@@ -78,7 +80,7 @@ class ImageCapture(Driver):
     async def run(self, ctx: DriverContext) -> None:
         """Watch and convert until cancelled; a missing folder is retried, never raised."""
         spool = Spool(ctx.state_dir)
-        self._db = ctx.state_dir / "journal.db"
+        self._index = self.study_index(ctx.state_dir / "journal.db")
         observer = await self._start_observer()
         try:
             await self._note()
@@ -238,23 +240,13 @@ class ImageCapture(Driver):
 
     def _study(self, fields: Sidecar) -> StudyRef | None:
         """The indexed study of the sidecar's accession (first received wins), if any."""
-        if fields.study_uid or not fields.accession or self._db is None:
-            return None
-        if not self._db.exists():
+        if fields.study_uid or not fields.accession or self._index is None:
             return None
         try:
-            conn = sqlite3.connect(f"file:{pathname2url(str(self._db))}?mode=ro", uri=True)
-            try:
-                row = conn.execute(
-                    "SELECT study_uid, patient_id FROM im_studies WHERE accession = ?"
-                    " ORDER BY first_received LIMIT 1",
-                    (fields.accession,),
-                ).fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error as err:
+            found = self._index.study_of_accession(fields.accession)
+        except IndexUnavailable as err:
             raise _Transient(f"study index: {err}") from err
-        return None if row is None else StudyRef(row[0], row[1])
+        return None if found is None else StudyRef(*found)
 
     async def _reject(self, ctx: DriverContext, files: list[Path], err: CaptureError) -> None:
         sizes = {p: _stat(p)[0] for p in files}
@@ -292,6 +284,6 @@ def _remove(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def build(name: str, config: ImageCaptureConfig) -> ImageCapture:
-    """Make the capture source from its validated config."""
-    return ImageCapture(name, config)
+def build(name: str, config: ImageCaptureConfig, study_index: StudyIndexFactory) -> ImageCapture:
+    """Make the capture source from its validated config and the imaging domain's study index."""
+    return ImageCapture(name, config, study_index)

@@ -1,12 +1,13 @@
-"""Query/Retrieve SCP over the study index: C-FIND, C-MOVE, C-GET, patient and study root."""
+"""Query/Retrieve SCP over the study index: C-FIND, C-MOVE, C-GET, patient and study root.
+
+The index and its queries are the imaging domain's: the SCP is given a `StudyIndex`.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast
-from urllib.request import pathname2url
+from typing import Any, TypeVar
 
 import structlog
 from pydicom import dcmread
@@ -17,7 +18,14 @@ from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 
 from agent.logs import peer_text
-from drivers.dicom.query import UNABLE, BadIdentifier, Query, retrieve_query
+from agent.vocabulary.study_index import (
+    UNABLE,
+    BadIdentifier,
+    IndexUnavailable,
+    Instance,
+    Matches,
+    StudyIndex,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -34,8 +42,7 @@ MAX_CONTEXTS = 128
 VERIFICATION = "1.2.840.10008.1.1"  # what a failed move still has to associate with
 
 Handler = Callable[..., Any]
-Plan = TypeVar("Plan")
-Instance = tuple[str, str, str, str]  # sop_uid, sop_class, transfer_syntax, path in the spool
+Answer = TypeVar("Answer")
 
 
 def _failure(status: int, comment: str, offending: int | None = None) -> Dataset:
@@ -48,19 +55,19 @@ def _failure(status: int, comment: str, offending: int | None = None) -> Dataset
 
 
 class QueryRetrieve:
-    """Answers Q/R requests from the index tables (read-only) and sends the spool's files."""
+    """Answers Q/R requests from the study index (read-only) and sends the spool's files."""
 
     def __init__(
         self,
-        db_path: Path,
+        index: StudyIndex,
         destinations: Mapping[str, tuple[str, int]],
         ae_title: str,
-        spool_dir: Path | None = None,
+        spool_dir: Path,
     ) -> None:
-        self.db_path = db_path
+        self.index = index
         self.destinations = {ae.strip(): addr for ae, addr in destinations.items()}
         self.ae_title = ae_title
-        self.spool_dir = spool_dir or db_path.parent / "spool"
+        self.spool_dir = spool_dir
 
     def contexts(self) -> list[str]:
         """The Q/R SOP classes to support as SCP (Patient and Study Root FIND/MOVE/GET)."""
@@ -74,51 +81,32 @@ class QueryRetrieve:
             (evt.EVT_C_GET, self.on_get),
         ]
 
-    def _connect(self) -> sqlite3.Connection:
-        uri = f"file:{pathname2url(str(self.db_path))}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        Query.register(conn)
-        return conn
-
-    def _plan(self, event: Any, parse: Callable[..., Plan]) -> Plan | Dataset:
-        """`parse(identifier, patient_root=…)` of the request, or the failure to answer with."""
+    def _ask(self, event: Any, ask: Callable[..., Answer], unavailable: int) -> Answer | Dataset:
+        """`ask(identifier, patient_root=…)` of the index, or the failure to answer with."""
         try:
             identifier: Dataset = event.identifier
             patient_root = event.context.abstract_syntax in PATIENT_ROOT
-            return parse(identifier, patient_root=patient_root)
+            return ask(identifier, patient_root=patient_root)
         except BadIdentifier as err:
             return _failure(err.status, str(err), err.tag)
+        except IndexUnavailable as err:
+            log.warning("qr.index_unavailable", error=str(err))
+            return _failure(unavailable, "study index unavailable")
         except Exception as err:  # an identifier pydicom cannot decode
             return _failure(UNABLE, f"cannot decode identifier: {type(err).__name__}")
 
-    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]] | None:
-        """The rows of a query on the index; None (logged) while the index cannot be read."""
-        try:
-            conn = self._connect()
-            try:
-                return [tuple(row) for row in conn.execute(sql, params)]
-            finally:
-                conn.close()
-        except sqlite3.Error as err:
-            log.warning("qr.index_unavailable", error=str(err))
-            return None
-
     def on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         """EVT_C_FIND: one pending response per match, only the requested keys."""
-        query = self._plan(event, Query.parse)
-        if isinstance(query, Dataset):
-            yield query, None
+        found: Matches | Dataset = self._ask(event, self.index.find, OUT_OF_RESOURCES)
+        if isinstance(found, Dataset):
+            yield found, None
             return
-        rows = self._rows(query.sql, query.params)
-        if rows is None:
-            yield _failure(OUT_OF_RESOURCES, "study index unavailable"), None
-            return
-        log.info("qr.find", level=query.level, matches=len(rows), calling_ae=_calling(event))
-        for row in rows:
+        log.info("qr.find", level=found.level, matches=len(found.rows), calling_ae=_calling(event))
+        for row in found.rows:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
-            yield PENDING, query.response(row, self.ae_title)
+            yield PENDING, found.response(row, self.ae_title)
 
     def on_move(self, event: Any) -> Iterator[Any]:
         """EVT_C_MOVE: the destination, the number of instances, then each instance's dataset."""
@@ -149,13 +137,7 @@ class QueryRetrieve:
 
     def _matches(self, event: Any) -> list[Instance] | Dataset:
         """The instances the request names, or the failure to answer with."""
-        plan = self._plan(event, retrieve_query)
-        if isinstance(plan, Dataset):
-            return plan
-        rows = self._rows(*plan)
-        if rows is None:
-            return _failure(0xA701, "study index unavailable")
-        return cast(list[Instance], rows)
+        return self._ask(event, self.index.instances, 0xA701)
 
     def _send(self, event: Any, matches: list[Instance], op: str) -> Iterator[Any]:
         log.info(f"qr.{op}", instances=len(matches), calling_ae=_calling(event))

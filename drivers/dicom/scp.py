@@ -14,6 +14,8 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messag
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from agent.config import PluginSection, Seconds, Section
+from agent.vocabulary.spool import SpoolLayout
+from agent.vocabulary.study_index import StudyIndexFactory
 from drivers.base import Driver, DriverContext
 from drivers.dicom.acceptor_threads import use_wakeups
 from drivers.dicom.fast_store import FastStore
@@ -127,9 +129,14 @@ class DicomScpConfig(PluginSection):
 class DicomScp(Driver):
     """Listens for associations; every C-STORE is answered only after its event is committed."""
 
-    def __init__(self, name: str, config: DicomScpConfig) -> None:
+    def __init__(
+        self, name: str, config: DicomScpConfig, study_index: StudyIndexFactory | None = None
+    ) -> None:
         super().__init__(name)
+        if config.query_retrieve and study_index is None:
+            raise ValueError("query_retrieve needs the imaging domain's study index")
         self.config = config
+        self.study_index = study_index
         self.receiver: Receiver | None = None
         self.fast_store: FastStore | None = None
         self.address: tuple[str, int] | None = None
@@ -208,8 +215,8 @@ class DicomScp(Driver):
                 implementation_version=ae.implementation_version_name or "",
             )
         handlers = self.receiver.handlers()
-        if config.query_retrieve:
-            qr = _query_retrieve(ctx, config)
+        if config.query_retrieve and self.study_index is not None:
+            qr = _query_retrieve(ctx, config, self.study_index)
             if qr is not None:
                 for sop_class in qr.contexts():
                     ae.add_supported_context(sop_class, UNCOMPRESSED)
@@ -281,12 +288,15 @@ def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> N
     setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010
 
 
-def _query_retrieve(ctx: DriverContext, config: DicomScpConfig) -> QueryRetrieve:
+def _query_retrieve(
+    ctx: DriverContext, config: DicomScpConfig, study_index: StudyIndexFactory
+) -> QueryRetrieve:
     """The Q/R service over the journal's study index and the spool."""
     destinations = {ae: (d.host, d.port) for ae, d in config.move_destinations.items()}
-    return QueryRetrieve(ctx.state_dir / "journal.db", destinations, config.ae_title)
+    index = study_index(ctx.state_dir / "journal.db")
+    return QueryRetrieve(index, destinations, config.ae_title, SpoolLayout.of(ctx.state_dir).root)
 
 
-def build(name: str, config: DicomScpConfig) -> DicomScp:
-    """Make the SCP source from its validated config."""
-    return DicomScp(name, config)
+def build(name: str, config: DicomScpConfig, study_index: StudyIndexFactory) -> DicomScp:
+    """Make the SCP source from its validated config and the imaging domain's study index."""
+    return DicomScp(name, config, study_index)

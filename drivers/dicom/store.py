@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from agent.vocabulary.spool import SpoolLayout
+
 TMP_SUFFIX = ".part"
 # This process's temporary files start with it. Start-up deletes only other processes' files,
 # which were never acknowledged; a second source (or a restarted one) may still be receiving
@@ -81,9 +83,8 @@ class Spool:
     """`<state_dir>/spool` (dated folders, `tmp/`) and `<state_dir>/quarantine/dicom`."""
 
     def __init__(self, state_dir: Path, reserve_mb: float = 0.0) -> None:
-        self.root = state_dir / "spool"
-        self.tmp = self.root / "tmp"
-        self.quarantine_dir = state_dir / "quarantine" / "dicom"
+        layout = SpoolLayout.of(state_dir)
+        self.root, self.tmp, self.quarantine_dir = layout.root, layout.tmp, layout.quarantine_dir
         self.reserve_mb = reserve_mb  # receiving files stop below this much free space
 
     def prepare(self) -> int:

@@ -70,6 +70,14 @@ class UnreadableDataset(Exception):
         self.reason = reason
 
 
+def read_sop_uid(path: Path) -> str | None:
+    """The SOP Instance UID of a complete Part 10 file ("" if it has none); None if incomplete."""
+    try:
+        return str(read_identity(path).get("sop_instance_uid") or "")
+    except UnreadableDataset:
+        return None
+
+
 def read_identity(path: Path) -> dict[str, Any]:
     """Return the transfer syntax and identifying tags of a Part 10 file; check it is complete."""
     try:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import binascii
 import heapq
 
+from agent.vocabulary.tags import Read, hex_read
 from drivers.rfid.framing import FrameParser
-from drivers.rfid.tags import Read, hex_read
 
 CMD_INVENTORY = 0x01
 STATUS_WITH_TAGS = frozenset({0x01, 0x02, 0x03, 0x04})

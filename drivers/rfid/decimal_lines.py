@@ -6,8 +6,14 @@ Accepted lines: 10 decimal digits (the low 32 bits of the tag) or the Wiegand-26
 
 from __future__ import annotations
 
+from agent.vocabulary.tags import (
+    Read,
+    decimal_read,
+    parse_decimal10,
+    parse_wiegand26,
+    wiegand26_read,
+)
 from drivers.rfid.framing import LineParser
-from drivers.rfid.tags import Read, decimal_read, parse_decimal10, parse_wiegand26, wiegand26_read
 
 
 class DecimalLineParser(LineParser):

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import structlog
 
-from drivers.rfid.tags import Read
+from agent.vocabulary.tags import Read
 
 log = structlog.get_logger(__name__)
 

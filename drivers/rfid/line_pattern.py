@@ -6,21 +6,9 @@ an even number of hex digits carries bits (uppercased); anything else is kept ve
 
 from __future__ import annotations
 
-import re
-
+from agent.vocabulary.patterns import compile_pattern
+from agent.vocabulary.tags import Read, code_read
 from drivers.rfid.framing import LineParser
-from drivers.rfid.tags import Read, code_read
-
-
-def compile_pattern(pattern: str, group: str | None = "tag") -> re.Pattern[str]:
-    """Compile a config regex; ValueError if it is invalid or lacks the named `group`."""
-    try:
-        compiled = re.compile(pattern)
-    except re.error as err:
-        raise ValueError(f"invalid regular expression: {err}") from err
-    if group is not None and group not in compiled.groupindex:
-        raise ValueError(f"the pattern needs a named group `{group}`, e.g. (?P<{group}>...)")
-    return compiled
 
 
 class PatternLineParser(LineParser):

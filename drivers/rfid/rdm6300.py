@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import reduce
 from operator import xor
 
+from agent.vocabulary.tags import Read, hex_read
 from drivers.rfid.framing import FrameParser
-from drivers.rfid.tags import Read, hex_read
 
 STX, ETX = 0x02, 0x03
 FRAME_SIZE = 14

@@ -11,14 +11,15 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.config import PluginSection, Seconds
 from agent.events import Event, utcnow
+from agent.vocabulary.patterns import compile_pattern
+from agent.vocabulary.tags import ByteOrder, Read, mask_tag
 from drivers.base import Driver, DriverContext
 from drivers.rfid import chafon
 from drivers.rfid.debounce import Debouncer
 from drivers.rfid.decimal_lines import DecimalLineParser
 from drivers.rfid.framing import FrameParser
-from drivers.rfid.line_pattern import PatternLineParser, compile_pattern
+from drivers.rfid.line_pattern import PatternLineParser
 from drivers.rfid.rdm6300 import Rdm6300Parser
-from drivers.rfid.tags import ByteOrder, Read, mask_tag
 from drivers.transport import Backoff, Link, parse_url
 
 log = structlog.get_logger(__name__)

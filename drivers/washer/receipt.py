@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.errors import InputError
-from agent.reprocessing.facts import Disinfectant, StepKind
+from agent.vocabulary.steps import Disinfectant, StepKind
 
 Verdict = Literal["pass", "fail"]
 _GB_FAMILY = {"gb18030", "gbk", "gb2312", "cp936"}

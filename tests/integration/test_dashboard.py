@@ -19,8 +19,9 @@ from structlog.testing import capture_logs
 from agent.config import ApiSection
 from agent.journal.alerts import Acknowledgements
 from agent.observe import QueueState, Snapshot, SourceState
+from agent.reprocessing.config import QualityConfig
 from agent.reprocessing.handler import ReprocessingHandler
-from agent.reprocessing.quality import QualityConfig, QualityHandler
+from agent.reprocessing.quality import QualityHandler
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.dashboard.sessions import COOKIE, FAILURE_WINDOW, MAX_FAILURES

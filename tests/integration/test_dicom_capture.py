@@ -12,6 +12,7 @@ import pytest
 from pydicom import dcmread
 
 from agent.events import Event
+from agent.imaging.study_index import StudyIndexReader
 from agent.journal.database import open_database
 from drivers.dicom import convert
 from drivers.dicom.capture import ImageCapture
@@ -46,7 +47,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[ImageCapture, Ctx, Path
     )
     conn.close()
     config = ImageCaptureConfig(type="image_capture", path=folder, settle=0.05, pair_timeout=0.5)
-    driver = ImageCapture("endo_ws", config)
+    driver = ImageCapture("endo_ws", config, StudyIndexReader)
     ctx = Ctx(state)
     task = asyncio.create_task(driver.run(ctx))
     await asyncio.wait_for(driver.wait_until(lambda: driver.watching), 10)

@@ -19,6 +19,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, gen
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts
 from pynetdicom.transport import ThreadedAssociationServer
 
+from agent.imaging.study_index import StudyIndexReader
 from agent.journal.database import open_database
 from drivers.dicom import convert
 from drivers.dicom.qr import STUDY_ROOT_FIND, STUDY_ROOT_MOVE, QueryRetrieve
@@ -154,7 +155,8 @@ def peer(tmp_path: Path, move_port: int) -> Iterator[Peer]:
             (capture, capture.file_meta.TransferSyntaxUID),
         ],
     )  # fmt: skip
-    qr = QueryRetrieve(state / "journal.db", {"MOVESCU": ("127.0.0.1", move_port)}, "EDGE")
+    index = StudyIndexReader(state / "journal.db")
+    qr = QueryRetrieve(index, {"MOVESCU": ("127.0.0.1", move_port)}, "EDGE", state / "spool")
     ae = AE("EDGE")
     for uid in qr.contexts():
         ae.add_supported_context(uid)
@@ -322,7 +324,7 @@ async def test_unknown_destination_and_bad_identifiers_fail(peer: Peer, move_por
 def test_the_index_is_opened_read_only(peer: Peer) -> None:
     before = (peer.state / "journal.db").stat().st_mtime_ns
     uid = generate_uid()
-    qr = QueryRetrieve(peer.state / "journal.db", {}, "EDGE")
-    with qr._connect() as conn, pytest.raises(Exception, match="readonly"):
+    index = StudyIndexReader(peer.state / "journal.db")
+    with index._connect() as conn, pytest.raises(Exception, match="readonly"):
         conn.execute("INSERT INTO im_patients (patient_id) VALUES (?)", (uid,))
     assert (peer.state / "journal.db").stat().st_mtime_ns == before

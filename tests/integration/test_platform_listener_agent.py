@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import load_config
 from agent.errors import ConfigError
-from agent.plugins import DOMAINS
+from agent.plugins import DOMAINS, PLUGIN_KINDS
 from agent.runtime import Agent
 from tests.integration.test_runtime import ReadyNotifier
 from tests.platform_routes import NOTICES_PLUGIN, free_port, notices_journaled
@@ -66,7 +66,7 @@ async def test_local_api_on_loopback_and_platform_listener_elsewhere_serve_apart
         f'allow = ["127.0.0.0/8"]\ntoken = "{PLATFORM_TOKEN}"',
     )
     notifier = ReadyNotifier()
-    agent = Agent(load_config(path), notifier)
+    agent = Agent(load_config(path, PLUGIN_KINDS), notifier)
     running = asyncio.create_task(agent.run())
     api, platform = f"http://127.0.0.1:{api_port}", f"http://{PLATFORM_HOST}:{platform_port}"
     try:
@@ -119,7 +119,7 @@ def test_an_enabled_listener_without_an_allow_list_is_a_config_error(tmp_path, m
     monkeypatch.setitem(DOMAINS, "platform_notices", NOTICES_PLUGIN)
     path = write_config(tmp_path, free_port(), "enabled = true\nport = 9443")
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config(path, PLUGIN_KINDS)
     assert raised.value.problems == [
         f"{path}: domains.notices.listener: allow is required when the listener is enabled:"
         ' the client address ranges (CIDR) that may connect, e.g. ["10.1.2.0/24"]'

@@ -22,7 +22,8 @@ from yarl import URL
 from agent.config import ApiSection
 from agent.journal.alerts import open_alerts
 from agent.journal.writer import Journal
-from agent.reprocessing.quality import QualityConfig, QualityHandler
+from agent.reprocessing.config import QualityConfig
+from agent.reprocessing.quality import QualityHandler
 from agent.simulators.zhejiang_endoscope import ZhejiangEndoscopeSimulator
 from agent.uplinks.zhejiang_endoscope.codec import build_form
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink

@@ -16,6 +16,7 @@ from agent.config import load_config
 from agent.events import Event
 from agent.journal import failures
 from agent.journal.alerts import open_alerts
+from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
 from agent.sdnotify import Notifier
 from agent.simulators.http_cloud import HttpCloud
@@ -149,7 +150,7 @@ async def test_a_handler_failure_is_alerted_and_replayed_when_an_operator_asks(t
     path = tmp_path / "agent.toml"
     path.write_text('[agent]\nstate_dir = "state"\n', encoding="utf-8")
     notifier = ReadyNotifier()
-    agent = Agent(load_config(path), notifier)
+    agent = Agent(load_config(path, PLUGIN_KINDS), notifier)
     running = asyncio.create_task(agent.run())
     try:
         async with asyncio.timeout(10):

@@ -27,8 +27,8 @@ from structlog.testing import capture_logs
 
 from agent.imaging.exam import Exam
 from agent.journal.alerts import Alert, raise_alert
-from agent.web.api import Acknowledgement, Override, PatientForUse
 from agent.web.dashboard.actions import OutboxAction
+from agent.web.models import Acknowledgement, Override, PatientForUse
 from agent.web.quality import CleaningEffectTest, DisinfectantTest, RinseWaterCheck
 from tests.integration.test_quality_api import PNG
 from tests.unit.test_imaging_index import exam_doc

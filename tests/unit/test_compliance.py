@@ -12,9 +12,9 @@ from structlog.testing import capture_logs
 
 from agent.events import Event
 from agent.journal import alerts
-from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.config import QualityConfig, ReprocessingConfig
 from agent.reprocessing.handler import ReprocessingHandler
-from agent.reprocessing.quality import QualityConfig, QualityHandler
+from agent.reprocessing.quality import QualityHandler
 from agent.reprocessing.state import scope_states
 from tests.unit.test_reprocessing import Centre, make_config
 

@@ -10,6 +10,7 @@ import pytest
 from agent.cli import main
 from agent.config import load_config
 from agent.errors import ConfigError
+from agent.plugins import PLUGIN_KINDS
 
 UPLINK = """
 [uplinks.cloud]
@@ -26,12 +27,12 @@ def write(tmp_path: Path, text: str, name: str = "agent.toml") -> Path:
 
 def problems(path: Path, **environ: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ=environ)
+        load_config(path, PLUGIN_KINDS, environ=environ)
     return info.value.problems
 
 
 def test_minimal_config_gets_documented_defaults(tmp_path):
-    config = load_config(write(tmp_path, UPLINK), environ={})
+    config = load_config(write(tmp_path, UPLINK), PLUGIN_KINDS, environ={})
     assert config.agent.state_dir == tmp_path / "state"  # relative to the config file
     assert config.journal.retention_days == 1096  # three years, WS 507-2016 §7.6
     uplink = config.uplinks["cloud"]
@@ -75,7 +76,7 @@ def test_invalid_toml_names_the_file(tmp_path):
 
 def test_secret_from_environment(tmp_path):
     path = write(tmp_path, UPLINK + 'client_secret = "env:CLOUD_SECRET"\n')
-    config = load_config(path, environ={"CLOUD_SECRET": "from-env-123"})
+    config = load_config(path, PLUGIN_KINDS, environ={"CLOUD_SECRET": "from-env-123"})
     assert config.secrets() == ["from-env-123"]
     assert problems(path) == [
         f"{path}: uplinks.cloud.client_secret: environment variable CLOUD_SECRET is not set"
@@ -85,7 +86,7 @@ def test_secret_from_environment(tmp_path):
 def test_secret_from_file_relative_to_config(tmp_path):
     (tmp_path / "cloud.secret").write_text("from-file-456\n", encoding="utf-8")
     path = write(tmp_path, UPLINK + 'client_secret = "file:cloud.secret"\n')
-    assert load_config(path, environ={}).secrets() == ["from-file-456"]
+    assert load_config(path, PLUGIN_KINDS, environ={}).secrets() == ["from-file-456"]
 
 
 def test_missing_secret_file(tmp_path):
@@ -99,7 +100,7 @@ def test_secret_from_systemd_credentials_directory(tmp_path):
     creds.mkdir()
     (creds / "cloud_secret").write_text("from-systemd-789", encoding="utf-8")
     path = write(tmp_path, UPLINK + 'client_secret = "credential:cloud_secret"\n')
-    config = load_config(path, environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    config = load_config(path, PLUGIN_KINDS, environ={"CREDENTIALS_DIRECTORY": str(creds)})
     assert config.secrets() == ["from-systemd-789"]
     (line,) = problems(path)
     assert "needs $CREDENTIALS_DIRECTORY" in line
@@ -166,7 +167,7 @@ def test_uplinks_named_by_domains_and_alerts_must_exist(tmp_path):
         encoding="utf-8",
     )
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config(path, PLUGIN_KINDS)
     assert raised.value.problems == [
         f"{path}: alerts.publish_to: no uplink named bus",
         f"{path}: domains.imaging: no uplink named cloud",

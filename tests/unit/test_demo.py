@@ -15,6 +15,7 @@ from Crypto.PublicKey import RSA
 
 from agent.config import load_config
 from agent.demo import BASE, WASHER, WASHER_SCOPE, _open_when_up, demo_config, moved_ports
+from agent.plugins import PLUGIN_KINDS
 from agent.simulators.base import Faults
 from agent.simulators.demo_traffic import PROGRAMME, _nth_accession, receipt, study
 from agent.simulators.zhejiang_endoscope import (
@@ -90,7 +91,7 @@ def test_the_generated_config_loads_and_moves_every_port(tmp_path):
     data["uplinks"]["city_imaging"]["public_key"] = key.public_key().export_key().decode()
     path = tmp_path / "demo.toml"
     path.write_text(dumps(data), encoding="utf-8")
-    config = load_config(path)
+    config = load_config(path, PLUGIN_KINDS)
     assert set(config.simulators) >= {"zhejiang_platform", "city_imaging", "demo_traffic"}
     assert {"pacs_in", "aer", "machine_wash"} <= set(config.sources)
 

@@ -46,7 +46,9 @@ def test_example_config_is_valid(tmp_path):
     path = tmp_path / "agent.toml"
     path.write_text(text, encoding="utf-8")
     config = load_config(
-        path, environ={"CREDENTIALS_DIRECTORY": str(tmp_path / "creds"), "TEST_CLOUD_SECRET": "y"}
+        path,
+        PLUGIN_KINDS,
+        environ={"CREDENTIALS_DIRECTORY": str(tmp_path / "creds"), "TEST_CLOUD_SECRET": "y"},
     )
     assert config.uplinks and config.sources and config.simulators
 
@@ -108,7 +110,9 @@ def test_a_mutated_config_is_loaded_or_refused_with_file_key_and_reason(tmp_path
     path.write_text(data.draw(mutated_config(text)), encoding="utf-8")
     try:
         load_config(
-            path, environ={"CREDENTIALS_DIRECTORY": str(tmp_path), "TEST_CLOUD_SECRET": "y"}
+            path,
+            PLUGIN_KINDS,
+            environ={"CREDENTIALS_DIRECTORY": str(tmp_path), "TEST_CLOUD_SECRET": "y"},
         )
     except ConfigError as err:
         assert err.problems and all(line.startswith(f"{path}: ") for line in err.problems)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.config import load_config
 from agent.observe import QueueState, Snapshot, SourceState
+from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
 from agent.web.metrics import health, render
 from tests.integration.test_observability import samples
@@ -59,7 +60,7 @@ def test_queue_figures_reach_the_exposition():
 async def test_a_closed_journal_makes_the_agent_report_its_database_down(open_journal, tmp_path):
     config_path = tmp_path / "agent.toml"
     config_path.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
-    agent = Agent(load_config(config_path))
+    agent = Agent(load_config(config_path, PLUGIN_KINDS))
     agent.journal = await open_journal.open()
     assert (await agent.observe()).database_ok
     await agent.journal.close()

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.reprocessing.quality import QualityConfig, QualityHandler
+from agent.reprocessing.config import QualityConfig
+from agent.reprocessing.quality import QualityHandler
 from agent.uplinks.zhejiang_endoscope.codec import build_form
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from tests.unit.test_reprocessing import make_config

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.vocabulary.tags import Read
 from drivers.rfid.chafon import ChafonParser, crc16, encode, inventory_answer
 from drivers.rfid.framing import FrameParser
-from drivers.rfid.tags import Read
 
 EPC1 = bytes.fromhex("E2003412B802011712345678")
 EPC2 = bytes.fromhex("300833B2DDD9014000000000")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from agent.vocabulary.patterns import compile_pattern
+from agent.vocabulary.tags import Read
 from drivers.rfid.decimal_lines import DecimalLineParser
 from drivers.rfid.framing import FrameParser
-from drivers.rfid.line_pattern import PatternLineParser, compile_pattern
-from drivers.rfid.tags import Read
+from drivers.rfid.line_pattern import PatternLineParser
 
 # Captured from a USB-serial 125 kHz reader in decimal mode: the same card, both forms.
 CAPTURE = b"0013961168\r\n213,02000\r\n"

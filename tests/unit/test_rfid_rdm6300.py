@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from agent.vocabulary.tags import Read
 from drivers.rfid.framing import FrameParser
 from drivers.rfid.rdm6300 import Rdm6300Parser, encode
-from drivers.rfid.tags import Read
 
 # Captured from an RDM6300 with an EM4100 card: version 01, tag 00D507D0, checksum 03.
 FRAME = bytes.fromhex("02 30 31 30 30 44 35 30 37 44 30 30 33 03")

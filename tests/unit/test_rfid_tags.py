@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.rfid.tags import (
+from agent.vocabulary.tags import (
     Read,
     TagIndex,
     code_read,

@@ -12,17 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from agent.reprocessing.facts import (
-    BatchTest,
-    CycleFacts,
-    Disinfectant,
-    Stage,
-    StepFact,
-    StepKind,
-    Violation,
-    WasherFact,
-)
+from agent.reprocessing.facts import BatchTest, CycleFacts, Stage, StepFact, Violation, WasherFact
 from agent.reprocessing.rules import RULES, RulesConfig, evaluate
+from agent.vocabulary.steps import Disinfectant, StepKind
 
 DOC = Path(__file__).parents[2] / "docs" / "reprocessing-rules.md"
 ZONE = ZoneInfo("Asia/Shanghai")

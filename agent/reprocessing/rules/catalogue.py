@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.reprocessing.facts import Disinfectant, Severity
+from agent.reprocessing.facts import Severity
+from agent.vocabulary.steps import Disinfectant
 
 
 @dataclass(frozen=True, slots=True)

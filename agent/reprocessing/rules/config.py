@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from agent.config import Section
-from agent.reprocessing.facts import Disinfectant, ScopeSystem
+from agent.reprocessing.facts import ScopeSystem
 from agent.reprocessing.rules.catalogue import RULES
+from agent.vocabulary.steps import Disinfectant
 
 Minutes = Annotated[float, Field(gt=0)]
 RequiredStep = Literal[

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from agent.reprocessing.facts import CycleFacts, Stage, StepKind
+from agent.reprocessing.facts import CycleFacts, Stage
 from agent.reprocessing.rules.config import RulesConfig
 from agent.reprocessing.rules.steps import DISINFECTING, Finding, end_of
+from agent.vocabulary.steps import StepKind
 
 SYSTEM_NAMES = {"digestive": "消化", "respiratory": "呼吸", "other": "其他"}
 

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple
 
-from agent.reprocessing.facts import STEP_NAMES, CycleFacts, Disinfectant, Stage, StepFact, StepKind
+from agent.reprocessing.facts import CycleFacts, Stage, StepFact
 from agent.reprocessing.rules.catalogue import AGENT_NAMES
 from agent.reprocessing.rules.config import RequiredStep, RulesConfig
+from agent.vocabulary.steps import STEP_NAMES, Disinfectant, StepKind
 
 
 class Finding(NamedTuple):

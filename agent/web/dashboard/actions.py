@@ -16,7 +16,6 @@ from agent.journal import queries
 from agent.journal.alerts import alert_state
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
-from agent.web.api import Acknowledgement, Override
 from agent.web.bodies import Form, read_form
 from agent.web.context import EMIT_KEY, problems
 from agent.web.dashboard.context import DASHBOARD_KEY, Viewer
@@ -24,6 +23,7 @@ from agent.web.dashboard.pages import PAGES, layout, notice
 from agent.web.dashboard.render import Markup
 from agent.web.dashboard.sessions import CSRF_FIELD, Session, csrf_matches
 from agent.web.dashboard.views.uplinks import message_detail
+from agent.web.models import Acknowledgement, Override
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

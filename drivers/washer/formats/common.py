@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TypeVar
 
 from agent.inputs import year_problem
-from agent.reprocessing.facts import Disinfectant, StepKind
+from agent.vocabulary.steps import Disinfectant, StepKind
 from drivers.washer.receipt import Channel, Phase, ReceiptError, Verdict, WasherCycle
 
 WASHER_KINDS = frozenset(

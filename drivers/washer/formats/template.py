@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.config import Section
-from agent.reprocessing.facts import Disinfectant, StepKind
+from agent.vocabulary.steps import Disinfectant, StepKind
 from drivers.washer.formats.common import (
     DATE_FORMATS,
     DATETIME_FORMATS,

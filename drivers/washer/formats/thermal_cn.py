@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from datetime import tzinfo
 
-from agent.reprocessing.facts import StepKind
+from agent.vocabulary.steps import StepKind
 from drivers.washer.formats.common import (
     Clock,
     check_order,

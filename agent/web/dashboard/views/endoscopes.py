@@ -10,8 +10,8 @@ from typing import Any
 
 from agent.events import utcnow
 from agent.reprocessing.config import Endoscope, ReprocessingConfig
-from agent.reprocessing.facts import STEP_NAMES, Disinfectant, StepKind
 from agent.reprocessing.state import scope_states
+from agent.vocabulary.steps import STEP_NAMES, Disinfectant, StepKind
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import (
     Markup,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from agent.reprocessing.facts import Disinfectant
+from agent.vocabulary.steps import Disinfectant
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import Markup, both, icon, join, local_time, render
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-NO_MATCH_CLASS, UNABLE = 0xA900, 0xC000  # statuses a bad identifier is answered with
+from agent.vocabulary.study_index import NO_MATCH_CLASS, BadIdentifier
+
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _LEVEL_TAG, _CHARSET_TAG, _RETRIEVE_AE_TAG = 0x00080052, 0x00080005, 0x00080054
 _UNIQUE = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -66,15 +67,6 @@ KEYS: dict[str, tuple[int, str, str]] = {
 }
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
-
-
-class BadIdentifier(Exception):
-    """The request's identifier cannot be answered; `status` and `tag` go into the response."""
-
-    def __init__(self, message: str, tag: int | None = None, status: int = UNABLE) -> None:
-        super().__init__(message)
-        self.tag = tag
-        self.status = status
 
 
 def _level(identifier: Dataset, patient_root: bool) -> int:

@@ -1,0 +1,1 @@
+"""Shared vocabulary below drivers and domains: tag identity, reprocessing step kinds, patterns."""
