@@ -28,6 +28,8 @@ DEFAULT_CONFIG = Path(
     os.environ.get("EDGE_AGENT_CONFIG")
     or (str(default_config_path()) if sys.platform == "win32" else "/etc/edge-agent/agent.toml")
 )
+# The unit's LoadCredential= folder (docs/operations.md); systemd hands its copies to the service.
+DEFAULT_CREDENTIALS = Path(os.environ.get("CREDENTIALS_DIRECTORY") or "/etc/edge-agent/credentials")
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 JSON_OUT: dict[str, Any] = {"indent": 2, "ensure_ascii": False}  # --json: UTF-8 as it reads
@@ -67,7 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
 
     check = commands.add_parser("check-config", help="validate a config and print it, masked")
-    check.add_argument("file", type=Path, help="the config file (agent.toml)")
+    check.add_argument("file", type=Path, nargs="?", help="the config file (same as -c)")
+    config_option(check)
+    check.add_argument(
+        "--credentials-dir",
+        type=Path,
+        default=DEFAULT_CREDENTIALS,
+        help="where credential:NAME secrets are read: systemd's $CREDENTIALS_DIRECTORY when"
+        " run by the unit, else the folder the unit loads them from (%(default)s)",
+    )
+    check.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="read no secret: check everything else (for a config repository's CI)",
+    )
     check.set_defaults(func=cmd_check_config)
 
     status = commands.add_parser("status", help="per-uplink queues, breaker and last error")
@@ -276,9 +291,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from agent.plugins import PLUGIN_KINDS
     from agent.toml_out import dumps
 
-    config = load_config(args.file, PLUGIN_KINDS)
+    path = args.file or args.config
+    environ = {**os.environ, "CREDENTIALS_DIRECTORY": str(args.credentials_dir)}
+    config = load_config(path, PLUGIN_KINDS, environ, skip_secrets=args.no_secrets)
     data = config.model_dump(mode="json", exclude={"path"})
-    print(f"# {args.file}: OK (secrets masked)")
+    unread = ", secrets not read" if args.no_secrets else ""
+    print(f"# {path}: OK (secrets masked{unread})")
     print(dumps(data), end="")
     return 0
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from agent.config import MIN_TOKEN_LENGTH, ConfigPath, Secret, Section
+from agent.config import MIN_TOKEN_LENGTH, ConfigPath, Secret, Section, too_short
 
 AddressRange = IPv4Network | IPv6Network
 
@@ -31,7 +31,7 @@ class PlatformListener(Section):
     def _complete_when_enabled(self) -> PlatformListener:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
-        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_LENGTH:
+        if too_short(self.token):
             raise ValueError(f"token is too short: at least {MIN_TOKEN_LENGTH} characters")
         if not self.enabled:
             return self

@@ -146,6 +146,36 @@ def test_check_config_prints_effective_config_with_secrets_masked(tmp_path, caps
     assert "[uplinks.cloud]" in out and "retention_days = 1096" in out
 
 
+def test_check_config_reads_credentials_from_a_folder_outside_systemd(tmp_path, capsys):
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "cloud_secret").write_text("from-the-folder", encoding="utf-8")
+    path = write(tmp_path, UPLINK + 'client_secret = "credential:cloud_secret"\n')
+    argv = ["check-config", "-c", str(path), "--credentials-dir", str(creds)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"# {path}: OK (secrets masked)")
+    assert main([*argv[:-1], str(tmp_path / "elsewhere")]) == 2
+    assert "uplinks.cloud.client_secret" in capsys.readouterr().err
+
+
+def test_a_disabled_section_does_not_need_its_secrets(tmp_path):
+    text = UPLINK + 'enabled = false\nclient_secret = "credential:not_installed"\n'
+    config = load_config(write(tmp_path, text + '[api]\ntoken = "env:UNSET"\n'), PLUGIN_KINDS)
+    assert not config.uplinks["cloud"].enabled
+    enabled = write(tmp_path, UPLINK + 'client_secret = "credential:not_installed"\n')
+    assert "needs $CREDENTIALS_DIRECTORY" in problems(enabled)[0]
+
+
+def test_check_config_without_secrets_checks_everything_else(tmp_path, capsys):
+    secret = 'client_secret = "credential:cloud_secret"\n'
+    path = write(tmp_path, UPLINK + secret + '[api]\nenabled = true\ntoken = "env:UNSET"\n')
+    assert main(["check-config", str(path), "--no-secrets"]) == 0
+    assert "secrets not read" in capsys.readouterr().out
+    broken = write(tmp_path, UPLINK + secret + "concurrency = 0\n", "broken.toml")
+    assert main(["check-config", "-c", str(broken), "--no-secrets"]) == 2
+    assert capsys.readouterr().err.startswith(f"{broken}: uplinks.cloud.concurrency: ")
+
+
 def test_api_needs_a_token_when_enabled(tmp_path):
     path = write(tmp_path, "[api]\nenabled = true\n")
     (line,) = problems(path)
