@@ -50,6 +50,7 @@ if sys.platform == "win32":
     import msvcrt
 else:
     import fcntl
+    import pwd
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -85,6 +86,7 @@ class StateDirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> StateDirLock:
+        check_owner(self.path.parent)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
         fd = os.open(self.path, flags, 0o600)
         try:
@@ -103,6 +105,33 @@ class StateDirLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+# What the agent writes at the top of its state directory (the spool's own folders below).
+STATE_ENTRIES = ("agent.lock", "journal.db", "journal.db-wal", "journal.db-shm", "spool")
+
+
+def check_owner(state_dir: Path) -> None:
+    """AgentError saying what to run when this user cannot write what an earlier run of the
+    agent as another user (root, trying it out) left in `state_dir`; systemd re-owns only the
+    directory itself, so the service would otherwise fail with a bare EACCES."""
+    if sys.platform == "win32":
+        return
+    for name in STATE_ENTRIES:
+        path = state_dir / name
+        if path.exists() and not os.access(path, os.W_OK):
+            user, owner = _user_name(os.geteuid()), _user_name(path.stat().st_uid)
+            raise AgentError(
+                f"{path}: belongs to {owner} and {user}, who runs the agent, cannot write it"
+                f" (was the agent run as {owner}?); as root run: chown -R {user}: {state_dir}"
+            )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry (containers)
+        return str(uid)
 
 
 def _lock_exclusive(fd: int) -> None:

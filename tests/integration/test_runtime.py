@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from agent.cli import main
 from agent.config import load_config
+from agent.errors import AgentError
 from agent.events import Event
 from agent.journal import failures
 from agent.journal.alerts import open_alerts
 from agent.plugins import PLUGIN_KINDS
-from agent.runtime import Agent
+from agent.runtime import Agent, check_owner
 from agent.sdnotify import Notifier
 from agent.simulators.http_cloud import HttpCloud
 from tests.agent_process import AgentProcess
@@ -102,6 +107,47 @@ async def test_second_agent_on_same_state_dir_is_refused(tmp_path, cloud):
         assert "another edge-agent is running" in str(err)
     assert second.proc is not None and second.proc.returncode == 1
     assert await first.stop() == 0
+
+
+def test_files_left_by_a_run_as_another_user_are_named_with_the_fix(tmp_path):
+    """A trial `edge-agent run` as root, then the service as edge-agent: not a bare EACCES."""
+    state = Path(tempfile.mkdtemp(prefix="edge-state-"))  # reachable by every user, unlike tmp_path
+    try:
+        state.chmod(0o777)
+        (state / "journal.db").write_bytes(b"")
+        (state / "journal.db").chmod(0o600 if os.geteuid() == 0 else 0o400)
+        message = _check_owner_as_service_user(state)
+    finally:
+        shutil.rmtree(state)
+    assert message.startswith(f"{state / 'journal.db'}: belongs to ")
+    assert "chown -R " in message and str(state) in message
+
+
+def _check_owner_as_service_user(state: Path) -> str:
+    """check_owner's refusal as seen by another user (nobody, when the test runs as root)."""
+    if os.geteuid() != 0:
+        with pytest.raises(AgentError) as refused:
+            check_owner(state)
+        return str(refused.value)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: it never returns
+        os.close(reader)
+        message = "no refusal"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            check_owner(state)
+        except AgentError as err:
+            message = str(err)
+        finally:
+            os.write(writer, message.encode())
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as answer:
+        message = answer.read().decode()
+    os.waitpid(child, 0)
+    return message
 
 
 async def test_status_reads_the_journal_while_the_daemon_runs(tmp_path, cloud):
