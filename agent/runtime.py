@@ -41,7 +41,7 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
-from agent.web.guard import runner_options
+from agent.web.guard import runner_options, start_site
 from agent.web.listener import ListenerCounters, start_listener
 from agent.web.metrics import health
 from drivers.base import Driver
@@ -315,7 +315,7 @@ class Agent:
                 )
             self._api = web.AppRunner(app, **runner_options())
             await self._api.setup()
-            await web.TCPSite(self._api, config.api.host, config.api.port).start()
+            await start_site(self._api, config.api.host, config.api.port, "[api] port")
         await self._start_listeners([(UPLINKS, uplinks), (DOMAINS, domains)])
         for name, section in config.sources.items():
             if section.enabled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -10,7 +11,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from agent.errors import UnstorableEventError
+from agent.errors import AgentError, UnstorableEventError
 from agent.logs import peer_text
 from agent.web.bodies import Refused
 from agent.web.context import answer
@@ -109,3 +110,25 @@ def server_log() -> ServerLog:
 def runner_options() -> dict[str, Any]:
     """What an AppRunner of the local API is made with: no access log, the quiet server log."""
     return {"access_log": None, "logger": server_log()}
+
+
+async def start_site(
+    runner: web.AppRunner, host: str, port: int, setting: str, ssl_context: Any = None
+) -> None:
+    """Listen on host:port for `runner`; a port in use, an address not of this machine or a
+    privileged port is an AgentError naming `setting` (e.g. "[api] port") and the fix."""
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            why = (
+                f"{host}:{port} is already in use by another program: stop it or choose another"
+                f" port (which program: ss -ltnp 'sport = :{port}')"
+            )
+        elif err.errno == errno.EADDRNOTAVAIL:
+            why = f"{host} is not an address of this machine (ip -br addr lists them)"
+        elif err.errno == errno.EACCES:
+            why = f"port {port} needs privileges the service does not have: use 1024 or above"
+        else:
+            raise
+        raise AgentError(f"{setting}: cannot listen: {why}") from err

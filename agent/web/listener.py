@@ -19,7 +19,7 @@ from agent.logs import peer_text
 from agent.web.bodies import Refused
 from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query
 from agent.web.dashboard.sessions import as_bytes
-from agent.web.guard import Handler, guard, runner_options
+from agent.web.guard import Handler, guard, runner_options, start_site
 
 log = structlog.get_logger(__name__)
 # A platform's signature check: True if the request is signed right, False for 401; it may
@@ -190,7 +190,7 @@ async def start_listener(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.host, settings.port, ssl_context=context).start()
+        await start_site(runner, settings.host, settings.port, f"{name}.listener", context)
     except BaseException:
         await runner.cleanup()
         raise

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -107,6 +108,21 @@ async def test_second_agent_on_same_state_dir_is_refused(tmp_path, cloud):
         assert "another edge-agent is running" in str(err)
     assert second.proc is not None and second.proc.returncode == 1
     assert await first.stop() == 0
+
+
+async def test_an_api_port_in_use_is_named_with_the_fix(tmp_path, cloud):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        api = f'[api]\nenabled = true\nport = {port}\ntoken = "runtime-token-0123456789"\n'
+        config = load_config(write_config(tmp_path, cloud, api), PLUGIN_KINDS)
+        with pytest.raises(AgentError) as refused:
+            await Agent(config, ReadyNotifier()).run()
+    assert str(refused.value).startswith(
+        f"[api] port: cannot listen: 127.0.0.1:{port} is already in use by another program"
+    )
+    assert f"ss -ltnp 'sport = :{port}'" in str(refused.value)
 
 
 def test_files_left_by_a_run_as_another_user_are_named_with_the_fix(tmp_path):
