@@ -31,6 +31,7 @@ class SourceState:
     component: str  # the supervisor's state: running, down, finished
     online: bool | None  # None: the source has no connection of its own
     counters: dict[str, int] = field(default_factory=dict)  # bounded keys: reasons, taps
+    detail: str | None = None  # where its link points, and why it is down (Driver.link_detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,6 +197,7 @@ class Agent:
                 component=str(self.supervisor.states.get(f"source:{name}", "stopped")),
                 online=driver.is_online(),
                 counters=driver.stats(),
+                detail=driver.link_detail(),
             )
             for name, (kind, driver) in sorted(self.sources.items())
         ]

@@ -45,6 +45,10 @@ class Driver(ABC):
         """Whether the device link is up; None for a source without a link of its own."""
         return None
 
+    def link_detail(self) -> str | None:
+        """Where the device link points and, while it is down, why (for people); None: no link."""
+        return None
+
     def stats(self) -> dict[str, int]:
         """Counters for metrics, under a bounded set of keys (reject reasons, taps)."""
         return {}

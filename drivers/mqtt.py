@@ -268,10 +268,16 @@ class MqttRfidSource(Driver):
         self._backoff = Backoff(config.reconnect_initial, config.reconnect_max)
         self._rng = rng or random.Random()
         self._offline_logged = False
+        self._last_error: str | None = None
 
     def is_online(self) -> bool:
         """True while subscribed to the broker."""
         return self.online
+
+    def link_detail(self) -> str:
+        """The broker, and why the source is not subscribed."""
+        broker = f"mqtt://{self.config.host}:{self.config.port}"
+        return broker if self.online else f"{broker}: {self._last_error or 'not connected yet'}"
 
     def stats(self) -> dict[str, int]:
         """Messages received and journaled, and those skipped by reason."""
@@ -383,6 +389,7 @@ class MqttRfidSource(Driver):
         if self.online:
             self.counters.disconnects += 1
         self.online = False
+        self._last_error = str(err) or type(err).__name__
         if not self._offline_logged:
             self._offline_logged = True
             log.warning(

@@ -14,6 +14,7 @@ away and once when it is back.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 import time
@@ -128,6 +129,33 @@ async def open_stream(endpoint: Endpoint) -> Stream:
     return reader, writer
 
 
+def why_not_open(endpoint: Endpoint, err: OSError) -> str:
+    """Why a device could not be opened, said with what fixes it (the log, the devices page)."""
+    code = err.errno
+    if isinstance(endpoint, SerialEndpoint):
+        device = endpoint.device
+        if code == errno.ENOENT:
+            return f"no device {device}: is the reader plugged in? (ls /dev/serial/by-id/)"
+        if code in {errno.EACCES, errno.EPERM}:
+            return (
+                f"permission denied on {device}: the service user must be in its group (dialout:"
+                " SupplementaryGroups=dialout in the unit, usermod -aG dialout edge-agent)"
+            )
+        if code == errno.EBUSY:
+            return f"{device} is busy: another program has it open (fuser {device})"
+        return f"{device}: {err}"
+    where = f"{endpoint.host}:{endpoint.port}"
+    if code == errno.ECONNREFUSED:
+        return f"{where} refused the connection: nothing listens there (device off, wrong port?)"
+    if code in {errno.EHOSTUNREACH, errno.ENETUNREACH}:
+        return f"{where} cannot be reached: check the address and the network"
+    if isinstance(err, TimeoutError) or code == errno.ETIMEDOUT:
+        return f"no answer from {where}: the device is off, or a firewall drops the traffic"
+    if isinstance(err, socket.gaierror):
+        return f"{endpoint.host} is not a name this machine can resolve"
+    return f"{where}: {err}"
+
+
 def _keepalive(writer: asyncio.StreamWriter) -> None:
     sock: socket.socket | None = writer.get_extra_info("socket")
     if sock is None:
@@ -215,6 +243,12 @@ class Link:
             self.online = False
             self._notify()
 
+    def detail(self) -> str:
+        """The URL, and while offline why ("not connected yet" before the first attempt ends)."""
+        if self.online:
+            return self.url
+        return f"{self.url}: {self.last_error or 'not connected yet'}"
+
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once `predicate()` holds, re-checking it after every state change."""
         while not predicate():
@@ -243,7 +277,7 @@ class Link:
             try:
                 reader, writer = await open_stream(endpoint)
             except OSError as err:
-                self._went_offline(f"cannot open: {err}")
+                self._went_offline(f"cannot open: {why_not_open(endpoint, err)}")
                 await asyncio.sleep(self.backoff.delay(self.failures, self._rng))
                 continue
             started = time.monotonic()

@@ -127,6 +127,7 @@ def health(snapshot: Snapshot) -> tuple[dict[str, Any], int]:
     problems += [f"uplink:{q.uplink}" for q in snapshot.queues if q.breaker == "open"]
     degraded = [
         f"source:{s.name}: {'down' if s.component == 'down' else 'offline'}"
+        + (f" ({s.detail})" if s.detail else "")
         for s in snapshot.sources
         if s.component == "down" or (s.component == "running" and s.online is False)
     ]
@@ -145,7 +146,7 @@ def health(snapshot: Snapshot) -> tuple[dict[str, Any], int]:
             for q in snapshot.queues
         },
         "sources": {
-            s.name: {"type": s.type, "state": s.component, "online": s.online}
+            s.name: {"type": s.type, "state": s.component, "online": s.online, "link": s.detail}
             for s in snapshot.sources
         },
         "open_alerts": snapshot.open_alerts,

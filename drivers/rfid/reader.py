@@ -112,6 +112,10 @@ class RfidReader(Driver):
         """True while the reader is connected."""
         return self.link.online
 
+    def link_detail(self) -> str:
+        """The reader's URL, and why it is offline."""
+        return self.link.detail()
+
     def stats(self) -> dict[str, int]:
         """Taps journaled and rejected input by reason."""
         return {**self.parser.errors, "taps": self.taps}

@@ -89,6 +89,10 @@ class WasherPrinter(Driver):
         """True while the printer line is connected."""
         return self.link.online
 
+    def link_detail(self) -> str:
+        """The printer line's URL, and why it is offline."""
+        return self.link.detail()
+
     def stats(self) -> dict[str, int]:
         """Rejected receipts by reason, and blank cuts."""
         return {**self.receipts.counters, "blank": self.blank}

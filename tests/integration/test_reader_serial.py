@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
+from drivers.transport import SerialEndpoint, TcpEndpoint, open_stream, why_not_open
 from tests.integration.test_reader_tcp import (
     FRAME_A,
     FRAME_B,
@@ -90,3 +93,21 @@ async def test_serial_reader_taps_and_survives_unplugging(tmp_path):
         "transport.online",
         "transport.offline",
     ]
+
+
+async def test_a_device_that_cannot_be_opened_is_said_with_the_fix(tmp_path):
+    missing = SerialEndpoint(str(tmp_path / "ttyUSB9"))
+    with pytest.raises(OSError) as unplugged:
+        await open_stream(missing)
+    assert why_not_open(missing, unplugged.value) == (
+        f"no device {missing.device}: is the reader plugged in? (ls /dev/serial/by-id/)"
+    )
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = TcpEndpoint("127.0.0.1", port)
+    with pytest.raises(OSError) as refused:
+        await open_stream(server)
+    assert why_not_open(server, refused.value).startswith(
+        f"127.0.0.1:{port} refused the connection: nothing listens there"
+    )

@@ -175,6 +175,12 @@ async def test_unreachable_reader_never_raises_and_warns_once():
             assert not task.done()
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["transport.offline"]
     assert reader.link.last_error is not None and "cannot open" in reader.link.last_error
+    # The devices page and /healthz say where it points and why it is offline.
+    url = f"tcp://127.0.0.1:{peer.port}"
+    assert reader.link_detail() == (
+        f"{url}: cannot open: 127.0.0.1:{peer.port} refused the connection:"
+        " nothing listens there (device off, wrong port?)"
+    )
 
 
 async def test_tcp_listen_newest_connection_replaces_the_old_one():

@@ -34,14 +34,18 @@ def test_an_open_breaker_is_unhealthy_and_a_half_open_one_is_not():
 
 def test_a_device_away_makes_the_agent_degraded_not_unhealthy_and_names_it():
     sources = [
-        SourceState("reader_room_1", "rfid_reader", "running", False),
+        SourceState("reader_room_1", "rfid_reader", "running", False, {}, "tcp://x:1: refused"),
         SourceState("washer_aer_01", "washer_printer", "down", None),
         SourceState("pacs_in", "dicom_scp", "running", None),
         SourceState("sensor", "synthetic", "finished", None),  # done with its work: fine
     ]
     body, status = health(snapshot(sources=sources))
     assert status == 200 and body["status"] == "degraded"
-    assert body["degraded"] == ["source:reader_room_1: offline", "source:washer_aer_01: down"]
+    assert body["degraded"] == [
+        "source:reader_room_1: offline (tcp://x:1: refused)",
+        "source:washer_aer_01: down",
+    ]
+    assert body["sources"]["reader_room_1"]["link"] == "tcp://x:1: refused"
     assert health(snapshot(breaker="open", sources=sources))[0]["status"] == "unhealthy"
     body, _ = health(
         snapshot(sources=[SourceState("reader_room_1", "rfid_reader", "running", True)])

@@ -43,6 +43,8 @@ async def devices(dashboard: Dashboard, viewer: Viewer) -> Markup:
             link = render(
                 '<span class="bad">$i $t</span>', i=icon("offline"), t=both("离线", "offline")
             )
+        if source.detail:
+            link = render('$link <div class="detail">$d</div>', link=link, d=source.detail)
         counters = join(
             render('<span class="counter">$k <strong>$v</strong></span>', k=key, v=value)
             for key, value in sorted(source.counters.items())
