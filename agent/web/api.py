@@ -18,6 +18,7 @@ from agent.inputs import Body
 from agent.journal.alerts import alert_state, open_alerts
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
+from agent.web import openapi
 from agent.web.bodies import read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, answer, refused
 from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
@@ -78,6 +79,7 @@ def make_app(
     app.router.add_post(f"/api/v1/alerts/{{alert_id:{ROW_ID}}}/acknowledge", acknowledge_alert)
     app.router.add_get("/api/v1/scopes", list_scopes)
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
+    app.router.add_get(openapi.PATH, openapi.serve)
     add_exam_routes(app)
     if photos_dir is not None:
         add_quality_routes(app, photos_dir, settings.max_photo_bytes)

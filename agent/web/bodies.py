@@ -187,6 +187,13 @@ async def _read_part(part: BodyPartReader, limit: int, label: str) -> bytes:
     return bytes(data)
 
 
+def only_query(request: web.Request, *names: str) -> None:
+    """Refused(400) for a query parameter the route does not know (a typo is not ignored)."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        raise Refused(400, [f"{name}: not a parameter of this route" for name in unknown[:8]])
+
+
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     """The integer query parameter `name` (`default` when absent); Refused(400) unless a plain
     number from `low` to `high`."""

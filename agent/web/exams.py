@@ -12,7 +12,7 @@ from agent.events import Event
 from agent.imaging.exam import Exam, exam_payload
 from agent.imaging.handler import EXAM
 from agent.imaging.state import recent_studies, study_detail
-from agent.web.bodies import query_int, read_json_object
+from agent.web.bodies import only_query, query_int, read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, answer, refused
 
 log = structlog.get_logger(__name__)
@@ -41,6 +41,7 @@ async def post_exam(request: web.Request) -> web.Response:
 
 async def list_studies(request: web.Request) -> web.Response:
     """GET /api/v1/studies?limit=N: the studies received last, with exams and deliveries."""
+    only_query(request, "limit")
     limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     studies = await request.app[QUERY_KEY](partial(recent_studies, limit=limit))
     return answer({"studies": studies})

@@ -36,8 +36,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         log.warning("web.refused", path=peer_text(request.path), status=413, fields=["body"])
         raise
-    except web.HTTPException:
-        raise
+    except web.HTTPException as err:
+        if err.status < 400 or is_dashboard_route(request) or not request.path.startswith("/api/"):
+            raise
+        # A client of the JSON API reads JSON, also for "no such route" (a malformed id).
+        return answer({"error": err.reason}, status=err.status)
     except ConnectionError as err:  # the peer closed the connection while sending its body
         log.warning("web.client_gone", path=peer_text(request.path), error=type(err).__name__)
         return web.Response(status=400, text="the request was cut short")

@@ -49,7 +49,8 @@ def _not_future(value: datetime | None) -> datetime | None:
 
 Person = Annotated[str, Field(min_length=1, max_length=64)]  # a name or a staff id
 TestedAt = Annotated[datetime | None, AfterValidator(_not_future)]
-Minutes = Annotated[float, Field(gt=0, le=1440), AfterValidator(lambda v: round(v, 2))]
+# Recorded to the hundredth: the least contact time taken is 0.01 min (5e-324 rounded to 0 before).
+Minutes = Annotated[float, Field(ge=0.01, le=1440), AfterValidator(lambda v: round(v, 2))]
 
 
 class _Record(Body):

@@ -1,0 +1,275 @@
+"""The local API described in OpenAPI 3.1, built from the pydantic models its routes validate with.
+
+`python -m agent.web.openapi` prints it (docs/openapi.json is that output); the running agent
+serves it at GET /api/v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from agent import __version__
+from agent.imaging.exam import Exam
+from agent.inputs import EARLIEST_YEAR
+from agent.web.context import answer
+from agent.web.exams import MAX_LIMIT
+from agent.web.models import Acknowledgement, Override, PatientForUse
+from agent.web.quality import CleaningEffectTest, DisinfectantTest, RinseWaterCheck
+
+PATH = "/api/v1/openapi.json"
+# What agent.inputs.Body refuses beyond the models' own constraints, said in the schema's terms:
+# no control or bidirectional-control characters, dates in the years 2000-2099.
+PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]*$"
+IN_YEARS = f"^(?:{str(EARLIEST_YEAR)[:2]})[0-9]{{2}}-"
+FORM_TEXT = {  # what pydantic reads from a form's text for a yes/no or a number
+    "boolean": "^(?i:true|false|yes|no|on|off|t|f|y|n|1|0)$",
+    "number": "^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$",
+    "integer": "^[+-]?[0-9]+$",
+}
+PROBLEM = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "problems": {"type": "array"}},
+}
+REFUSALS = {
+    "400": "The body cannot be read (not UTF-8, not JSON, too deep, a broken form), or a"
+    " parameter is out of range",
+    "401": "No or a wrong token",
+    "413": "The body is larger than [api] max_body",
+    "415": "A content type the route does not take",
+    "422": "A body that is not what the route takes; every problem is listed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route: what it does, the body it takes, its parameters, what it answers."""
+
+    method: str
+    path: str
+    summary: str
+    body: type[BaseModel] | None = None
+    photos: bool = False  # also multipart/form-data with `photo` files (quality records)
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    answers: dict[str, str] = field(default_factory=lambda: {"200": "OK"})
+
+
+def _in_path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+CREATED = {"201": "Journaled; forwarded from now on"}
+ROW = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+OPERATIONS = (
+    Operation(
+        "post",
+        "/api/v1/patients",
+        "Who the next use of a scope at a reader is for",
+        PatientForUse,
+        answers=CREATED,
+    ),
+    Operation("get", "/api/v1/alerts", "Open alerts, newest first"),
+    Operation(
+        "post",
+        "/api/v1/alerts/{alert_id}/acknowledge",
+        "A named person acknowledges an open alert",
+        Acknowledgement,
+        parameters=[_in_path("alert_id", ROW)],
+        answers={**CREATED, "404": "No such alert", "409": "Already acknowledged"},
+    ),
+    Operation("get", "/api/v1/scopes", "Every scope: cycle, step, verdict, blocked"),
+    Operation(
+        "post",
+        "/api/v1/scopes/{number}/override",
+        "A named person releases a blocked scope, with a reason",
+        Override,
+        parameters=[_in_path("number", {"type": "string"})],
+        answers={**CREATED, "404": "No such scope", "409": "The scope is not blocked"},
+    ),
+    Operation(
+        "post", "/api/v1/exams", "An exam and its report from RIS/PACS", Exam, answers=CREATED
+    ),
+    Operation(
+        "get",
+        "/api/v1/studies",
+        "The studies received last, with their exams and deliveries",
+        parameters=[
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            }
+        ],
+    ),
+    Operation(
+        "get",
+        "/api/v1/studies/{study_uid}",
+        "One study: series, exams, deliveries",
+        parameters=[_in_path("study_uid", {"type": "string"})],
+        answers={"200": "OK", "404": "No such study"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/quality/disinfectant-tests",
+        "A disinfectant batch's concentration test (at most 1 photo)",
+        DisinfectantTest,
+        photos=True,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/quality/rinse-water",
+        "The final-rinse water device's status",
+        RinseWaterCheck,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/quality/cleaning-effect-tests",
+        "A scope's cleaning-effect test (1 to 3 photos)",
+        CleaningEffectTest,
+        photos=True,
+        answers=CREATED,
+    ),
+    Operation(
+        "get",
+        "/api/v1/quality/photos/{name}",
+        "A stored quality-record photo",
+        parameters=[_in_path("name", {"type": "string", "pattern": "^[0-9a-f]{64}\\.(jpg|png)$"})],
+        answers={"200": "The photo (image/jpeg or image/png)", "404": "No such photo"},
+    ),
+    Operation("get", PATH, "This description"),
+)
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the local API."""
+    components: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "edge-agent local API",
+            "version": __version__,
+            "description": "Hospital systems post records here; each 2xx means journaled, and"
+            " forwarded from then on. docs/operations.md explains every status.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8700"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    refusals = ["401"]
+    if operation.parameters:
+        refusals.append("400")
+    if operation.body is not None:
+        refusals += ["400", "413", "415", "422"]
+    problem = {"application/json": {"schema": PROBLEM}}
+    answers: dict[str, Any] = {
+        status: {"description": REFUSALS[status], "content": problem} for status in refusals
+    }
+    for status, text in operation.answers.items():
+        answers[status] = {"description": text}
+        if not status.startswith("2"):
+            answers[status]["content"] = problem
+    found: dict[str, Any] = {
+        "summary": operation.summary,
+        "operationId": f"{operation.method}{operation.path}",
+        "parameters": operation.parameters,
+        "responses": answers,
+    }
+    if operation.body is not None:
+        schema = _schema(operation.body, components)
+        content: dict[str, Any] = {"application/json": {"schema": schema}}
+        if operation.photos:
+            content["multipart/form-data"] = {"schema": _with_photo_files(schema, components)}
+        found["requestBody"] = {"required": True, "content": content}
+    return found
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """`model`'s JSON schema in components (its nested models too); a reference to it."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    # Records from RIS and quality forms may send codes and ids as JSON numbers; they are taken
+    # as their text (the models coerce them), so the description says so.
+    numbers = bool(model.model_config.get("coerce_numbers_to_str"))
+    for name, nested in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+        described = _body_rules(nested)
+        components[name] = _numbers_as_text(described) if numbers else described
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _numbers_as_text(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_numbers_as_text(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {key: _numbers_as_text(value) for key, value in schema.items()}
+    if found.get("type") == "string" and "format" not in found:
+        codes = [found["const"]] if "const" in found else found.get("enum", [])
+        if codes and all(isinstance(c, str) and c.isdigit() for c in codes):
+            return {"anyOf": [found, {"enum": [int(c) for c in codes]}]}
+        if not codes:
+            return {"anyOf": [found, {"type": "number"}]}
+    return found
+
+
+def _with_photo_files(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """The form variant: `photo` files, and optional fields left blank, as HTML forms send them."""
+    name = schema["$ref"].rsplit("/", 1)[1]
+    fields = components[name]
+    blank = {"type": "string", "maxLength": 0}
+    required = fields.get("required", [])
+    properties = {
+        key: _as_form_text(value) if key in required else {"anyOf": [_as_form_text(value), blank]}
+        for key, value in fields["properties"].items()
+    }
+    photo = {"type": "array", "items": {"type": "string", "contentMediaType": "image/*"}}
+    return {**fields, "properties": {**properties, "photo": photo}}
+
+
+def _as_form_text(schema: Any) -> Any:
+    """A form field is text: a yes/no or a number is described by the texts that are taken."""
+    if isinstance(schema, dict) and "anyOf" in schema:
+        return {**schema, "anyOf": [_as_form_text(option) for option in schema["anyOf"]]}
+    if isinstance(schema, dict) and schema.get("type") in FORM_TEXT:
+        return {"type": "string", "pattern": FORM_TEXT[schema["type"]]}
+    return schema
+
+
+def _body_rules(schema: Any) -> Any:
+    """`schema` with the rules every body follows (agent.inputs.Body) on its string leaves."""
+    if isinstance(schema, list):
+        return [_body_rules(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {key: _body_rules(value) for key, value in schema.items()}
+    kind = found.get("type")
+    if kind == "string" and "pattern" not in found and "enum" not in found:
+        found["pattern"] = IN_YEARS if found.get("format") in {"date", "date-time"} else PRINTABLE
+    elif kind in FORM_TEXT:  # read leniently, as pydantic does: true, "yes", 1; 5, "5"
+        lenient = [found, {"type": "string", "pattern": FORM_TEXT[kind]}]
+        return {"anyOf": [*lenient, {"enum": [0, 1]}] if kind == "boolean" else lenient}
+    return found
+
+
+async def serve(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json"""
+    return answer(openapi())
+
+
+if __name__ == "__main__":
+    print(json.dumps(openapi(), ensure_ascii=False, indent=2))
