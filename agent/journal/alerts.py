@@ -73,15 +73,21 @@ def set_routes(conn: sqlite3.Connection, uplinks: Iterable[str]) -> None:
     conn.executemany("INSERT INTO alert_routes (uplink) VALUES (?)", [(u,) for u in uplinks])
 
 
-def acknowledge(conn: sqlite3.Connection, alert_id: int, by: str, note: str, at: float) -> bool:
-    """Mark an open alert acknowledged by a named person; False if unknown or already done."""
-    return bool(
-        conn.execute(
-            "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, note = ?"
-            " WHERE id = ? AND acknowledged_at IS NULL",
-            (at, by, note, alert_id),
-        ).rowcount
+def acknowledge(
+    conn: sqlite3.Connection, alert_id: int, by: str, note: str, at: float, *, group: bool = False
+) -> int:
+    """Mark an open alert acknowledged by a named person (with `group`, also every earlier open
+    one of the same code and subject); how many were, 0 if unknown or already done."""
+    same = (
+        " OR (code, subject) = (SELECT code, subject FROM alerts WHERE id = :id) AND id < :id"
+        if group
+        else ""
     )
+    return conn.execute(
+        "UPDATE alerts SET acknowledged_at = :at, acknowledged_by = :by, note = :note"
+        f" WHERE acknowledged_at IS NULL AND (id = :id{same})",
+        {"at": at, "by": by, "note": note, "id": alert_id},
+    ).rowcount
 
 
 def alert_state(conn: sqlite3.Connection, alert_id: int) -> str | None:
@@ -103,6 +109,29 @@ def open_alerts(conn: sqlite3.Connection, limit: int = 500) -> list[dict[str, ob
     return [dict(zip(columns, row, strict=True)) for row in cursor]
 
 
+# Critical first: a critical alert stays on top (pinned) until acknowledged.
+_RANK = "CASE severity WHEN 'critical' THEN 0 WHEN 'error' THEN 1 ELSE 2 END"
+SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning")
+
+
+def open_alert_groups(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, object]]:
+    """Open alerts grouped by code and subject (the same condition raised again): how many,
+    first and last seen, the latest one's id and message; critical groups first, then newest."""
+    cursor = conn.execute(
+        "SELECT g.latest AS id, g.code, g.subject, g.count, g.first_at, g.last_at, g.rank,"
+        " a.message FROM (SELECT code, subject, COUNT(*) AS count, MIN(at) AS first_at,"
+        f" MAX(at) AS last_at, MAX(id) AS latest, MIN({_RANK}) AS rank FROM alerts"
+        " WHERE acknowledged_at IS NULL GROUP BY code, subject) AS g"
+        " JOIN alerts AS a ON a.id = g.latest ORDER BY g.rank, g.last_at DESC LIMIT ?",
+        (limit,),
+    )
+    columns = [c[0] for c in cursor.description]
+    groups = [dict(zip(columns, row, strict=True)) for row in cursor]
+    for group in groups:
+        group["severity"] = SEVERITIES[int(str(group.pop("rank")))]
+    return groups
+
+
 class Acknowledgements:
     """Applies `alert.acknowledge` events (who, why) to the alerts table."""
 
@@ -118,4 +147,5 @@ class Acknowledgements:
             str(payload["by"]),
             str(payload.get("note", "")),
             event.occurred_at.timestamp(),
+            group=bool(payload.get("group", False)),
         )

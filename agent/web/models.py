@@ -24,6 +24,7 @@ class Acknowledgement(Body):
 
     by: Annotated[str, Field(min_length=1, max_length=64)]
     note: Annotated[str, Field(max_length=500)] = ""
+    group: bool = False  # also every earlier open alert of the same code and subject
 
 
 class Override(Body):

@@ -115,6 +115,21 @@ async def test_an_alert_is_acknowledged_by_a_named_person_once(client, centre):
     assert missing.status == 404
 
 
+async def test_the_same_alert_raised_again_is_acknowledged_at_once_with_group(client, centre):
+    for _ in range(2):
+        await centre.run_cycle(R5=120)  # the same violation of the same scope, twice
+    other = Alert("dicom_disk_low", "dicom:pacs", "below the reserve", "disk:1", "error")
+    await centre.journal.run(lambda conn: raise_alert(conn, other))
+    alerts = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    repeated = [a for a in alerts if a["code"] == "ws507.contact_time"]
+    assert len(repeated) == 2
+    url = f"/api/v1/alerts/{repeated[0]['id']}/acknowledge"  # the newest of the two
+    body = {"by": "王护士", "group": True}
+    assert (await client.post(url, json=body, headers=AUTH)).status == 201
+    left = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    assert [a["code"] for a in left] == ["dicom_disk_low"]
+
+
 async def test_a_blocked_scope_is_listed_and_released_only_by_a_named_override(client, centre):
     await centre.run_cycle(R5=120)
     scopes = (await (await client.get("/api/v1/scopes", headers=AUTH)).json())["scopes"]

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from agent.config import ApiSection
-from agent.journal.alerts import Acknowledgements
+from agent.journal.alerts import Acknowledgements, Alert, raise_alert
 from agent.observe import QueueState, Snapshot, SourceState
 from agent.reprocessing.config import QualityConfig
 from agent.reprocessing.handler import ReprocessingHandler
@@ -238,6 +238,33 @@ async def test_acknowledge_needs_a_session_and_its_csrf_token(make_client, centr
     assert (kind, source) == ("alert.acknowledge", "dashboard")
     again = await client.post(url, data={"csrf": csrf, "by": "x"}, allow_redirects=False)
     assert again.status == 409
+
+
+async def test_the_same_alert_raised_again_is_one_card_acknowledged_at_once(make_client, centre):
+    older = Alert("scope_blocked_used", "scope:GIF-007", "used although blocked", "use:1")
+    await centre.journal.run(lambda conn: raise_alert(conn, older))  # critical, and the oldest
+    for _ in range(3):  # the same violation, cycle after cycle
+        await centre.run_cycle(R5=120)
+    client = await make_client()
+    csrf = await login(client)
+    page = await (await client.get("/alerts")).text()
+    cards = re.findall(
+        r'<article class="alert sev-(\w+)" id="alert-(\d+)"[^>]*data-count="(\d+)"', page
+    )
+    assert [(severity, count) for severity, _, count in cards] == [
+        ("critical", "1"),
+        ("error", "3"),
+    ]
+    assert "禁用内镜被使用" in page and "WS 507 消毒/灭菌时间不足" in page  # Chinese first
+    assert "全部确认 (3)" in page and "×3" in page
+    grouped = cards[1][1]
+    response = await client.post(
+        f"/alerts/{grouped}/acknowledge",
+        data={"csrf": csrf, "by": "王护士", "group": "true"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    assert open_alert_ids(centre) == [int(cards[0][1])]  # the three together; the critical stays
 
 
 async def test_override_needs_a_session_and_its_csrf_token(make_client, centre):

@@ -90,7 +90,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     """POST /alerts/{id}/acknowledge: as POST /api/v1/alerts/{id}/acknowledge does."""
     _, form = await guarded(request)
     try:
-        body = Acknowledgement.model_validate(fields(form, "by", "note"))
+        body = Acknowledgement.model_validate(fields(form, "by", "note", "group"))
     except ValidationError as err:
         return await refusal(request, 422, problems(err), "alerts")
     alert_id = int(request.match_info["alert_id"])
@@ -101,7 +101,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         return await refusal(request, 409, [f"alert {alert_id} is already acknowledged"], "alerts")
     event = Event("alert.acknowledge", "dashboard", {"alert_id": alert_id, **body.model_dump()})
     await request.app[EMIT_KEY](event)
-    log.info("alert.acknowledged", alert_id=alert_id)
+    log.info("alert.acknowledged", alert_id=alert_id, group=body.group)
     raise web.HTTPSeeOther("/alerts?done=acknowledged")
 
 

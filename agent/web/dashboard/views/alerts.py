@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.journal.alerts import open_alerts
+from agent.journal.alerts import open_alert_groups
 from agent.reprocessing.state import scope_states
+from agent.web.dashboard.alert_titles import title
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import Markup, both, icon, join, local_time, render
 
@@ -18,7 +19,7 @@ SEVERITY = {
 
 async def alerts(dashboard: Dashboard, viewer: Viewer) -> Markup:
     """The live part of the Alerts page."""
-    found: list[dict[str, Any]] = await dashboard.query(open_alerts)
+    found: list[dict[str, Any]] = await dashboard.query(open_alert_groups)
     blocked = [s for s in await dashboard.query(scope_states) if s["blocked"]]
     rows = [alert_card(dashboard, viewer, a) for a in found]
     scopes = [blocked_card(viewer, s) for s in blocked]
@@ -26,7 +27,7 @@ async def alerts(dashboard: Dashboard, viewer: Viewer) -> Markup:
         '<section><h2>$h1 <span class="count">$n</span></h2>$alerts</section>'
         '<section><h2>$h2 <span class="count">$m</span></h2>$scopes</section>',
         h1=both("未确认的警报", "Open alerts"),
-        n=len(found),
+        n=sum(int(group["count"]) for group in found),
         alerts=join(rows) if rows else render('<p class="empty">$t</p>', t=both("无", "None")),
         h2=both("禁用的内镜", "Blocked endoscopes"),
         m=len(blocked),
@@ -34,37 +35,59 @@ async def alerts(dashboard: Dashboard, viewer: Viewer) -> Markup:
     )
 
 
-def alert_card(dashboard: Dashboard, viewer: Viewer, alert: dict[str, Any]) -> Markup:
-    """One open alert; with the acknowledge form for an operator."""
-    icon_name, zh, en = SEVERITY.get(str(alert["severity"]), ("warning", "", ""))
+def alert_card(dashboard: Dashboard, viewer: Viewer, group: dict[str, Any]) -> Markup:
+    """One open alert, or the same one raised again (its count, first and last time); with the
+    form that acknowledges all of them for an operator."""
+    icon_name, zh, en = SEVERITY.get(str(group["severity"]), ("warning", "", ""))
     form = Markup("")
     if viewer.operator:
         form = render(
             '<form method="post" action="/alerts/$id/acknowledge" class="inline">'
             '<input type="hidden" name="csrf" value="$csrf">'
+            '<input type="hidden" name="group" value="true">'
             '<label>$by <input name="by" required maxlength="64" autocomplete="name"></label>'
             '<label>$note <input name="note" maxlength="500"></label>'
             '<button type="submit">$ack</button></form>',
-            id=alert["id"],
+            id=group["id"],
             csrf=viewer.csrf,
             by=both("姓名", "Name"),
             note=both("备注", "Note"),
-            ack=both("确认", "Acknowledge"),
+            ack=both("确认", "Acknowledge")
+            if group["count"] == 1
+            else both(f"全部确认 ({group['count']})", f"Acknowledge all {group['count']}"),
         )
+    repeated = Markup("")
+    if group["count"] > 1:
+        repeated = render(
+            '<p class="repeated"><strong>×$n</strong> $times · $first $f · $last $l</p>',
+            n=group["count"],
+            times=both("次", "times"),
+            first=both("首次", "first"),
+            f=local_time(group["first_at"], dashboard.zone),
+            last=both("最近", "last"),
+            l=local_time(group["last_at"], dashboard.zone),
+        )
+    zh_title, en_title = title(str(group["code"]))
     return render(
-        '<article class="alert sev-$sev" id="alert-$id" data-alert="$id">'
+        '<article class="alert sev-$sev" id="alert-$id" data-alert="$id" data-count="$n">'
         '<header>$icon <strong>$zh</strong> <span class="en">$en</span>'
-        ' <span class="code">$code</span> <span class="subject">$subject</span>'
-        ' <time>$at</time></header><p class="message">$message</p>$form</article>',
-        sev=alert["severity"],
-        id=alert["id"],
+        ' <strong class="title">$zh_title</strong> <span class="en">$en_title</span>'
+        ' <span class="subject">$subject</span> <span class="code">$code</span>'
+        " <time>$at</time></header>"
+        '<p class="message">$message</p>$repeated$form</article>',
+        sev=group["severity"],
+        id=group["id"],
+        n=group["count"],
         icon=icon(icon_name),
         zh=zh,
         en=en,
-        code=alert["code"],
-        subject=alert["subject"],
-        at=local_time(alert["at"], dashboard.zone),
-        message=alert["message"],
+        zh_title=zh_title,
+        en_title=en_title,
+        subject=group["subject"],
+        code=group["code"],
+        at=local_time(group["last_at"], dashboard.zone),
+        message=group["message"],
+        repeated=repeated,
         form=form,
     )
 
