@@ -44,6 +44,12 @@ def raise_alert(conn: sqlite3.Connection, alert: Alert) -> list[str] | None:
     if not cursor.rowcount:
         return None
     alert_id = cursor.lastrowid
+    snoozed = _snoozed(conn, alert, at)
+    if snoozed is not None:  # recorded and published all the same; nobody is asked again
+        conn.execute(
+            "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, note = ? WHERE id = ?",
+            (at, f"snoozed by {snoozed[0]}", snoozed[1], alert_id),
+        )
     payload = json.dumps(
         {
             "id": alert_id,
@@ -53,6 +59,7 @@ def raise_alert(conn: sqlite3.Connection, alert: Alert) -> list[str] | None:
             "subject": alert.subject,
             "message": alert.message,
             "origin": alert.origin,
+            "snoozed": snoozed is not None,
             "topic_suffix": alert.severity,
         },
         ensure_ascii=False,
@@ -65,6 +72,36 @@ def raise_alert(conn: sqlite3.Connection, alert: Alert) -> list[str] | None:
             (uplink, f"alert:{alert_id}", payload, at, at),
         )
     return routes
+
+
+def _snoozed(conn: sqlite3.Connection, alert: Alert, at: float) -> tuple[str, str] | None:
+    """(who, why) of a live snooze of `alert`'s code and subject; never for a critical one."""
+    if alert.severity == "critical":
+        return None
+    row = conn.execute(
+        "SELECT by, reason FROM alert_snoozes WHERE code = ? AND subject = ? AND until > ?"
+        " ORDER BY until DESC LIMIT 1",
+        (alert.code, alert.subject, at),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def snooze(
+    conn: sqlite3.Connection, alert_id: int, by: str, reason: str, at: float, *, hours: float
+) -> int:
+    """Snooze the code and subject of alert `alert_id` for `hours` and acknowledge its open
+    occurrences; how many were acknowledged (0: unknown, or a critical alert, never snoozed)."""
+    row = conn.execute(
+        "SELECT code, subject, severity FROM alerts WHERE id = ?", (alert_id,)
+    ).fetchone()
+    if row is None or row[2] == "critical":
+        return 0
+    conn.execute(
+        "INSERT INTO alert_snoozes (code, subject, until, by, reason, at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (row[0], row[1], at + hours * 3600, by, reason, at),
+    )
+    return acknowledge(conn, alert_id, f"snoozed by {by}", reason, at, group=True)
 
 
 def set_routes(conn: sqlite3.Connection, uplinks: Iterable[str]) -> None:
@@ -88,6 +125,12 @@ def acknowledge(
         f" WHERE acknowledged_at IS NULL AND (id = :id{same})",
         {"at": at, "by": by, "note": note, "id": alert_id},
     ).rowcount
+
+
+def alert_severity(conn: sqlite3.Connection, alert_id: int) -> str | None:
+    """The alert's severity, or None when there is no such alert."""
+    row = conn.execute("SELECT severity FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def alert_state(conn: sqlite3.Connection, alert_id: int) -> str | None:
@@ -133,14 +176,24 @@ def open_alert_groups(conn: sqlite3.Connection, limit: int = 200) -> list[dict[s
 
 
 class Acknowledgements:
-    """Applies `alert.acknowledge` events (who, why) to the alerts table."""
+    """Applies `alert.acknowledge` and `alert.snooze` events (who, why) to the alerts table."""
 
     name = "alerts"
-    kinds = ("alert.acknowledge",)
+    kinds = ("alert.acknowledge", "alert.snooze")
 
     def handle(self, tx: _HasConn, event: Event) -> None:
-        """Acknowledge the alert the event names; an unknown or closed one is left alone."""
+        """Acknowledge (or snooze) the alert the event names; an unknown one is left alone."""
         payload = event.payload
+        if event.kind == "alert.snooze":
+            snooze(
+                tx.conn,
+                int(payload["alert_id"]),
+                str(payload["by"]),
+                str(payload["reason"]),
+                event.occurred_at.timestamp(),
+                hours=float(payload["hours"]),
+            )
+            return
         acknowledge(
             tx.conn,
             int(payload["alert_id"]),

@@ -122,10 +122,13 @@ class Compliance:
             if not record_violation(conn, clean_id, violation, at, tx.event_id):
                 continue
             new_errors |= violation.severity == "error"
+            # A batch's missing test is the batch's, whichever scope met it: one card, and
+            # one snooze, per batch.
+            batch = violation.details.get("batch")
             tx.raise_alert(
                 Alert(
                     code=f"ws507.{violation.rule}",
-                    subject=f"scope:{facts.scope}",
+                    subject=f"batch:{batch}" if batch else f"scope:{facts.scope}",
                     message=f"{clean_id}: {violation.message} (WS 507-2016 {violation.clause})",
                     origin=f"cycle:{clean_id}",
                     severity=violation.severity,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from agent.config import ApiSection
 from agent.events import Event, with_iso_times
 from agent.inputs import Body
-from agent.journal.alerts import alert_state, open_alerts
+from agent.journal.alerts import alert_severity, alert_state, open_alerts
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web import openapi
@@ -25,7 +25,7 @@ from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_ro
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
 from agent.web.metrics import Observe, add_observability_routes
-from agent.web.models import Acknowledgement, Override, PatientForUse
+from agent.web.models import Acknowledgement, Override, PatientForUse, Snooze
 from agent.web.quality import add_quality_routes
 
 log = structlog.get_logger(__name__)
@@ -77,6 +77,7 @@ def make_app(
     app.router.add_post("/api/v1/patients", set_patient)
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_post(f"/api/v1/alerts/{{alert_id:{ROW_ID}}}/acknowledge", acknowledge_alert)
+    app.router.add_post(f"/api/v1/alerts/{{alert_id:{ROW_ID}}}/snooze", snooze_alert)
     app.router.add_get("/api/v1/scopes", list_scopes)
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
     app.router.add_get(openapi.PATH, openapi.serve)
@@ -130,6 +131,21 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     event = Event("alert.acknowledge", "api", {"alert_id": alert_id, **body.model_dump()})
     await request.app[EMIT_KEY](event)
     log.info("alert.acknowledged", alert_id=alert_id)
+    return answer({"event_id": event.id}, status=201)
+
+
+async def snooze_alert(request: web.Request) -> web.Response:
+    """POST /api/v1/alerts/{id}/snooze: journal who snoozed the alert's condition, why, how long."""
+    body = await read_body(request, Snooze)
+    alert_id = int(request.match_info["alert_id"])
+    severity = await request.app[QUERY_KEY](partial(alert_severity, alert_id=alert_id))
+    if severity is None:
+        return answer({"error": f"no alert {alert_id}"}, status=404)
+    if severity == "critical":
+        return answer({"error": "a critical alert is never snoozed: acknowledge it"}, status=409)
+    event = Event("alert.snooze", "api", {"alert_id": alert_id, **body.model_dump()})
+    await request.app[EMIT_KEY](event)
+    log.warning("alert.snoozed", alert_id=alert_id, hours=body.hours)
     return answer({"event_id": event.id}, status=201)
 
 

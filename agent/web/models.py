@@ -27,6 +27,16 @@ class Acknowledgement(Body):
     group: bool = False  # also every earlier open alert of the same code and subject
 
 
+class Snooze(Body):
+    """A named person snoozes a known, accepted condition (same code and subject), and why."""
+
+    multiline = frozenset({"reason"})
+
+    by: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Annotated[str, Field(min_length=3, max_length=500)]
+    hours: Annotated[float, Field(gt=0, le=720)] = 24.0
+
+
 class Override(Body):
     """A named person releases a blocked scope, and why (journaled)."""
 

@@ -18,7 +18,7 @@ from agent.imaging.exam import Exam
 from agent.inputs import EARLIEST_YEAR
 from agent.web.context import answer
 from agent.web.exams import MAX_LIMIT
-from agent.web.models import Acknowledgement, Override, PatientForUse
+from agent.web.models import Acknowledgement, Override, PatientForUse, Snooze
 from agent.web.quality import CleaningEffectTest, DisinfectantTest, RinseWaterCheck
 
 PATH = "/api/v1/openapi.json"
@@ -81,6 +81,14 @@ OPERATIONS = (
         Acknowledgement,
         parameters=[_in_path("alert_id", ROW)],
         answers={**CREATED, "404": "No such alert", "409": "Already acknowledged"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/alerts/{alert_id}/snooze",
+        "A named person snoozes a known condition (not a critical one) for some hours",
+        Snooze,
+        parameters=[_in_path("alert_id", ROW)],
+        answers={**CREATED, "404": "No such alert", "409": "A critical alert is never snoozed"},
     ),
     Operation("get", "/api/v1/scopes", "Every scope: cycle, step, verdict, blocked"),
     Operation(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from agent.config import ApiSection
+from agent.journal import alerts
 from agent.journal.alerts import Acknowledgements, Alert, raise_alert
 from agent.reprocessing.handler import ReprocessingHandler
 from agent.web.api import make_app
@@ -128,6 +131,35 @@ async def test_the_same_alert_raised_again_is_acknowledged_at_once_with_group(cl
     assert (await client.post(url, json=body, headers=AUTH)).status == 201
     left = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
     assert [a["code"] for a in left] == ["dicom_disk_low"]
+
+
+async def test_a_known_condition_is_snoozed_but_still_recorded_and_published(client, centre):
+    await centre.journal.run(lambda conn: alerts.set_routes(conn, ["bus"]))
+
+    def batch_alert(n: int) -> Alert:
+        message = "batch OPA-2611-01: no concentration test"
+        return Alert(
+            "ws507.batch_monitoring", "batch:OPA-2611-01", message, f"cycle:{n}", "warning"
+        )
+
+    await centre.journal.run(lambda conn: raise_alert(conn, batch_alert(1)))
+    (alert,) = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    url = f"/api/v1/alerts/{alert['id']}/snooze"
+    body = {"by": "护士长 李", "reason": "new batch, test strips on order", "hours": 12}
+    assert (await client.post(url, json={**body, "hours": 0}, headers=AUTH)).status == 422
+    assert (await client.post(url, json=body, headers=AUTH)).status == 201
+    await centre.journal.run(lambda conn: raise_alert(conn, batch_alert(2)))  # the next cycle
+    assert (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"] == []
+    with sqlite3.connect(centre.path) as conn:
+        recorded = conn.execute("SELECT acknowledged_by, note FROM alerts ORDER BY id").fetchall()
+        published = [json.loads(p) for (p,) in conn.execute("SELECT payload FROM outbox")]
+    assert recorded == [("snoozed by 护士长 李", body["reason"])] * 2
+    assert [p["snoozed"] for p in published] == [False, True]  # both reached the bus
+    critical = Alert("scope_blocked_used", "scope:GIF-001", "used although blocked", "use:9")
+    await centre.journal.run(lambda conn: raise_alert(conn, critical))
+    (pinned,) = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    refused = await client.post(f"/api/v1/alerts/{pinned['id']}/snooze", json=body, headers=AUTH)
+    assert refused.status == 409
 
 
 async def test_a_blocked_scope_is_listed_and_released_only_by_a_named_override(client, centre):

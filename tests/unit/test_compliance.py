@@ -354,3 +354,18 @@ async def test_a_second_failed_cleaning_test_blocks_an_overridden_scope_again(
     assert not centre.scope()["blocked"]
     await centre.journal.ingest([failed_test(30)])  # the retest fails too
     assert centre.scope()["blocked"]
+
+
+async def test_a_batch_without_its_test_is_one_alert_subject_whichever_scope_met_it(
+    open_journal, tmp_path
+):
+    config = make_config()
+    stations = [s.model_dump() for s in config.stations]
+    stations[4] |= {"disinfectant": "opa", "ratio_number": "OPA-2611-01"}
+    journal = await open_journal.open(
+        handlers=(ReprocessingHandler("endo", make_config(stations=stations)),)
+    )
+    centre = Checked(journal, tmp_path / "journal.db")
+    await centre.run_cycle()
+    batch = [a for a in centre.alerts() if a["code"] == "ws507.batch_monitoring"]
+    assert batch and {a["subject"] for a in batch} == {"batch:OPA-2611-01"}  # one snooze for it

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from agent.events import Event
 from agent.inputs import Body
 from agent.journal import queries
-from agent.journal.alerts import alert_state
+from agent.journal.alerts import alert_severity, alert_state
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web.bodies import Form, read_form
@@ -23,7 +23,7 @@ from agent.web.dashboard.pages import PAGES, layout, notice
 from agent.web.dashboard.render import Markup
 from agent.web.dashboard.sessions import CSRF_FIELD, Session, csrf_matches
 from agent.web.dashboard.views.uplinks import message_detail
-from agent.web.models import Acknowledgement, Override
+from agent.web.models import Acknowledgement, Override, Snooze
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,6 +103,25 @@ async def acknowledge(request: web.Request) -> web.Response:
     await request.app[EMIT_KEY](event)
     log.info("alert.acknowledged", alert_id=alert_id, group=body.group)
     raise web.HTTPSeeOther("/alerts?done=acknowledged")
+
+
+async def snooze(request: web.Request) -> web.Response:
+    """POST /alerts/{id}/snooze: as POST /api/v1/alerts/{id}/snooze does."""
+    _, form = await guarded(request)
+    try:
+        body = Snooze.model_validate(fields(form, "by", "reason", "hours"))
+    except ValidationError as err:
+        return await refusal(request, 422, problems(err), "alerts")
+    alert_id = int(request.match_info["alert_id"])
+    severity = await request.app[DASHBOARD_KEY].query(partial(alert_severity, alert_id=alert_id))
+    if severity is None:
+        return await refusal(request, 404, [f"no alert {alert_id}"], "alerts")
+    if severity == "critical":
+        return await refusal(request, 409, ["a critical alert is never snoozed"], "alerts")
+    event = Event("alert.snooze", "dashboard", {"alert_id": alert_id, **body.model_dump()})
+    await request.app[EMIT_KEY](event)
+    log.warning("alert.snoozed", alert_id=alert_id, hours=body.hours)
+    raise web.HTTPSeeOther("/alerts?done=snoozed")
 
 
 async def override(request: web.Request) -> web.Response:

@@ -44,6 +44,7 @@ NOTICES = {  # ?done=<key> after an action: fixed texts, nothing from the reques
     "retried": ("已重新排队发送", "Re-queued for delivery"),
     "discarded": ("已丢弃", "Discarded"),
     "logged_out": ("已退出登录", "Logged out"),
+    "snoozed": ("已暂停提醒，仍记录并上报", "Snoozed: still recorded and reported"),
     "session_ended": ("会话已结束，请重新登录", "The session has ended: log in again"),
 }
 

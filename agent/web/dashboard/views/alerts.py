@@ -56,6 +56,22 @@ def alert_card(dashboard: Dashboard, viewer: Viewer, group: dict[str, Any]) -> M
             if group["count"] == 1
             else both(f"全部确认 ({group['count']})", f"Acknowledge all {group['count']}"),
         )
+    if viewer.operator and group["severity"] != "critical":
+        form = render(
+            '$form<form method="post" action="/alerts/$id/snooze" class="inline snooze">'
+            '<input type="hidden" name="csrf" value="$csrf">'
+            '<label>$by <input name="by" required maxlength="64" autocomplete="name"></label>'
+            '<label>$why <input name="reason" required minlength="3" maxlength="500"></label>'
+            '<label>$hours <input name="hours" type="number" min="1" max="720" value="24">'
+            '</label><button type="submit">$go</button></form>',
+            form=form,
+            id=group["id"],
+            csrf=viewer.csrf,
+            by=both("姓名", "Name"),
+            why=both("理由", "Reason"),
+            hours=both("小时", "Hours"),
+            go=both("暂停提醒", "Snooze"),
+        )
     repeated = Markup("")
     if group["count"] > 1:
         repeated = render(
