@@ -45,10 +45,12 @@ def mask_name(name: str | None) -> str:
 
 
 def mask_id(identifier: str | None) -> str:
-    """A patient identifier with its second half hidden: HIS0042 → HIS****."""
+    """A patient identifier with all but its last 4 characters hidden (at most half of it):
+    PAT-20261207-0042 → *************0042, HIS0042 → ****042. Numbers of one day or one
+    department share their beginning; their ends tell the rows apart."""
     identifier = (identifier or "").strip()
-    keep = len(identifier) // 2
-    return identifier[:keep] + "*" * (len(identifier) - keep)
+    keep = min(4, len(identifier) // 2)
+    return "*" * (len(identifier) - keep) + identifier[len(identifier) - keep :]
 
 
 def duration(seconds: float | None) -> str:

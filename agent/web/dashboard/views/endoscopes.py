@@ -66,9 +66,15 @@ class LastUse:
     operator: str
 
 
-def operator_label(name: str) -> Markup:
-    """`操作员 Operator: name`, or nothing without a name."""
-    return render("$l: $n", l=both("操作员", "Operator"), n=name) if name else Markup("")
+def operator_label(name: str, config: ReprocessingConfig | None) -> Markup:
+    """`操作员 Operator: name`; "no badge tapped" for the stand-in the platform is sent when
+    nobody tapped a badge (default_upload_user); nothing without a name."""
+    if not name:
+        return Markup("")
+    if config is not None and name == config.default_upload_user:
+        shown = render('<span class="muted">$t</span>', t=both("未刷工牌", "no badge tapped"))
+        return render("$l: $n", l=both("操作员", "Operator"), n=shown)
+    return render("$l: $n", l=both("操作员", "Operator"), n=name)
 
 
 def scope_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -210,11 +216,12 @@ async def card(dashboard: Dashboard, viewer: Viewer, number: str, row: dict[str,
         lines.append(
             render(
                 '<p class="last-use">$label: $at</p>'
-                '<p><span class="patient">$p</span> <span class="who">$op</span></p>',
+                '<p>$pl: <span class="patient">$p</span></p><p class="who">$op</p>',
                 label=both("上次使用", "Last use"),
+                pl=both("患者", "Patient"),
                 at=local_time(use.at, dashboard.zone, "%m-%d %H:%M"),
                 p=patient or "—",
-                op=operator_label(use.operator),
+                op=operator_label(use.operator, config),
             )
         )
     if status == "blocked" and viewer.operator:
@@ -279,5 +286,5 @@ def step_line(
         name=name,
         en=STEP_ENGLISH.get(kind, kind),
         timing=timing,
-        op=operator_label(operator),
+        op=operator_label(operator, config),
     )
