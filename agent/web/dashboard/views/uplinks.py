@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from agent.journal import queries
@@ -12,6 +13,8 @@ from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import Markup, both, duration, icon, join, local_time, render
 
 RATE_WINDOW = 60.0  # seconds: deliveries per minute are counted over the last minute
+CODE_KEYS = ("code", "resultCode", "errCode", "status")
+MESSAGE_KEYS = ("msg", "message", "resultMsg", "errMsg", "error", "detail")
 BREAKER = {
     "closed": ("ready", "正常", "closed"),
     "half_open": ("warning", "试探", "half-open"),
@@ -19,11 +22,22 @@ BREAKER = {
 }
 
 
-def uplink_details(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, int]]:
+@dataclass(frozen=True, slots=True)
+class LastError:
+    """An uplink's last error, when it happened, and whether a delivery succeeded since."""
+
+    text: str
+    at: float | None
+    recovered: bool
+
+
+def uplink_details(conn: sqlite3.Connection) -> tuple[dict[str, LastError], dict[str, int]]:
     """Each uplink's last error, and its deliveries in the last minute."""
     errors = {
-        uplink: error or ""
-        for uplink, error in conn.execute("SELECT uplink, last_error FROM uplink_state")
+        uplink: LastError(readable(error or ""), failed, bool(ok and failed and ok > failed))
+        for uplink, error, failed, ok in conn.execute(
+            "SELECT uplink, last_error, last_failure_at, last_success_at FROM uplink_state"
+        )
     }
     rates = dict(
         conn.execute(
@@ -35,6 +49,37 @@ def uplink_details(conn: sqlite3.Connection) -> tuple[dict[str, str], dict[str, 
     return errors, rates
 
 
+def error_cell(dashboard: Dashboard, viewer: Viewer, last: LastError) -> Markup:
+    """The last error with its time; dimmed, and said so, once a delivery succeeded since."""
+    if not last.text:
+        return render('<td class="error"></td>')
+    text = last.text if viewer.operator else "…"  # platform answers may quote a patient
+    return render(
+        '<td class="error$old">$text <span class="when">$at$after</span></td>',
+        old=" recovered" if last.recovered else "",
+        text=text,
+        at=local_time(last.at, dashboard.zone, "%m-%d %H:%M:%S"),
+        after=render(" · $t", t=both("已恢复", "recovered")) if last.recovered else "",
+    )
+
+
+def readable(error: str) -> str:
+    """A platform's JSON answer in an error said as text: `HTTP 422: code 1 — msg`."""
+    head, brace, rest = error.partition("{")
+    if not brace:
+        return error
+    try:
+        answer = json.loads(brace + rest)
+    except ValueError:
+        return error
+    if not isinstance(answer, dict):
+        return error
+    code = next((answer[k] for k in CODE_KEYS if k in answer), None)
+    message = next((answer[k] for k in MESSAGE_KEYS if answer.get(k)), None)
+    said = " — ".join(str(part) for part in (code and f"code {code}", message) if part)
+    return f"{head.rstrip(' :')}: {said}".lstrip(": ") if said else error
+
+
 async def uplinks(dashboard: Dashboard, viewer: Viewer) -> Markup:
     """The live part of the Uplinks page: one row per uplink."""
     snapshot = await dashboard.observe()
@@ -43,7 +88,7 @@ async def uplinks(dashboard: Dashboard, viewer: Viewer) -> Markup:
     for q in snapshot.queues:
         icon_name, zh, en = BREAKER.get(q.breaker, ("warning", q.breaker, q.breaker))
         dead = q.counts.get("dead", 0)
-        error = errors.get(q.uplink, "")
+        last = errors.get(q.uplink, LastError("", None, False))
         rows.append(
             render(
                 '<tr id="uplink-$name" class="b-$breaker"><th>$name</th>'
@@ -51,7 +96,7 @@ async def uplinks(dashboard: Dashboard, viewer: Viewer) -> Markup:
                 '<td class="num">$pending</td><td class="num">$inflight</td>'
                 '<td class="num $deadcls">$dead</td><td>$oldest</td><td class="num">$rate</td>'
                 '<td class="num">$delivered / $retried / $died</td>'
-                '<td class="error">$error</td></tr>',
+                "$error</tr>",
                 name=q.uplink,
                 breaker=q.breaker,
                 icon=icon(icon_name),
@@ -66,7 +111,7 @@ async def uplinks(dashboard: Dashboard, viewer: Viewer) -> Markup:
                 delivered=q.delivered_total,
                 retried=q.retried_total,
                 died=q.dead_total,
-                error=error if viewer.operator else ("…" if error else ""),
+                error=error_cell(dashboard, viewer, last),
             )
         )
     if not rows:
