@@ -177,7 +177,8 @@ async def test_each_page_shows_what_the_agent_knows(make_client, centre):
     assert "禁用" in home and "BLOCKED" in home and "不合格" in home
     assert 'id="scope-CF-002"' in home and "无记录" in home  # configured, never reprocessed
     devices = await (await client.get("/devices")).text()
-    assert "R1" in devices and "离线" in devices and "bad_checksum" in devices
+    assert "R1" in devices and "离线" in devices and "校验和错误" in devices  # bad_checksum
+    assert "RFID 读卡器" in devices
     uplinks = await (await client.get("/uplinks")).text()
     assert "熔断" in uplinks and "OPEN" in uplinks
     alerts = await (await client.get("/alerts")).text()

@@ -7,6 +7,44 @@ import sqlite3
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import Markup, both, icon, join, local_time, render
 
+SOURCE_TYPES = {  # the config's `type`, as people call the device
+    "rfid_reader": ("RFID 读卡器", "RFID reader"),
+    "mqtt_rfid": ("MQTT 读卡器", "MQTT readers"),
+    "washer_printer": ("洗消机打印口", "washer printer line"),
+    "washer_folder": ("洗消机导出目录", "washer export folder"),
+    "dicom_scp": ("DICOM 接收", "DICOM receiver"),
+    "image_capture": ("图像采集", "image capture"),
+    "synthetic": ("模拟数据", "synthetic"),
+}
+COUNTERS = {  # what a source counts: reads, receipts, images, and rejects by reason
+    "taps": ("刷卡", "taps"),
+    "received": ("收到", "received"),
+    "stored": ("已存", "stored"),
+    "associations": ("连接", "associations"),
+    "receipts": ("小票", "receipts"),
+    "rejected": ("拒收", "rejected"),
+    "duplicate": ("重复", "duplicate"),
+    "bad_checksum": ("校验和错误", "bad checksum"),
+    "bad_crc": ("CRC 错误", "bad CRC"),
+    "bad_length": ("长度错误", "bad length"),
+    "bad_framing": ("帧格式错误", "bad framing"),
+    "bad_hex": ("非十六进制", "not hex"),
+    "bad_chars": ("非法字符", "bad characters"),
+    "bad_line": ("行格式错误", "bad line"),
+    "line_too_long": ("行过长", "line too long"),
+    "garbage": ("乱码", "garbage"),
+    "truncated": ("不完整", "truncated"),
+    "oversize": ("过大", "too large"),
+    "no_match": ("无法匹配", "no match"),
+    "bad_value": ("数值错误", "bad value"),
+    "missing_field": ("缺少字段", "missing field"),
+    "mis_encoded": ("编码错误", "wrong encoding"),
+    "unknown_phase": ("未知阶段", "unknown phase"),
+    "empty": ("空", "empty"),
+    "bad_time": ("时间错误", "bad time"),
+    "bad_json": ("JSON 错误", "bad JSON"),
+    "bad_tag": ("标签错误", "bad tag"),
+}
 RECENT_EVENTS = 5000  # how far back "last event" looks: a bounded scan, not the whole journal
 COMPONENT = {
     "running": ("ready", "运行", "running"),
@@ -46,7 +84,12 @@ async def devices(dashboard: Dashboard, viewer: Viewer) -> Markup:
         if source.detail:
             link = render('$link <div class="detail">$d</div>', link=link, d=source.detail)
         counters = join(
-            render('<span class="counter">$k <strong>$v</strong></span>', k=key, v=value)
+            render(
+                '<span class="counter" title="$key">$k <strong>$v</strong></span>',
+                key=key,
+                k=both(*COUNTERS.get(key, (key, ""))),
+                v=value,
+            )
             for key, value in sorted(source.counters.items())
         )
         at, kind = recent.get(source.name, ("", ""))
@@ -56,7 +99,7 @@ async def devices(dashboard: Dashboard, viewer: Viewer) -> Markup:
                 '<td class="state">$icon $zh <span class="en">$en</span></td><td>$link</td>'
                 '<td>$counters</td><td>$at <span class="code">$kind</span></td></tr>',
                 name=source.name,
-                type=source.type,
+                type=both(*SOURCE_TYPES.get(source.type, (source.type, ""))),
                 state=source.component,
                 icon=icon(icon_name),
                 zh=zh,
