@@ -13,6 +13,7 @@ from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.fields import AUTH_FIELDS, ENDPOINTS
 from agent.uplinks.zhejiang_endoscope.records import MAPS
 from agent.vocabulary.records import RECORD_FIELDS, REPROCESSING_RECORDS
+from agent.vocabulary.steps import Disinfectant
 from agent.web.dashboard.views.endoscopes import last_use
 from tests.unit.test_zhejiang_fields import CREDIT, UNIQUE, config
 
@@ -115,3 +116,8 @@ def test_the_dashboard_reads_the_last_use_in_either_shape(payload):
         ("zj", "scope:GIF-1", "uploadUseStepData", json.dumps(payload)),
     )
     assert last_use(conn, "zj", "GIF-1") == ("HIS1", "张三", "N001")
+
+
+def test_the_disinfectant_dictionary_of_the_map_file_matches_the_vocabulary():
+    rule = next(r for r in MAPS["uploadDisinfectData"].fields if r.target == "disinfectantConc")
+    assert dict(rule.translate) == {d.value: d.platform_code for d in Disinfectant}
