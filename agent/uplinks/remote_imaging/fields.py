@@ -7,7 +7,6 @@ from dataclasses import replace
 from agent.uplinks.kit.fields import Checks, Field, LengthUnit, Table, TimeFormat
 from agent.uplinks.kit.fields import validate as validate_table
 
-__all__ = ["LengthUnit"]
 DATETIME = "%Y-%m-%d %H:%M:%S"  # the seed's YYYY-MM-DD HH24:MI:SS
 DATE = "%Y-%m-%d"
 # C(10) and C(19) are the seed's dates and date-times.

@@ -10,13 +10,12 @@ from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.uplinks.kit import answers
 from agent.uplinks.kit.answers import BUSY, HOLD, AnswerRules, CodeRule, classify, read_envelope
 from agent.uplinks.kit.fieldmap import apply
+from agent.uplinks.kit.fields import is_empty, render
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.fields import (
     AUTH_FIELDS,
     ENDPOINTS,
-    is_empty,
     lists,
-    render,
     unknown_fields,
     validate,
 )

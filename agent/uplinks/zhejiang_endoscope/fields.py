@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent.uplinks.kit.fields import Checks, Field, TimeFormat, is_empty, render, unknown
+from agent.uplinks.kit.fields import Checks, Field, TimeFormat, unknown
 from agent.uplinks.kit.fields import validate as validate_table
 
-__all__ = ["is_empty", "render"]  # the form's rules for absent and written values
 FieldSpec = Field  # the seed's tables predate the kit's name
 AUTH_FIELDS = ("sign", "timestamp", "accessToken")  # set by the uplink, never by the domain
 INSTITUTION_FIELDS = ("uniqueCode", "creditCode")  # filled from the uplink's config
