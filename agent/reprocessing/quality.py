@@ -27,8 +27,6 @@ KINDS: Final = {
     RINSE_WATER: ("rinse_water", "rinseWater"),
     CLEANING_EFFECT: ("cleaning_effect", "cleaningEffectTesting"),
 }
-RINSE_STATUS: Final = {"normal": 1, "fault": 2}  # rinseWater.status
-FILTER_STATUS: Final = {"normal": 1, "replace": 2}  # rinseWater.dfcwStatus
 
 
 class QualityHandler:
@@ -113,29 +111,30 @@ class QualityHandler:
     def disinfectant_record(self, payload: dict[str, Any], tested_at: datetime) -> dict[str, Any]:
         """uploadDisinfectData: a concentration test of a disinfectant batch."""
         record: dict[str, Any] = {
-            "ratioNumber": payload["ratio_number"],
-            "disinfectDuration": payload["duration_minutes"],
-            "disinfectantConc": Disinfectant(payload["disinfectant"]).platform_code,
+            **self.records.institution,
+            "ratio_number": payload["ratio_number"],
+            "duration_min": payload["duration_minutes"],
+            "disinfectant": Disinfectant(payload["disinfectant"]).value,
         }
         photos = payload.get("photos") or []
         if photos:
-            record["imageUrl"] = self.quality.photo_url(photos[0])
-        record |= {
-            "uploadTime": self.records.time(tested_at),
+            record["photo_url"] = self.quality.photo_url(photos[0])
+        return record | {
+            "tested_at": self.records.time(tested_at),
             "frequency": str(payload["frequency"]),
-            "result": int(bool(payload["passed"])),
+            "result": "pass" if payload["passed"] else "fail",
         }
-        return {**record, **self.records.institution}
 
     def rinse_water_record(self, payload: dict[str, Any]) -> dict[str, Any]:
         """rinseWater: the final-rinse water device's status (and its filter's)."""
         record: dict[str, Any] = {
-            "wteNumber": payload["device"],
-            "status": RINSE_STATUS[payload["status"]],
+            **self.records.institution,
+            "device": payload["device"],
+            "status": payload["status"],
         }
         if payload.get("filter"):
-            record["dfcwStatus"] = FILTER_STATUS[payload["filter"]]
-        return {**record, **self.records.institution}
+            record["filter"] = payload["filter"]
+        return record
 
     def cleaning_effect_record(
         self, payload: dict[str, Any], tested_at: datetime
@@ -145,14 +144,15 @@ class QualityHandler:
         scope = self.scopes.get(number)
         # A configured scope is named as every other record names it (scope_ref).
         record: dict[str, Any] = {
-            "rfidNumber": self.records.scope_ref(scope) if scope is not None else number,
-            "testingTime": self.records.time(tested_at),
+            **self.records.institution,
+            "scope_ref": self.records.scope_ref(scope) if scope is not None else number,
+            "tested_at": self.records.time(tested_at),
             "inspector": payload["inspector"],
         }
         for n, photo in enumerate(payload.get("photos") or [], start=1):
-            record[f"pic{n}"] = self.quality.photo_url(photo)
-        record["result"] = int(bool(payload["passed"]))
-        return {**record, **self.records.institution}
+            record[f"photo_url_{n}"] = self.quality.photo_url(photo)
+        record["result"] = "pass" if payload["passed"] else "fail"
+        return record
 
     def alerts(self, event: Event, subject: str) -> list[Alert]:
         """What a person must see about this record: failures, a fault, a filter to replace."""

@@ -1,4 +1,4 @@
-"""Build the Zhejiang platform's records (seed 000 field names) from reprocessing facts."""
+"""Build the domain's neutral records (agent.vocabulary.records) from reprocessing facts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.reprocessing.config import Endoscope, ReprocessingConfig, Washer
+from agent.vocabulary.records import REPROCESSING_RECORDS
 from agent.vocabulary.steps import STEP_NAMES, StepKind
 
+AGENTS = ("disinfectant", "sterilant")  # agent_type 0 and 1
 CLEAN_ID_MAX = 64  # uploadEnzymeWashData and sterProcess allow S..64 (the issue's 100 is looser)
 
 
@@ -26,45 +28,52 @@ def make_clean_id(number: str, opened_at: datetime, seq: int) -> str:
 
 
 class RecordBuilder:
-    """Turns times, scopes and stations into platform payloads; knows the institution."""
+    """Turns times, scopes and stations into neutral records (agent.vocabulary.records)."""
 
     def __init__(self, config: ReprocessingConfig) -> None:
         self.config = config
         self.zone = ZoneInfo(config.timezone)
-        self.institution = {
-            "uniqueCode": config.institution.unique_code,
-            "creditCode": config.institution.credit_code,
+        self.institution: dict[str, Any] = {
+            "vocabulary": REPROCESSING_RECORDS,
+            "institution_code": config.institution.unique_code,
+            "institution_credit_code": config.institution.credit_code,
         }
 
     def time(self, moment: datetime) -> str:
-        """The platform's DT: local `yyyy-MM-dd HH:mm:ss`."""
-        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S")
+        """ISO 8601 in the domain's zone: the wall clock the platform is sent, with its offset."""
+        return moment.astimezone(self.zone).replace(microsecond=0).isoformat()
 
     def scope_ref(self, scope: Endoscope) -> str:
-        """What the records' `rfidNumber` field carries for this scope."""
+        """How the records name this scope where the platform takes either (scope_ref)."""
         return scope.rfid if self.config.scope_ref == "rfid" else scope.number
 
     def read_data(
         self, clean_id: str, at: datetime, scope: Endoscope, reader_id: str, user: str
     ) -> dict[str, Any]:
-        """uploadReadData: a non-use tap (or washer phase) at the platform's reader `reader_id`."""
+        """A non-use tap (or washer phase) at the platform's reader `reader_id`."""
         return {
-            "cleanId": clean_id,
-            "collectionTime": self.time(at),
-            "deviceRfidNumber": scope.rfid,
-            "readerId": reader_id,
-            "uploadUser": user,
             **self.institution,
+            "cycle_id": clean_id,
+            "at": self.time(at),
+            "scope_rfid": scope.rfid,
+            "reader_id": reader_id,
+            "user": user,
         }
 
     def use_step(
         self, clean_id: str, scope: Endoscope, patient_id: str, patient_name: str, user: str
     ) -> dict[str, Any]:
-        """uploadUseStepData: the scope used on a patient after cycle `clean_id`."""
-        payload = {"cleanId": clean_id, "identityId": patient_id, "number": scope.number}
+        """The scope used on a patient after cycle `clean_id`."""
+        record = {
+            **self.institution,
+            "cycle_id": clean_id,
+            "patient_id": patient_id,
+            "scope_number": scope.number,
+            "user": user,
+        }
         if patient_name:
-            payload["name"] = patient_name
-        return {**payload, "uploadUser": user, **self.institution}
+            record["patient_name"] = patient_name
+        return record
 
     def enzyme_wash(
         self,
@@ -74,17 +83,11 @@ class RecordBuilder:
         span: tuple[datetime, datetime],
         temperature_c: float | None = None,
     ) -> dict[str, Any]:
-        """uploadEnzymeWashData: the enzyme step's start and end (and temperature, if known)."""
-        payload: dict[str, Any] = {
-            "rfidNumber": self.scope_ref(scope),
-            "userName": user,
-            "cleanId": clean_id,
-            "startTime": self.time(span[0]),
-            "endTime": self.time(span[1]),
-        }
+        """The enzyme step's start and end (and temperature, if known)."""
+        record = self._step(clean_id, scope, user, span)
         if temperature_c is not None:
-            payload["temp"] = f"{temperature_c:g}"
-        return {**payload, **self.institution}
+            record["temperature_c"] = f"{temperature_c:g}"
+        return record
 
     def ster_process(
         self,
@@ -96,97 +99,97 @@ class RecordBuilder:
         span: tuple[datetime, datetime],
         ratio_number: str,
     ) -> dict[str, Any]:
-        """sterProcess: a disinfection (`agent_type` 0) or sterilisation (1) step."""
-        payload: dict[str, Any] = {
-            "cleanId": clean_id,
-            "rfidNumber": self.scope_ref(scope),
-            "userName": user,
-            "startTime": self.time(span[0]),
-            "endTime": self.time(span[1]),
-            "type": agent_type,
-        }
+        """A disinfection (`agent_type` 0) or sterilisation (1) step."""
+        record = {**self._step(clean_id, scope, user, span), "agent": AGENTS[agent_type]}
         if ratio_number:
-            payload["ratioNumber"] = ratio_number
-        return {**payload, **self.institution}
+            record["ratio_number"] = ratio_number
+        return record
+
+    def _step(
+        self, clean_id: str, scope: Endoscope, user: str, span: tuple[datetime, datetime]
+    ) -> dict[str, Any]:
+        return {
+            **self.institution,
+            "cycle_id": clean_id,
+            "scope_ref": self.scope_ref(scope),
+            "user": user,
+            "started_at": self.time(span[0]),
+            "ended_at": self.time(span[1]),
+        }
 
     def endoscope_save(
         self, cabinet: str, scope: Endoscope, stored: datetime, taken: datetime
     ) -> dict[str, Any]:
-        """endoscopeSave: a stay in a storage cabinet, sent when the scope is taken out."""
+        """A stay in a storage cabinet, sent when the scope is taken out."""
         return {
-            "storagetNumber": cabinet,
-            "rfidNumber": self.scope_ref(scope),
-            "storeTime": self.time(stored),
-            "takeoutTime": self.time(taken),
             **self.institution,
+            "cabinet": cabinet,
+            "scope_ref": self.scope_ref(scope),
+            "stored_at": self.time(stored),
+            "taken_at": self.time(taken),
         }
 
     def master_data(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """(kind, key, payload) for every scope, reader and step the platform must know."""
+        """(kind, key, record) for every scope, reader and step the platform must know."""
         records: list[tuple[str, str, dict[str, Any]]] = []
         for scope in self.config.endoscopes:
             optional = {
-                "typeName": scope.type_name,
-                "model": scope.brand,
-                "steelNumber": scope.steel_number,
-                "aliasName": scope.alias,
-                "buyDate": scope.buy_date.strftime("%Y-%m-%d 00:00:00") if scope.buy_date else "",
-                "durableYears": scope.durable_years,
+                "type_name": scope.type_name,
+                "brand": scope.brand,
+                "steel_number": scope.steel_number,
+                "alias": scope.alias,
+                "bought_on": scope.buy_date.isoformat() if scope.buy_date else "",
+                "durable_years": scope.durable_years,
             }
-            payload = {
-                "number": scope.number,
-                "rfidNumber": scope.rfid,
-                **{k: v for k, v in optional.items() if v not in ("", None)},
-                "status": scope.status,
+            record = {
                 **self.institution,
+                "scope_number": scope.number,
+                "scope_rfid": scope.rfid,
+                **{k: v for k, v in optional.items() if v not in ("", None)},
+                "scope_status": scope.status,
             }
-            records.append(("addEndoSocopeInfo", scope.number, payload))
+            records.append(("addEndoSocopeInfo", scope.number, record))
         steps: dict[int, dict[str, Any]] = {}
         for station in self.config.stations:
             records.append(
                 (
                     "addCardReaderInfo",
                     station.platform_reader_id,
-                    {
-                        "rfidNumber": station.platform_reader_id,
-                        "stepId": str(station.step_id),
-                        "stepName": station.name,
-                        "status": 0,
-                        **self.institution,
-                    },
+                    self._reader(station.platform_reader_id, station.step_id, station.name),
                 )
             )
             step: dict[str, Any] = {
-                "stepId": station.step_id,
-                "stepName": station.name,
-                "orderId": station.order,
+                **self.institution,
+                "step_id": station.step_id,
+                "step_name": station.name,
+                "order": station.order,
             }
             if station.min_interval is not None:
-                step["orderTime"] = station.min_interval
+                step["min_interval_s"] = station.min_interval
             if station.parent:
-                step["parentId"] = station.parent
-            steps.setdefault(station.step_id, {**step, **self.institution})
+                step["parent"] = station.parent
+            steps.setdefault(station.step_id, step)
         for washer in self.config.washers:
             order = self._washer_order(washer)
             for kind, step_id in washer.phase_steps.items():
                 reader = phase_reader(washer, kind)
-                step = {"stepId": step_id, "stepName": STEP_NAMES[kind], "orderId": order}
                 records.append(
-                    (
-                        "addCardReaderInfo",
-                        reader,
-                        {
-                            "rfidNumber": reader,
-                            "stepId": str(step_id),
-                            "stepName": STEP_NAMES[kind],
-                            "status": 0,
-                            **self.institution,
-                        },
-                    )
+                    ("addCardReaderInfo", reader, self._reader(reader, step_id, STEP_NAMES[kind]))
                 )
-                steps.setdefault(step_id, {**step, **self.institution})
+                steps.setdefault(
+                    step_id,
+                    {
+                        **self.institution,
+                        "step_id": step_id,
+                        "step_name": STEP_NAMES[kind],
+                        "order": order,
+                    },
+                )
         records.extend(("addCleanStepInfo", str(k), v) for k, v in steps.items())
         return records
+
+    def _reader(self, reader: str, step_id: int, step_name: str) -> dict[str, Any]:
+        return {**self.institution, "reader_id": reader, "step_id": step_id, "step_name": step_name}
 
     def _washer_order(self, washer: Washer) -> int:
         """A washer's phases sit where its machine-wash station sits in the step order."""

@@ -20,11 +20,11 @@ from pydantic import Field
 from agent.config import PluginSection, Secret, TimeZoneName
 from agent.simulators.base import Counts, Faults, SimulatedCloud
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
+from agent.uplinks.kit.fields import LengthUnit
 from agent.uplinks.remote_imaging.fields import (
     DATETIME,
     PUSH,
     STATISTICS_ITEM,
-    LengthUnit,
     validate,
 )
 from agent.uplinks.remote_imaging.sign import DEFAULT_FIELDS, Padding, SignField, decrypt, load_key

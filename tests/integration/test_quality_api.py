@@ -31,6 +31,7 @@ from agent.web.api import make_app
 from agent.web.quality import add_quality_routes
 from tests.helpers import eventually
 from tests.integration.test_zhejiang_endoscope import UPLINK, dispatching, settled, uplink_config
+from tests.platform_fields import as_sent
 from tests.unit.test_reprocessing import make_config
 
 TOKEN = "quality-token-0123456789"
@@ -107,7 +108,7 @@ async def table(journal: Journal, sql: str) -> list[dict[str, Any]]:
 
 async def outbox(journal: Journal) -> list[dict[str, Any]]:
     rows = await table(journal, "SELECT kind, order_key, dedupe_key, payload FROM outbox")
-    return [{**row, "payload": json.loads(row["payload"])} for row in rows]
+    return [{**row, "payload": as_sent(row["kind"], json.loads(row["payload"]))} for row in rows]
 
 
 def form(fields: dict[str, str], photos: list[bytes] = ()) -> aiohttp.FormData:  # type: ignore[assignment]

@@ -17,6 +17,7 @@ from agent.reprocessing.state import scope_states
 from drivers.washer.folder import WasherFolder
 from tests.integration.test_washer_folder import FIXTURES, make_folder, running, until
 from tests.integration.test_washer_printer import StateContext
+from tests.platform_fields import as_sent
 
 ZONE = ZoneInfo("Asia/Shanghai")
 INSTITUTION = {"unique_code": "330100001", "credit_code": "12330100470000000X"}
@@ -95,7 +96,7 @@ async def test_an_exported_washer_cycle_joins_the_scope_cycle_and_completes_it(
         linked = conn.execute("SELECT washer, cycle_number, scope, clean_id FROM washer_cycles")
         assert linked.fetchall() == [("AW-03", "004513", "CF-07", state["clean_id"])]
         records = [
-            (kind, json.loads(payload))
+            (kind, as_sent(kind, json.loads(payload)))
             for kind, payload in conn.execute("SELECT kind, payload FROM outbox ORDER BY id")
             if kind not in {"addEndoSocopeInfo", "addCardReaderInfo", "addCleanStepInfo"}
         ]

@@ -24,10 +24,10 @@ from agent.simulators.zhejiang_endoscope import (
     ZhejiangEndoscopeSimulator,
     serve,
 )
+from agent.uplinks.kit.fields import render
 from agent.uplinks.zhejiang_endoscope.codec import UNCLEANED
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
-from agent.uplinks.zhejiang_endoscope.fields import render
 from agent.uplinks.zhejiang_endoscope.sign import SCHEMES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
 from tests.dispatching import outbox_rows as rows

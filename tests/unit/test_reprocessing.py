@@ -14,6 +14,7 @@ from agent.events import Event
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.handler import ReprocessingHandler
 from agent.reprocessing.records import make_clean_id
+from tests.platform_fields import as_sent
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Hangzhou
 STEPS = [
@@ -88,7 +89,7 @@ class Centre:
             rows = conn.execute(
                 "SELECT kind, payload FROM outbox WHERE order_key LIKE 'scope:%' ORDER BY id"
             ).fetchall()
-        return [(kind, json.loads(payload)) for kind, payload in rows]
+        return [(kind, as_sent(kind, json.loads(payload))) for kind, payload in rows]
 
     def failures(self) -> list[str]:
         with sqlite3.connect(self.path) as conn:
@@ -233,10 +234,13 @@ async def test_master_data_is_queued_once_per_content(open_journal, tmp_path):
     changed = make_config(endoscopes=[{"number": "GIF-001", "rfid": "00D507D0", "status": 1}])
     assert await journal.run(ReprocessingHandler("endo", changed).queue_master_data) == 1
     with sqlite3.connect(tmp_path / "journal.db") as conn:
-        scope = json.loads(
-            conn.execute(
-                "SELECT payload FROM outbox WHERE kind = 'addEndoSocopeInfo' ORDER BY id"
-            ).fetchone()[0]
+        scope = as_sent(
+            "addEndoSocopeInfo",
+            json.loads(
+                conn.execute(
+                    "SELECT payload FROM outbox WHERE kind = 'addEndoSocopeInfo' ORDER BY id"
+                ).fetchone()[0]
+            ),
         )
     assert scope == {
         "number": "GIF-001",

@@ -9,8 +9,9 @@ from typing import Any
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
 from agent.uplinks.kit.answers import BUSY, AnswerRules, CodeRule, judge, read_envelope
+from agent.uplinks.kit.fields import is_empty
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
-from agent.uplinks.remote_imaging.fields import PUSH, STATISTICS_ITEM, is_empty, validate
+from agent.uplinks.remote_imaging.fields import PUSH, STATISTICS_ITEM, validate
 
 PUSH_KIND = "exam.push"
 STATISTICS_KIND = "exam.statistics"

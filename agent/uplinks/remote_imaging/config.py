@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from agent.config import ConfigPath, Seconds, Secret, TimeZoneName
 from agent.uplinks.kit.config import TokenPlatformSection
-from agent.uplinks.remote_imaging.fields import LengthUnit
+from agent.uplinks.kit.fields import LengthUnit
 from agent.uplinks.remote_imaging.sign import (
     DEFAULT_FIELDS,
     BadKeyError,

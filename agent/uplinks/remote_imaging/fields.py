@@ -1,72 +1,64 @@
-"""Seed 003 §3.2.3 request tables as data, checked alike by the uplink and the simulator."""
+"""Seed 003 §3.2.3 request tables as data (kit Fields), checked alike by uplink and simulator."""
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from dataclasses import replace
 
-LengthUnit = Literal["chars", "utf8_bytes"]
+from agent.uplinks.kit.fields import Checks, Field, LengthUnit, Table, TimeFormat
+from agent.uplinks.kit.fields import validate as validate_table
+
 DATETIME = "%Y-%m-%d %H:%M:%S"  # the seed's YYYY-MM-DD HH24:MI:SS
 DATE = "%Y-%m-%d"
-_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+# C(10) and C(19) are the seed's dates and date-times.
+_FORMATS = {"date": TimeFormat(DATE, "a date"), "datetime": TimeFormat(DATETIME, "a date-time")}
 
 
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """One field: VC(n) text up to n, C(n) exactly n, N(p[,s]) number, or an object/array."""
-
-    kind: Literal["VC", "C", "N", "object", "array"]
-    size: int = 0
-    required: bool = False
-    scale: int = 0  # N(8,2): digits after the point
-    choices: tuple[str, ...] = ()
-    children: Mapping[str, Spec] = field(default_factory=dict)
-
-    @property
-    def seed_type(self) -> str:
-        """As the seed writes it: VC(32), C(19), N(8,2), object, array."""
-        if self.kind in ("object", "array"):
-            return self.kind
-        return f"{self.kind}({self.size}{f',{self.scale}' if self.scale else ''})"
+def vc(size: int, required: bool = False) -> Field:
+    """VC(n): text up to n."""
+    return Field("", f"VC({size})", required)
 
 
-def vc(size: int, required: bool = False) -> Spec:
-    return Spec("VC", size, required)
+def c(size: int, required: bool = False, choices: tuple[str, ...] = ()) -> Field:
+    """C(n): text of exactly n; C(10) a date, C(19) a date-time."""
+    formats = {10: "date", 19: "datetime"}
+    return Field("", f"C({size})", required, choices=choices, format=formats.get(size, ""))
 
 
-def c(size: int, required: bool = False, choices: tuple[str, ...] = ()) -> Spec:
-    return Spec("C", size, required, choices=choices)
+def n(size: int, required: bool = False, scale: int = 0) -> Field:
+    """N(p[,s]): a number of p digits, s of them after the point."""
+    return Field("", f"N({size},{scale})" if scale else f"N({size})", required)
 
 
-def n(size: int, required: bool = False, scale: int = 0) -> Spec:
-    return Spec("N", size, required, scale)
+def nested(kind: str, children: dict[str, Field], required: bool = False) -> Field:
+    """An object or an array of objects, with its own table."""
+    return Field("", kind, required, children=_named(children))
 
 
-PATIENT_INFO: dict[str, Spec] = {
+def _named(fields: dict[str, Field]) -> dict[str, Field]:
+    return {name: replace(spec, name=name) for name, spec in fields.items()}
+
+
+PATIENT_INFO: dict[str, Field] = _named({
     "sickId": vc(32, True), "cardNo": vc(32), "siCard": vc(32), "miCard": vc(32),
     "patientSource": vc(4), "inpatientNo": vc(32), "outPatientNo": vc(32), "bedno": vc(32),
     "name": vc(32, True), "sex": vc(4, True), "age": vc(16), "birthDate": c(10),
     "height": vc(16), "weight": vc(16), "nativePlace": vc(128), "nationality": vc(128),
     "nation": vc(16), "address": vc(256), "zipCode": vc(16), "phoneNumber": vc(16),
     "maritalStatus": c(1, choices=("0", "1")),
-    "identity": Spec("array", children={"idType": vc(2), "idName": vc(32), "idNumber": vc(32)}),
+    "identity": nested("array", {"idType": vc(2), "idName": vc(32), "idNumber": vc(32)}),
     "degree": vc(32), "chargeType": c(1, choices=("0", "1", "2", "3", "4")),
     "patientMemo": vc(512),
-}  # fmt: skip
-EXAM_INFO: dict[str, Spec] = {
+})  # fmt: skip
+EXAM_INFO: dict[str, Field] = _named({
     "applyNo": vc(32, True), "patientID": vc(32, True),
-    "examStatus": Spec("VC", 2, True, choices=("50", "60", "65", "70")),
+    "examStatus": Field("", "VC(2)", True, choices=("50", "60", "65", "70")),
     "examTime": c(19, True), "examClass": vc(32, True), "examSubClass": vc(32),
     "commonName": vc(32),
-    "examItemList": Spec("array", children={
+    "examItemList": nested("array", {
         "itemCode": vc(32), "itemName": vc(128, True), "itemCost": vc(32),
         "itemCharge": vc(32), "orderNo": vc(32),
     }),
-    "examOrganList": Spec("array", children={"organName": vc(128, True)}),
+    "examOrganList": nested("array", {"organName": vc(128, True)}),
     "device": vc(128), "performDeptCode": vc(32), "performDeptName": vc(64),
     "technicanCode": vc(32), "technicanName": vc(32),
     "reqHospitalCode": vc(32, True), "reqHospitalName": vc(64, True),
@@ -78,107 +70,44 @@ EXAM_INFO: dict[str, Spec] = {
     "chargeFlag": c(1, choices=("0", "1")), "examMemo": vc(512),
     "specimenNumber": vc(32), "specimenCategory": vc(20), "sampleTime": c(19),
     "specimenReceiveTime": c(19), "sampleFixativeName": vc(50), "specimenStatus": vc(20),
-}  # fmt: skip
-REPORT_LIST: dict[str, Spec] = {
+})  # fmt: skip
+REPORT_LIST: dict[str, Field] = _named({
     "reportNo": vc(32),
-    "category": Spec("array", children={"caType": vc(32), "caCode": vc(32), "caName": vc(128)}),
+    "category": nested("array", {"caType": vc(32), "caCode": vc(32), "caName": vc(128)}),
     "description": vc(2000), "impression": vc(1000), "recommendation": vc(512),
     "abNormalFlag": c(1, choices=("0", "1")), "reporter": vc(32), "reportTime": c(19),
     "affirmReporter": vc(32), "affirmTime": c(19), "printTime": c(19),
-    "reportImage": Spec("array", children={
+    "reportImage": nested("array", {
         "rptImgType": vc(16), "rptImgPath": vc(128), "rptImgPos": vc(32), "rptImgDesc": vc(32),
         "sopInstanceUID": vc(256),
     }),
-}  # fmt: skip
-IMAGE_LIST: dict[str, Spec] = {
+})  # fmt: skip
+IMAGE_LIST: dict[str, Field] = _named({
     "imageType": vc(32), "imageCount": n(4), "modality": vc(4), "patientID": vc(32, True),
     "studyUID": vc(128, True), "accessionNo": vc(32), "storePath": vc(256),
     "storeCode": vc(32), "imageUrl": vc(512),
-}  # fmt: skip
-PUSH: dict[str, Spec] = {
-    "examNo": vc(32, True),
-    "hospitalCode": vc(32, True),
-    "patientInfo": Spec("object", required=True, children=PATIENT_INFO),
-    "examInfo": Spec("object", required=True, children=EXAM_INFO),
-    "reportList": Spec("object", children=REPORT_LIST),
-    "imageList": Spec("array", children=IMAGE_LIST),
-}
-STATISTICS_ITEM: dict[str, Spec] = {
-    "hospitalCode": vc(32, True),
-    "examDate": c(10, True),
-    "examClass": vc(32, True),
-    "accordCount": n(4, True),
-}
+})  # fmt: skip
+PUSH: dict[str, Field] = _named(
+    {
+        "examNo": vc(32, True),
+        "hospitalCode": vc(32, True),
+        "patientInfo": nested("object", PATIENT_INFO, required=True),
+        "examInfo": nested("object", EXAM_INFO, required=True),
+        "reportList": nested("object", REPORT_LIST),
+        "imageList": nested("array", IMAGE_LIST),
+    }
+)
+STATISTICS_ITEM: dict[str, Field] = _named(
+    {
+        "hospitalCode": vc(32, True),
+        "examDate": c(10, True),
+        "examClass": vc(32, True),
+        "accordCount": n(4, True),
+    }
+)
 
 
-def is_empty(value: object) -> bool:
-    """Absent for the seed: None, or a blank string."""
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def validate(
-    table: Mapping[str, Spec], value: object, unit: LengthUnit = "chars", path: str = ""
-) -> list[str]:
-    """Every way `value` breaks `table`, each naming the field path, never the value."""
-    if not isinstance(value, Mapping):
-        return [f"{path or 'body'}: not an object"]
-    problems = [f"{path}{k}: not a field of the seed's table" for k in value if k not in table]
-    for name, spec in table.items():
-        item = value.get(name)
-        where = f"{path}{name}"
-        if is_empty(item) or (spec.kind == "array" and item == []):
-            if spec.required:
-                problems.append(f"{where}: required field is missing")
-            continue
-        problems += _check(spec, item, where, unit)
-    return problems
-
-
-def _check(spec: Spec, value: object, where: str, unit: LengthUnit) -> list[str]:
-    if spec.kind == "object":
-        return validate(spec.children, value, unit, f"{where}.")
-    if spec.kind == "array":
-        if not isinstance(value, list):
-            return [f"{where}: not an array"]
-        found: list[str] = []
-        for index, item in enumerate(value):
-            found += validate(spec.children, item, unit, f"{where}[{index}].")
-        return found
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return [f"{where}: bad type {type(value).__name__} (expected {spec.seed_type})"]
-    if spec.kind == "N":
-        return _number(spec, value, where)
-    if not isinstance(value, str):
-        return [f"{where}: not text (expected {spec.seed_type})"]
-    size = len(value.encode("utf-8")) if unit == "utf8_bytes" else len(value)
-    what = "bytes" if unit == "utf8_bytes" else "characters"
-    if spec.kind == "C" and spec.size in (10, 19):
-        wanted = DATE if spec.size == 10 else DATETIME
-        try:
-            datetime.strptime(value, wanted)
-        except ValueError:
-            return [f"{where}: not {'a date' if spec.size == 10 else 'a date-time'} {wanted!r}"]
-    if spec.kind == "C" and size != spec.size:
-        return [f"{where}: {size} {what}, exactly {spec.size} required ({spec.seed_type})"]
-    if size > spec.size:
-        return [f"{where}: {size} {what}, at most {spec.size} allowed ({spec.seed_type})"]
-    if spec.choices and value not in spec.choices:
-        return [f"{where}: must be one of {', '.join(spec.choices)}"]
-    return []
-
-
-def _number(spec: Spec, value: str | int | float, where: str) -> list[str]:
-    if isinstance(value, float) and not math.isfinite(value):
-        return [f"{where}: not a number ({spec.seed_type})"]
-    if isinstance(value, float):
-        text = format(value, "f").rstrip("0").rstrip(".")
-    else:
-        text = value.strip() if isinstance(value, str) else str(value)
-    if not _DECIMAL.match(text):
-        return [f"{where}: not a number ({spec.seed_type})"]
-    whole, _, fraction = text.lstrip("-").partition(".")
-    if len(fraction) > spec.scale:
-        return [f"{where}: more than {spec.scale} decimals ({spec.seed_type})"]
-    if len(whole.lstrip("0") or "0") > spec.size - spec.scale:
-        return [f"{where}: more than {spec.size - spec.scale} digits ({spec.seed_type})"]
-    return []
+def validate(fields: Table, value: object, unit: LengthUnit = "chars", path: str = "") -> list[str]:
+    """Every way `value` breaks `fields`, each naming the field path, never the value."""
+    checks = Checks(formats=_FORMATS, length_unit=unit, strays="the seed's table")
+    return validate_table(fields, value, checks, path)

@@ -9,16 +9,18 @@ from typing import Any
 from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.uplinks.kit import answers
 from agent.uplinks.kit.answers import BUSY, HOLD, AnswerRules, CodeRule, classify, read_envelope
+from agent.uplinks.kit.fieldmap import apply
+from agent.uplinks.kit.fields import is_empty, render
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.fields import (
     AUTH_FIELDS,
     ENDPOINTS,
-    is_empty,
     lists,
-    render,
     unknown_fields,
     validate,
 )
+from agent.uplinks.zhejiang_endoscope.records import MAPS
+from agent.vocabulary.records import REPROCESSING_RECORDS
 
 USE_STEP = "uploadUseStepData"
 UNCLEANED = "scope used without a recorded cleaning"
@@ -31,9 +33,20 @@ _OK = frozenset({200})
 def build_form(
     kind: str, payload: Mapping[str, Any], config: ZhejiangEndoscopeConfig
 ) -> tuple[dict[str, str], list[str]]:
-    """The domain's fields plus the institution's, rendered; and every table violation."""
+    """The record's fields plus the institution's, rendered; and every table violation.
+
+    A neutral record (its `vocabulary` says so) is mapped to the seed's fields first; a payload
+    without one was queued before the records were neutral and is in the seed's fields already.
+    """
     if kind not in ENDPOINTS:
         return {}, [f"unknown endpoint {kind!r} (not in the seed)"]
+    if payload.get("vocabulary") == REPROCESSING_RECORDS:
+        if kind not in MAPS:
+            return {}, [f"no map of neutral {kind} records"]
+        formats = {"DT": config.time_format, "date": config.date_format}
+        payload, mapping_problems = apply(MAPS[kind], payload, formats)
+        if mapping_problems:
+            return {}, mapping_problems
     problems = [f"{name}: not a field of {kind}" for name in unknown_fields(kind, payload)]
     problems += [f"{k}: set by the uplink, not the payload" for k in AUTH_FIELDS if k in payload]
     merged = {k: v for k, v in payload.items() if k not in AUTH_FIELDS}

@@ -1,98 +1,27 @@
-"""The seed's request tables as data: one FieldSpec per field, checked by uplink and simulator."""
+"""The seed's request tables as data (kit Fields), checked alike by uplink and simulator."""
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 
+from agent.uplinks.kit.fields import Checks, Field, TimeFormat, unknown
+from agent.uplinks.kit.fields import validate as validate_table
+
+FieldSpec = Field  # the seed's tables predate the kit's name
 AUTH_FIELDS = ("sign", "timestamp", "accessToken")  # set by the uplink, never by the domain
 INSTITUTION_FIELDS = ("uniqueCode", "creditCode")  # filled from the uplink's config
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_SEED_TYPE = re.compile(r"^(S|N)(\.{0,2})(\d+)$")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """One request parameter as the seed's table states it."""
-
-    name: str
-    seed_type: str  # verbatim: S..64, S.100, S9, N.1, N..32, DT, date
-    required: bool
-    description: str
-    choices: tuple[str, ...] = ()  # allowed values, where the description enumerates them
-
-    @property
-    def base(self) -> str:
-        """S (string), N (number) or T (date-time: the seed's DT and date)."""
-        match = _SEED_TYPE.match(self.seed_type)
-        return match.group(1) if match else "T"
-
-    @property
-    def max_length(self) -> int | None:
-        """Maximum characters (S) or digits (N); None for date-times."""
-        match = _SEED_TYPE.match(self.seed_type)
-        return int(match.group(3)) if match else None
-
-    @property
-    def exact(self) -> bool:
-        """True for `S9`-style types (no dots): exactly that many characters."""
-        match = _SEED_TYPE.match(self.seed_type)
-        return bool(match and not match.group(2) and match.group(1) == "S")
-
-    def check(
-        self,
-        value: object,
-        time_format: str = DEFAULT_TIME_FORMAT,
-        date_format: str = DEFAULT_TIME_FORMAT,
-    ) -> str | None:
-        """Return why `value` (present, not empty) breaks this field's rule, or None.
-
-        `time_format` applies to the seed's DT fields, `date_format` to its `date` fields.
-        """
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            return f"{self.name}: bad type {type(value).__name__} (expected {self.seed_type})"
-        text = render(value)
-        limit = self.max_length
-        if self.base == "N":
-            if isinstance(value, float) and not math.isfinite(value):
-                return f"{self.name}: not a number (expected {self.seed_type})"
-            if not _NUMBER.match(text):
-                return f"{self.name}: not a number (expected {self.seed_type})"
-            digits = sum(c.isdigit() for c in text)
-            if limit is not None and digits > limit:
-                return f"{self.name}: {digits} digits, at most {limit} allowed ({self.seed_type})"
-        elif self.base == "S":
-            if isinstance(value, float):
-                return f"{self.name}: bad type float (expected {self.seed_type})"
-            if limit is not None and self.exact and len(text) != limit:
-                return f"{self.name}: {len(text)} characters, exactly {limit} required"
-            if limit is not None and len(text) > limit:
-                return f"{self.name}: {len(text)} characters, at most {limit} allowed"
-        else:
-            wanted = time_format if self.seed_type == "DT" else date_format
-            try:
-                datetime.strptime(text, wanted)  # a local wall-clock time, no zone
-            except ValueError:
-                return f"{self.name}: not a date-time in the format {wanted!r}"
-        if self.choices and text not in self.choices:
-            return f"{self.name}: must be one of {', '.join(self.choices)}"
-        return None
-
-
-def render(value: str | int | float) -> str:
-    """How a payload value is written into the form."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def is_empty(value: object) -> bool:
-    """None and blank strings count as absent."""
-    return value is None or (isinstance(value, str) and not value.strip())
+def checks(
+    time_format: str = DEFAULT_TIME_FORMAT, date_format: str = DEFAULT_TIME_FORMAT
+) -> Checks:
+    """The seed's DT fields in `time_format`, its `date` fields in `date_format`; a form's text."""
+    return Checks(
+        formats={"DT": TimeFormat(time_format), "date": TimeFormat(date_format)},
+        integers_as_text=True,
+        skip=frozenset(AUTH_FIELDS),
+    )
 
 
 def validate(
@@ -102,28 +31,15 @@ def validate(
     date_format: str = DEFAULT_TIME_FORMAT,
 ) -> list[str]:
     """Every violation of `endpoint`'s table in `form` (auth fields excepted), one line each."""
-    table = ENDPOINTS.get(endpoint)
-    if table is None:
+    fields = ENDPOINTS.get(endpoint)
+    if fields is None:
         return [f"unknown endpoint {endpoint!r}"]
-    problems: list[str] = []
-    for spec in table:
-        if spec.name in AUTH_FIELDS:
-            continue
-        value = form.get(spec.name)
-        if is_empty(value):
-            if spec.required:
-                problems.append(f"{spec.name}: required field is missing")
-            continue
-        problem = spec.check(value, time_format, date_format)
-        if problem is not None:
-            problems.append(problem)
-    return problems
+    return validate_table({s.name: s for s in fields}, form, checks(time_format, date_format))
 
 
 def unknown_fields(endpoint: str, form: Mapping[str, object]) -> list[str]:
     """Keys of `form` the endpoint's table does not list (typos, wrong endpoint)."""
-    known = {spec.name for spec in ENDPOINTS.get(endpoint, ())}
-    return sorted(k for k in form if k not in known)
+    return sorted(unknown({s.name: s for s in ENDPOINTS.get(endpoint, ())}, form))
 
 
 def lists(endpoint: str, name: str) -> bool:
@@ -131,8 +47,8 @@ def lists(endpoint: str, name: str) -> bool:
     return any(spec.name == name for spec in ENDPOINTS.get(endpoint, ()))
 
 
-def _f(name: str, seed_type: str, required: str, description: str, *choices: str) -> FieldSpec:
-    return FieldSpec(name, seed_type, required == "Y", description, choices)
+def _f(name: str, seed_type: str, required: str, description: str, *choices: str) -> Field:
+    return Field(name, seed_type, required == "Y", description, choices)
 
 
 _SIGN = _f("sign", "S..100", "Y", "加签(计算方式见备注)")
@@ -148,14 +64,14 @@ _CREDIT_N = _f("creditCode", "S18", "N", "统一社会信用代码")
 _CREDIT_Y = _f("creditCode", "S18", "Y", "统一社会信用代码")
 _STATUS_01 = ("0", "1")
 
-TOKEN_REQUEST: tuple[FieldSpec, ...] = (
+TOKEN_REQUEST: tuple[Field, ...] = (
     _SIGN,
     _f("timestamp", "S13", "Y", "时间戳"),
     _f("accessKey", "S64", "Y", "分配"),
     _f("accessSecret", "S64", "Y", "分配"),
 )
 
-ENDPOINTS: dict[str, tuple[FieldSpec, ...]] = {
+ENDPOINTS: dict[str, tuple[Field, ...]] = {
     "uploadReadData": (
         _SIGN,
         _f("timestamp", "S13", "Y", "时间戳"),

@@ -63,7 +63,7 @@ class ZhejiangEndoscopeUplink(HttpPlatformUplink):
         return codec.outcome(
             self.config,
             kind,
-            message.payload,
+            form,  # in the seed's fields, whichever shape the message was queued in
             answer.status,
             answer.text,
             age=age,

@@ -11,6 +11,7 @@ from typing import Any
 from agent.events import utcnow
 from agent.reprocessing.config import Endoscope, ReprocessingConfig
 from agent.reprocessing.state import scope_states
+from agent.vocabulary.records import REPROCESSING_RECORDS
 from agent.vocabulary.steps import STEP_NAMES, Disinfectant, StepKind
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import (
@@ -99,7 +100,12 @@ def last_use(conn: sqlite3.Connection, uplink: str, number: str) -> tuple[str, s
     if row is None:
         return "", "", ""
     use = json.loads(row[0])
-    return str(use.get("identityId", "")), str(use.get("name", "")), str(use.get("uploadUser", ""))
+    if use.get("vocabulary") == REPROCESSING_RECORDS:
+        names = ("patient_id", "patient_name", "user")
+    else:  # queued before the records were neutral: the seed's field names
+        names = ("identityId", "name", "uploadUser")
+    patient_id, patient_name, user = (str(use.get(name, "")) for name in names)
+    return patient_id, patient_name, user
 
 
 def scope_config(
