@@ -36,7 +36,7 @@ from drivers.washer import printer as washer_printer
 @dataclass(frozen=True, slots=True)
 class Plugin:
     """A plugin type: config model, factory, domain handlers, start-up journal jobs, tasks,
-    served endpoints."""
+    served endpoints, an uplink's forwarding plan."""
 
     model: type[PluginSection]
     build: Callable[[str, Any], Any] | None = None
