@@ -320,6 +320,11 @@ class PluginType(Protocol):
         """The pydantic model of `[<kind>.<name>]` with this `type`."""
         ...
 
+    @property
+    def plan(self) -> frozenset[str]:
+        """What an uplink of this type asks the domains for (their offers); empty for others."""
+        ...
+
 
 # Plugin section ("uplinks", "sources", …) -> type name -> plugin type; the wiring passes its
 # registry in (agent.plugins.PLUGIN_KINDS), so the core never imports the plugins.
@@ -340,6 +345,8 @@ def load_config(
         "base_dir": path.parent.resolve(),
         "environ": environ or os.environ,
         "skip_secrets": skip_secrets,
+        # Domains resolve their forward_to against these (agent/imaging/plans.py).
+        "uplink_plans": _uplink_plans(raw, plugins),
     }
     problems: list[str] = []
     for section, registry in plugins.items():
@@ -362,6 +369,20 @@ def load_config(
     if not problems:
         return config
     raise ConfigError(problems)
+
+
+def _uplink_plans(raw: dict[str, Any], plugins: PluginKinds) -> dict[str, frozenset[str]]:
+    """Each [uplinks.*] table's name -> its type's plan (a table of no known type is left out)."""
+    table, registry = raw.get("uplinks"), plugins.get("uplinks", {})
+    if not isinstance(table, dict):
+        return {}
+    return {
+        name: frozenset(registry[kind].plan)
+        for name, entry in table.items()
+        if isinstance(entry, dict)
+        and isinstance(kind := entry.get("type"), str)
+        and kind in registry
+    }
 
 
 def _validate_plugin(

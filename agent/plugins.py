@@ -10,6 +10,7 @@ from typing import Any
 
 from agent.config import PluginSection
 from agent.imaging import plugin as imaging
+from agent.imaging.plans import PRODUCED, Offer
 from agent.imaging.study_index import StudyIndexReader
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
@@ -35,7 +36,7 @@ from drivers.washer import printer as washer_printer
 @dataclass(frozen=True, slots=True)
 class Plugin:
     """A plugin type: config model, factory, domain handlers, start-up journal jobs, tasks,
-    served endpoints."""
+    served endpoints, an uplink's forwarding plan."""
 
     model: type[PluginSection]
     build: Callable[[str, Any], Any] | None = None
@@ -47,13 +48,22 @@ class Plugin:
     # HTTP routes the platform (or the hospital's PACS/HIS) calls on the agent, served on the
     # plugin's own listener when its settings enable it (agent/web/listener.py).
     endpoints: Callable[[str, Any], Endpoints] | None = None
+    # An uplink's forwarding plan: the domains' offers it receives (e.g. imaging.Offer); a domain
+    # naming it in forward_to sends it only those, and an uplink asking for none is a config error.
+    plan: frozenset[str] = frozenset()
 
 
+# Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
+# the statistics slots.
+SEED_003_PLAN = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
 UPLINKS = {
-    "http": Plugin(http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers),
+    # The generic JSON POST forwards what it is given: everything the imaging domain produces.
+    "http": Plugin(
+        http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=PRODUCED
+    ),
     "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
-    "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build),
+    "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),

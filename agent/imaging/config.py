@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agent.config import PluginSection, Seconds, TimeZoneName
+from agent.imaging.plans import Offer, everything, resolve
 
 _HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
 
@@ -26,15 +34,30 @@ class ImagingConfig(PluginSection):
 
     quiet_seconds: Seconds = 60.0  # a study without a new instance this long is stable
     duplicates: Literal["keep_first", "overwrite"] = "keep_first"  # a SOP Instance UID again
-    forward_to: list[str] = ["remote_imaging"]  # uplinks that get exam pushes, images, statistics
+    forward_to: list[str] = ["remote_imaging"]  # uplinks; each gets what its type's plan asks for
     statistics_times: list[ClockTime] = ["12:00", "20:00"]  # local times of the daily uploads
     statistics_days: Annotated[int, Field(ge=1, le=31)] = 1  # 2: today and yesterday
     timezone: TimeZoneName = "Asia/Shanghai"  # exam times and statistics dates are local
     scan_interval: Seconds = 5.0  # how often the scheduler looks for studies that went quiet
 
+    # forward_to resolved against the uplinks' plans when loaded with the plugin registry.
+    _plans: dict[str, frozenset[Offer]] | None = PrivateAttr(default=None)
+
     def uplinks_used(self) -> list[str]:
         """The uplinks studies are forwarded to."""
         return list(self.forward_to)
+
+    def plans(self) -> dict[str, frozenset[Offer]]:
+        """What each forward_to uplink receives (all that is produced if loaded without plans)."""
+        return dict(self._plans) if self._plans is not None else everything(self.forward_to)
+
+    @model_validator(mode="after")
+    def _resolve_plans(self, info: ValidationInfo) -> Self:
+        # load_config puts each uplink's plan in the context; the domain never imports uplinks.
+        uplink_plans = (info.context or {}).get("uplink_plans")
+        if uplink_plans is not None:
+            self._plans = resolve(self.forward_to, uplink_plans)
+        return self
 
     @field_validator("forward_to", "statistics_times")
     @classmethod

@@ -1,4 +1,4 @@
-"""The forwarding plan of a stable study: exam pushes, then its images, per uplink (pure)."""
+"""What a stable study owes each uplink by its plan: exam pushes, then its images (pure)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlite3
 from typing import Any
 
 from agent.imaging.index import study_summary, unforwarded
+from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
 
 PUSH = "exam.push"
@@ -19,8 +20,8 @@ def order_key(study_uid: str) -> str:
     return f"study:{study_uid}"
 
 
-def forward(tx: Transaction, study_uid: str, uplinks: list[str], at: str) -> None:
-    """Queue what a stable study with a joined exam still owes each uplink; else nothing."""
+def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
+    """Queue what a stable study with a joined exam still owes each uplink by its plan."""
     conn = tx.conn
     row = conn.execute("SELECT state FROM im_studies WHERE study_uid = ?", (study_uid,)).fetchone()
     if row is None or row[0] != "stable":
@@ -36,9 +37,12 @@ def forward(tx: Transaction, study_uid: str, uplinks: list[str], at: str) -> Non
         "StudyInstanceUID": study["study_uid"],
         "AccessionNumber": study["accession"],
     }
-    for uplink in uplinks:
-        for exam_no, exam in exams:
-            _push(tx, uplink, study_uid, exam_no, {"exam": json.loads(exam), "study": study})
+    for uplink, offers in plans.items():
+        if Offer.EXAM_PUSH in offers:
+            for exam_no, exam in exams:
+                _push(tx, uplink, study_uid, exam_no, {"exam": json.loads(exam), "study": study})
+        if Offer.IMAGES not in offers:
+            continue
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
             tx.enqueue(
                 uplink=uplink,

@@ -11,6 +11,7 @@ from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.forwarding import forward
 from agent.imaging.index import add_instance
+from agent.imaging.plans import Offer
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
 
@@ -121,7 +122,7 @@ class ImagingHandler:
             "SELECT study_uid FROM im_exams WHERE exam_no = ?", (str(exam["examNo"]),)
         ).fetchone()[0]
         if joined:
-            forward(tx, joined, self.config.forward_to, utc_text(event.received_at))
+            forward(tx, joined, self.config.plans(), utc_text(event.received_at))
 
     def _stable(self, tx: Transaction, event: Event) -> None:
         study_uid = str(event.payload["study_uid"])
@@ -137,7 +138,7 @@ class ImagingHandler:
             " WHERE study_uid = ?",
             (at, study_uid),
         )
-        forward(tx, study_uid, self.config.forward_to, at)
+        forward(tx, study_uid, self.config.plans(), at)
 
     def _statistics(self, tx: Transaction, payload: dict[str, Any]) -> None:
         last = date.fromisoformat(str(payload["date"]))
@@ -156,7 +157,9 @@ class ImagingHandler:
         ]
         if not items:
             return  # no exam on those dates: nothing to state
-        for uplink in self.config.forward_to:
+        for uplink, offers in self.config.plans().items():
+            if Offer.STATISTICS not in offers:
+                continue
             tx.enqueue(
                 uplink=uplink,
                 kind=STATISTICS,

@@ -1,0 +1,52 @@
+"""What the imaging domain can offer an uplink, and each forward_to uplink's share of it (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class Offer(StrEnum):
+    """One kind of message the imaging domain can queue; an uplink's plan names those it wants."""
+
+    # A stable study with a joined exam: each exam's push (seed 003 `exam.push`), again when the
+    # exam's content changes.
+    EXAM_PUSH = "imaging.exam_push"
+    # Each image of such a study, once per received file (seed 003 C-STORE, `dicom.instance`).
+    IMAGES = "imaging.images"
+    # Per date and exam class, the final reports at statistics_times (`exam.statistics`).
+    STATISTICS = "imaging.statistics"
+    # Declared for the next platforms; nothing produces them yet (see PRODUCED).
+    STUDY_DELETED = "imaging.study_deleted"  # a study deleted or purged (seed 004's notice)
+    REPORT_AUDITED = "imaging.report_audited"  # an exam's report audited (seed 001's index)
+    DAILY_REPORT = "imaging.daily_report"  # the day's exams summed up (seed 001)
+
+
+PRODUCED = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
+
+# Uplink name -> the offers it receives.
+Plans = Mapping[str, frozenset[Offer]]
+
+
+def everything(forward_to: list[str]) -> dict[str, frozenset[Offer]]:
+    """Every uplink gets all that is produced (a config validated without the plugin registry)."""
+    return dict.fromkeys(forward_to, PRODUCED)
+
+
+def resolve(
+    forward_to: list[str], plans: Mapping[str, frozenset[str]]
+) -> dict[str, frozenset[Offer]]:
+    """Each forward_to uplink's plan cut to what is produced; ValueError naming those left empty.
+
+    `plans` maps every configured uplink to its type's plan; a name it lacks is not an uplink
+    (the config reports that itself) and is left out.
+    """
+    resolved = {u: PRODUCED & plans[u] for u in forward_to if u in plans}
+    idle = [u for u, offers in resolved.items() if not offers]
+    if idle:
+        produced = ", ".join(sorted(PRODUCED))
+        raise ValueError(
+            f"forward_to: {', '.join(idle)}: the uplink's type asks for none of what imaging"
+            f" offers ({produced}); remove it from forward_to"
+        )
+    return resolved

@@ -1,0 +1,104 @@
+"""Per-uplink forwarding plans: an uplink in forward_to gets only what its plan asks for."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config
+from agent.errors import ConfigError
+from agent.events import Event
+from agent.imaging.config import ImagingConfig
+from agent.imaging.handler import ImagingHandler
+from agent.imaging.plans import PRODUCED, Offer, resolve
+from agent.plugins import PLUGIN_KINDS, SEED_003_PLAN, UPLINKS
+from tests.unit.test_imaging_index import Index, exam, exam_doc, stored
+
+# Two made-up platform types beside the real ones: one takes only the exam pushes, one only the
+# statistics (as a seed 001-like daily-report platform would).
+KINDS = {
+    **PLUGIN_KINDS,
+    "uplinks": {
+        **UPLINKS,
+        "pushes_only": replace(UPLINKS["http"], plan=frozenset({Offer.EXAM_PUSH})),
+        "stats_only": replace(UPLINKS["http"], plan=frozenset({Offer.STATISTICS, "other.kind"})),
+    },
+}
+
+
+def load_imaging(tmp_path: Path, uplinks: dict[str, str], forward_to: list[str]) -> ImagingConfig:
+    """The [domains.imaging] table of a config with `uplinks` (name -> type), loaded with KINDS."""
+    tables = "".join(
+        f'[uplinks.{name}]\ntype = "{kind}"\nurl = "https://{name}.example/in"\n'
+        for name, kind in uplinks.items()
+    )
+    path = tmp_path / "agent.toml"
+    imaging = f'[domains.imaging]\ntype = "imaging"\nforward_to = {json.dumps(forward_to)}\n'
+    path.write_text(tables + imaging, encoding="utf-8")
+    section = load_config(path, KINDS).domains["imaging"]
+    assert isinstance(section, ImagingConfig)
+    return section
+
+
+async def test_uplinks_with_different_plans_receive_different_messages(tmp_path, open_journal):
+    uplinks = {"cloud": "http", "pusher": "pushes_only", "counter": "stats_only"}
+    section = load_imaging(tmp_path, uplinks, ["cloud", "pusher", "counter"])
+    index = Index(await open_journal.open(handlers=(ImagingHandler("imaging", section),)))
+    await index.ingest(exam(exam_doc(accessionNo="ACC001")), stored("1"), stored("2"))
+    await index.stable()
+    due = {"date": "2026-11-23", "slot": "12:00"}
+    await index.ingest(Event("imaging.statistics_due", "imaging", due))
+
+    def kinds(messages: list[tuple[str, str, object]]) -> list[str]:
+        return [kind for kind, _, _ in messages]
+
+    assert kinds(await index.messages("cloud")) == [
+        "exam.push",
+        "dicom.instance",
+        "dicom.instance",
+        "exam.statistics",
+    ]
+    assert kinds(await index.messages("pusher")) == ["exam.push"]
+    assert kinds(await index.messages("counter")) == ["exam.statistics"]
+    # Images not asked for are not recorded as forwarded either: nothing is owed or pretended.
+    assert await index.rows("SELECT DISTINCT uplink FROM im_forwarded") == [("cloud",)]
+
+
+def test_the_plans_are_resolved_when_the_config_is_loaded(tmp_path):
+    section = load_imaging(tmp_path, {"cloud": "http", "counter": "stats_only"}, ["counter"])
+    assert section.plans() == {"counter": frozenset({Offer.STATISTICS})}
+
+
+def test_an_uplink_whose_plan_offers_nothing_produced_is_a_config_error(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[uplinks.bus]\ntype = "mqtt"\nurl = "mqtt://127.0.0.1:1883"\ntopic_prefix = "edge"\n'
+        '[uplinks.cloud]\ntype = "http"\nurl = "https://cloud.example/in"\n'
+        '[domains.imaging]\ntype = "imaging"\nforward_to = ["cloud", "bus"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, PLUGIN_KINDS)
+    (line,) = raised.value.problems
+    assert line.startswith(f"{path}: domains.imaging: forward_to: bus: the uplink's type asks")
+
+
+def test_the_existing_platforms_plans():
+    assert UPLINKS["remote_imaging"].plan == SEED_003_PLAN == PRODUCED
+    assert UPLINKS["http"].plan == PRODUCED  # the generic JSON POST: everything, as before
+    assert UPLINKS["mqtt"].plan == UPLINKS["zhejiang_endoscope"].plan == frozenset()
+
+
+def test_offers_nobody_produces_yet_do_not_count():
+    deletion_only = {"insurer": frozenset({Offer.STUDY_DELETED})}
+    with pytest.raises(ValueError, match="insurer"):
+        resolve(["insurer"], deletion_only)
+    assert resolve(["gone"], {}) == {}  # not an uplink: the config reports that itself
+
+
+def test_a_config_validated_without_the_registry_sends_everything_to_every_uplink():
+    section = ImagingConfig.model_validate({"type": "imaging", "forward_to": ["a", "b"]})
+    assert section.plans() == {"a": PRODUCED, "b": PRODUCED}
