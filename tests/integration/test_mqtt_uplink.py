@@ -232,7 +232,9 @@ async def test_topic_suffixes_alerts_and_unpublishable_messages(
         (f"{PREFIX}/test/x", {"n": 5}),
     ]
     assert alerted.topic == f"{PREFIX}/alert/critical"
-    assert set(alerted.payload) == {"id", "at", "severity", "code", "subject", "message", "origin"}
+    assert set(alerted.payload) == {
+        *("id", "at", "severity", "code", "subject", "message", "origin", "snoozed")
+    }
     assert alerted.payload["message"] == "未清洗" and alerted.payload["severity"] == "critical"
     dead = [r["last_error"] for r in found if r["state"] == "dead"]
     assert dead == [

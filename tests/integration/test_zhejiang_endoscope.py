@@ -336,7 +336,7 @@ async def test_use_step_before_its_cleaning_is_retried_until_the_cleaning_arrive
 async def test_use_step_never_cleaned_becomes_a_dead_letter_past_the_window(open_journal, platform):
     journal = await journal_with(open_journal)
     config = uplink_config(
-        platform.base_url, uncleaned_retry_window=0.3, uncleaned_retry_interval=0.05
+        platform.base_url, uncleaned_retry_window=1.0, uncleaned_retry_interval=0.05
     )
     async with dispatching(journal, Observed(config)):
         await journal.ingest([record("uploadUseStepData")])
@@ -376,7 +376,7 @@ async def test_a_use_step_waiting_for_its_cleaning_does_not_trip_the_breaker(
 async def test_a_second_use_needs_a_new_cleaning(open_journal, platform):
     journal = await journal_with(open_journal)
     config = uplink_config(
-        platform.base_url, uncleaned_retry_window=0.3, uncleaned_retry_interval=0.05
+        platform.base_url, uncleaned_retry_window=1.0, uncleaned_retry_interval=0.05
     )
     first = [record(e) for e in ("addEndoSocopeInfo", "uploadReadData", "uploadUseStepData")]
     again = record("uploadUseStepData", "scope-1", identityId="HIS0002")
