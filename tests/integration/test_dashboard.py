@@ -179,6 +179,7 @@ async def test_each_page_shows_what_the_agent_knows(make_client, centre):
     devices = await (await client.get("/devices")).text()
     assert "R1" in devices and "离线" in devices and "校验和错误" in devices  # bad_checksum
     assert "RFID 读卡器" in devices
+    assert "Asia/Shanghai UTC+08:00" in devices  # the zone every time on the page is in
     uplinks = await (await client.get("/uplinks")).text()
     assert "熔断" in uplinks and "OPEN" in uplinks
     alerts = await (await client.get("/alerts")).text()

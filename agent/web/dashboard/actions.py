@@ -57,6 +57,7 @@ async def refusal(request: web.Request, status: int, found: list[str], page: str
         live=await target.live(dashboard, viewer),
         here=target.path,
         live_name=target.name,
+        zone=dashboard.zone,
         notice=notice(None, found),
     )
     return web.Response(text=body, content_type="text/html", status=status)
@@ -195,5 +196,6 @@ async def dead_letter(request: web.Request) -> web.Response:
         live=message_detail(dashboard, viewer, message),
         here=request.path,
         notice=Markup(""),
+        zone=dashboard.zone,
     )
     return web.Response(text=body, content_type="text/html")

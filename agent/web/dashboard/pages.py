@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import Markup, both, join, render
@@ -62,6 +63,7 @@ LAYOUT = """<!DOCTYPE html>
 <header class="top">
 <nav>$nav</nav>
 <div class="session">$session</div>
+<span class="zone" title="times on these pages">$zone</span>
 <span id="live-state" class="live-state" data-state="$state"></span>
 </header>
 <h1>$heading</h1>
@@ -113,6 +115,7 @@ def layout(
     live_name: str = "",
     before: Markup = EMPTY,
     notice: Markup = EMPTY,
+    zone: tzinfo | None = None,
 ) -> Markup:
     """A whole page; `live_name` names the fragment /events streams into <main> (none: static)."""
     return render(
@@ -128,6 +131,22 @@ def layout(
         before=before,
         live_name=live_name,
         live=live,
+        zone=zone_label(zone),
+    )
+
+
+def zone_label(zone: tzinfo | None) -> Markup:
+    """The zone every time on the page is in: `时区 Time zone Asia/Shanghai UTC+08:00`."""
+    now = datetime.now(zone).astimezone(zone)  # zone None: the machine's own
+    offset = now.strftime("%z")
+    name = getattr(zone, "key", None) or now.tzname() or ""
+    return render(
+        "$label $name UTC$sign$hh:$mm",
+        label=both("时区", "Time zone"),
+        name=name,
+        sign=offset[:1],
+        hh=offset[1:3],
+        mm=offset[3:5],
     )
 
 

@@ -142,6 +142,7 @@ async def show_page(page: Page, request: web.Request) -> web.Response:
         live=await page.live(dashboard, viewer),
         here=request.path,
         live_name=page.name,
+        zone=dashboard.zone,
         before=page.before(dashboard, viewer) if page.before else Markup(""),
         notice=notice(request.query.get("done")),
     )
@@ -214,6 +215,7 @@ def login_form(request: web.Request, target: str, problem: str = "") -> Markup:
         live=form,
         here="/login",
         notice=notice(request.query.get("done"), [problem] if problem else None),
+        zone=request.app[DASHBOARD_KEY].zone,
     )
 
 
