@@ -133,6 +133,14 @@ def alert_severity(conn: sqlite3.Connection, alert_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
+def open_among(conn: sqlite3.Connection, alert_ids: Iterable[int]) -> list[int]:
+    """Which of `alert_ids` are open alerts."""
+    ids = list(alert_ids)
+    marks = ",".join("?" * len(ids))
+    sql = f"SELECT id FROM alerts WHERE acknowledged_at IS NULL AND id IN ({marks}) ORDER BY id"
+    return [row[0] for row in conn.execute(sql, ids)]
+
+
 def alert_state(conn: sqlite3.Connection, alert_id: int) -> str | None:
     """ "open", "acknowledged", or None when there is no such alert."""
     row = conn.execute("SELECT acknowledged_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -194,11 +202,13 @@ class Acknowledgements:
                 hours=float(payload["hours"]),
             )
             return
-        acknowledge(
-            tx.conn,
-            int(payload["alert_id"]),
-            str(payload["by"]),
-            str(payload.get("note", "")),
-            event.occurred_at.timestamp(),
-            group=bool(payload.get("group", False)),
-        )
+        # One alert (`alert_id`), or several chosen at once (`alert_ids`).
+        for alert_id in payload.get("alert_ids") or [payload["alert_id"]]:
+            acknowledge(
+                tx.conn,
+                int(alert_id),
+                str(payload["by"]),
+                str(payload.get("note", "")),
+                event.occurred_at.timestamp(),
+                group=bool(payload.get("group", False)),
+            )

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from agent.config import ApiSection
 from agent.events import Event, with_iso_times
 from agent.inputs import Body
-from agent.journal.alerts import alert_severity, alert_state, open_alerts
+from agent.journal.alerts import alert_severity, alert_state, open_alerts, open_among
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web import openapi
@@ -25,7 +25,13 @@ from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_ro
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
 from agent.web.metrics import Observe, add_observability_routes
-from agent.web.models import Acknowledgement, Override, PatientForUse, Snooze
+from agent.web.models import (
+    Acknowledgement,
+    BulkAcknowledgement,
+    Override,
+    PatientForUse,
+    Snooze,
+)
 from agent.web.quality import add_quality_routes
 
 log = structlog.get_logger(__name__)
@@ -78,6 +84,7 @@ def make_app(
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_post(f"/api/v1/alerts/{{alert_id:{ROW_ID}}}/acknowledge", acknowledge_alert)
     app.router.add_post(f"/api/v1/alerts/{{alert_id:{ROW_ID}}}/snooze", snooze_alert)
+    app.router.add_post("/api/v1/alerts/acknowledge", acknowledge_alerts)
     app.router.add_get("/api/v1/scopes", list_scopes)
     app.router.add_post("/api/v1/scopes/{number}/override", override_scope)
     app.router.add_get(openapi.PATH, openapi.serve)
@@ -131,6 +138,20 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     event = Event("alert.acknowledge", "api", {"alert_id": alert_id, **body.model_dump()})
     await request.app[EMIT_KEY](event)
     log.info("alert.acknowledged", alert_id=alert_id)
+    return answer({"event_id": event.id}, status=201)
+
+
+async def acknowledge_alerts(request: web.Request) -> web.Response:
+    """POST /api/v1/alerts/acknowledge: journal who acknowledged several open alerts at once."""
+    body = await read_body(request, BulkAcknowledgement)
+    found = await request.app[QUERY_KEY](partial(open_among, alert_ids=body.ids))
+    closed = sorted(set(body.ids) - set(found))
+    if closed:
+        return answer({"error": f"not open alerts: {closed}"}, status=409)
+    fields = body.model_dump(exclude={"ids"})
+    event = Event("alert.acknowledge", "api", {"alert_ids": found, **fields})
+    await request.app[EMIT_KEY](event)
+    log.info("alert.acknowledged", alerts=len(found), group=body.group)
     return answer({"event_id": event.id}, status=201)
 
 

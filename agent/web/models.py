@@ -27,6 +27,17 @@ class Acknowledgement(Body):
     group: bool = False  # also every earlier open alert of the same code and subject
 
 
+AlertId = Annotated[int, Field(ge=1, le=10**18 - 1)]  # a journal row id: at most 18 digits
+
+
+class BulkAcknowledgement(Acknowledgement):
+    """Several open alerts acknowledged at once by one named person."""
+
+    ids: Annotated[
+        list[Annotated[int, Field(ge=1, le=10**18)]], Field(min_length=1, max_length=200)
+    ]
+
+
 class Snooze(Body):
     """A named person snoozes a known, accepted condition (same code and subject), and why."""
 

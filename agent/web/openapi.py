@@ -18,7 +18,13 @@ from agent.imaging.exam import Exam
 from agent.inputs import EARLIEST_YEAR
 from agent.web.context import answer
 from agent.web.exams import MAX_LIMIT
-from agent.web.models import Acknowledgement, Override, PatientForUse, Snooze
+from agent.web.models import (
+    Acknowledgement,
+    BulkAcknowledgement,
+    Override,
+    PatientForUse,
+    Snooze,
+)
 from agent.web.quality import CleaningEffectTest, DisinfectantTest, RinseWaterCheck
 
 PATH = "/api/v1/openapi.json"
@@ -89,6 +95,13 @@ OPERATIONS = (
         Snooze,
         parameters=[_in_path("alert_id", ROW)],
         answers={**CREATED, "404": "No such alert", "409": "A critical alert is never snoozed"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/alerts/acknowledge",
+        "A named person acknowledges several open alerts at once",
+        BulkAcknowledgement,
+        answers={**CREATED, "409": "One of them is not an open alert"},
     ),
     Operation("get", "/api/v1/scopes", "Every scope: cycle, step, verdict, blocked"),
     Operation(

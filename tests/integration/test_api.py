@@ -133,6 +133,21 @@ async def test_the_same_alert_raised_again_is_acknowledged_at_once_with_group(cl
     assert [a["code"] for a in left] == ["dicom_disk_low"]
 
 
+async def test_several_alerts_are_acknowledged_at_once_by_one_person(client, centre):
+    for n, code in enumerate(("dicom_disk_low", "dicom_rejected", "washer_receipt_rejected")):
+        alert = Alert(code, f"source:{n}", "…", f"origin:{n}", "error")
+        await centre.journal.run(lambda conn, a=alert: raise_alert(conn, a))
+    ids = [
+        a["id"] for a in (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    ]
+    body = {"ids": ids[:2], "by": "信息科 张工", "note": "disk cleaned"}
+    assert (await client.post("/api/v1/alerts/acknowledge", json=body, headers=AUTH)).status == 201
+    left = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    assert [a["id"] for a in left] == ids[2:]
+    again = await client.post("/api/v1/alerts/acknowledge", json=body, headers=AUTH)
+    assert again.status == 409  # they are not open any more: nothing half-done
+
+
 async def test_a_known_condition_is_snoozed_but_still_recorded_and_published(client, centre):
     await centre.journal.run(lambda conn: alerts.set_routes(conn, ["bus"]))
 

@@ -269,6 +269,25 @@ async def test_the_same_alert_raised_again_is_one_card_acknowledged_at_once(make
     assert open_alert_ids(centre) == [int(cards[0][1])]  # the three together; the critical stays
 
 
+async def test_ticked_alerts_are_acknowledged_at_once(make_client, centre):
+    for n in (1, 2, 3):
+        alert = Alert("dicom_rejected", f"dicom:pacs{n}", "refused", f"o:{n}", "error")
+        await centre.journal.run(lambda conn, a=alert: raise_alert(conn, a))
+    client = await make_client()
+    csrf = await login(client)
+    page = await (await client.get("/alerts")).text()
+    assert 'form="bulk-ack"' in page and "确认所选" in page
+    first, second, third = open_alert_ids(centre)
+    form = {"csrf": csrf, "by": "王护士", f"alert-{first}": "1", f"alert-{third}": "1"}
+    response = await client.post("/alerts/acknowledge", data=form, allow_redirects=False)
+    assert response.status == 303
+    assert open_alert_ids(centre) == [second]
+    nothing = await client.post(
+        "/alerts/acknowledge", data={"csrf": csrf, "by": "王护士"}, allow_redirects=False
+    )
+    assert nothing.status == 422  # none ticked
+
+
 async def test_override_needs_a_session_and_its_csrf_token(make_client, centre):
     await centre.run_cycle(R5=120)
     client = await make_client()

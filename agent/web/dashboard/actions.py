@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from agent.events import Event
 from agent.inputs import Body
 from agent.journal import queries
-from agent.journal.alerts import alert_severity, alert_state
+from agent.journal.alerts import alert_severity, alert_state, open_among
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web.bodies import Form, read_form
@@ -23,7 +23,7 @@ from agent.web.dashboard.pages import PAGES, layout, notice
 from agent.web.dashboard.render import Markup
 from agent.web.dashboard.sessions import CSRF_FIELD, Session, csrf_matches
 from agent.web.dashboard.views.uplinks import message_detail
-from agent.web.models import Acknowledgement, Override, Snooze
+from agent.web.models import Acknowledgement, BulkAcknowledgement, Override, Snooze
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,6 +103,25 @@ async def acknowledge(request: web.Request) -> web.Response:
     event = Event("alert.acknowledge", "dashboard", {"alert_id": alert_id, **body.model_dump()})
     await request.app[EMIT_KEY](event)
     log.info("alert.acknowledged", alert_id=alert_id, group=body.group)
+    raise web.HTTPSeeOther("/alerts?done=acknowledged")
+
+
+async def acknowledge_selected(request: web.Request) -> web.Response:
+    """POST /alerts/acknowledge: the cards ticked (`alert-<id>`), each with its repeats."""
+    _, form = await guarded(request)
+    ids = [name.removeprefix("alert-") for name in form.fields if name.startswith("alert-")]
+    try:
+        body = BulkAcknowledgement.model_validate(
+            {**fields(form, "by", "note"), "ids": ids, "group": True}
+        )
+    except ValidationError as err:
+        return await refusal(request, 422, problems(err), "alerts")
+    found = await request.app[DASHBOARD_KEY].query(partial(open_among, alert_ids=body.ids))
+    if not found:
+        return await refusal(request, 409, ["none of them is open any more"], "alerts")
+    payload = {"alert_ids": found, **body.model_dump(exclude={"ids"})}
+    await request.app[EMIT_KEY](Event("alert.acknowledge", "dashboard", payload))
+    log.info("alert.acknowledged", alerts=len(found), group=True)
     raise web.HTTPSeeOther("/alerts?done=acknowledged")
 
 

@@ -94,6 +94,7 @@ def add_dashboard_routes(
     route("GET", f"/dead-letters/{{message_id:{ROW_ID}}}", actions.dead_letter, "dead_letter")
     route("POST", f"/alerts/{{alert_id:{ROW_ID}}}/acknowledge", actions.acknowledge, "acknowledge")
     route("POST", f"/alerts/{{alert_id:{ROW_ID}}}/snooze", actions.snooze, "snooze")
+    route("POST", "/alerts/acknowledge", actions.acknowledge_selected, "acknowledge_selected")
     route("POST", "/scopes/{number}/override", actions.override, "override")
     route("POST", f"/dead-letters/{{message_id:{ROW_ID}}}/retry", actions.retry, "retry")
     route("POST", f"/dead-letters/{{message_id:{ROW_ID}}}/discard", actions.discard, "discard")

@@ -24,14 +24,30 @@ async def alerts(dashboard: Dashboard, viewer: Viewer) -> Markup:
     rows = [alert_card(dashboard, viewer, a) for a in found]
     scopes = [blocked_card(viewer, s) for s in blocked]
     return render(
-        '<section><h2>$h1 <span class="count">$n</span></h2>$alerts</section>'
+        '<section><h2>$h1 <span class="count">$n</span></h2>$bulk$alerts</section>'
         '<section><h2>$h2 <span class="count">$m</span></h2>$scopes</section>',
         h1=both("未确认的警报", "Open alerts"),
         n=sum(int(group["count"]) for group in found),
+        bulk=bulk_form(viewer) if viewer.operator and len(found) > 1 else Markup(""),
         alerts=join(rows) if rows else render('<p class="empty">$t</p>', t=both("无", "None")),
         h2=both("禁用的内镜", "Blocked endoscopes"),
         m=len(blocked),
         scopes=join(scopes) if scopes else render('<p class="empty">$t</p>', t=both("无", "None")),
+    )
+
+
+def bulk_form(viewer: Viewer) -> Markup:
+    """Acknowledge the ticked cards at once (each card's box belongs to this form)."""
+    return render(
+        '<form id="bulk-ack" method="post" action="/alerts/acknowledge" class="inline bulk">'
+        '<input type="hidden" name="csrf" value="$csrf">'
+        '<label>$by <input name="by" required maxlength="64" autocomplete="name"></label>'
+        '<label>$note <input name="note" maxlength="500"></label>'
+        '<button type="submit">$ack</button></form>',
+        csrf=viewer.csrf,
+        by=both("姓名", "Name"),
+        note=both("备注", "Note"),
+        ack=both("确认所选", "Acknowledge selected"),
     )
 
 
@@ -86,7 +102,7 @@ def alert_card(dashboard: Dashboard, viewer: Viewer, group: dict[str, Any]) -> M
     zh_title, en_title = title(str(group["code"]))
     return render(
         '<article class="alert sev-$sev" id="alert-$id" data-alert="$id" data-count="$n">'
-        '<header>$icon <strong>$zh</strong> <span class="en">$en</span>'
+        '<header>$tick$icon <strong>$zh</strong> <span class="en">$en</span>'
         ' <strong class="title">$zh_title</strong> <span class="en">$en_title</span>'
         ' <span class="subject">$subject</span> <span class="code">$code</span>'
         " <time>$at</time></header>"
@@ -94,6 +110,13 @@ def alert_card(dashboard: Dashboard, viewer: Viewer, group: dict[str, Any]) -> M
         sev=group["severity"],
         id=group["id"],
         n=group["count"],
+        tick=render(
+            '<input type="checkbox" name="alert-$id" value="1" form="bulk-ack" title="$t"> ',
+            id=group["id"],
+            t="选择 select",
+        )
+        if viewer.operator
+        else Markup(""),
         icon=icon(icon_name),
         zh=zh,
         en=en,
