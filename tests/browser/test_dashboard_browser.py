@@ -200,6 +200,23 @@ async def test_the_dashboard_of_a_running_demo(chromium, demo, cloud, tmp_path):
     await expect(nurse.locator(f"#alert-{alert_id}")).to_have_count(0)
     await expect(wall.locator(f"#alert-{alert_id}")).to_have_count(0, timeout=LIVE)  # live
 
+    # One batch without its concentration test, met by every scope: one card, counted, in
+    # Chinese first; ticked and acknowledged with its repeats in one go.
+    batch = nurse.locator("article[data-alert]", has_text="消毒剂批次无浓度监测")
+    await expect(batch).to_have_count(1)
+    await expect(batch).to_have_attribute("data-count", re.compile(r"^[2-9]$"), timeout=SLOW)
+    batch_id = await batch.get_attribute("data-alert")
+    await batch.locator("input[type=checkbox]").check()
+    await nurse.locator("#bulk-ack input[name=by]").fill("王护士")
+    await nurse.locator("#bulk-ack button").click()
+    await expect(nurse.locator(".notice.ok")).to_contain_text("警报已确认")
+    await expect(nurse.locator(f"#alert-{batch_id}")).to_have_count(0)
+
+    # Devices in Chinese first, with the zone every time on the page is in.
+    await nurse.goto("/devices")
+    await expect(nurse.locator("#live")).to_contain_text("RFID 读卡器")
+    await expect(nurse.locator(".top .zone")).to_contain_text("UTC+08:00")
+
     # A dead letter is shown with the platform's reason and retried from the page.
     await nurse.goto("/dead-letters")
     row = nurse.locator("tr[id^=message-]", has_text="probe.reading")
