@@ -217,6 +217,14 @@ async def test_the_dashboard_of_a_running_demo(chromium, demo, cloud, tmp_path):
     await expect(nurse.locator("#live")).to_contain_text("RFID 读卡器")
     await expect(nurse.locator(".top .zone")).to_contain_text("UTC+08:00")
 
+    # Usable on an 800-pixel screen: no page scrolls sideways (a wide table scrolls in itself).
+    await nurse.set_viewport_size({"width": 800, "height": 1000})
+    for path in PAGES:
+        await nurse.goto(path)
+        wide = await nurse.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 800, (path, wide)
+    await nurse.set_viewport_size({"width": 1920, "height": 1080})
+
     # A dead letter is shown with the platform's reason and retried from the page.
     await nurse.goto("/dead-letters")
     row = nurse.locator("tr[id^=message-]", has_text="probe.reading")
