@@ -128,6 +128,8 @@ def check_owner(state_dir: Path) -> None:
 
 
 def _user_name(uid: int) -> str:
+    if sys.platform == "win32":  # no passwd database there
+        return str(uid)
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:  # a uid without a passwd entry (containers)
