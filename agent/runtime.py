@@ -128,12 +128,10 @@ def check_owner(state_dir: Path) -> None:
 
 
 def _user_name(uid: int) -> str:
-    if sys.platform == "win32":  # no passwd database there
-        return str(uid)
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:  # a uid without a passwd entry (containers)
-        return str(uid)
+    if sys.platform != "win32":  # no passwd database there
+        with contextlib.suppress(KeyError):  # a uid without a passwd entry (containers)
+            return pwd.getpwuid(uid).pw_name
+    return str(uid)
 
 
 def _lock_exclusive(fd: int) -> None:
