@@ -286,7 +286,8 @@ async def logout(request: web.Request) -> web.Response:
         if not csrf_matches(session, form.fields.get(CSRF_FIELD, "")):
             actions.log_refused(request, "csrf")
             raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
-        store.logout(request.cookies.get(COOKIE))
+        # It writes the remembered logouts to the state directory: off the event loop.
+        await asyncio.to_thread(store.logout, request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/login?done=logged_out")
     response.del_cookie(COOKIE, path="/")
     raise response
