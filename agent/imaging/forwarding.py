@@ -7,6 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
+from agent.imaging.exams import study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
@@ -26,9 +27,7 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
     row = conn.execute("SELECT state FROM im_studies WHERE study_uid = ?", (study_uid,)).fetchone()
     if row is None or row[0] != "stable":
         return
-    exams = conn.execute(
-        "SELECT exam_no, payload FROM im_exams WHERE study_uid = ? ORDER BY exam_no", (study_uid,)
-    ).fetchall()
+    exams = study_exams(conn, study_uid)
     study = study_summary(conn, study_uid)
     if not exams or study is None:
         return
@@ -39,8 +38,9 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
     }
     for uplink, offers in plans.items():
         if Offer.EXAM_PUSH in offers:
-            for exam_no, exam in exams:
-                _push(tx, uplink, study_uid, exam_no, {"exam": json.loads(exam), "study": study})
+            for exam_no, document, record in exams:
+                payload = {"exam": document, "record": record, "study": study}
+                _push(tx, uplink, study_uid, exam_no, payload)
         if Offer.IMAGES not in offers:
             continue
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):

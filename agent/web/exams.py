@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.events import Event
-from agent.imaging.exam import Exam, exam_payload
+from agent.imaging.exam_document import Exam, exam_payload
 from agent.imaging.handler import EXAM
 from agent.imaging.state import recent_studies, study_detail
 from agent.web.bodies import only_query, query_int, read_json_object

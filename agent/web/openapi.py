@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from agent import __version__
-from agent.imaging.exam import Exam
+from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
 from agent.web.context import answer
 from agent.web.exams import MAX_LIMIT

@@ -1,0 +1,163 @@
+"""The report store: each exam as posted, its neutral record, states and times (pure SQL)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from agent.imaging.exam_record import exam_record
+from agent.vocabulary.exams import ExamRecord
+
+# The times an exam can be asked by (each an indexed column of im_exams).
+TimeField = Literal[
+    "exam_at",
+    "registered_at",
+    "written_at",
+    "audited_at",
+    "refunded_at",
+    "cancelled_at",
+    "modified_at",
+]
+TIME_FIELDS: tuple[TimeField, ...] = (
+    "exam_at",
+    "registered_at",
+    "written_at",
+    "audited_at",
+    "refunded_at",
+    "cancelled_at",
+    "modified_at",
+)
+
+
+def save_exam(
+    conn: sqlite3.Connection,
+    document: Mapping[str, Any],
+    *,
+    accession: str,
+    study_uid: str | None,
+    received: datetime,
+    event_id: str,
+    updated_at: str,
+) -> str | None:
+    """Store or replace an exam; the study it is joined to afterwards (None: not yet)."""
+    record = exam_record(document)
+    report = record.get("report") or {}
+    digest = _digest({"report": report, "status": record.get("status")})
+    exam_no = record["exam_no"]
+    old = conn.execute(
+        "SELECT report_digest, modified_at FROM im_exams WHERE exam_no = ?", (exam_no,)
+    ).fetchone()
+    if not report:
+        modified = None
+    elif old is not None and old[0] == digest and old[1]:
+        modified = old[1]
+    else:  # a new report, or its content or the exam's status changed: now, the local time
+        modified = received.replace(microsecond=0, tzinfo=None).isoformat()
+    items = record.get("order", {}).get("items", [])
+    refunds = [item["refunded_at"] for item in items if "refunded_at" in item]
+    info: Mapping[str, Any] = document.get("examInfo") or {}
+    conn.execute(
+        "INSERT INTO im_exams (exam_no, apply_no, accession, study_uid, exam_status, exam_class,"
+        " exam_date, payload, updated_at, event_id, record, patient_id, exam_at, registered_at,"
+        " written_at, audited_at, refunded_at, cancelled_at, modified_at, report_digest)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (exam_no) DO UPDATE SET apply_no = excluded.apply_no,"
+        " accession = COALESCE(NULLIF(excluded.accession, ''), accession),"
+        " study_uid = COALESCE(excluded.study_uid, study_uid),"
+        " exam_status = excluded.exam_status, exam_class = excluded.exam_class,"
+        " exam_date = excluded.exam_date, payload = excluded.payload,"
+        " updated_at = excluded.updated_at, event_id = excluded.event_id,"
+        " record = excluded.record, patient_id = excluded.patient_id,"
+        " exam_at = excluded.exam_at, registered_at = excluded.registered_at,"
+        " written_at = excluded.written_at, audited_at = excluded.audited_at,"
+        " refunded_at = excluded.refunded_at, cancelled_at = excluded.cancelled_at,"
+        " modified_at = excluded.modified_at, report_digest = excluded.report_digest",
+        (
+            exam_no,
+            str(info.get("applyNo") or ""),
+            accession,
+            study_uid,
+            str(info["examStatus"]),
+            str(info.get("examClass") or ""),
+            str(info.get("examTime") or "")[:10],
+            json.dumps(document, ensure_ascii=False, sort_keys=True),
+            updated_at,
+            event_id,
+            json.dumps(record, ensure_ascii=False, sort_keys=True),
+            record.get("patient", {}).get("id"),
+            record.get("exam_at"),
+            record.get("registered_at"),
+            report.get("written_at"),
+            report.get("audited_at"),
+            max(refunds, default=None),
+            record.get("cancelled_at"),
+            modified,
+            digest if report else None,
+        ),
+    )
+    joined: str | None = conn.execute(
+        "SELECT study_uid FROM im_exams WHERE exam_no = ?", (exam_no,)
+    ).fetchone()[0]
+    return joined
+
+
+def study_exams(
+    conn: sqlite3.Connection, study_uid: str
+) -> list[tuple[str, dict[str, Any], ExamRecord]]:
+    """(exam_no, document as posted, neutral record) of each exam joined to a study."""
+    rows = conn.execute(
+        "SELECT exam_no, payload, record, accession FROM im_exams WHERE study_uid = ?"
+        " ORDER BY exam_no",
+        (study_uid,),
+    ).fetchall()
+    return [
+        (no, json.loads(doc), _record(doc, rec, accession, study_uid))
+        for no, doc, rec, accession in rows
+    ]
+
+
+def exams_between(
+    conn: sqlite3.Connection, field: TimeField, start: str, end: str, limit: int
+) -> list[ExamRecord]:
+    """Exams whose `field` lies in [start, end] (local ISO times, both inclusive), oldest first."""
+    if field not in TIME_FIELDS:
+        raise ValueError(f"{field!r} is not a time of the report store")
+    rows = conn.execute(
+        f"SELECT payload, record, accession, study_uid FROM im_exams"
+        f" WHERE {field} BETWEEN ? AND ? ORDER BY {field}, exam_no LIMIT ?",
+        (start, end, limit),
+    )
+    return [_record(doc, rec, accession, uid) for doc, rec, accession, uid in rows]
+
+
+def exam_by_number(conn: sqlite3.Connection, number: str) -> ExamRecord | None:
+    """The exam with this exam number, else the latest with this accession number."""
+    row = conn.execute(
+        "SELECT payload, record, accession, study_uid FROM im_exams WHERE exam_no = ?"
+        " UNION ALL SELECT * FROM (SELECT payload, record, accession, study_uid FROM im_exams"
+        " WHERE accession = ? ORDER BY updated_at DESC LIMIT 1) LIMIT 1",
+        (number, number),
+    ).fetchone()
+    return None if row is None else _record(*row)
+
+
+def _record(
+    document: str, record: str | None, accession: str | None, study_uid: str | None
+) -> ExamRecord:
+    """The stored record (made from the document for exams stored before v10), with the joins
+    the index found since."""
+    made: dict[str, Any] = dict(json.loads(record) if record else exam_record(json.loads(document)))
+    if accession:
+        made["accession"] = accession
+    if study_uid:
+        made["study_uid"] = study_uid
+    return cast(ExamRecord, made)
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
