@@ -300,6 +300,7 @@ class Agent:
                 self.emit,
                 self.journal.run,
                 photos_dir=config.agent.state_dir / "photos",
+                exam_files_dir=config.agent.state_dir / "exam-files",
                 observe=self.observe,
             )
             if config.api.dashboard:

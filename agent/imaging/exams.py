@@ -115,7 +115,7 @@ def study_exams(
         (study_uid,),
     ).fetchall()
     return [
-        (no, json.loads(doc), _record(doc, rec, accession, study_uid))
+        (no, json.loads(doc), _record(conn, doc, rec, accession, study_uid))
         for no, doc, rec, accession in rows
     ]
 
@@ -131,7 +131,7 @@ def exams_between(
         f" WHERE {field} BETWEEN ? AND ? ORDER BY {field}, exam_no LIMIT ?",
         (start, end, limit),
     )
-    return [_record(doc, rec, accession, uid) for doc, rec, accession, uid in rows]
+    return [_record(conn, doc, rec, accession, uid) for doc, rec, accession, uid in rows.fetchall()]
 
 
 def exam_by_number(conn: sqlite3.Connection, number: str) -> ExamRecord | None:
@@ -142,15 +142,42 @@ def exam_by_number(conn: sqlite3.Connection, number: str) -> ExamRecord | None:
         " WHERE accession = ? ORDER BY updated_at DESC LIMIT 1) LIMIT 1",
         (number, number),
     ).fetchone()
-    return None if row is None else _record(*row)
+    return None if row is None else _record(conn, *row)
+
+
+def attach_files(
+    conn: sqlite3.Connection, exam_no: str, files: list[dict[str, Any]], at: str, event_id: str
+) -> None:
+    """Record files stored for an exam (the same file again keeps its first record)."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(exam_no, f["name"], f["kind"], int(f["size"]), at, event_id) for f in files],
+    )
+
+
+def exam_files(conn: sqlite3.Connection, exam_no: str) -> list[dict[str, Any]]:
+    """The files attached to an exam, in the order they came."""
+    cursor = conn.execute(
+        "SELECT name, kind, size, attached_at FROM im_exam_files WHERE exam_no = ? ORDER BY rowid",
+        (exam_no,),
+    )
+    return [dict(zip(("name", "kind", "size", "attached_at"), row, strict=True)) for row in cursor]
 
 
 def _record(
-    document: str, record: str | None, accession: str | None, study_uid: str | None
+    conn: sqlite3.Connection,
+    document: str,
+    record: str | None,
+    accession: str | None,
+    study_uid: str | None,
 ) -> ExamRecord:
     """The stored record (made from the document for exams stored before v10), with the joins
-    the index found since."""
+    the index found since and the files attached."""
     made: dict[str, Any] = dict(json.loads(record) if record else exam_record(json.loads(document)))
+    files = exam_files(conn, made["exam_no"])
+    if files:
+        made["files"] = files
     if accession:
         made["accession"] = accession
     if study_uid:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
-from agent.imaging.exams import save_exam
+from agent.imaging.exams import attach_files, save_exam
 from agent.imaging.forwarding import forward
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
@@ -18,6 +18,7 @@ from agent.journal.transaction import Transaction
 
 STORED = "dicom.stored"
 EXAM = "imaging.exam"
+EXAM_FILE = "imaging.exam_files"
 STABLE = "imaging.study_stable"
 STATISTICS_DUE = "imaging.statistics_due"
 REJECTED = "dicom.rejected"
@@ -35,9 +36,10 @@ def utc_text(moment: datetime) -> str:
 
 
 class ImagingHandler:
-    """Handles received instances, exams, stability, statistics slots and DICOM rejections."""
+    """Handles received instances, exams and their files, stability, statistics slots and DICOM
+    rejections."""
 
-    kinds = (STORED, EXAM, STABLE, STATISTICS_DUE, REJECTED)
+    kinds = (STORED, EXAM, EXAM_FILE, STABLE, STATISTICS_DUE, REJECTED)
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -49,6 +51,10 @@ class ImagingHandler:
             self._stored(tx, event)
         elif event.kind == EXAM:
             self._exam(tx, event)
+        elif event.kind == EXAM_FILE:
+            payload = event.payload
+            at = utc_text(event.received_at)
+            attach_files(tx.conn, str(payload["exam_no"]), payload["files"], at, event.id)
         elif event.kind == STABLE:
             self._stable(tx, event)
         elif event.kind == STATISTICS_DUE:

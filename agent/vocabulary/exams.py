@@ -147,6 +147,15 @@ class Report(TypedDict, total=False):
     images: list[ReportImage]
 
 
+class ReportFile(TypedDict):
+    """A file attached to the exam: `<sha256>.<pdf|jpg|png>` in the agent's exam-files folder."""
+
+    name: str
+    kind: Literal["report_pdf", "report_image"]
+    size: int
+    attached_at: str  # UTC, ISO 8601
+
+
 class ExamRecord(TypedDict, total=False):
     """One exam: order, report, states and times (exam_no is always present)."""
 
@@ -161,3 +170,4 @@ class ExamRecord(TypedDict, total=False):
     patient: Patient
     order: Order
     report: Report
+    files: list[ReportFile]  # on reading: what the local API stored for it

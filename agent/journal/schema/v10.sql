@@ -29,3 +29,15 @@ CREATE INDEX im_exams_refunded_at ON im_exams (refunded_at);
 CREATE INDEX im_exams_cancelled_at ON im_exams (cancelled_at);
 CREATE INDEX im_exams_modified_at ON im_exams (modified_at);
 CREATE INDEX im_exams_patient ON im_exams (patient_id);
+
+-- An exam's report files (PDF, report images), stored content-addressed in <state_dir>/exam-files.
+-- A file may arrive before its exam's document: nothing refers to im_exams.
+CREATE TABLE im_exam_files (
+    exam_no     TEXT NOT NULL,
+    name        TEXT NOT NULL,         -- <sha256>.<pdf|jpg|png>
+    kind        TEXT NOT NULL,         -- report_pdf, report_image
+    size        INTEGER NOT NULL,
+    attached_at TEXT NOT NULL,         -- UTC, ISO 8601 (the agent's clock)
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (exam_no, name)
+);
