@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.config import PluginSection
 from agent.imaging import plugin as imaging
-from agent.imaging.plans import PRODUCED, Offer
+from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
@@ -57,9 +57,9 @@ class Plugin:
 # the statistics slots.
 SEED_003_PLAN = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
 UPLINKS = {
-    # The generic JSON POST forwards what it is given: everything the imaging domain produces.
+    # The generic JSON POST forwards what it is given: what imaging offered before plans.
     "http": Plugin(
-        http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=PRODUCED
+        http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
     ),
     "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),

@@ -6,11 +6,12 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
 from agent.imaging.exam_record import exam_record
-from agent.vocabulary.exams import ExamRecord
+from agent.vocabulary.exams import ExamRecord, ReportFile
 
 # The times an exam can be asked by (each an indexed column of im_exams).
 TimeField = Literal[
@@ -33,6 +34,16 @@ TIME_FIELDS: tuple[TimeField, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """An exam as stored: its record (with its joins), and whether its report changed."""
+
+    record: ExamRecord
+    study_uid: str | None
+    report_changed: bool
+    report_digest: str
+
+
 def save_exam(
     conn: sqlite3.Connection,
     document: Mapping[str, Any],
@@ -42,8 +53,8 @@ def save_exam(
     received: datetime,
     event_id: str,
     updated_at: str,
-) -> str | None:
-    """Store or replace an exam; the study it is joined to afterwards (None: not yet)."""
+) -> Saved:
+    """Store or replace an exam, joined to a study when one is known."""
     record = exam_record(document)
     report = record.get("report") or {}
     digest = _digest({"report": report, "status": record.get("status")})
@@ -51,9 +62,10 @@ def save_exam(
     old = conn.execute(
         "SELECT report_digest, modified_at FROM im_exams WHERE exam_no = ?", (exam_no,)
     ).fetchone()
+    changed = bool(report) and (old is None or old[0] != digest)
     if not report:
         modified = None
-    elif old is not None and old[0] == digest and old[1]:
+    elif not changed and old[1]:
         modified = old[1]
     else:  # a new report, or its content or the exam's status changed: now, the local time
         modified = received.replace(microsecond=0, tzinfo=None).isoformat()
@@ -99,10 +111,11 @@ def save_exam(
             digest if report else None,
         ),
     )
-    joined: str | None = conn.execute(
-        "SELECT study_uid FROM im_exams WHERE exam_no = ?", (exam_no,)
-    ).fetchone()[0]
-    return joined
+    joined, stored_accession = conn.execute(
+        "SELECT study_uid, accession FROM im_exams WHERE exam_no = ?", (exam_no,)
+    ).fetchone()
+    made = _joined(record, stored_accession, joined)
+    return Saved(made, joined, changed, digest)
 
 
 def study_exams(
@@ -156,13 +169,16 @@ def attach_files(
     )
 
 
-def exam_files(conn: sqlite3.Connection, exam_no: str) -> list[dict[str, Any]]:
+def exam_files(conn: sqlite3.Connection, exam_no: str) -> list[ReportFile]:
     """The files attached to an exam, in the order they came."""
     cursor = conn.execute(
         "SELECT name, kind, size, attached_at FROM im_exam_files WHERE exam_no = ? ORDER BY rowid",
         (exam_no,),
     )
-    return [dict(zip(("name", "kind", "size", "attached_at"), row, strict=True)) for row in cursor]
+    return [
+        ReportFile(name=name, kind=kind, size=size, attached_at=at)
+        for name, kind, size, at in cursor
+    ]
 
 
 def _record(
@@ -174,10 +190,17 @@ def _record(
 ) -> ExamRecord:
     """The stored record (made from the document for exams stored before v10), with the joins
     the index found since and the files attached."""
-    made: dict[str, Any] = dict(json.loads(record) if record else exam_record(json.loads(document)))
+    stored = json.loads(record) if record else exam_record(json.loads(document))
+    made = _joined(stored, accession, study_uid)
     files = exam_files(conn, made["exam_no"])
     if files:
         made["files"] = files
+    return made
+
+
+def _joined(record: Mapping[str, Any], accession: str | None, study_uid: str | None) -> ExamRecord:
+    """The record with the accession and study the index joined it to."""
+    made = dict(record)
     if accession:
         made["accession"] = accession
     if study_uid:

@@ -7,13 +7,14 @@ import json
 import sqlite3
 from typing import Any
 
-from agent.imaging.exams import study_exams
+from agent.imaging.exams import Saved, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
 
 PUSH = "exam.push"
 INSTANCE = "dicom.instance"
+AUDITED = "report.audited"
 
 
 def order_key(study_uid: str) -> str:
@@ -61,6 +62,22 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
             conn.execute(
                 "INSERT INTO im_forwarded (uplink, sop_uid, queued_at) VALUES (?, ?, ?)",
                 (uplink, sop_uid, at),
+            )
+
+
+def report_audited(tx: Transaction, saved: Saved, plans: Plans) -> None:
+    """Queue `report.audited` for each uplink asking for it: the record, and its study if known."""
+    record = saved.record
+    study = study_summary(tx.conn, saved.study_uid) if saved.study_uid else None
+    for uplink, offers in plans.items():
+        if Offer.REPORT_AUDITED in offers:
+            tx.enqueue(
+                uplink=uplink,
+                kind=AUDITED,
+                order_key=f"exam:{record['exam_no']}",
+                # A report changed after its audit is a new message; the same one is not.
+                dedupe_key=f"{AUDITED}:{record['exam_no']}:{saved.report_digest}",
+                payload={"record": record, "study": study},
             )
 
 

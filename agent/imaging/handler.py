@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.exams import attach_files, save_exam
-from agent.imaging.forwarding import forward
+from agent.imaging.forwarding import forward, report_audited
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
 from agent.journal.alerts import Alert
@@ -101,7 +101,7 @@ class ImagingHandler:
                 (accession,),
             ).fetchone()
             study_uid = row[0] if row else ""
-        joined = save_exam(
+        saved = save_exam(
             conn,
             exam,
             accession=accession,
@@ -110,8 +110,10 @@ class ImagingHandler:
             event_id=event.id,
             updated_at=utc_text(event.received_at),
         )
-        if joined:
-            forward(tx, joined, self.config.plans(), utc_text(event.received_at))
+        if saved.study_uid:
+            forward(tx, saved.study_uid, self.config.plans(), utc_text(event.received_at))
+        if saved.report_changed and saved.record.get("status") == "final":
+            report_audited(tx, saved, self.config.plans())
 
     def _stable(self, tx: Transaction, event: Event) -> None:
         study_uid = str(event.payload["study_uid"])
