@@ -8,30 +8,13 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, cast, get_args
 
 from agent.imaging.exam_record import exam_record
-from agent.vocabulary.exams import ExamRecord, ReportFile
+from agent.vocabulary.exams import ExamQueries, ExamRecord, ReportFile, TimeField
 
-# The times an exam can be asked by (each an indexed column of im_exams).
-TimeField = Literal[
-    "exam_at",
-    "registered_at",
-    "written_at",
-    "audited_at",
-    "refunded_at",
-    "cancelled_at",
-    "modified_at",
-]
-TIME_FIELDS: tuple[TimeField, ...] = (
-    "exam_at",
-    "registered_at",
-    "written_at",
-    "audited_at",
-    "refunded_at",
-    "cancelled_at",
-    "modified_at",
-)
+_READ = "payload, record, accession, study_uid, modified_at"  # what _record is made of
+TIME_FIELDS: tuple[TimeField, ...] = get_args(TimeField)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +106,10 @@ def study_exams(
 ) -> list[tuple[str, dict[str, Any], ExamRecord]]:
     """(exam_no, document as posted, neutral record) of each exam joined to a study."""
     rows = conn.execute(
-        "SELECT exam_no, payload, record, accession FROM im_exams WHERE study_uid = ?"
-        " ORDER BY exam_no",
+        f"SELECT exam_no, {_READ} FROM im_exams WHERE study_uid = ? ORDER BY exam_no",
         (study_uid,),
     ).fetchall()
-    return [
-        (no, json.loads(doc), _record(conn, doc, rec, accession, study_uid))
-        for no, doc, rec, accession in rows
-    ]
+    return [(row[0], json.loads(row[1]), _record(conn, row[1:])) for row in rows]
 
 
 def exams_between(
@@ -140,22 +119,22 @@ def exams_between(
     if field not in TIME_FIELDS:
         raise ValueError(f"{field!r} is not a time of the report store")
     rows = conn.execute(
-        f"SELECT payload, record, accession, study_uid FROM im_exams"
+        f"SELECT {_READ} FROM im_exams"
         f" WHERE {field} BETWEEN ? AND ? ORDER BY {field}, exam_no LIMIT ?",
         (start, end, limit),
-    )
-    return [_record(conn, doc, rec, accession, uid) for doc, rec, accession, uid in rows.fetchall()]
+    ).fetchall()
+    return [_record(conn, row) for row in rows]
 
 
 def exam_by_number(conn: sqlite3.Connection, number: str) -> ExamRecord | None:
     """The exam with this exam number, else the latest with this accession number."""
     row = conn.execute(
-        "SELECT payload, record, accession, study_uid FROM im_exams WHERE exam_no = ?"
-        " UNION ALL SELECT * FROM (SELECT payload, record, accession, study_uid FROM im_exams"
-        " WHERE accession = ? ORDER BY updated_at DESC LIMIT 1) LIMIT 1",
+        f"SELECT {_READ} FROM im_exams WHERE exam_no = ? UNION ALL SELECT * FROM"
+        f" (SELECT {_READ} FROM im_exams WHERE accession = ? ORDER BY updated_at DESC LIMIT 1)"
+        " LIMIT 1",
         (number, number),
     ).fetchone()
-    return None if row is None else _record(conn, *row)
+    return None if row is None else _record(conn, row)
 
 
 def attach_files(
@@ -181,17 +160,14 @@ def exam_files(conn: sqlite3.Connection, exam_no: str) -> list[ReportFile]:
     ]
 
 
-def _record(
-    conn: sqlite3.Connection,
-    document: str,
-    record: str | None,
-    accession: str | None,
-    study_uid: str | None,
-) -> ExamRecord:
-    """The stored record (made from the document for exams stored before v10), with the joins
-    the index found since and the files attached."""
+def _record(conn: sqlite3.Connection, row: tuple[Any, ...]) -> ExamRecord:
+    """The stored record of a `_READ` row (made from the document for exams stored before v10),
+    with the joins the index found since, when its report last changed and the files attached."""
+    document, record, accession, study_uid, modified_at = row
     stored = json.loads(record) if record else exam_record(json.loads(document))
     made = _joined(stored, accession, study_uid)
+    if modified_at:
+        made["modified_at"] = modified_at
     files = exam_files(conn, made["exam_no"])
     if files:
         made["files"] = files
@@ -211,3 +187,6 @@ def _joined(record: Mapping[str, Any], accession: str | None, study_uid: str | N
 def _digest(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+QUERIES = ExamQueries(between=exams_between, by_number=exam_by_number)

@@ -9,6 +9,9 @@ docs/imaging.md ("The exam record") lists every key with the exam document field
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 Status = Literal["images_received", "preliminary", "returned", "final"]
@@ -170,4 +173,27 @@ class ExamRecord(TypedDict, total=False):
     patient: Patient
     order: Order
     report: Report
+    modified_at: str  # on reading: when its report (or status) last changed
     files: list[ReportFile]  # on reading: what the local API stored for it
+
+
+# The times an exam can be asked by (each an indexed column of the report store).
+TimeField = Literal[
+    "exam_at",
+    "registered_at",
+    "written_at",
+    "audited_at",
+    "refunded_at",
+    "cancelled_at",
+    "modified_at",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ExamQueries:
+    """The report store's read side, handed by the wiring to platforms that serve exams."""
+
+    # (conn, field, start, end, limit): exams whose `field` is in [start, end], oldest first.
+    between: Callable[[sqlite3.Connection, TimeField, str, str, int], list[ExamRecord]]
+    # (conn, number): the exam with this exam number, else the latest with this accession.
+    by_number: Callable[[sqlite3.Connection, str], ExamRecord | None]
