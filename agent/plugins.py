@@ -11,6 +11,7 @@ from typing import Any
 from agent.config import PluginSection
 from agent.endpoints import Endpoints
 from agent.imaging import exams as imaging_exams
+from agent.imaging import instances as imaging_instances
 from agent.imaging import plugin as imaging
 from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
@@ -71,7 +72,11 @@ UPLINKS = {
     "insurance_imaging": Plugin(
         InsuranceImagingConfig,
         insurance_imaging_uplink.build,
-        endpoints=partial(insurance_imaging_uplink.endpoints, exams=imaging_exams.QUERIES),
+        endpoints=partial(
+            insurance_imaging_uplink.endpoints,
+            exams=imaging_exams.QUERIES,
+            images=imaging_instances.QUERIES,
+        ),
     ),
 }
 SOURCES = {

@@ -10,6 +10,7 @@ from agent.config import ConfigPath, Section, UplinkSection
 from agent.listener_config import PlatformListener
 from agent.uplinks.kit.fieldfile import FieldFileError, load_field_file
 from agent.uplinks.kit.fieldmap import RecordMap
+from agent.uplinks.kit.wado import WadoLinks
 
 Param = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 REPORT_MAP = "report.info"  # the map a report field file must have
@@ -55,3 +56,4 @@ class InsuranceImagingConfig(UplinkSection):
     hospital_id: Annotated[str, Field(min_length=1, max_length=64)]  # 医保医疗机构代码
     listener: PlatformListener = PlatformListener()  # where the cloud's front-end calls us
     report_service: ReportService = ReportService()
+    wado: WadoLinks = WadoLinks()  # 4.2 方式二: image links in the answers, served on the listener

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,9 @@ from agent.uplinks.insurance_imaging.config import REPORT_MAP, ReportService
 from agent.uplinks.insurance_imaging.report_view import report_view
 from agent.uplinks.kit.fieldfile import load_field_file
 from agent.uplinks.kit.fieldmap import RecordMap, apply
+from agent.uplinks.kit.wado import WadoLinks
 from agent.vocabulary.exams import ExamQueries, ExamRecord, TimeField
+from agent.vocabulary.images import ImageQueries, InstanceFile
 
 log = structlog.get_logger(__name__)
 
@@ -53,10 +56,19 @@ class Query:
 class ReportInfoService:
     """POST handler of the report-information service (mounted on the uplink's listener)."""
 
-    def __init__(self, settings: ReportService, hospital_id: str, exams: ExamQueries) -> None:
+    def __init__(
+        self,
+        settings: ReportService,
+        hospital_id: str,
+        exams: ExamQueries,
+        images: ImageQueries,
+        wado: WadoLinks | None,
+    ) -> None:
         self.settings = settings
         self.hospital_id = hospital_id
         self.exams = exams
+        self.images = images
+        self.wado = wado
         self.record_map: RecordMap = settings.record_map(DEFAULT_MAP)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -67,19 +79,19 @@ class ReportInfoService:
             log.info("insurance.report_query_refused", reason=str(err))
             return _envelope(BAD_PARAMETER, str(err))
         try:
-            records = await request.app[QUERY_KEY](partial(self.find, query=query))
+            found = await request.app[QUERY_KEY](partial(self.find, query=query))
         except BadParameter as err:
             return _envelope(BAD_PARAMETER, str(err))
         except (sqlite3.Error, OSError) as err:
             log.error("insurance.report_query_failed", error=type(err).__name__)
             return _envelope(INTERNAL, "内部服务错误")
         data, unmapped = [], set()
-        for record in records:
-            fields, problems = apply(
-                self.record_map,
-                report_view(record, self.hospital_id),
-                {"DT": self.settings.time_format},
-            )
+        for record, images in found:
+            view = report_view(record, self.hospital_id)
+            if self.wado is not None:
+                now = time.time()
+                view["image_links"] = [self.wado.link(image, now) for image in images]
+            fields, problems = apply(self.record_map, view, {"DT": self.settings.time_format})
             data.append(fields)
             unmapped |= {problem.split(":", 1)[0] for problem in problems}
         if unmapped:  # field names only: values are patient data
@@ -121,16 +133,23 @@ class ReportInfoService:
         except ValueError:
             raise BadParameter(f"{name}: not a time as {self.settings.time_format}") from None
 
-    def find(self, conn: sqlite3.Connection, query: Query) -> list[ExamRecord]:
-        """The exams the query names (read side of the journal)."""
+    def find(
+        self, conn: sqlite3.Connection, query: Query
+    ) -> list[tuple[ExamRecord, list[InstanceFile]]]:
+        """The exams the query names, each with its study's images when links are served."""
         if query.field is None:
-            found = self.exams.by_number(conn, query.exam_number)
-            return [] if found is None else [found]
-        limit = self.settings.max_records
-        records = self.exams.between(conn, query.field, query.start, query.end, limit + 1)
-        if len(records) > limit:
-            raise BadParameter(f"window: more than {limit} exams, ask for a shorter one")
-        return records
+            one = self.exams.by_number(conn, query.exam_number)
+            records = [] if one is None else [one]
+        else:
+            limit = self.settings.max_records
+            records = self.exams.between(conn, query.field, query.start, query.end, limit + 1)
+            if len(records) > limit:
+                raise BadParameter(f"window: more than {limit} exams, ask for a shorter one")
+        return [(record, self._images(conn, record)) for record in records]
+
+    def _images(self, conn: sqlite3.Connection, record: ExamRecord) -> list[InstanceFile]:
+        study = record.get("study_uid")
+        return self.images.study(conn, study) if self.wado is not None and study else []
 
 
 def _json(raw: bytes) -> Any:

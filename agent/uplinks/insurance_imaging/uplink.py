@@ -10,7 +10,9 @@ from agent.endpoints import Endpoints, RouteDef
 from agent.journal.outbox import OutboxMessage
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.report_service import ReportInfoService
+from agent.uplinks.kit.wado import WadoService
 from agent.vocabulary.exams import ExamQueries
+from agent.vocabulary.images import ImageQueries
 
 
 class InsuranceImagingUplink(Uplink):
@@ -28,11 +30,13 @@ def build(name: str, config: Any) -> InsuranceImagingUplink:
     return InsuranceImagingUplink(name)
 
 
-def endpoints(name: str, config: Any, *, exams: ExamQueries) -> Endpoints:
-    """What the cloud's front-end calls on this uplink's listener: the report service over the
-    report store's read side (`exams`, handed over by the wiring)."""
+def endpoints(name: str, config: Any, *, exams: ExamQueries, images: ImageQueries) -> Endpoints:
+    """What the cloud's front-end calls on this uplink's listener: the report service and, when
+    enabled, the image links (the domain's read sides, handed over by the wiring)."""
     assert isinstance(config, InsuranceImagingConfig)
-    service = ReportInfoService(config.report_service, config.hospital_id, exams)
-    return Endpoints(
-        config.listener, [RouteDef("POST", config.report_service.path, service.handle)]
-    )
+    wado = config.wado if config.wado.enabled else None
+    service = ReportInfoService(config.report_service, config.hospital_id, exams, images, wado)
+    routes = [RouteDef("POST", config.report_service.path, service.handle)]
+    if wado is not None:
+        routes.append(WadoService(wado, images).route())
+    return Endpoints(config.listener, routes)
