@@ -104,12 +104,17 @@ def save_exam(
 def study_exams(
     conn: sqlite3.Connection, study_uid: str
 ) -> list[tuple[str, dict[str, Any], ExamRecord]]:
-    """(exam_no, document as posted, neutral record) of each exam joined to a study."""
+    """(exam_no, document as posted, neutral record) of each exam joined to a study; the record
+    as stored, without what reading adds (files, modified_at): what a push carries."""
     rows = conn.execute(
-        f"SELECT exam_no, {_READ} FROM im_exams WHERE study_uid = ? ORDER BY exam_no",
+        "SELECT exam_no, payload, record, accession FROM im_exams WHERE study_uid = ?"
+        " ORDER BY exam_no",
         (study_uid,),
     ).fetchall()
-    return [(row[0], json.loads(row[1]), _record(conn, row[1:])) for row in rows]
+    return [
+        (no, json.loads(doc), _joined(_stored(doc, rec), accession, study_uid))
+        for no, doc, rec, accession in rows
+    ]
 
 
 def exams_between(
@@ -164,14 +169,18 @@ def _record(conn: sqlite3.Connection, row: tuple[Any, ...]) -> ExamRecord:
     """The stored record of a `_READ` row (made from the document for exams stored before v10),
     with the joins the index found since, when its report last changed and the files attached."""
     document, record, accession, study_uid, modified_at = row
-    stored = json.loads(record) if record else exam_record(json.loads(document))
-    made = _joined(stored, accession, study_uid)
+    made = _joined(_stored(document, record), accession, study_uid)
     if modified_at:
         made["modified_at"] = modified_at
     files = exam_files(conn, made["exam_no"])
     if files:
         made["files"] = files
     return made
+
+
+def _stored(document: str, record: str | None) -> dict[str, Any]:
+    """The record as stored; made from the document for exams stored before v10."""
+    return dict(json.loads(record)) if record else dict(exam_record(json.loads(document)))
 
 
 def _joined(record: Mapping[str, Any], accession: str | None, study_uid: str | None) -> ExamRecord:
