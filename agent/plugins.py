@@ -68,10 +68,12 @@ UPLINKS = {
     "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
     "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
-    # Seed 004: the cloud's front-end pulls reports (and images) from its listener.
+    # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for
+    # each audited report's QR link.
     "insurance_imaging": Plugin(
         InsuranceImagingConfig,
         insurance_imaging_uplink.build,
+        plan=frozenset({Offer.REPORT_AUDITED}),  # 4.3: a QR link asked for each audited report
         endpoints=partial(
             insurance_imaging_uplink.endpoints,
             exams=imaging_exams.QUERIES,

@@ -179,6 +179,20 @@ OPERATIONS = (
     ),
     Operation(
         "get",
+        "/api/v1/exams/{number}/qr",
+        "The insurance cloud's QR link of an audited report (by exam or accession number)",
+        parameters=[_in_path("number", {"type": "string"})],
+        answers={"200": "OK", "404": "No QR link (yet) for this exam"},
+    ),
+    Operation(
+        "get",
+        "/api/v1/exams/{number}/qr.png",
+        "The QR code of that link as a PNG (a qrcode answer's image as the cloud sent it)",
+        parameters=[_in_path("number", {"type": "string"})],
+        answers={"200": "The image (image/png or image/jpeg)", "404": "No QR link (yet)"},
+    ),
+    Operation(
+        "get",
         "/api/v1/studies",
         "The studies received last, with their exams and deliveries",
         parameters=[

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, HttpUrl, model_validator
 
-from agent.config import ConfigPath, Section, UplinkSection
+from agent.config import ConfigPath, Section
 from agent.listener_config import PlatformListener
+from agent.uplinks.kit.config import HttpConnectionSection
 from agent.uplinks.kit.fieldfile import FieldFileError, load_field_file
 from agent.uplinks.kit.fieldmap import RecordMap
 from agent.uplinks.kit.wado import WadoLinks
@@ -50,10 +51,33 @@ class ReportService(Section):
         return self._map or default
 
 
-class InsuranceImagingConfig(UplinkSection):
+class QrLinks(Section):
+    """[uplinks.<name>.qr]: the report's QR link asked of the front-end when it is audited (4.3)."""
+
+    enabled: bool = False
+    kind: Literal["qrurl", "qrcode"] = "qrurl"  # the film's URL, or a QR image in Base64
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = "/getway/reportAndFilm/api"
+    hint: str = "扫描查看数字影像"  # printed under the code (4.3.1)
+
+
+class InsuranceImagingConfig(HttpConnectionSection):
     """[uplinks.<name>] type = "insurance_imaging": seed 004, the medical-insurance imaging cloud"""
 
     hospital_id: Annotated[str, Field(min_length=1, max_length=64)]  # 医保医疗机构代码
+    frontend_url: HttpUrl | None = None  # the cloud's front-end machine: http://IP:端口
+    max_body: Annotated[int, Field(ge=256)] = 1024 * 1024  # a qrcode answer holds an image
     listener: PlatformListener = PlatformListener()  # where the cloud's front-end calls us
     report_service: ReportService = ReportService()
     wado: WadoLinks = WadoLinks()  # 4.2 方式二: image links in the answers, served on the listener
+    qr: QrLinks = QrLinks()
+
+    @model_validator(mode="after")
+    def _frontend_when_called(self) -> InsuranceImagingConfig:
+        if self.qr.enabled and self.frontend_url is None:
+            raise ValueError("frontend_url is required when qr is enabled: the front-end's URL")
+        return self
+
+    def frontend(self, path: str) -> str:
+        """`path` on the front-end machine."""
+        assert self.frontend_url is not None
+        return f"{str(self.frontend_url).rstrip('/')}/{path.lstrip('/')}"
