@@ -35,6 +35,7 @@ from agent.web.models import (
     Snooze,
 )
 from agent.web.quality import add_quality_routes
+from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
 log = structlog.get_logger(__name__)
 B = TypeVar("B", bound=Body)
@@ -49,6 +50,7 @@ def make_app(
     exam_files_dir: Path | None = None,
     qr_uplinks: Sequence[str] = (),
     qr_hint: str = "扫描查看数字影像",
+    viewer_launch: Launch | None = None,
     observe: Observe | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
@@ -100,6 +102,8 @@ def make_app(
     if exam_files_dir is not None:
         add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_exam_qr_routes(app, qr_uplinks, qr_hint)
+    if viewer_launch is not None:
+        add_viewer_launch_route(app, viewer_launch)
     if observe is not None:
         add_observability_routes(app, observe)
     return app

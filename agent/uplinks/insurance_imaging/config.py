@@ -8,6 +8,7 @@ from pydantic import Field, HttpUrl, model_validator
 
 from agent.config import ConfigPath, Section
 from agent.listener_config import PlatformListener
+from agent.uplinks.insurance_imaging.launch import ViewerLaunch
 from agent.uplinks.kit.config import HttpConnectionSection
 from agent.uplinks.kit.fieldfile import FieldFileError, load_field_file
 from agent.uplinks.kit.fieldmap import RecordMap
@@ -70,6 +71,7 @@ class InsuranceImagingConfig(HttpConnectionSection):
     report_service: ReportService = ReportService()
     wado: WadoLinks = WadoLinks()  # 4.2 方式二: image links in the answers, served on the listener
     qr: QrLinks = QrLinks()
+    viewer: ViewerLaunch = ViewerLaunch()  # 4.4: the outside-hospital viewer plugin's launch
 
     @model_validator(mode="after")
     def _frontend_when_called(self) -> InsuranceImagingConfig:

@@ -3,17 +3,20 @@ front-end calls on our listener (4.1 report service, 4.2 image links)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.endpoints import Endpoints, RouteDef
 from agent.journal.outbox import OutboxMessage
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
+from agent.uplinks.insurance_imaging.launch import launch_forms
 from agent.uplinks.insurance_imaging.report_service import ReportInfoService
 from agent.uplinks.kit.answers import BUSY, AnswerRules, CodeRule, judge
 from agent.uplinks.kit.request import Request
 from agent.uplinks.kit.uplink import HttpPlatformUplink
 from agent.uplinks.kit.wado import WadoService
+from agent.vocabulary.doctors import DoctorLogin
 from agent.vocabulary.exams import ExamQueries
 from agent.vocabulary.images import ImageQueries
 
@@ -80,3 +83,14 @@ def endpoints(name: str, config: Any, *, exams: ExamQueries, images: ImageQuerie
     if wado is not None:
         routes.append(WadoService(wado, images).route())
     return Endpoints(config.listener, routes)
+
+
+def launcher(config: InsuranceImagingConfig) -> Callable[[Mapping[str, Any]], dict[str, str]]:
+    """Builds the viewer plugin's launch forms from a doctor's data (pydantic ValidationError
+    naming what is wrong); for the local API and the CLI."""
+
+    def launch(body: Mapping[str, Any]) -> dict[str, str]:
+        doctor = DoctorLogin.model_validate(body)
+        return launch_forms(config.viewer, config.hospital_id, doctor)
+
+    return launch
