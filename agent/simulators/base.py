@@ -126,7 +126,8 @@ class SimulatedCloud(ABC, Generic[R]):
         self.restore(self._saved.get("memory") or {})
         app = web.Application(middlewares=[self._observe])
         self.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        # handler_cancellation: a request the client gave up on (a timeout) ends, and is listed.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         await self._listen()
         self._started_at = time.monotonic()
@@ -297,6 +298,9 @@ class SimulatedCloud(ABC, Generic[R]):
             return web.json_response({"error": "service unavailable (down)"}, status=503)
         try:
             response = await handler(request)
+        except asyncio.CancelledError:
+            self.record(kind, "dropped", None, "no answer: the client gave up", key=key, body=body)
+            raise
         except web.HTTPException as err:
             transport = request.transport
             if transport is None or transport.is_closing():

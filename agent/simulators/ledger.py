@@ -52,9 +52,12 @@ class Ledger:
             state_dir.mkdir(parents=True, exist_ok=True)
             path = state_dir / RECEIVED_FILE
             if path.exists():
-                for line in path.read_text(encoding="utf-8").splitlines():
+                lines = path.read_text(encoding="utf-8").splitlines()
+                for line in lines:
                     with contextlib.suppress(ValueError, TypeError):  # a line cut by a crash
                         self.arrivals.append(Arrival(**json.loads(line)))
+                if len(self.arrivals) < len(lines):  # drop the cut line before appending more
+                    path.write_text("".join(_line(a) for a in self.arrivals), encoding="utf-8")
 
     def add(
         self,
@@ -72,9 +75,8 @@ class Ledger:
         arrival = Arrival(seq, kind, at, verdict, code, message, key, body)
         self.arrivals.append(arrival)
         if self.state_dir is not None:
-            line = json.dumps(asdict(arrival), ensure_ascii=False) + "\n"
             with (self.state_dir / RECEIVED_FILE).open("a", encoding="utf-8") as fp:
-                fp.write(line)
+                fp.write(_line(arrival))
         return arrival
 
     def select(
@@ -88,6 +90,10 @@ class Ledger:
         self.arrivals.clear()
         if self.state_dir is not None:
             (self.state_dir / RECEIVED_FILE).unlink(missing_ok=True)
+
+
+def _line(arrival: Arrival) -> str:
+    return json.dumps(asdict(arrival), ensure_ascii=False) + "\n"
 
 
 def load_state(state_dir: Path | None) -> dict[str, Any]:
