@@ -308,6 +308,9 @@ class SimulatedCloud(ABC, Generic[R]):
             else:
                 self.record(kind, "failed", err.status, err.reason, key=key, body=body)
             raise
+        except Exception as err:  # a simulator bug: listed, then aiohttp answers 500
+            self.record(kind, "failed", 500, f"simulator error: {err!r}", key=key, body=body)
+            raise
         verdict, code, message = self._verdict_of(response)
         self.record(kind, verdict, code, message, key=key, body=body)
         return response

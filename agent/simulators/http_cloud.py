@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,11 +90,15 @@ class HttpCloud(SimulatedCloud[Received]):
         text = await request.text()
         if self.faults.reject_containing and self.faults.reject_containing in text:
             return web.json_response({"error": f"invalid record: {text[:200]}"}, status=422)
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
         key = request.headers.get("Idempotency-Key", "")
         async with self.arrived:
             if key not in self.received.deliveries:
                 self.received.order.append(key)
-                self.received.bodies[key] = await request.json()
+                self.received.bodies[key] = body
             self.received.deliveries[key] += 1
             self.arrived.notify_all()
         return web.json_response({"code": 200, "msg": "ok"})

@@ -14,6 +14,7 @@ Verdict = Literal["accepted", "refused", "failed", "dropped"]
 VERDICTS: tuple[Verdict, ...] = ("accepted", "refused", "failed", "dropped")
 RECEIVED_FILE = "received.jsonl"
 STATE_FILE = "state.json"
+KEPT = 10_000  # arrivals held in memory (the newest); the file keeps them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class Arrival:
 
 
 class Ledger:
-    """The arrivals in order; appended to `received.jsonl` in the state folder, if any."""
+    """The newest arrivals, in order; each also appended to `received.jsonl` (state folder)."""
 
     def __init__(self, state_dir: Path | None) -> None:
         self.state_dir = state_dir
@@ -58,6 +59,7 @@ class Ledger:
                         self.arrivals.append(Arrival(**json.loads(line)))
                 if len(self.arrivals) < len(lines):  # drop the cut line before appending more
                     path.write_text("".join(_line(a) for a in self.arrivals), encoding="utf-8")
+                del self.arrivals[:-KEPT]
 
     def add(
         self,
@@ -74,6 +76,8 @@ class Ledger:
         at = datetime.now().astimezone().isoformat(timespec="milliseconds")
         arrival = Arrival(seq, kind, at, verdict, code, message, key, body)
         self.arrivals.append(arrival)
+        if len(self.arrivals) > KEPT:
+            del self.arrivals[: len(self.arrivals) - KEPT]
         if self.state_dir is not None:
             with (self.state_dir / RECEIVED_FILE).open("a", encoding="utf-8") as fp:
                 fp.write(_line(arrival))

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.agent_process import AgentProcess
@@ -134,3 +135,38 @@ async def test_fault_switches_reach_a_running_agent_and_reset_restores_them(tmp_
     assert status["faults"]["fail_next"] == 0
     assert status["counts"]["received"] == 0
     assert (await http_cloud.call("GET", "/received"))["received"] == []
+
+
+@pytest.mark.parametrize(
+    ("platform", "url_of", "args"),
+    [
+        ("zhejiang-endoscope", "base_url", []),
+        ("remote-imaging", "base_url", ["--dicom-port=0"]),
+        ("http-cloud", "url", []),
+    ],
+)
+async def test_every_simulate_command_goes_down_and_comes_up(tmp_path, platform, url_of, args):
+    simulator = SimulatorProcess(platform, *args, f"--state-dir={tmp_path / 'state'}")
+    try:
+        await simulator.start()
+        url = simulator.printed[url_of]
+        assert await _answers(url)
+        await simulator.call("POST", "/down")
+        assert not await _answers(url)  # refused: the port is closed
+        await simulator.call("POST", "/up")
+        assert await _answers(url)
+        status = await simulator.call("GET", "")
+        assert status["down"] is None and status["counts"]["received"] == 2
+        assert status["state_dir"] == str(tmp_path / "state")
+    finally:
+        await simulator.kill()
+    assert simulator.proc is not None
+
+
+async def _answers(url: str) -> bool:
+    """Whether something answers HTTP at `url` (any status); False when the connection fails."""
+    try:
+        async with aiohttp.ClientSession() as session, session.post(url) as resp:
+            return resp.status > 0
+    except aiohttp.ClientConnectionError:
+        return False

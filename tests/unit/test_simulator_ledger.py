@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from agent.simulators import ledger as ledger_module
 from agent.simulators.ledger import RECEIVED_FILE, Ledger, load_state, save_state
 
 
@@ -39,3 +40,12 @@ def test_state_is_saved_atomically_and_private(tmp_path):
     assert saved.stat().st_mode & 0o077 == 0
     assert json.loads(saved.read_text(encoding="utf-8")) == {"tokens": {"t": None}}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_memory_holds_the_newest_arrivals_and_numbering_goes_on(monkeypatch):
+    monkeypatch.setattr(ledger_module, "KEPT", 3)
+    ledger = Ledger(None)
+    for _ in range(5):
+        ledger.add("ingest", "accepted", 200, "")
+    assert [a.seq for a in ledger.arrivals] == [3, 4, 5]
+    assert ledger.add("ingest", "accepted", 200, "").seq == 6
