@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import structlog
@@ -65,6 +65,16 @@ class Counts:
 R = TypeVar("R", bound=Counts)
 
 
+class Companion(Protocol):
+    """Something served beside a simulator, started after it and stopped before it."""
+
+    async def start(self) -> None:
+        """Start serving."""
+
+    async def stop(self) -> None:
+        """Stop serving."""
+
+
 class SimulatedCloud(ABC, Generic[R]):
     """A fake platform served by aiohttp: `await start()`, inspect `received`, `await stop()`.
 
@@ -99,6 +109,7 @@ class SimulatedCloud(ABC, Generic[R]):
         self._runner: web.AppRunner | None = None
         self._started_at = time.monotonic()
         self._outage_logs: list[asyncio.TimerHandle] = []
+        self.companions: list[Companion] = []  # e.g. its control API (control.attach)
 
     @abstractmethod
     def add_routes(self, app: web.Application) -> None:
@@ -138,6 +149,8 @@ class SimulatedCloud(ABC, Generic[R]):
                 loop.call_later(start, self._log_outage, "simulator.outage_started"),
                 loop.call_later(end, self._log_outage, "simulator.outage_over"),
             ]
+        for companion in self.companions:
+            await companion.start()
 
     async def _listen(self) -> None:
         """Open the platform's listeners (a simulator with more ports extends it)."""
@@ -159,6 +172,8 @@ class SimulatedCloud(ABC, Generic[R]):
         """Stop listening; held and delayed answers end now."""
         self._stopping.set()
         self._released.set()
+        for companion in self.companions:
+            await companion.stop()
         for handle in self._outage_logs:
             handle.cancel()
         if self._runner is not None:

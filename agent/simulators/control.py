@@ -12,11 +12,13 @@ import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from aiohttp import web
+from pydantic import Field
 
+from agent.config import PluginSection
 from agent.simulators.base import SimulatedCloud
 from agent.simulators.ledger import VERDICTS
 
@@ -25,6 +27,21 @@ PREFIX = "/_sim"
 DOWN_MODES = ("refuse", "unavailable")
 _SIM: web.AppKey[SimulatedCloud[Any]] = web.AppKey("simulator", SimulatedCloud)
 S = TypeVar("S", bound=SimulatedCloud[Any])
+
+
+class ControlOptions(PluginSection):
+    """The control API of a simulator the agent serves ([simulators.<name>])."""
+
+    control_host: str = "127.0.0.1"
+    control_port: Annotated[int | None, Field(ge=0, le=65535)] = None  # None: no control API
+
+
+def attach(simulator: S, options: ControlOptions) -> S:
+    """`simulator`, serving its control API as `options` say (if they give a port)."""
+    if options.control_port is not None:
+        server = ControlServer(simulator, options.control_host, options.control_port)
+        simulator.companions.append(server)
+    return simulator
 
 
 def _dumps(value: Any) -> str:
@@ -187,6 +204,7 @@ class ControlServer:
         await web.TCPSite(self._runner, self.host, self.port).start()
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
+        log.info("simulator.control_listening", simulator=self.simulator.name, url=self.url)
 
     async def stop(self) -> None:
         """Stop listening."""

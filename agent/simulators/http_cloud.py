@@ -12,12 +12,12 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field
 
-from agent.config import PluginSection, Secret
+from agent.config import Secret
 from agent.simulators.base import Counts, Faults, SimulatedCloud
-from agent.simulators.control import ControlServer, run_until_cancelled
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 
 
-class HttpCloudConfig(PluginSection):
+class HttpCloudConfig(ControlOptions):
     """[simulators.<name>] type = "http_cloud" """
 
     host: str = "127.0.0.1"
@@ -106,7 +106,7 @@ class HttpCloud(SimulatedCloud[Received]):
 
 def build(name: str, config: HttpCloudConfig, state_dir: Path | None = None) -> HttpCloud:
     """Make the simulator from its validated config."""
-    return HttpCloud(name, config, state_dir)
+    return attach(HttpCloud(name, config, state_dir), config)
 
 
 async def serve(

@@ -17,9 +17,9 @@ from aiohttp import web
 from Crypto.PublicKey import RSA
 from pydantic import Field
 
-from agent.config import PluginSection, Secret, TimeZoneName
+from agent.config import Secret, TimeZoneName
 from agent.simulators.base import Counts, DownMode, Faults, SimulatedCloud
-from agent.simulators.control import ControlServer, run_until_cancelled
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 from agent.simulators.ledger import Verdict
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.kit.fields import LengthUnit
@@ -36,7 +36,7 @@ KEY_FILE = "private-key.pem"  # in the state folder: the key pair outlives a res
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
-class RemoteImagingSimulatorConfig(PluginSection):
+class RemoteImagingSimulatorConfig(ControlOptions):
     """[simulators.<name>] type = "remote_imaging" """
 
     host: str = "127.0.0.1"
@@ -304,7 +304,7 @@ def build(
     name: str, config: RemoteImagingSimulatorConfig, state_dir: Path | None = None
 ) -> RemoteImagingSimulator:
     """Make the simulator from its validated config."""
-    return RemoteImagingSimulator(name, config, state_dir)
+    return attach(RemoteImagingSimulator(name, config, state_dir), config)
 
 
 async def serve(

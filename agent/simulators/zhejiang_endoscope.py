@@ -14,9 +14,9 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field, SecretStr
 
-from agent.config import PluginSection, Secret
+from agent.config import Secret
 from agent.simulators.base import Counts, Faults, SimulatedCloud
-from agent.simulators.control import ControlServer, run_until_cancelled
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 from agent.simulators.ledger import Verdict
 from agent.uplinks.zhejiang_endoscope.fields import (
     DEFAULT_TIME_FORMAT,
@@ -37,7 +37,7 @@ _dumps = functools.partial(json.dumps, ensure_ascii=False)  # the platform answe
 _TIMESTAMP = re.compile(r"^\d{13}$")
 
 
-class ZhejiangEndoscopeSimulatorConfig(PluginSection):
+class ZhejiangEndoscopeSimulatorConfig(ControlOptions):
     """[simulators.<name>] type = "zhejiang_endoscope" """
 
     host: str = "127.0.0.1"
@@ -220,7 +220,7 @@ def build(
     name: str, config: ZhejiangEndoscopeSimulatorConfig, state_dir: Path | None = None
 ) -> ZhejiangEndoscopeSimulator:
     """Make the simulator from its validated config."""
-    return ZhejiangEndoscopeSimulator(name, config, state_dir)
+    return attach(ZhejiangEndoscopeSimulator(name, config, state_dir), config)
 
 
 async def serve(

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from agent.plugins import SIMULATORS
+from agent.runtime import build
 from agent.simulators.base import SimulatedCloud
 from agent.simulators.control import ControlServer
 from agent.simulators.remote_imaging import KEY_FILE, RemoteImagingSimulator
@@ -190,3 +192,22 @@ async def test_simulate_remote_imaging_keeps_its_key_in_the_state_dir(tmp_path: 
         printed = "".join(simulator.lines)
         keys.append(printed[printed.index("-----BEGIN") : printed.index("-----END")])
     assert keys[0] == keys[1] != keys[2]
+
+
+async def test_a_simulator_the_agent_serves_has_its_control_api_when_configured():
+    section = {"type": "http_cloud", "port": 0, "control_port": 0}
+    config = SIMULATORS["http_cloud"].model.model_validate(section)
+    simulator = build(SIMULATORS, "test_cloud", config)
+    await simulator.start()
+    try:
+        [server] = simulator.companions
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{server.url}/down", json={"mode": "unavailable"}) as resp:
+                assert (await resp.json())["down"] == "unavailable"
+            async with session.post(f"{simulator.url}/ingest", json={}) as resp:
+                assert resp.status == 503
+    finally:
+        await simulator.stop()
+    plain = {"type": "http_cloud", "port": 0}
+    unserved = build(SIMULATORS, "c", SIMULATORS["http_cloud"].model.model_validate(plain))
+    assert unserved.companions == []
