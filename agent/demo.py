@@ -166,6 +166,7 @@ def _endoscopy(data: dict[str, Any], state_dir: Path, speed: float) -> None:
     zhejiang = data["simulators"]["zhejiang_platform"]
     zhejiang["outage_after"] = OUTAGE_AFTER / speed
     zhejiang["outage_for"] = OUTAGE_FOR / speed
+    zhejiang["control_port"] = 8890  # docs/simulators.md
     uplink = data["uplinks"]["zhejiang_endoscope"]
     # Retry and re-probe soon, so the recovery shows within seconds of the platform's return.
     uplink |= {"retry_base": 0.5 / speed, "retry_cap": 5.0 / speed}
