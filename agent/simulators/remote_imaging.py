@@ -158,8 +158,9 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
             return super().judge(status, answer)
         if not isinstance(answer, dict) or "status" not in answer:
             return "failed", status, "malformed answer (no status)"
-        code = answer["status"]
-        return ("accepted" if code == 0 else "refused"), code, str(answer.get("message", ""))
+        platform_status = answer["status"]
+        verdict: Verdict = "accepted" if platform_status == 0 else "refused"
+        return verdict, platform_status, str(answer.get("message", ""))
 
     def memory(self) -> dict[str, Any]:
         """The pushed studies whose instances the SCP takes."""

@@ -111,8 +111,9 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
             return super().judge(status, answer)
         if not isinstance(answer, dict) or "code" not in answer:
             return "failed", status, "malformed answer (no code)"
-        code = answer["code"]
-        return ("accepted" if code == CODE_OK else "refused"), code, str(answer.get("msg", ""))
+        platform_code = answer["code"]
+        verdict: Verdict = "accepted" if platform_code == CODE_OK else "refused"
+        return verdict, platform_code, str(answer.get("msg", ""))
 
     def memory(self) -> dict[str, Any]:
         """Which scope is which RFID, and the cleanings that count for each scope's next use."""
