@@ -13,7 +13,7 @@ CONTROL_OFFSET = 100  # the control API's default port: the platform's port plus
 
 
 def add_parser(commands: Any) -> None:
-    """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud` to the CLI."""
+    """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging`."""
     simulate = commands.add_parser(
         "simulate",
         help="run a fake cloud in the foreground, with a control API (docs/simulators.md)",
@@ -62,6 +62,17 @@ def add_parser(commands: Any) -> None:
         "--client-secret", help="when given, /ingest needs a bearer token from /token"
     )
     cloud.set_defaults(func=cmd_simulate_http_cloud)
+    insurance = platforms.add_parser(
+        "insurance-imaging",
+        aliases=["insurance_imaging"],
+        help="medical-insurance imaging cloud's front-end (seed 004): QR, notices, hrball",
+    )
+    _common_options(insurance, 8792)
+    insurance.add_argument("--hospital-id", default="H33010200001", help="the hospitalId it takes")
+    insurance.add_argument(
+        "--report-url", help="the agent's report service, for polling from the control API"
+    )
+    insurance.set_defaults(func=cmd_simulate_insurance_imaging)
 
 
 def _common_options(parser: argparse.ArgumentParser, port: int) -> None:
@@ -166,6 +177,35 @@ def cmd_simulate_http_cloud(args: argparse.Namespace) -> int:
     return _run(
         serve(
             HttpCloudConfig.model_validate(settings),
+            ready=ready,
+            control=_control(args),
+            control_ready=_print_control,
+            state_dir=args.state_dir,
+        )
+    )
+
+
+def cmd_simulate_insurance_imaging(args: argparse.Namespace) -> int:
+    """Serve the insurance imaging cloud's front-end simulator until interrupted."""
+    from agent.simulators.insurance_imaging import InsuranceImagingSimulatorConfig, serve
+
+    settings: dict[str, Any] = {
+        "type": "insurance_imaging",
+        "host": args.host,
+        "port": args.port,
+        "hospital_id": args.hospital_id,
+        "report_url": args.report_url,
+    }
+
+    def ready(sim: Any) -> None:
+        print(f"frontend_url = {sim.url}", flush=True)
+        print(f"deletion_url = {sim.url}{sim.config.deletion_path}", flush=True)
+        print(f"hrball_url = {sim.url}/hrball/", flush=True)
+        print(f"sm2_public_key = {sim.public_key}", flush=True)
+
+    return _run(
+        serve(
+            InsuranceImagingSimulatorConfig.model_validate(settings),
             ready=ready,
             control=_control(args),
             control_ready=_print_control,
