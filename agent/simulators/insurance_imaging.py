@@ -37,6 +37,7 @@ LAUNCH_PARAMS = (
 CHOICES = {"type": {"1", "2"}, "doctorSex": {"0", "1", "2", "9"}, "doctorType": {"1", "2", "3"}}
 ID_CARD = re.compile(r"[0-9]{17}[0-9Xx]")
 OK, BAD_PARAMETER = 200, 202
+VERDICTS: dict[int, Verdict] = {OK: "accepted", 500: "failed"}  # any other code: refused
 
 
 class InsuranceImagingSimulatorConfig(ControlOptions):
@@ -104,8 +105,8 @@ class InsuranceImagingSimulator(SimulatedCloud[Received]):
         """The seed's {code, message}: 200 accepted, 500 failed, anything else refused."""
         if isinstance(answer, dict) and "code" in answer:
             code = int(answer["code"])
-            verdict: Verdict = "accepted" if code == OK else "failed" if code == 500 else "refused"
-            return verdict, code, "" if code == OK else str(answer.get("message") or "")
+            verdict = VERDICTS.get(code, "refused")
+            return verdict, code, str(answer.get("message") or "") if code != OK else ""
         return super().judge(status, answer)
 
     async def _qr(self, request: web.Request) -> web.Response:

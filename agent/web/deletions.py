@@ -15,7 +15,7 @@ from agent.events import Event
 from agent.imaging.deletions import studies_of_accession
 from agent.imaging.handler import DELETION
 from agent.inputs import Body, year_problem
-from agent.web.bodies import read_json_object
+from agent.web.bodies import only_query, read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, answer, refused
 
 log = structlog.get_logger(__name__)
@@ -52,6 +52,7 @@ def add_deletion_routes(app: web.Application) -> None:
 async def post_deletion(request: web.Request) -> web.Response:
     """POST: 201 {"event_id"} once journaled; 404 when no study has this accession number."""
     accession = request.match_info["accession"]
+    only_query(request)
     try:
         body = Deletion.model_validate(await read_json_object(request))
     except ValidationError as err:

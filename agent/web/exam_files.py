@@ -13,7 +13,7 @@ from aiohttp import web
 from agent.events import Event
 from agent.imaging.exams import exam_files
 from agent.imaging.handler import EXAM_FILE
-from agent.web.bodies import Refused, read_form
+from agent.web.bodies import Refused, only_query, read_form
 from agent.web.context import EMIT_KEY, QUERY_KEY, answer
 from agent.web.files import FileStore, file_type
 
@@ -44,6 +44,7 @@ async def attach(store: FileStore, request: web.Request) -> web.Response:
     """POST a report PDF or image (multipart parts `file`, optional field `kind`, or the raw
     file as application/pdf, image/jpeg or image/png): store it durably, journal it, 201."""
     exam_no = _exam_no(request)
+    only_query(request, "kind")
     if request.content_type in RAW_TYPES:
         files, kind, found = (
             [await _raw(request, store.max_bytes)],
@@ -101,6 +102,7 @@ def _problems(kind: str, files: list[bytes]) -> list[str]:
 async def list_files(request: web.Request) -> web.Response:
     """GET the files attached to an exam (an exam not known yet may have files already)."""
     exam_no = _exam_no(request)
+    only_query(request)
     files = await request.app[QUERY_KEY](partial(exam_files, exam_no=exam_no))
     return answer({"exam_no": exam_no, "files": files})
 
@@ -108,6 +110,7 @@ async def list_files(request: web.Request) -> web.Response:
 async def serve_file(store: FileStore, request: web.Request) -> web.StreamResponse:
     """GET one attached file by its name (`<64 hex>.pdf|jpg|png`); anything else is 404."""
     exam_no = _exam_no(request)
+    only_query(request)
     name = request.match_info["name"]
     files = await request.app[QUERY_KEY](partial(exam_files, exam_no=exam_no))
     if not any(f["name"] == name for f in files):

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from agent.imaging.exams import exam_by_number
 from agent.journal.outbox import latest
+from agent.web.bodies import only_query
 from agent.web.context import QUERY_KEY, answer
 from agent.web.files import CONTENT_TYPES, file_type
 
@@ -48,6 +49,7 @@ def qr_answer(conn: sqlite3.Connection, number: str, uplinks: list[str]) -> tupl
 
 
 async def _lookup(found: Any, request: web.Request) -> tuple[str, Any] | web.Response:
+    only_query(request)
     number = request.match_info["number"]
     result = await request.app[QUERY_KEY](partial(found, number=number))
     if result is None:

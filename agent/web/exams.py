@@ -31,6 +31,7 @@ def add_exam_routes(app: web.Application) -> None:
 
 async def post_exam(request: web.Request) -> web.Response:
     """POST /api/v1/exams: validate the exam document, journal it, 201 {"event_id"}."""
+    only_query(request)
     try:
         exam = Exam.model_validate(await read_json_object(request))
     except ValidationError as err:
@@ -43,6 +44,7 @@ async def post_exam(request: web.Request) -> web.Response:
 
 async def get_exam(request: web.Request) -> web.Response:
     """GET /api/v1/exams/{exam_no}: the exam's neutral record (with its files); 404."""
+    only_query(request)
     number = request.match_info["exam_no"]
     record = await request.app[QUERY_KEY](partial(exam_by_number, number=number))
     if record is None or record["exam_no"] != number:

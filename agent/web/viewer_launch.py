@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from agent.web.bodies import read_json_object
+from agent.web.bodies import only_query, read_json_object
 from agent.web.context import answer, refused
 
 log = structlog.get_logger(__name__)
@@ -26,6 +26,7 @@ def add_viewer_launch_route(app: web.Application, launch: Launch) -> None:
 
 async def build_launch(launch: Launch, request: web.Request) -> web.Response:
     """POST {hisUserId, type, doctorName, …, doctorIdCardNo}: 200 {command_line, url, http?}."""
+    only_query(request)
     try:
         forms = launch(await read_json_object(request))
     except ValidationError as err:
