@@ -9,6 +9,15 @@ from pathlib import Path
 
 from agent.events import utcnow
 
+# Windows' os.open is in text mode unless told otherwise: os.write would turn LF into CRLF.
+BINARY = getattr(os, "O_BINARY", 0)
+NO_INHERIT = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+# POSIX makes a rename or creation durable only once its directory is fsynced; Windows cannot
+# open a directory as a file, and NTFS journals its metadata itself.
+DIRECTORY_FSYNC = os.name == "posix"
+# The data and the size must be durable; the timestamps need not be (Windows has only fsync).
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
 
 def write_durably(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically and fsync the file and its directory."""
@@ -23,15 +32,29 @@ def write_durably(path: Path, data: bytes) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make renames and creations in `path` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # Windows: directory entries are durable with the file
+    """Make renames and creations in `path` durable (POSIX; a no-op on Windows, see above)."""
+    if not DIRECTORY_FSYNC:
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | NO_INHERIT)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_file(path: Path) -> None:
+    """Make the data and size of the closed file `path` durable."""
+    # Writable: Windows flushes (FlushFileBuffers) only a handle opened for writing.
+    fd = os.open(path, os.O_RDWR | BINARY | NO_INHERIT)
+    try:
+        _sync_data(fd)
+    finally:
+        os.close(fd)
+
+
+def free_bytes(path: Path) -> int:
+    """Space left for unprivileged writers on the filesystem of `path` (POSIX and Windows)."""
+    return shutil.disk_usage(path).free
 
 
 def move_durably(files: Sequence[Path], directory: Path, tag: str = "") -> list[Path]:
