@@ -142,6 +142,42 @@ def _lock_exclusive(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+# SIGTERM (systemd, kill), SIGINT (Ctrl+C) and, on Windows, SIGBREAK (Ctrl+Break).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGBREAK") if hasattr(signal, name)
+)
+
+
+def handle_stop_signals(
+    loop: asyncio.AbstractEventLoop, stop: Callable[[], None]
+) -> Callable[[], None]:
+    """Call `stop` on the loop when a stop signal arrives; return what puts the handlers back."""
+    undo: list[Callable[[], object]] = []
+    for signum in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(signum, stop)
+            undo.append(partial(loop.remove_signal_handler, signum))
+        except NotImplementedError:
+            # Windows' proactor loop has no add_signal_handler: a plain handler, which runs on the
+            # main thread between bytecodes, hands the stop to the loop (the proactor wakes up).
+            def handler(received: int, frame: object) -> None:
+                loop.call_soon_threadsafe(stop)
+
+            with contextlib.suppress(ValueError):  # not the main thread: nothing to install
+                previous = signal.signal(signum, handler)
+                undo.append(partial(signal.signal, signum, previous or signal.SIG_DFL))
+        except RuntimeError:
+            # Off the main thread (the Windows service): the service control manager stops it.
+            continue
+
+    def restore() -> None:
+        for step in undo:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                step()
+
+    return restore
+
+
 class Agent:
     """The daemon: one asyncio process, every component supervised."""
 
@@ -231,12 +267,7 @@ class Agent:
         """Run until asked to stop, then stop within `agent.shutdown_timeout` (plus closing)."""
         config = self.config
         with StateDirLock(config.agent.state_dir):
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                # Not on Windows' proactor loop, nor off the main thread (the Windows service
-                # thread): there the service control manager calls request_stop instead.
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signum, self.request_stop)
+            restore_signals = handle_stop_signals(asyncio.get_running_loop(), self.request_stop)
             try:
                 await self._start()
                 self.notifier.notify("READY=1", f"STATUS=running {len(self.dispatchers)} uplinks")
@@ -251,9 +282,7 @@ class Agent:
             finally:
                 self.notifier.notify("STOPPING=1")
                 await self._shutdown()
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(signum)
+                restore_signals()
 
     async def _start(self) -> None:
         config = self.config
