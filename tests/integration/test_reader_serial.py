@@ -66,7 +66,7 @@ async def pty_pair(device: Path, peer: Path) -> AsyncIterator[None]:
 
 
 def write_peer(peer: Path, data: bytes) -> None:
-    fd = os.open(peer, os.O_RDWR | os.O_NOCTTY)
+    fd = os.open(peer, os.O_RDWR | getattr(os, "O_NOCTTY", 0))
     try:
         os.write(fd, data)
     finally:
@@ -127,7 +127,7 @@ async def test_a_device_that_cannot_be_opened_is_said_with_the_fix(tmp_path, ser
 
 def read_peer(peer: Path, size: int) -> bytes:
     """Read `size` bytes from the far end (blocking: run it in a thread)."""
-    fd = os.open(peer, os.O_RDWR | os.O_NOCTTY)
+    fd = os.open(peer, os.O_RDWR | getattr(os, "O_NOCTTY", 0))
     try:
         got = b""
         while len(got) < size:
