@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import dataclasses
 import getpass
+import io
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -38,6 +39,8 @@ MESSAGE_TIMES = ("created_at", "next_attempt_at", "leased_at", "settled_at")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge-agent` console script."""
+    for stream in (sys.stdout, sys.stderr):
+        utf8_when_redirected(stream)
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
@@ -53,6 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-agent: {err}", file=sys.stderr)
         return EXIT_FAILURE
     return code
+
+
+def utf8_when_redirected(stream: TextIO, platform: str = sys.platform) -> None:
+    """On Windows, output into a pipe or file is UTF-8 (as on Linux) instead of the ANSI code
+    page, which cannot write Chinese on an English Windows; the console is Unicode already."""
+    if platform == "win32" and isinstance(stream, io.TextIOWrapper) and not stream.isatty():
+        stream.reconfigure(encoding="utf-8")
 
 
 def _parser() -> argparse.ArgumentParser:
