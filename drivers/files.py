@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from agent.events import utcnow
 BINARY = getattr(os, "O_BINARY", 0)
 NO_INHERIT = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 # POSIX makes a rename or creation durable only once its directory is fsynced; Windows cannot
-# open a directory as a file, and NTFS journals its metadata itself.
+# open a directory as a file: there NTFS journals its metadata, and a rename is made durable by
+# MoveFileExW's MOVEFILE_WRITE_THROUGH (rename_durably).
 DIRECTORY_FSYNC = os.name == "posix"
+_MOVEFILE_REPLACE_EXISTING = 0x1
+_MOVEFILE_WRITE_THROUGH = 0x8
 # The data and the size must be durable; the timestamps need not be (Windows has only fsync).
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
@@ -27,8 +31,24 @@ def write_durably(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-    temporary.replace(path)
-    fsync_dir(path.parent)
+    rename_durably(temporary, path, replace=True)
+
+
+def rename_durably(source: Path, target: Path, *, replace: bool = False) -> None:
+    """Rename `source` to `target` on the same volume and return once the new name is on disk;
+    OSError (EXDEV: another volume). An existing `target` is replaced on POSIX, and on Windows
+    only if `replace`."""
+    if sys.platform == "win32":
+        import ctypes
+
+        flags = _MOVEFILE_WRITE_THROUGH | (_MOVEFILE_REPLACE_EXISTING if replace else 0)
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        if not kernel32.MoveFileExW(str(source), str(target), flags):
+            error = ctypes.get_last_error()  # mapped to errno by OSError: 17 is EXDEV
+            raise OSError(None, ctypes.FormatError(error), str(source), error, str(target))
+        return
+    os.replace(source, target)
+    fsync_dir(target.parent)
 
 
 def fsync_dir(path: Path) -> None:

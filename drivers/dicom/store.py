@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.vocabulary.spool import SpoolLayout
-from drivers.files import BINARY, NO_INHERIT, free_bytes, fsync_dir, sync_file
+from drivers.files import BINARY, NO_INHERIT, free_bytes, fsync_dir, rename_durably, sync_file
 
 TMP_SUFFIX = ".part"
 # This process's temporary files start with it. Start-up deletes only other processes' files,
@@ -123,13 +123,12 @@ class Spool:
         return free_bytes(self.root) / (1024 * 1024)
 
     def commit(self, temp: Path, received: datetime) -> Path:
-        """Fsync `temp`, rename it to `Y/M/D/<uuid>.dcm` (UTC date), fsync the folder; return it."""
+        """Fsync `temp`, rename it durably to `Y/M/D/<uuid>.dcm` (UTC date); return the path."""
         sync_file(temp)
         folder = self.root / f"{received:%Y}" / f"{received:%m}" / f"{received:%d}"
         _durable_mkdir(folder, self.root)
         target = folder / f"{uuid.uuid4()}.dcm"
-        os.rename(temp, target)
-        fsync_dir(folder)
+        rename_durably(temp, target)
         return target
 
     def quarantine(self, temp: Path, received: datetime) -> Path:
@@ -137,14 +136,14 @@ class Spool:
         sync_file(temp)
         target = self.quarantine_dir / f"{received:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.dcm"
         try:
-            os.rename(temp, target)
+            rename_durably(temp, target)
         except OSError as err:
             if err.errno != errno.EXDEV:
                 raise
             target.write_bytes(temp.read_bytes())  # a separately mounted quarantine: copy
             sync_file(target)
             temp.unlink()
-        fsync_dir(self.quarantine_dir)
+            fsync_dir(self.quarantine_dir)
         return target
 
 

@@ -3,6 +3,7 @@ no `statvfs`, no directory to open for fsync, a file flushed only through a writ
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import drivers.dicom.store
 import drivers.files
 from drivers.dicom.store import Spool
 from drivers.files import fsync_dir, sync_file, write_durably
@@ -118,3 +120,19 @@ def test_fsync_dir_is_a_no_op_where_directories_cannot_be_synced(
     monkeypatch.setattr(drivers.files, "DIRECTORY_FSYNC", True)
     with pytest.raises(FileNotFoundError):  # on POSIX a missing folder is an error, not ignored
         fsync_dir(tmp_path / "not even there")
+
+
+def test_a_quarantine_on_another_volume_gets_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # MoveFileExW without MOVEFILE_COPY_ALLOWED fails across volumes with ERROR_NOT_SAME_DEVICE,
+    # which OSError maps to EXDEV, as rename(2) answers across filesystems.
+    def other_volume(source: Path, target: Path, *, replace: bool = False) -> None:
+        raise OSError(errno.EXDEV, "not the same device", str(source))
+
+    spool = Spool(tmp_path)
+    spool.prepare()
+    temp = spool.write_temp(PART10)
+    monkeypatch.setattr(drivers.dicom.store, "rename_durably", other_volume)
+    kept = spool.quarantine(temp, RECEIVED)
+    assert kept.read_bytes() == PART10 and not temp.exists()
