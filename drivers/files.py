@@ -14,7 +14,7 @@ from agent.events import utcnow
 BINARY = getattr(os, "O_BINARY", 0)
 NO_INHERIT = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 # POSIX makes a rename or creation durable only once its directory is fsynced; Windows cannot
-# open a directory as a file: there NTFS journals its metadata, and a rename is made durable by
+# open a directory as a file: there NTFS journals its metadata, and renames ask for
 # MoveFileExW's MOVEFILE_WRITE_THROUGH (rename_durably).
 DIRECTORY_FSYNC = os.name == "posix"
 _MOVEFILE_REPLACE_EXISTING = 0x1
