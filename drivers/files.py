@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -87,7 +88,14 @@ def move_durably(files: Sequence[Path], directory: Path, tag: str = "") -> list[
         stem = f"{stem}-{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}{tag}"
     targets = [directory / f"{stem}{tail}" for tail in tails]
     for path, target in zip(files, targets, strict=True):
-        shutil.move(path, target)
+        try:
+            os.rename(path, target)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                # Not shutil.move's copy-then-delete: on Windows a file its writer still holds
+                # is refused (PermissionError) and would be copied again on every retry.
+                raise
+            shutil.move(path, target)  # another volume: copy, then delete
     fsync_dir(directory)
     fsync_dir(files[0].parent)
     return targets
