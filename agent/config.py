@@ -218,6 +218,8 @@ class ApiSection(Section):
     health_without_token: bool = True  # GET /metrics and /healthz need no token
     # One photo of a quality record; multipart photos are streamed, not bounded by max_body.
     max_photo_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
+    # One report file of an exam (PDF, report image); streamed, not bounded by max_body.
+    max_report_file_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 32 * 1024 * 1024
     dashboard: bool = True  # serve the web dashboard (/, /alerts, …) on this port
     dashboard_read_only_open: bool = False  # its pages viewable without logging in
     dashboard_session_hours: Annotated[float, Field(gt=0, le=168)] = 12.0  # login lifetime

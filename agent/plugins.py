@@ -9,21 +9,25 @@ from functools import partial
 from typing import Any
 
 from agent.config import PluginSection
+from agent.endpoints import Endpoints
+from agent.imaging import exams as imaging_exams
+from agent.imaging import instances as imaging_instances
 from agent.imaging import plugin as imaging
-from agent.imaging.plans import PRODUCED, Offer
+from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
 from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
+from agent.uplinks.insurance_imaging import uplink as insurance_imaging_uplink
+from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
-from agent.web.listener import Endpoints
 from drivers import mqtt, synthetic
 from drivers.dicom import capture as image_capture
 from drivers.dicom import scp as dicom_scp
@@ -57,13 +61,25 @@ class Plugin:
 # the statistics slots.
 SEED_003_PLAN = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
 UPLINKS = {
-    # The generic JSON POST forwards what it is given: everything the imaging domain produces.
+    # The generic JSON POST forwards what it is given: what imaging offered before plans.
     "http": Plugin(
-        http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=PRODUCED
+        http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
     ),
     "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
     "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
+    # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for
+    # each audited report's QR link.
+    "insurance_imaging": Plugin(
+        InsuranceImagingConfig,
+        insurance_imaging_uplink.build,
+        plan=frozenset({Offer.REPORT_AUDITED}),  # 4.3: a QR link asked for each audited report
+        endpoints=partial(
+            insurance_imaging_uplink.endpoints,
+            exams=imaging_exams.QUERIES,
+            images=imaging_instances.QUERIES,
+        ),
+    ),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),

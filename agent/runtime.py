@@ -39,6 +39,7 @@ from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
+from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -329,6 +330,12 @@ class Agent:
                 self.emit,
                 self.journal.run,
                 photos_dir=config.agent.state_dir / "photos",
+                exam_files_dir=config.agent.state_dir / "exam-files",
+                qr_uplinks=[
+                    name
+                    for name, section in uplinks.items()
+                    if isinstance(section, InsuranceImagingConfig) and section.qr.enabled
+                ],
                 observe=self.observe,
             )
             if config.api.dashboard:

@@ -11,12 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from agent.config import PluginSection
+from agent.endpoints import EMIT_KEY, QUERY_KEY, Endpoints, RouteDef
 from agent.events import Event
 from agent.listener_config import PlatformListener
 from agent.plugins import Plugin
 from agent.web.bodies import Refused, read_json_object
-from agent.web.context import EMIT_KEY, QUERY_KEY
-from agent.web.listener import Endpoints, RouteDef
 
 NOTICE_KIND = "platform.notice"
 SIGNING_KEY = b"test-signing-key"

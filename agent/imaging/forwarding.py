@@ -7,12 +7,14 @@ import json
 import sqlite3
 from typing import Any
 
+from agent.imaging.exams import Saved, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
 
 PUSH = "exam.push"
 INSTANCE = "dicom.instance"
+AUDITED = "report.audited"
 
 
 def order_key(study_uid: str) -> str:
@@ -26,9 +28,7 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
     row = conn.execute("SELECT state FROM im_studies WHERE study_uid = ?", (study_uid,)).fetchone()
     if row is None or row[0] != "stable":
         return
-    exams = conn.execute(
-        "SELECT exam_no, payload FROM im_exams WHERE study_uid = ? ORDER BY exam_no", (study_uid,)
-    ).fetchall()
+    exams = study_exams(conn, study_uid)
     study = study_summary(conn, study_uid)
     if not exams or study is None:
         return
@@ -39,8 +39,9 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
     }
     for uplink, offers in plans.items():
         if Offer.EXAM_PUSH in offers:
-            for exam_no, exam in exams:
-                _push(tx, uplink, study_uid, exam_no, {"exam": json.loads(exam), "study": study})
+            for exam_no, document, record in exams:
+                payload = {"exam": document, "record": record, "study": study}
+                _push(tx, uplink, study_uid, exam_no, payload)
         if Offer.IMAGES not in offers:
             continue
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
@@ -61,6 +62,22 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
             conn.execute(
                 "INSERT INTO im_forwarded (uplink, sop_uid, queued_at) VALUES (?, ?, ?)",
                 (uplink, sop_uid, at),
+            )
+
+
+def report_audited(tx: Transaction, saved: Saved, plans: Plans) -> None:
+    """Queue `report.audited` for each uplink asking for it: the record, and its study if known."""
+    record = saved.record
+    study = study_summary(tx.conn, saved.study_uid) if saved.study_uid else None
+    for uplink, offers in plans.items():
+        if Offer.REPORT_AUDITED in offers:
+            tx.enqueue(
+                uplink=uplink,
+                kind=AUDITED,
+                order_key=f"exam:{record['exam_no']}",
+                # A report changed after its audit is a new message; the same one is not.
+                dedupe_key=f"{AUDITED}:{record['exam_no']}:{saved.report_digest}",
+                payload={"record": record, "study": study},
             )
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
-from agent.imaging.forwarding import forward
+from agent.imaging.exams import attach_files, save_exam
+from agent.imaging.forwarding import forward, report_audited
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
 from agent.journal.alerts import Alert
@@ -17,6 +18,7 @@ from agent.journal.transaction import Transaction
 
 STORED = "dicom.stored"
 EXAM = "imaging.exam"
+EXAM_FILE = "imaging.exam_files"
 STABLE = "imaging.study_stable"
 STATISTICS_DUE = "imaging.statistics_due"
 REJECTED = "dicom.rejected"
@@ -34,9 +36,10 @@ def utc_text(moment: datetime) -> str:
 
 
 class ImagingHandler:
-    """Handles received instances, exams, stability, statistics slots and DICOM rejections."""
+    """Handles received instances, exams and their files, stability, statistics slots and DICOM
+    rejections."""
 
-    kinds = (STORED, EXAM, STABLE, STATISTICS_DUE, REJECTED)
+    kinds = (STORED, EXAM, EXAM_FILE, STABLE, STATISTICS_DUE, REJECTED)
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -48,6 +51,10 @@ class ImagingHandler:
             self._stored(tx, event)
         elif event.kind == EXAM:
             self._exam(tx, event)
+        elif event.kind == EXAM_FILE:
+            payload = event.payload
+            at = utc_text(event.received_at)
+            attach_files(tx.conn, str(payload["exam_no"]), payload["files"], at, event.id)
         elif event.kind == STABLE:
             self._stable(tx, event)
         elif event.kind == STATISTICS_DUE:
@@ -85,7 +92,6 @@ class ImagingHandler:
     def _exam(self, tx: Transaction, event: Event) -> None:
         conn, payload = tx.conn, event.payload
         exam = {k: v for k, v in payload.items() if k not in JOIN_KEYS}
-        info: dict[str, Any] = exam["examInfo"]
         accession = str(payload.get("accession") or exam.get("accessionNo") or "")
         study_uid = str(payload.get("study_uid") or exam.get("studyUID") or "")
         if not study_uid and accession:
@@ -95,34 +101,19 @@ class ImagingHandler:
                 (accession,),
             ).fetchone()
             study_uid = row[0] if row else ""
-        conn.execute(
-            "INSERT INTO im_exams (exam_no, apply_no, accession, study_uid, exam_status,"
-            " exam_class, exam_date, payload, updated_at, event_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exam_no) DO UPDATE SET"
-            " apply_no = excluded.apply_no,"
-            " accession = COALESCE(NULLIF(excluded.accession, ''), accession),"
-            " study_uid = COALESCE(excluded.study_uid, study_uid),"
-            " exam_status = excluded.exam_status, exam_class = excluded.exam_class,"
-            " exam_date = excluded.exam_date, payload = excluded.payload,"
-            " updated_at = excluded.updated_at, event_id = excluded.event_id",
-            (
-                str(exam["examNo"]),
-                str(info.get("applyNo") or ""),
-                accession,
-                study_uid or None,
-                str(info["examStatus"]),
-                str(info.get("examClass") or ""),
-                str(info.get("examTime") or "")[:10],
-                json.dumps(exam, ensure_ascii=False, sort_keys=True),
-                utc_text(event.received_at),
-                event.id,
-            ),
+        saved = save_exam(
+            conn,
+            exam,
+            accession=accession,
+            study_uid=study_uid or None,
+            received=event.received_at.astimezone(ZoneInfo(self.config.timezone)),
+            event_id=event.id,
+            updated_at=utc_text(event.received_at),
         )
-        joined = conn.execute(
-            "SELECT study_uid FROM im_exams WHERE exam_no = ?", (str(exam["examNo"]),)
-        ).fetchone()[0]
-        if joined:
-            forward(tx, joined, self.config.plans(), utc_text(event.received_at))
+        if saved.study_uid:
+            forward(tx, saved.study_uid, self.config.plans(), utc_text(event.received_at))
+        if saved.report_changed and saved.record.get("status") == "final":
+            report_audited(tx, saved, self.config.plans())
 
     def _stable(self, tx: Transaction, event: Event) -> None:
         study_uid = str(event.payload["study_uid"])

@@ -16,21 +16,25 @@ class Offer(StrEnum):
     IMAGES = "imaging.images"
     # Per date and exam class, the final reports at statistics_times (`exam.statistics`).
     STATISTICS = "imaging.statistics"
+    # An exam's report audited (status final), again when it changes after (`report.audited`,
+    # e.g. seed 001's index upload); images or not.
+    REPORT_AUDITED = "imaging.report_audited"
     # Declared for the next platforms; nothing produces them yet (see PRODUCED).
     STUDY_DELETED = "imaging.study_deleted"  # a study deleted or purged (seed 004's notice)
-    REPORT_AUDITED = "imaging.report_audited"  # an exam's report audited (seed 001's index)
     DAILY_REPORT = "imaging.daily_report"  # the day's exams summed up (seed 001)
 
 
-PRODUCED = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
+# What every imaging uplink received before plans existed (seed 003's three).
+CLASSIC = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
+PRODUCED = CLASSIC | {Offer.REPORT_AUDITED}
 
 # Uplink name -> the offers it receives.
 Plans = Mapping[str, frozenset[Offer]]
 
 
 def everything(forward_to: list[str]) -> dict[str, frozenset[Offer]]:
-    """Every uplink gets all that is produced (a config validated without the plugin registry)."""
-    return dict.fromkeys(forward_to, PRODUCED)
+    """Every uplink gets the classic three (a config validated without the plugin registry)."""
+    return dict.fromkeys(forward_to, CLASSIC)
 
 
 def resolve(

@@ -196,3 +196,17 @@ def oldest_created(conn: sqlite3.Connection, uplink: str, state: str) -> float |
     """`created_at` of the uplink's oldest message in `state`; None when there is none."""
     row = conn.execute(OLDEST_SQL, (uplink, state)).fetchone()
     return None if row is None else float(row[0])
+
+
+def latest(
+    conn: sqlite3.Connection, uplinks: list[str], kind: str, order_key: str
+) -> tuple[str, str | None] | None:
+    """(state, the platform's answer) of the newest message of `kind` and `order_key` queued
+    for one of `uplinks`; None if there is none."""
+    marks = ", ".join("?" * len(uplinks))
+    row = conn.execute(
+        f"SELECT state, response FROM outbox WHERE uplink IN ({marks}) AND order_key = ?"
+        " AND kind = ? ORDER BY id DESC LIMIT 1",
+        (*uplinks, order_key, kind),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +22,8 @@ from agent.web import openapi
 from agent.web.bodies import read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, answer, refused
 from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
+from agent.web.exam_files import add_exam_file_routes
+from agent.web.exam_qr import add_exam_qr_routes
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
 from agent.web.metrics import Observe, add_observability_routes
@@ -42,7 +44,11 @@ def make_app(
     settings: ApiSection,
     emit: Emit,
     query: Query,
+    *,
     photos_dir: Path | None = None,
+    exam_files_dir: Path | None = None,
+    qr_uplinks: Sequence[str] = (),
+    qr_hint: str = "扫描查看数字影像",
     observe: Observe | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
@@ -91,6 +97,9 @@ def make_app(
     add_exam_routes(app)
     if photos_dir is not None:
         add_quality_routes(app, photos_dir, settings.max_photo_bytes)
+    if exam_files_dir is not None:
+        add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
+    add_exam_qr_routes(app, qr_uplinks, qr_hint)
     if observe is not None:
         add_observability_routes(app, observe)
     return app

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from agent.events import Event
+from agent.endpoints import EMIT_KEY, QUERY_KEY, Emit, Query
 from agent.web.bodies import Refused
 
-Emit = Callable[[Event], Awaitable[bool]]
-Query = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 ROW_ID = "[0-9]{1,18}"  # a journal row id in a path: longer would not fit SQLite's INTEGER
-EMIT_KEY: web.AppKey[Emit] = web.AppKey("emit")
-QUERY_KEY: web.AppKey[Query] = web.AppKey("query")
+__all__ = ["EMIT_KEY", "QUERY_KEY", "ROW_ID", "Emit", "Query", "answer", "problems", "refused"]
 
 
 def answer(data: Any, status: int = 200) -> web.Response:

@@ -9,7 +9,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.events import Event
-from agent.imaging.exam import Exam, exam_payload
+from agent.imaging.exam_document import Exam, exam_payload
+from agent.imaging.exams import exam_by_number
 from agent.imaging.handler import EXAM
 from agent.imaging.state import recent_studies, study_detail
 from agent.web.bodies import only_query, query_int, read_json_object
@@ -23,6 +24,7 @@ MAX_LIMIT = 500
 def add_exam_routes(app: web.Application) -> None:
     """Register the exam and study routes (the app's token middleware protects them)."""
     app.router.add_post("/api/v1/exams", post_exam)
+    app.router.add_get("/api/v1/exams/{exam_no}", get_exam)
     app.router.add_get("/api/v1/studies", list_studies)
     app.router.add_get("/api/v1/studies/{study_uid}", get_study)
 
@@ -37,6 +39,15 @@ async def post_exam(request: web.Request) -> web.Response:
     await request.app[EMIT_KEY](event)
     log.info("imaging.exam_recorded", status=exam.examInfo.examStatus)
     return answer({"event_id": event.id}, status=201)
+
+
+async def get_exam(request: web.Request) -> web.Response:
+    """GET /api/v1/exams/{exam_no}: the exam's neutral record (with its files); 404."""
+    number = request.match_info["exam_no"]
+    record = await request.app[QUERY_KEY](partial(exam_by_number, number=number))
+    if record is None or record["exam_no"] != number:
+        return answer({"error": "no such exam"}, status=404)
+    return answer({"exam": record})
 
 
 async def list_studies(request: web.Request) -> web.Response:

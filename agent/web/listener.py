@@ -7,47 +7,24 @@ import hmac
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
 
+from agent.endpoints import EMIT_KEY, QUERY_KEY, Emit, Endpoints, Query, Verify
 from agent.errors import ConfigError
 from agent.listener_config import PlatformListener
 from agent.logs import peer_text
 from agent.web.bodies import Refused
-from agent.web.context import EMIT_KEY, QUERY_KEY, Emit, Query
 from agent.web.dashboard.sessions import as_bytes
 from agent.web.guard import Handler, guard, runner_options, start_site
 
 log = structlog.get_logger(__name__)
-# A platform's signature check: True if the request is signed right, False for 401; it may
-# raise Refused for another status (403 an unknown key, 503 cannot verify now). It may read
-# the body: the handler reads it again.
-Verify = Callable[[web.Request], Awaitable[bool]]
 REFUSAL_LOG_WINDOW = 60.0  # seconds: one log line per source and reason in this time
 MAX_TRACKED = 1024  # sources whose last refusal is remembered (bounded memory: oldest go first)
 LISTENER_KEY: web.AppKey[str] = web.AppKey("listener", str)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteDef:
-    """One route a plugin serves: `handler` reads the journal (QUERY_KEY) or emits (EMIT_KEY)."""
-
-    method: str
-    path: str
-    handler: Handler
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """What a plugin serves on its listener: where and under which rules, which routes, and an
-    optional signature check run after the address, size and token checks."""
-
-    settings: PlatformListener
-    routes: list[RouteDef]
-    verify: Verify | None = None
 
 
 @dataclass(slots=True)

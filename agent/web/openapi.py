@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from agent import __version__
-from agent.imaging.exam import Exam
+from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
 from agent.web.context import answer
 from agent.web.exams import MAX_LIMIT
@@ -61,6 +61,7 @@ class Operation:
     summary: str
     body: type[BaseModel] | None = None
     photos: bool = False  # also multipart/form-data with `photo` files (quality records)
+    files: bool = False  # a report file: multipart `file` parts, or the raw file itself
     parameters: list[dict[str, Any]] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=lambda: {"200": "OK"})
 
@@ -70,6 +71,33 @@ def _in_path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 CREATED = {"201": "Journaled; forwarded from now on"}
+CONTROL = "\\u0000-\\u001f\\u007f"
+EXAM_NO = _in_path(
+    "exam_no",
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 32,
+        "pattern": f"^[^{CONTROL}\\s](?:[^{CONTROL}]*[^{CONTROL}\\s])?$",
+    },
+)
+FILE_NAME = {"type": "string", "pattern": "^[0-9a-f]{64}\\.(pdf|jpg|png)$"}
+REPORT_FILE = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "kind": {"enum": ["report_pdf", "report_image"]},
+            },
+        }
+    },
+    **{
+        kind: {"schema": {"type": "string", "format": "binary"}}
+        for kind in ("application/pdf", "image/jpeg", "image/png")
+    },
+}
 ROW = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 OPERATIONS = (
     Operation(
@@ -114,6 +142,54 @@ OPERATIONS = (
     ),
     Operation(
         "post", "/api/v1/exams", "An exam and its report from RIS/PACS", Exam, answers=CREATED
+    ),
+    Operation(
+        "get",
+        "/api/v1/exams/{exam_no}",
+        "One exam's neutral record: patient, order, report, states and times, files",
+        parameters=[EXAM_NO],
+        answers={"200": "OK", "404": "No such exam"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/exams/{exam_no}/files",
+        "A report PDF or report image of an exam (multipart `file`, or the raw file)",
+        files=True,
+        parameters=[
+            EXAM_NO,
+            {"name": "kind", "in": "query", "schema": {"enum": ["report_pdf", "report_image"]}},
+        ],
+        answers={**CREATED, "507": "The file could not be stored"},
+    ),
+    Operation(
+        "get",
+        "/api/v1/exams/{exam_no}/files",
+        "The files attached to an exam",
+        parameters=[EXAM_NO],
+    ),
+    Operation(
+        "get",
+        "/api/v1/exams/{exam_no}/files/{name}",
+        "One file of an exam",
+        parameters=[EXAM_NO, _in_path("name", FILE_NAME)],
+        answers={
+            "200": "The file (application/pdf, image/jpeg or image/png)",
+            "404": "No such file for this exam",
+        },
+    ),
+    Operation(
+        "get",
+        "/api/v1/exams/{number}/qr",
+        "The insurance cloud's QR link of an audited report (by exam or accession number)",
+        parameters=[_in_path("number", {"type": "string"})],
+        answers={"200": "OK", "404": "No QR link (yet) for this exam"},
+    ),
+    Operation(
+        "get",
+        "/api/v1/exams/{number}/qr.png",
+        "The QR code of that link as a PNG (a qrcode answer's image as the cloud sent it)",
+        parameters=[_in_path("number", {"type": "string"})],
+        answers={"200": "The image (image/png or image/jpeg)", "404": "No QR link (yet)"},
     ),
     Operation(
         "get",
@@ -196,7 +272,7 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
     refusals = ["401"]
     if operation.parameters:
         refusals.append("400")
-    if operation.body is not None:
+    if operation.body is not None or operation.files:
         refusals += ["400", "413", "415", "422"]
     problem = {"application/json": {"schema": PROBLEM}}
     answers: dict[str, Any] = {
@@ -218,6 +294,8 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
         if operation.photos:
             content["multipart/form-data"] = {"schema": _with_photo_files(schema, components)}
         found["requestBody"] = {"required": True, "content": content}
+    if operation.files:
+        found["requestBody"] = {"required": True, "content": REPORT_FILE}
     return found
 
 

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
-import hashlib
-import os
-import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -26,12 +20,10 @@ from agent.reprocessing.quality import CLEANING_EFFECT, DISINFECTANT_TEST, RINSE
 from agent.vocabulary.steps import Disinfectant
 from agent.web.bodies import Refused, read_form, read_json_object
 from agent.web.context import EMIT_KEY, answer, problems
+from agent.web.files import FileStore, file_type
 
 log = structlog.get_logger(__name__)
 
-PHOTO_NAME = re.compile(r"[0-9a-f]{64}\.(?:jpg|png)")
-MAGIC = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
 FUTURE_AWARE = timedelta(minutes=5)  # clock skew between the entering PC and the agent
 FUTURE_NAIVE = timedelta(hours=15)  # a local time without offset: any zone is within ±14 h
 
@@ -106,58 +98,15 @@ FORMS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class PhotoStore:
-    """Content-addressed photos: `<sha256>.<jpg|png>` in `directory`."""
-
-    directory: Path
-    max_bytes: int
-
-    async def save(self, data: bytes) -> str:
-        """Write the photo durably (fsynced, renamed, directory fsynced); return its name."""
-        name = f"{hashlib.sha256(data).hexdigest()}.{image_type(data)}"
-        await asyncio.to_thread(_write_durably, self.directory, name, data)
-        return name
-
-
-def image_type(data: bytes) -> str | None:
-    """The extension, jpg or png, the magic bytes call for; None for anything else."""
-    return next((ext for magic, ext in MAGIC.items() if data.startswith(magic)), None)
-
-
-def _write_durably(directory: Path, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / name
-    if target.exists():
-        return  # content-addressed, and only complete files are ever renamed into place
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # the rename is durable only once the directory is synced
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def add_quality_routes(app: web.Application, photos_dir: Path, max_photo_bytes: int) -> None:
     """Register the quality-record routes (the app's token middleware protects them)."""
-    store = PhotoStore(photos_dir, max_photo_bytes)
+    store = FileStore(photos_dir, max_photo_bytes)
     for path, form in FORMS.items():
         app.router.add_post(path, partial(record_quality, store, form))
     app.router.add_get("/api/v1/quality/photos/{name}", partial(serve_photo, store))
 
 
-async def record_quality(store: PhotoStore, form: Form, request: web.Request) -> web.Response:
+async def record_quality(store: FileStore, form: Form, request: web.Request) -> web.Response:
     """POST a quality record (JSON, multipart or urlencoded): store its photos, journal it, 201."""
     fields, photos, found = await read_body(request, store.max_bytes)
     record: _Record | None = None
@@ -195,7 +144,7 @@ def photo_problems(form: Form, photos: list[bytes]) -> list[str]:
     found += [
         f"photo {n}: not a JPEG or PNG image"
         for n, data in enumerate(photos, start=1)
-        if image_type(data) is None
+        if file_type(data) not in ("jpg", "png")
     ]
     return found
 
@@ -235,18 +184,9 @@ def _json_photos(
     return body, photos, found
 
 
-async def serve_photo(store: PhotoStore, request: web.Request) -> web.StreamResponse:
+async def serve_photo(store: FileStore, request: web.Request) -> web.StreamResponse:
     """GET a stored photo by its name (`<64 hex>.jpg|png`); anything else is 404."""
     name = request.match_info["name"]
-    path = store.directory / name
-    # The name is checked before it touches the file system: no traversal, no other file.
-    if not PHOTO_NAME.fullmatch(name) or not await asyncio.to_thread(path.is_file):
+    if name.endswith(".pdf"):
         return answer({"error": "no such photo"}, status=404)
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": CONTENT_TYPES[name.rsplit(".", 1)[1]],
-            "Cache-Control": "private, max-age=31536000, immutable",  # the name is the content
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return await store.serve(name, "photo")

@@ -57,7 +57,14 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
         return Snapshot(True, "", [], [], {}, 0)
 
     settings_ = ApiSection(enabled=True, token=SecretStr(TOKEN))
-    app = make_app(settings_, _unused_emit, _unused_query, tmp_path, observe)
+    app = make_app(
+        settings_,
+        _unused_emit,
+        _unused_query,
+        photos_dir=tmp_path / "photos",
+        exam_files_dir=tmp_path / "exam-files",
+        observe=observe,
+    )
     served = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
@@ -100,6 +107,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             emit,
             journal.run,
             photos_dir=state / "photos",
+            exam_files_dir=state / "exam-files",
             observe=observe,
         )
         runner = web.AppRunner(app, **runner_options())

@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from agent.endpoints import Endpoints, Verify
 from agent.events import Event
 from agent.journal.writer import Journal
 from agent.listener_config import PlatformListener
-from agent.web.listener import Endpoints, ListenerCounters, Verify, start_listener
+from agent.web.listener import ListenerCounters, start_listener
 from tests.mosquitto import make_certificate
 from tests.platform_routes import ROUTES, free_port, notices_journaled, signature, signed_right
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from agent.imaging.exam import Exam
+from agent.imaging.exam_document import Exam
 from agent.journal.alerts import Alert, raise_alert
 from agent.web.dashboard.actions import OutboxAction
 from agent.web.models import Acknowledgement, Override, PatientForUse

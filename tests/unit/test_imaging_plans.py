@@ -13,7 +13,7 @@ from agent.errors import ConfigError
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.handler import ImagingHandler
-from agent.imaging.plans import PRODUCED, Offer, resolve
+from agent.imaging.plans import CLASSIC, PRODUCED, Offer, resolve
 from agent.plugins import PLUGIN_KINDS, SEED_003_PLAN, UPLINKS
 from tests.unit.test_imaging_index import Index, exam, exam_doc, stored
 
@@ -25,6 +25,7 @@ KINDS = {
         **UPLINKS,
         "pushes_only": replace(UPLINKS["http"], plan=frozenset({Offer.EXAM_PUSH})),
         "stats_only": replace(UPLINKS["http"], plan=frozenset({Offer.STATISTICS, "other.kind"})),
+        "indexer": replace(UPLINKS["http"], plan=frozenset({Offer.REPORT_AUDITED})),
     },
 }
 
@@ -67,6 +68,34 @@ async def test_uplinks_with_different_plans_receive_different_messages(tmp_path,
     assert await index.rows("SELECT DISTINCT uplink FROM im_forwarded") == [("cloud",)]
 
 
+async def test_an_audited_report_is_offered_once_per_content_images_or_not(tmp_path, open_journal):
+    section = load_imaging(tmp_path, {"cloud": "http", "index": "indexer"}, ["cloud", "index"])
+    index = Index(await open_journal.open(handlers=(ImagingHandler("imaging", section),)))
+    draft = exam_doc("E1", status="60", accessionNo="ACC001")
+    await index.ingest(exam(draft))  # a preliminary report: not audited yet
+    assert await index.messages("index") == []
+    final = exam_doc("E1", status="70", accessionNo="ACC001")
+    final["reportList"]["affirmTime"] = "2026-11-23 11:00:00"
+    await index.ingest(exam(final), exam(final))  # the same audited report posted twice
+    await index.ingest(exam_doc_event(final, patient_age="47岁"))  # not the report: no news
+    final["reportList"]["impression"] = "右下肺炎 (修订)"
+    await index.ingest(exam(final))  # changed after its audit: a new message
+    messages = await index.messages("index")
+    assert [(kind, key) for kind, key, _ in messages] == [("report.audited", "exam:E1")] * 2
+    first, revised = (payload for _, _, payload in messages)
+    assert first["study"] is None  # no image received for it (yet): sent all the same
+    assert first["record"]["report"]["audited_at"] == "2026-11-23T11:00:00"
+    assert first["record"]["accession"] == "ACC001" and first["record"]["status"] == "final"
+    assert revised["record"]["report"]["impression"] == "右下肺炎 (修订)"
+    assert [kind for kind, _, _ in await index.messages("cloud")] == []  # not in its plan
+
+
+def exam_doc_event(document: dict[str, object], patient_age: str) -> Event:
+    changed = json.loads(json.dumps(document))
+    changed["patientInfo"]["age"] = patient_age
+    return exam(changed)
+
+
 def test_the_plans_are_resolved_when_the_config_is_loaded(tmp_path):
     section = load_imaging(tmp_path, {"cloud": "http", "counter": "stats_only"}, ["counter"])
     assert section.plans() == {"counter": frozenset({Offer.STATISTICS})}
@@ -87,8 +116,9 @@ def test_an_uplink_whose_plan_offers_nothing_produced_is_a_config_error(tmp_path
 
 
 def test_the_existing_platforms_plans():
-    assert UPLINKS["remote_imaging"].plan == SEED_003_PLAN == PRODUCED
-    assert UPLINKS["http"].plan == PRODUCED  # the generic JSON POST: everything, as before
+    assert UPLINKS["remote_imaging"].plan == SEED_003_PLAN == CLASSIC
+    assert UPLINKS["http"].plan == CLASSIC  # the generic JSON POST: what it had before plans
+    assert CLASSIC | {Offer.REPORT_AUDITED} == PRODUCED
     assert UPLINKS["mqtt"].plan == UPLINKS["zhejiang_endoscope"].plan == frozenset()
 
 
@@ -99,6 +129,6 @@ def test_offers_nobody_produces_yet_do_not_count():
     assert resolve(["gone"], {}) == {}  # not an uplink: the config reports that itself
 
 
-def test_a_config_validated_without_the_registry_sends_everything_to_every_uplink():
+def test_a_config_validated_without_the_registry_sends_the_classic_three_to_every_uplink():
     section = ImagingConfig.model_validate({"type": "imaging", "forward_to": ["a", "b"]})
-    assert section.plans() == {"a": PRODUCED, "b": PRODUCED}
+    assert section.plans() == {"a": CLASSIC, "b": CLASSIC}

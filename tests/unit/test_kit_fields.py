@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,7 +212,21 @@ def test_a_field_file_gives_tables_and_maps(tmp_path: Path):
             "[maps.k]\nendpoint = 'x'\nfields = [{ target = 'a', source = 'b', translate = 1 }]",
             "maps.k.fields[0].translate: must be a table",
         ),
-        ("[maps.k]\nfields = []", "maps.k.endpoint: missing"),
+        ("[maps.k]\nfields = 1", "maps.k.fields: must be an array"),
+        (
+            "[maps.k]\nfields = [{ target = 'a', source = 'b', each = 'nope' }]",
+            "maps.k.fields[0].each: 'nope' is not a map of this file",
+        ),
+        (
+            "[maps.k]\nfields = [{ target = 'a', source = 'b', each = 'j' }]\n"
+            "[maps.j]\nfields = [{ target = 'a', source = 'b', each = 'k' }]",
+            "maps.j.fields[0].each: 'k' maps itself",
+        ),
+        (
+            "[maps.k]\nfields = [{ target = 'a', source = 'b', each = 'j', format = 'DT' }]\n"
+            "[maps.j]\nfields = []",
+            "maps.k.fields[0]: each maps a source list, without translate/format",
+        ),
         ("tables = [", "toml: "),
     ],
 )
@@ -225,3 +240,47 @@ def test_an_unreadable_field_file_is_named(tmp_path: Path):
     missing = tmp_path / "absent.toml"
     with pytest.raises(FieldFileError, match=f"^{missing}: FileNotFoundError: cannot be read$"):
         load_field_file(missing)
+
+
+def test_nested_sources_and_targets_and_a_map_for_each_element():
+    loaded = parse_field_file(
+        """
+[maps.exam]
+endpoint = "push"
+fields = [
+  { target = "examNo", source = "exam_no" },
+  { target = "patientInfo.name", source = "patient.name" },
+  { target = "patientInfo.sex", source = "patient.sex", translate = { male = "男" } },
+  { target = "examInfo.examItemList", source = "order.items", each = "item" },
+  { target = "reportList.impression", source = "report.impression" },
+]
+[maps.item]
+fields = [{ target = "itemName", source = "name" }, { target = "itemCode", source = "code" }]
+""",
+        "p.toml",
+    )
+    record: dict[str, Any] = {
+        "exam_no": "E1",
+        "patient": {"name": "张三", "sex": "male"},
+        "order": {"items": [{"name": "胸部CT", "code": "C1"}, {"name": "腹部CT"}]},
+    }
+    fields, problems = apply(loaded.maps["exam"], record)
+    assert problems == []
+    # No report in the record: no reportList object in the request.
+    assert fields == {
+        "examNo": "E1",
+        "patientInfo": {"name": "张三", "sex": "男"},
+        "examInfo": {
+            "examItemList": [{"itemName": "胸部CT", "itemCode": "C1"}, {"itemName": "腹部CT"}]
+        },
+    }
+    record["order"] = {"items": [{"name": "x"}, {"code": 1}], "other": 1}
+    record["patient"]["sex"] = "unknown"
+    _, problems = apply(loaded.maps["exam"], record)
+    assert problems == ["patientInfo.sex: patient.sex has no translation"]
+    record["order"] = {"items": "胸部CT"}
+    _, problems = apply(loaded.maps["exam"], record)
+    assert problems == [
+        "patientInfo.sex: patient.sex has no translation",
+        "examInfo.examItemList: order.items is not a list",
+    ]

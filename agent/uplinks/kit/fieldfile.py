@@ -14,7 +14,11 @@ fields = [
   { target = "collectionTime", source = "at", format = "DT" },
   { target = "status", source = "state", translate = { ok = "0", broken = "1" } },
   { target = "stepId", constant = "3" },
+  { target = "detail.items", source = "steps", each = "reprocessing.step" },
 ]
+
+[maps."reprocessing.step"]    # no endpoint: used as another map's `each`
+fields = [{ target = "code", source = "kind" }]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from agent.uplinks.kit.fieldmap import FieldMap, RecordMap
 from agent.uplinks.kit.fields import Field
 
 _FIELD_KEYS = {"name", "type", "required", "description", "choices", "format", "children"}
-_MAP_KEYS = {"target", "source", "constant", "translate", "format"}
+_MAP_KEYS = {"target", "source", "constant", "translate", "format", "each"}
 
 
 class FieldFileError(ValueError):
@@ -78,19 +82,35 @@ def _read(document: dict[str, Any]) -> FieldFile:
         name: _fields(item, f"tables.{name}")
         for name, item in _section(document, "tables", "tables").items()
     }
+    entries = {
+        kind: _mapping(item, f"maps.{kind}")
+        for kind, item in _section(document, "maps", "maps").items()
+    }
     maps: dict[str, RecordMap] = {}
-    for kind, item in _section(document, "maps", "maps").items():
-        where = f"maps.{kind}"
-        entry = _mapping(item, where)
+
+    def build(kind: str, using: tuple[str, ...]) -> RecordMap:
+        if kind in maps:
+            return maps[kind]
+        where, entry = f"maps.{kind}", entries[kind]
         _only(entry, {"endpoint", "fields"}, where)
-        endpoint = _text(entry.get("endpoint"), f"{where}.endpoint", required=True)
-        if tables and endpoint not in tables:
+        endpoint = _text(entry.get("endpoint"), f"{where}.endpoint")
+        if tables and endpoint and endpoint not in tables:
             raise _Bad(f"{where}.endpoint", f"{endpoint!r} is not a table of this file")
-        rules = tuple(
-            _rule(_mapping(rule, f"{where}.fields[{i}]"), f"{where}.fields[{i}]")
-            for i, rule in enumerate(_list(entry.get("fields"), f"{where}.fields"))
-        )
-        maps[kind] = RecordMap(endpoint, rules)
+        rules = []
+        for i, rule in enumerate(_list(entry.get("fields"), f"{where}.fields")):
+            at = f"{where}.fields[{i}]"
+            raw = _mapping(rule, at)
+            each = _text(raw.get("each"), f"{at}.each")
+            if each and each not in entries:
+                raise _Bad(f"{at}.each", f"{each!r} is not a map of this file")
+            if each in (*using, kind):
+                raise _Bad(f"{at}.each", f"{each!r} maps itself")
+            rules.append(_rule(raw, at, build(each, (*using, kind)) if each else None))
+        maps[kind] = RecordMap(endpoint, tuple(rules))
+        return maps[kind]
+
+    for kind in entries:
+        build(kind, ())
     return FieldFile(tables, maps)
 
 
@@ -130,7 +150,7 @@ def _field(entry: dict[str, Any], where: str) -> Field:
         raise _Bad(f"{where}.type", str(err)) from None
 
 
-def _rule(entry: dict[str, Any], where: str) -> FieldMap:
+def _rule(entry: dict[str, Any], where: str, each: RecordMap | None) -> FieldMap:
     _only(entry, _MAP_KEYS, where)
     constant = entry.get("constant")
     if constant is not None and (
@@ -148,6 +168,7 @@ def _rule(entry: dict[str, Any], where: str) -> FieldMap:
             constant=constant,
             translate=translate,
             format=_text(entry.get("format"), f"{where}.format"),
+            each=each,
         )
     except ValueError as err:
         raise _Bad(where, str(err).split(": ", 1)[-1]) from None

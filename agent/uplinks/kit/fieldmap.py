@@ -3,13 +3,16 @@
 Each `FieldMap` fills one target field, in this order of operations:
 
 * *take* `source`, a field of the record (a rename when the names differ; several targets may
-  take the same source), or a `constant`;
+  take the same source; `a.b` reads field `b` of the record's object `a`), or a `constant`;
+* *map each*: with `each`, the source is a list and every element is mapped by that map;
 * *translate* the value through `translate` (a dictionary: record value → platform value);
 * *format* it: `format` turns an ISO 8601 date-time into the given strftime pattern (its wall
   clock as written: the domain chose the zone), or, without a `%`, the pattern the caller names
   so (a platform's configurable `DT`).
 
-An absent or empty source leaves the target out: the table's `required` says whether it may.
+The target is written the same way: `a.b` is field `b` of the request's object `a`, created
+when a value is first put in it. An absent or empty source leaves the target out: the table's
+`required` says whether it may.
 """
 
 from __future__ import annotations
@@ -32,17 +35,20 @@ class FieldMap:
     constant: Scalar | None = None
     translate: Mapping[str, Scalar] = field(default_factory=dict, compare=False, hash=False)
     format: str = ""  # strftime pattern (has a `%`) or the name of one given to `apply`
+    each: RecordMap | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if bool(self.source) == (self.constant is not None):
             raise ValueError(f"{self.target}: give exactly one of source and constant")
+        if self.each is not None and (self.translate or self.format or not self.source):
+            raise ValueError(f"{self.target}: each maps a source list, without translate/format")
 
 
 @dataclass(frozen=True, slots=True)
 class RecordMap:
     """One kind of neutral record → one request of the platform."""
 
-    endpoint: str
+    endpoint: str  # "" for a map used only as another map's `each`
     fields: tuple[FieldMap, ...]
 
 
@@ -53,8 +59,13 @@ def apply(
     mapped: dict[str, object] = {}
     problems: list[str] = []
     for rule in record_map.fields:
-        value = rule.constant if rule.constant is not None else record.get(rule.source)
+        value = rule.constant if rule.constant is not None else _get(record, rule.source)
         if is_empty(value):
+            continue
+        if rule.each is not None:
+            value, found = _each(rule, rule.each, value, formats)
+            problems += found
+            _put(mapped, rule.target, value)
             continue
         if rule.translate:
             key = value if isinstance(value, str) else str(value)
@@ -68,8 +79,39 @@ def apply(
             except ValueError as err:
                 problems.append(f"{rule.target}: {err}")
                 continue
-        mapped[rule.target] = value
+        _put(mapped, rule.target, value)
     return mapped, problems
+
+
+def _get(record: Mapping[str, object], path: str) -> object:
+    value: object = record
+    for name in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(name)
+    return value
+
+
+def _put(mapped: dict[str, object], path: str, value: object) -> None:
+    *parents, name = path.split(".")
+    for parent in parents:
+        child = mapped.setdefault(parent, {})
+        mapped = child if isinstance(child, dict) else {}
+    mapped[name] = value
+
+
+def _each(
+    rule: FieldMap, element_map: RecordMap, value: object, formats: Mapping[str, str] | None
+) -> tuple[list[dict[str, object]], list[str]]:
+    """Every element of a source list mapped; problems carry the element's index."""
+    if not isinstance(value, list):
+        return [], [f"{rule.target}: {rule.source} is not a list"]
+    elements, problems = [], []
+    for index, element in enumerate(value):
+        mapped, found = apply(element_map, element if isinstance(element, Mapping) else {}, formats)
+        elements.append(mapped)
+        problems += [f"{rule.target}[{index}].{problem}" for problem in found]
+    return elements, problems
 
 
 def _format(rule: FieldMap, value: object, formats: Mapping[str, str]) -> str:

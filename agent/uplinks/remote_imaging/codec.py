@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
 from agent.uplinks.kit.answers import BUSY, AnswerRules, CodeRule, judge, read_envelope
+from agent.uplinks.kit.fieldfile import load_field_file
+from agent.uplinks.kit.fieldmap import apply
 from agent.uplinks.kit.fields import is_empty
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
-from agent.uplinks.remote_imaging.fields import PUSH, STATISTICS_ITEM, validate
+from agent.uplinks.remote_imaging.fields import DATETIME, PUSH, STATISTICS_ITEM, validate
 
 PUSH_KIND = "exam.push"
 STATISTICS_KIND = "exam.statistics"
@@ -20,6 +23,7 @@ JOIN_KEYS = ("studyUID", "accessionNo")  # the exam document's join keys: not se
 STATUS_OK, STATUS_FAILED, STATUS_SERVER, STATUS_OTHER = 0, 1, 500, 999
 DICOM_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
 EXPECTED_TAGS = ("PatientID", "StudyInstanceUID", "AccessionNumber")
+EXAM_MAP = load_field_file(Path(__file__).with_name("exam.toml")).maps["exam.push"]
 # The seed's answers: {status, message, result}, or the same inside `content` (§3.2.2.4).
 ANSWERS = AnswerRules(
     roots=("", "content"),
@@ -36,12 +40,11 @@ def build_push(
     payload: Mapping[str, Any], config: RemoteImagingConfig
 ) -> tuple[dict[str, Any], list[str]]:
     """The exam/push body (seed §3.2.3.1) and every way it breaks the seed's table."""
-    exam = payload.get("exam")
-    if not isinstance(exam, Mapping):
-        return {}, ["exam: required field is missing"]
-    body: dict[str, Any] = {k: v for k, v in exam.items() if k not in JOIN_KEYS}
+    body, problems = _exam_fields(payload)
+    if body is None:
+        return {}, problems
     body["hospitalCode"] = config.hospital_code
-    info = dict(exam["examInfo"]) if isinstance(exam.get("examInfo"), Mapping) else {}
+    info = dict(body["examInfo"]) if isinstance(body.get("examInfo"), Mapping) else {}
     if is_empty(info.get("reqHospitalCode")):
         info["reqHospitalCode"] = config.hospital_code
     if is_empty(info.get("reqHospitalName")) and config.hospital_name:
@@ -52,9 +55,21 @@ def build_push(
         if not is_empty(study.get("patient_id")):
             info["patientID"] = study["patient_id"]
         body["imageList"] = image_list(study, info.get("patientID"), config)
-    if "examInfo" in exam:
+    if "examInfo" in body:
         body["examInfo"] = info
-    return body, validate(PUSH, body, config.length_unit)
+    return body, problems + validate(PUSH, body, config.length_unit)
+
+
+def _exam_fields(payload: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The exam's fields: mapped from the neutral `record`, or (queued before records) the
+    document as posted, which has the seed's names."""
+    record = payload.get("record")
+    if isinstance(record, Mapping):
+        return apply(EXAM_MAP, record, {"DT": DATETIME})
+    exam = payload.get("exam")
+    if not isinstance(exam, Mapping):
+        return None, ["exam: required field is missing"]
+    return {k: v for k, v in exam.items() if k not in JOIN_KEYS}, []
 
 
 def image_list(

@@ -1,4 +1,9 @@
-"""The exam document RIS/PACS posts (seed 003 §3.2.3.1 field names, lengths, required flags)."""
+"""The exam document RIS/PACS post (v1): seed 003 §3.2.3.1's names, lengths and required flags.
+
+The national exam-push vocabulary most RIS already speak, plus three fields of the agent's own
+(registerTime, cancelTime, an item's refundTime). The domain keeps it as posted and works from
+the neutral record made of it (agent/imaging/exam_record.py).
+"""
 
 from __future__ import annotations
 
@@ -99,6 +104,7 @@ class ExamItem(_Part):
     itemCost: Text32 | None = None
     itemCharge: Text32 | None = None
     orderNo: Text32 | None = None
+    refundTime: Moment | None = None  # the agent's: when the item was refunded or cancelled
 
 
 class ExamOrgan(_Part):
@@ -149,6 +155,8 @@ class ExamInfo(_Part):
     specimenReceiveTime: Moment | None = None
     sampleFixativeName: Annotated[str, _vc(50)] | None = None
     specimenStatus: Annotated[str, _vc(20)] | None = None
+    registerTime: Moment | None = None  # the agent's: when the exam was registered
+    cancelTime: Moment | None = None  # the agent's: when the whole exam was cancelled
 
 
 class Category(_Part):

@@ -1,0 +1,31 @@
+"""The study index's instances as platforms serving image links read them (pure SQL)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from agent.vocabulary.images import ImageQueries, InstanceFile
+
+_COLUMNS = "i.study_uid, i.series_uid, i.sop_uid, i.transfer_syntax, i.path, i.size"
+
+
+def instance_file(conn: sqlite3.Connection, sop_uid: str) -> InstanceFile | None:
+    """The indexed instance with this SOP Instance UID, or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM im_instances i WHERE i.sop_uid = ?", (sop_uid,)
+    ).fetchone()
+    return None if row is None else InstanceFile(*row)
+
+
+def study_files(conn: sqlite3.Connection, study_uid: str) -> list[InstanceFile]:
+    """A study's instances in the order they are forwarded: series number, instance number."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM im_instances i"
+        " LEFT JOIN im_series s ON s.series_uid = i.series_uid WHERE i.study_uid = ?"
+        " ORDER BY s.number IS NULL, s.number, i.series_uid, i.number IS NULL, i.number, i.sop_uid",
+        (study_uid,),
+    )
+    return [InstanceFile(*row) for row in rows]
+
+
+QUERIES = ImageQueries(instance=instance_file, study=study_files)

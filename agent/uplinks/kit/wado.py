@@ -1,0 +1,121 @@
+"""WADO-URI (DICOM PS3.18) over the spool for platforms that fetch images by link:
+`GET <path>?requestType=WADO&studyUID=…&seriesUID=…&objectUID=…&contentType=application/dicom`
+answers the file as it was received, streamed; links may carry an expiring HMAC token."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from pydantic import Field, HttpUrl, model_validator
+
+from agent.config import MIN_TOKEN_LENGTH, Seconds, Secret, Section, too_short
+from agent.endpoints import QUERY_KEY, RouteDef
+from agent.vocabulary.images import ImageQueries, InstanceFile
+
+log = structlog.get_logger(__name__)
+DICOM = "application/dicom"
+
+
+class WadoLinks(Section):
+    """[uplinks.<name>.wado]: image links the platform fetches from this uplink's listener."""
+
+    enabled: bool = False
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = "/wado"
+    # How the platform reaches the listener (scheme, address, port), for the links we hand out.
+    base_url: HttpUrl | None = None
+    link_key: Secret | None = None  # when set, a link carries `expires` and an HMAC `token`
+    link_lifetime: Seconds = 7 * 86400.0  # how long a tokened link stays valid
+
+    @model_validator(mode="after")
+    def _usable(self) -> WadoLinks:
+        if self.enabled and self.base_url is None:
+            raise ValueError("base_url is required when enabled: how the platform reaches us")
+        if too_short(self.link_key):
+            raise ValueError(f"link_key is too short: at least {MIN_TOKEN_LENGTH} characters")
+        return self
+
+    def link(self, image: InstanceFile, now: float) -> str:
+        """The URL of one instance, with its token when links are signed."""
+        params = {
+            "requestType": "WADO",
+            "studyUID": image.study_uid,
+            "seriesUID": image.series_uid,
+            "objectUID": image.sop_uid,
+            "contentType": DICOM,
+        }
+        if self.link_key is not None:
+            expires = str(int(now + self.link_lifetime))
+            params |= {"expires": expires, "token": self._token(image, expires)}
+        return f"{str(self.base_url).rstrip('/')}{self.path}?{urlencode(params)}"
+
+    def _token(self, image: InstanceFile, expires: str) -> str:
+        assert self.link_key is not None
+        message = f"{image.study_uid}/{image.series_uid}/{image.sop_uid}/{expires}".encode()
+        key = self.link_key.get_secret_value().encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+    def signed_right(self, image: InstanceFile, expires: str, token: str, now: float) -> bool:
+        """Whether a request's token is this link's and has not expired."""
+        if self.link_key is None:
+            return True
+        if not expires.isdigit() or int(expires) < now:
+            return False
+        return hmac.compare_digest(token.encode(), self._token(image, expires).encode())
+
+
+class WadoService:
+    """The WADO-URI route: one instance by its UIDs, the spool file as received."""
+
+    def __init__(self, settings: WadoLinks, images: ImageQueries) -> None:
+        self.settings = settings
+        self.images = images
+
+    def route(self) -> RouteDef:
+        """The route to mount on the platform's listener."""
+        return RouteDef("GET", self.settings.path, self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """400 a malformed request, 406 another content type, 403 a bad or expired token, 404
+        an instance not indexed (or under other study/series UIDs) or gone from the spool."""
+        query = request.query
+        if query.get("requestType") != "WADO":
+            return _refuse(400, "requestType: must be WADO")
+        uids = [query.get(name, "") for name in ("studyUID", "seriesUID", "objectUID")]
+        if not all(_is_uid(uid) for uid in uids):
+            return _refuse(400, "studyUID, seriesUID and objectUID: DICOM UIDs required")
+        if query.get("contentType", DICOM) != DICOM:
+            return _refuse(406, "contentType: only application/dicom is served")
+        image = await request.app[QUERY_KEY](lambda conn: self.images.instance(conn, uids[2]))
+        if image is None or [image.study_uid, image.series_uid] != uids[:2]:
+            return _refuse(404, "no such instance")
+        expires, token = query.get("expires", ""), query.get("token", "")
+        if not self.settings.signed_right(image, expires, token, time.time()):
+            return _refuse(403, "token: missing, wrong or expired")
+        path = Path(image.path)
+        if not await asyncio.to_thread(path.is_file):
+            log.warning("wado.file_missing", path=str(path))
+            return _refuse(404, "no such instance")
+        log.info("wado.served", size=image.size)
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": DICOM,
+                "Content-Disposition": f'attachment; filename="{image.sop_uid}.dcm"',
+            },
+        )
+
+
+def _is_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(part.isdigit() for part in value.split("."))
+
+
+def _refuse(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
