@@ -249,6 +249,7 @@ def _actor() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """Load the config, set up logging and run the daemon until SIGTERM/SIGINT."""
     from agent.config import load_config
+    from agent.event_loop import new_event_loop
     from agent.logs import configure_logging
     from agent.plugins import PLUGIN_KINDS
     from agent.runtime import Agent
@@ -260,7 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (log_file := log_file_settings(config.log)) is not None:  # [log] file
         add_log_file(log_file)
     try:
-        asyncio.run(Agent(config).run())
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(Agent(config).run())
     except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE
@@ -271,6 +273,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Write the demo config into the state directory and run the agent on it."""
     from agent import demo
     from agent.config import load_config
+    from agent.event_loop import new_event_loop
     from agent.logs import configure_logging
     from agent.plugins import PLUGIN_KINDS
 
@@ -288,7 +291,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(config.log.level, config.log.format, config.secrets())
     print(demo.banner(config, timeline, path), flush=True)
     try:
-        asyncio.run(demo.run(config, open_browser=args.open))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(demo.run(config, open_browser=args.open))
     except (AgentError, OSError) as err:  # e.g. a port already in use: try --port-offset
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import signal
 import sqlite3
 import sys
 import time
@@ -23,6 +22,7 @@ from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.errors import AgentError, StateDirLockedError
+from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
@@ -141,42 +141,6 @@ def _lock_exclusive(fd: int) -> None:
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # the first byte, released when fd closes
     else:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-# SIGTERM (systemd, kill), SIGINT (Ctrl+C) and, on Windows, SIGBREAK (Ctrl+Break).
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGBREAK") if hasattr(signal, name)
-)
-
-
-def handle_stop_signals(
-    loop: asyncio.AbstractEventLoop, stop: Callable[[], None]
-) -> Callable[[], None]:
-    """Call `stop` on the loop when a stop signal arrives; return what puts the handlers back."""
-    undo: list[Callable[[], object]] = []
-    for signum in STOP_SIGNALS:
-        try:
-            loop.add_signal_handler(signum, stop)
-            undo.append(partial(loop.remove_signal_handler, signum))
-        except NotImplementedError:
-            # Windows' proactor loop has no add_signal_handler: a plain handler, which runs on the
-            # main thread between bytecodes, hands the stop to the loop (the proactor wakes up).
-            def handler(received: int, frame: object) -> None:
-                loop.call_soon_threadsafe(stop)
-
-            with contextlib.suppress(ValueError):  # not the main thread: nothing to install
-                previous = signal.signal(signum, handler)
-                undo.append(partial(signal.signal, signum, previous or signal.SIG_DFL))
-        except RuntimeError:
-            # Off the main thread (the Windows service): the service control manager stops it.
-            continue
-
-    def restore() -> None:
-        for step in undo:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                step()
-
-    return restore
 
 
 class Agent:
