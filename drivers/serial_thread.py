@@ -1,6 +1,6 @@
 """A serial port as asyncio streams, read and written by two worker threads with plain pyserial.
 
-Windows' event loop (proactor) cannot wait on a serial handle, and pyserial-asyncio-fast is
+Windows' event loops (proactor, selector) cannot wait on a serial handle; pyserial-asyncio-fast is
 POSIX-only; pyserial-asyncio's Windows path polls the port every few milliseconds. A thread
 blocked in `Serial.read` costs nothing while the reader is silent and hands each byte over at
 once; `Serial.cancel_read` (CancelIoEx on Windows, a wake-up pipe on POSIX) ends it on close.

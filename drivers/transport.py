@@ -38,7 +38,7 @@ _PARITIES = {"N", "E", "O", "M", "S"}
 _BYTESIZES = {5, 6, 7, 8}
 _STOPBITS = {1.0, 1.5, 2.0}
 _SERIAL_OPTIONS = {"baud", "parity", "bytesize", "stopbits"}
-# Windows' event loop (proactor) cannot watch a serial handle: threads read it there. The tests
+# Windows' event loops cannot watch a serial handle: threads read it there. The tests
 # set it on Linux to run the Windows path against socat's pseudo-terminals.
 SERIAL_THREADS = sys.platform == "win32"
 # Where a user looks for the device's name.
