@@ -21,6 +21,9 @@ import serial
 READ_SIZE = 4096
 HIGH_WATER = 64 * 1024  # bytes queued for the port before writers are paused (drain waits)
 LOW_WATER = 16 * 1024
+# A write the line cannot take this long (hardware flow control held by a dead device) ends the
+# connection instead of holding the writer thread, and with it the close, for ever.
+WRITE_TIMEOUT = 10.0
 
 
 def open_port(
@@ -35,6 +38,7 @@ def open_port(
             bytesize=bytesize,
             stopbits=stopbits,
             timeout=None,  # read blocks until a byte arrives or cancel_read
+            write_timeout=WRITE_TIMEOUT,
         )
     except serial.SerialException as err:
         raise _with_errno(err) from err
