@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent import handler_commands  # it uses this module's helpers
 
     handler_commands.add_parser(commands)
+    from agent import platform_commands  # it uses this module's helpers
+
+    platform_commands.add_parser(commands)
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 

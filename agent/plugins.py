@@ -73,7 +73,8 @@ UPLINKS = {
     "insurance_imaging": Plugin(
         InsuranceImagingConfig,
         insurance_imaging_uplink.build,
-        plan=frozenset({Offer.REPORT_AUDITED}),  # 4.3: a QR link asked for each audited report
+        # 4.3: a QR link asked for each audited report; 4.5: deletions notified
+        plan=frozenset({Offer.REPORT_AUDITED, Offer.STUDY_DELETED}),
         endpoints=partial(
             insurance_imaging_uplink.endpoints,
             exams=imaging_exams.QUERIES,

@@ -40,6 +40,7 @@ from agent.reprocessing.config import ReprocessingConfig
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
+from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -300,6 +301,14 @@ class Agent:
                     for name, section in uplinks.items()
                     if isinstance(section, InsuranceImagingConfig) and section.qr.enabled
                 ],
+                viewer_launch=next(
+                    (
+                        insurance_launcher(section)
+                        for section in uplinks.values()
+                        if isinstance(section, InsuranceImagingConfig) and section.viewer.enabled
+                    ),
+                    None,
+                ),
                 observe=self.observe,
             )
             if config.api.dashboard:

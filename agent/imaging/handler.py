@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
+from agent.imaging.deletions import delete_images, offer_deletion
 from agent.imaging.exams import attach_files, save_exam
 from agent.imaging.forwarding import forward, report_audited
 from agent.imaging.index import add_instance
@@ -19,6 +20,7 @@ from agent.journal.transaction import Transaction
 STORED = "dicom.stored"
 EXAM = "imaging.exam"
 EXAM_FILE = "imaging.exam_files"
+DELETION = "imaging.deletion"
 STABLE = "imaging.study_stable"
 STATISTICS_DUE = "imaging.statistics_due"
 REJECTED = "dicom.rejected"
@@ -36,10 +38,10 @@ def utc_text(moment: datetime) -> str:
 
 
 class ImagingHandler:
-    """Handles received instances, exams and their files, stability, statistics slots and DICOM
-    rejections."""
+    """Handles received instances, exams and their files, deletions, stability, statistics slots
+    and DICOM rejections."""
 
-    kinds = (STORED, EXAM, EXAM_FILE, STABLE, STATISTICS_DUE, REJECTED)
+    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED)
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -55,6 +57,8 @@ class ImagingHandler:
             payload = event.payload
             at = utc_text(event.received_at)
             attach_files(tx.conn, str(payload["exam_no"]), payload["files"], at, event.id)
+        elif event.kind == DELETION:
+            self._deletion(tx, event)
         elif event.kind == STABLE:
             self._stable(tx, event)
         elif event.kind == STATISTICS_DUE:
@@ -114,6 +118,22 @@ class ImagingHandler:
             forward(tx, saved.study_uid, self.config.plans(), utc_text(event.received_at))
         if saved.report_changed and saved.record.get("status") == "final":
             report_audited(tx, saved, self.config.plans())
+
+    def _deletion(self, tx: Transaction, event: Event) -> None:
+        payload = dict(event.payload)
+        deleted = delete_images(
+            tx.conn,
+            str(payload["accession"]),
+            payload.get("series_uids") or [],
+            payload.get("sop_uids") or [],
+            at=utc_text(event.received_at),
+            event_id=event.id,
+        )
+        if not payload.get("at"):  # when PACS did not say: when the agent heard, local time
+            local = event.received_at.astimezone(ZoneInfo(self.config.timezone))
+            payload["at"] = local.replace(microsecond=0, tzinfo=None).isoformat()
+        if deleted.instances:
+            offer_deletion(tx, deleted, payload, self.config.plans(), event.id)
 
     def _stable(self, tx: Transaction, event: Event) -> None:
         study_uid = str(event.payload["study_uid"])

@@ -68,7 +68,7 @@ def add_instance(
             " calling_ae = ?, event_id = ? WHERE sop_uid = ?",
             row,
         )
-    _refresh_modalities(conn, study_uid)
+    refresh_modalities(conn, study_uid)
     return "new" if old is None else "replaced"
 
 
@@ -138,7 +138,8 @@ def _series(conn: sqlite3.Connection, payload: dict[str, Any]) -> None:
     )
 
 
-def _refresh_modalities(conn: sqlite3.Connection, study_uid: str) -> None:
+def refresh_modalities(conn: sqlite3.Connection, study_uid: str) -> None:
+    """ModalitiesInStudy again from the study's series."""
     modalities = [
         m
         for (m,) in conn.execute(

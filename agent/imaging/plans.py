@@ -19,14 +19,15 @@ class Offer(StrEnum):
     # An exam's report audited (status final), again when it changes after (`report.audited`,
     # e.g. seed 001's index upload); images or not.
     REPORT_AUDITED = "imaging.report_audited"
-    # Declared for the next platforms; nothing produces them yet (see PRODUCED).
-    STUDY_DELETED = "imaging.study_deleted"  # a study deleted or purged (seed 004's notice)
+    # Images PACS deleted, of one accession (`study.deleted`, seed 004's notice).
+    STUDY_DELETED = "imaging.study_deleted"
+    # Declared for the next platforms; nothing produces it yet (see PRODUCED).
     DAILY_REPORT = "imaging.daily_report"  # the day's exams summed up (seed 001)
 
 
 # What every imaging uplink received before plans existed (seed 003's three).
 CLASSIC = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
-PRODUCED = CLASSIC | {Offer.REPORT_AUDITED}
+PRODUCED = CLASSIC | {Offer.REPORT_AUDITED, Offer.STUDY_DELETED}
 
 # Uplink name -> the offers it receives.
 Plans = Mapping[str, frozenset[Offer]]

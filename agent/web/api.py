@@ -22,6 +22,7 @@ from agent.web import openapi
 from agent.web.bodies import read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, answer, refused
 from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
+from agent.web.deletions import add_deletion_routes
 from agent.web.exam_files import add_exam_file_routes
 from agent.web.exam_qr import add_exam_qr_routes
 from agent.web.exams import add_exam_routes
@@ -35,6 +36,7 @@ from agent.web.models import (
     Snooze,
 )
 from agent.web.quality import add_quality_routes
+from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
 log = structlog.get_logger(__name__)
 B = TypeVar("B", bound=Body)
@@ -49,6 +51,7 @@ def make_app(
     exam_files_dir: Path | None = None,
     qr_uplinks: Sequence[str] = (),
     qr_hint: str = "扫描查看数字影像",
+    viewer_launch: Launch | None = None,
     observe: Observe | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
@@ -100,6 +103,9 @@ def make_app(
     if exam_files_dir is not None:
         add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_exam_qr_routes(app, qr_uplinks, qr_hint)
+    add_deletion_routes(app)
+    if viewer_launch is not None:
+        add_viewer_launch_route(app, viewer_launch)
     if observe is not None:
         add_observability_routes(app, observe)
     return app

@@ -16,7 +16,9 @@ from pydantic import BaseModel
 from agent import __version__
 from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
+from agent.vocabulary.doctors import DoctorLogin
 from agent.web.context import answer
+from agent.web.deletions import Deletion
 from agent.web.exams import MAX_LIMIT
 from agent.web.models import (
     Acknowledgement,
@@ -190,6 +192,21 @@ OPERATIONS = (
         "The QR code of that link as a PNG (a qrcode answer's image as the cloud sent it)",
         parameters=[_in_path("number", {"type": "string"})],
         answers={"200": "The image (image/png or image/jpeg)", "404": "No QR link (yet)"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/exams/{accession}/deletions",
+        "Images PACS deleted (series, instances, or the whole accession): out of the index",
+        Deletion,
+        parameters=[_in_path("accession", {"type": "string"})],
+        answers={**CREATED, "404": "No study with this accession number"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/insurance/plugin-launch",
+        "The insurance cloud's viewer-plugin launch forms for a doctor (ID number SM2-encrypted)",
+        DoctorLogin,
+        answers={"200": "{command_line, url, http}"},
     ),
     Operation(
         "get",

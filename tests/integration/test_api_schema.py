@@ -25,13 +25,17 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from agent.config import ApiSection
+from agent.crypto import sm2, sm2keys
 from agent.events import Event
 from agent.journal.alerts import Alert, raise_alert
 from agent.journal.writer import Journal
 from agent.observe import Snapshot
+from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
+from agent.uplinks.insurance_imaging.uplink import launcher
 from agent.web.api import make_app
 from agent.web.guard import runner_options
 from agent.web.openapi import OPERATIONS, openapi
+from agent.web.viewer_launch import Launch
 from tests.web_harness import AUTH, TOKEN, handlers
 
 ROOT = Path(__file__).parents[2]
@@ -63,6 +67,7 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
         _unused_query,
         photos_dir=tmp_path / "photos",
         exam_files_dir=tmp_path / "exam-files",
+        viewer_launch=viewer_launch(),
         observe=observe,
     )
     served = {
@@ -72,6 +77,20 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
     }
     described = {(op.method.upper(), op.path) for op in OPERATIONS}
     assert served - NOT_DESCRIBED == described
+
+
+def viewer_launch() -> Launch:
+    """The insurance cloud's launch builder, with a key made for the test."""
+    key = sm2.public_key_of(sm2keys.generate_private_key()).hex()
+    return launcher(
+        InsuranceImagingConfig.model_validate(
+            {
+                "type": "insurance_imaging",
+                "hospital_id": "H1",
+                "viewer": {"enabled": True, "sm2_public_key": key},
+            }
+        )
+    )
 
 
 async def _unused_emit(event: Event) -> bool:
@@ -108,6 +127,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             journal.run,
             photos_dir=state / "photos",
             exam_files_dir=state / "exam-files",
+            viewer_launch=viewer_launch(),
             observe=observe,
         )
         runner = web.AppRunner(app, **runner_options())

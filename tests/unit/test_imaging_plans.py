@@ -118,14 +118,15 @@ def test_an_uplink_whose_plan_offers_nothing_produced_is_a_config_error(tmp_path
 def test_the_existing_platforms_plans():
     assert UPLINKS["remote_imaging"].plan == SEED_003_PLAN == CLASSIC
     assert UPLINKS["http"].plan == CLASSIC  # the generic JSON POST: what it had before plans
-    assert CLASSIC | {Offer.REPORT_AUDITED} == PRODUCED
+    assert CLASSIC | {Offer.REPORT_AUDITED, Offer.STUDY_DELETED} == PRODUCED
+    assert {Offer.REPORT_AUDITED, Offer.STUDY_DELETED} == UPLINKS["insurance_imaging"].plan
     assert UPLINKS["mqtt"].plan == UPLINKS["zhejiang_endoscope"].plan == frozenset()
 
 
 def test_offers_nobody_produces_yet_do_not_count():
-    deletion_only = {"insurer": frozenset({Offer.STUDY_DELETED})}
-    with pytest.raises(ValueError, match="insurer"):
-        resolve(["insurer"], deletion_only)
+    daily_only = {"sharing": frozenset({Offer.DAILY_REPORT})}
+    with pytest.raises(ValueError, match="sharing"):
+        resolve(["sharing"], daily_only)
     assert resolve(["gone"], {}) == {}  # not an uplink: the config reports that itself
 
 

@@ -41,3 +41,16 @@ CREATE TABLE im_exam_files (
     event_id    TEXT NOT NULL,
     PRIMARY KEY (exam_no, name)
 );
+
+-- Instances PACS deleted (a deletion notice or, later, a rejection note): out of the index (so
+-- C-FIND, C-MOVE, image links and report answers no longer see them), kept here for the spool's
+-- retention, which may delete their files only once the notices about them are delivered.
+CREATE TABLE im_deleted (
+    sop_uid     TEXT NOT NULL,
+    series_uid  TEXT NOT NULL,
+    study_uid   TEXT NOT NULL,
+    path        TEXT NOT NULL,         -- the spool file, still there
+    deleted_at  TEXT NOT NULL,         -- UTC ISO (the agent's clock)
+    event_id    TEXT NOT NULL          -- the deletion event
+);
+CREATE INDEX im_deleted_study ON im_deleted (study_uid);

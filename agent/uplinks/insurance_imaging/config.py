@@ -8,6 +8,7 @@ from pydantic import Field, HttpUrl, model_validator
 
 from agent.config import ConfigPath, Section
 from agent.listener_config import PlatformListener
+from agent.uplinks.insurance_imaging.launch import ViewerLaunch
 from agent.uplinks.kit.config import HttpConnectionSection
 from agent.uplinks.kit.fieldfile import FieldFileError, load_field_file
 from agent.uplinks.kit.fieldmap import RecordMap
@@ -60,6 +61,21 @@ class QrLinks(Section):
     hint: str = "扫描查看数字影像"  # printed under the code (4.3.1)
 
 
+class DeletionNotices(Section):
+    """[uplinks.<name>.deletion]: the notice of images PACS deleted (4.5; its URL is blank)."""
+
+    enabled: bool = False
+    url: HttpUrl | None = None  # required when enabled: the seed leaves 4.5.2 empty
+    method: Literal["post_json", "post_form", "get"] = "post_json"
+    time_format: str = "%Y-%m-%d %H:%M:%S"  # of operateDateTime (the seed: DateTime)
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> DeletionNotices:
+        if self.enabled and self.url is None:
+            raise ValueError("url is required when enabled: the seed leaves it blank (4.5.2)")
+        return self
+
+
 class InsuranceImagingConfig(HttpConnectionSection):
     """[uplinks.<name>] type = "insurance_imaging": seed 004, the medical-insurance imaging cloud"""
 
@@ -70,6 +86,8 @@ class InsuranceImagingConfig(HttpConnectionSection):
     report_service: ReportService = ReportService()
     wado: WadoLinks = WadoLinks()  # 4.2 方式二: image links in the answers, served on the listener
     qr: QrLinks = QrLinks()
+    viewer: ViewerLaunch = ViewerLaunch()  # 4.4: the outside-hospital viewer plugin's launch
+    deletion: DeletionNotices = DeletionNotices()  # 4.5
 
     @model_validator(mode="after")
     def _frontend_when_called(self) -> InsuranceImagingConfig:

@@ -87,17 +87,23 @@ class ReportInfoService:
             return _envelope(INTERNAL, "内部服务错误")
         data, unmapped = [], set()
         for record, images in found:
-            view = report_view(record, self.hospital_id)
-            if self.wado is not None:
-                now = time.time()
-                view["image_links"] = [self.wado.link(image, now) for image in images]
-            fields, problems = apply(self.record_map, view, {"DT": self.settings.time_format})
+            fields, problems = self.answer_record(record, images)
             data.append(fields)
             unmapped |= {problem.split(":", 1)[0] for problem in problems}
         if unmapped:  # field names only: values are patient data
             log.warning("insurance.report_fields_left_out", fields=sorted(unmapped))
         log.info("insurance.report_query", exams=len(data), by=query.field or "exam_number")
         return _envelope(OK, "成功", data)
+
+    def answer_record(
+        self, record: ExamRecord, images: list[InstanceFile]
+    ) -> tuple[dict[str, object], list[str]]:
+        """One exam of the answer, mapped (and the fields its values could not fill)."""
+        view = report_view(record, self.hospital_id)
+        if self.wado is not None:
+            now = time.time()
+            view["image_links"] = [self.wado.link(image, now) for image in images]
+        return apply(self.record_map, view, {"DT": self.settings.time_format})
 
     def parse(self, body: Any) -> Query:
         """The query a request body asks; BadParameter naming the parameter."""

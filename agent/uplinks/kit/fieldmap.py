@@ -84,15 +84,21 @@ def apply(
 
 
 def _get(record: Mapping[str, object], path: str) -> object:
+    if "." not in path:
+        return record.get(path)
     value: object = record
     for name in path.split("."):
-        if not isinstance(value, Mapping):
+        # Records are dicts: the exact type check spares the ABC check most of the time.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(name)
     return value
 
 
 def _put(mapped: dict[str, object], path: str, value: object) -> None:
+    if "." not in path:
+        mapped[path] = value
+        return
     *parents, name = path.split(".")
     for parent in parents:
         child = mapped.setdefault(parent, {})
