@@ -41,10 +41,10 @@ def open_port(
             write_timeout=WRITE_TIMEOUT,
         )
     except serial.SerialException as err:
-        raise _with_errno(err) from err
+        raise with_errno(err) from err
 
 
-def _with_errno(err: serial.SerialException) -> OSError:
+def with_errno(err: serial.SerialException) -> OSError:
     """pyserial on Windows puts the OS error only into its message ("PermissionError(13, ...")."""
     if err.errno is not None:
         return err
