@@ -22,6 +22,7 @@ import structlog
 from agent import __version__
 from agent.errors import AgentError, ConfigError
 from agent.events import with_iso_times
+from agent.simulators.commands import add_parser as add_simulate_parser
 from agent.windows.commands import add_service_parser
 from agent.windows.paths import default_config_path
 
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("destination", type=Path, help="file to write (must not exist)")
     backup.set_defaults(func=cmd_backup)
 
-    _add_simulate(commands)
+    add_simulate_parser(commands)  # edge-agent simulate PLATFORM (agent/simulators/commands.py)
     _add_outbox(commands)
     _add_spool(commands)
     from agent import handler_commands  # it uses this module's helpers
@@ -134,40 +135,6 @@ def _add_demo(commands: Any) -> None:
         "--speed", type=float, default=1.0, help="play the story this many times faster"
     )
     demo.set_defaults(func=cmd_demo)
-
-
-def _add_simulate(commands: Any) -> None:
-    simulate = commands.add_parser("simulate", help="run a fake cloud in the foreground")
-    platforms = simulate.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
-    zhejiang = platforms.add_parser(
-        "zhejiang-endoscope", help="Zhejiang infection-control platform, endoscope module"
-    )
-    _listen_options(zhejiang, 8790)
-    zhejiang.add_argument(
-        "--access-key", default="edge-agent", help="the accessKey it accepts (%(default)s)"
-    )
-    zhejiang.add_argument(
-        "--access-secret", default="simulator-secret", help="the accessSecret it accepts"
-    )
-    zhejiang.add_argument(
-        "--token-ttl", type=float, default=7200.0, help="token lifetime, seconds (%(default)s)"
-    )
-    zhejiang.set_defaults(func=cmd_simulate_zhejiang)
-    imaging = platforms.add_parser(
-        "remote-imaging", help="city remote-imaging platform (seed 003): HTTP + storage SCP"
-    )
-    _listen_options(imaging, 8791)
-    imaging.add_argument(
-        "--dicom-port", type=int, default=11113, help="its storage SCP's port (%(default)s)"
-    )
-    imaging.add_argument("--license", default="simulator-license", help="the license it accepts")
-    imaging.add_argument("--private-key", type=Path, help="PEM file (default: a new key pair)")
-    imaging.set_defaults(func=cmd_simulate_remote_imaging)
-
-
-def _listen_options(parser: argparse.ArgumentParser, port: int) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    parser.add_argument("--port", type=int, default=port, help="HTTP port (%(default)s)")
 
 
 def _add_outbox(commands: Any) -> None:
@@ -368,49 +335,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{r.uplink}: last error: {r.last_error}")
     if alerts:
         print(f"open alerts: {alerts} (GET /api/v1/alerts)")
-    return 0
-
-
-def cmd_simulate_zhejiang(args: argparse.Namespace) -> int:
-    """Serve the Zhejiang endoscope platform simulator until interrupted."""
-    from agent.simulators.zhejiang_endoscope import serve
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve(
-                args.host,
-                args.port,
-                access_key=args.access_key,
-                access_secret=args.access_secret,
-                token_ttl=args.token_ttl,
-                ready=lambda sim: print(f"base_url = {sim.base_url}", flush=True),
-            )
-        )
-    return 0
-
-
-def cmd_simulate_remote_imaging(args: argparse.Namespace) -> int:
-    """Serve the remote-imaging platform simulator until interrupted."""
-    from agent.simulators.remote_imaging import serve
-
-    key = args.private_key.read_text(encoding="ascii") if args.private_key else None
-
-    def ready(sim: Any) -> None:
-        print(f"base_url = {sim.base_url}", flush=True)
-        print(f"dicom = {sim.config.ae_title}@{sim.host}:{sim.dicom_port}", flush=True)
-        print(f"public_key = '''\n{sim.public_key}'''", flush=True)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve(
-                args.host,
-                args.port,
-                dicom_port=args.dicom_port,
-                license=args.license,
-                private_key=key,
-                ready=ready,
-            )
-        )
     return 0
 
 

@@ -166,6 +166,7 @@ def _endoscopy(data: dict[str, Any], state_dir: Path, speed: float) -> None:
     zhejiang = data["simulators"]["zhejiang_platform"]
     zhejiang["outage_after"] = OUTAGE_AFTER / speed
     zhejiang["outage_for"] = OUTAGE_FOR / speed
+    zhejiang["control_port"] = 8890  # docs/simulators.md
     uplink = data["uplinks"]["zhejiang_endoscope"]
     # Retry and re-probe soon, so the recovery shows within seconds of the platform's return.
     uplink |= {"retry_base": 0.5 / speed, "retry_cap": 5.0 / speed}
@@ -177,6 +178,7 @@ def _imaging(data: dict[str, Any], state_dir: Path, public_key: str, speed: floa
         "type": "remote_imaging",
         "port": 8791,
         "dicom_port": 11113,
+        "control_port": 8891,  # docs/simulators.md
         "license": "simulator-license",
         "private_key": f"file:{state_dir / PRIVATE_KEY}",
     }
@@ -267,6 +269,7 @@ def banner(config: Config, timeline: list[tuple[float, str]], path: Path) -> str
         f"  dashboard: {url}",
         f"  token:     {config.api.token.get_secret_value()}   (log in to act on alerts)",
         f"  config:    {path}",
+        *_controls(config),
         "  timeline (seconds after start):",
         *(f"    {math.floor(t):>4}  {text}" for t, text in timeline),
         "  then the readers' script repeats, and a new study comes every few minutes.",
@@ -274,6 +277,19 @@ def banner(config: Config, timeline: list[tuple[float, str]], path: Path) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def _controls(config: Config) -> list[str]:
+    """One banner line per simulated platform with a control API."""
+    lines = []
+    for name, section in config.simulators.items():
+        port = getattr(section, "control_port", None)
+        if port is not None and section.enabled:
+            host = getattr(section, "control_host", "127.0.0.1")
+            lines.append(f"  platform:  {name} control API http://{host}:{port}/_sim")
+    if lines:
+        lines.append("             (go down, fault switches, what it received: docs/simulators.md)")
+    return lines
 
 
 async def run(config: Config, *, open_browser: bool = False) -> None:

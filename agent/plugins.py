@@ -17,6 +17,7 @@ from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
+from agent.simulators import insurance_imaging as insurance_imaging_sim
 from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
@@ -105,6 +106,9 @@ SIMULATORS = {
     ),
     "remote_imaging": Plugin(
         remote_imaging_sim.RemoteImagingSimulatorConfig, remote_imaging_sim.build
+    ),
+    "insurance_imaging": Plugin(
+        insurance_imaging_sim.InsuranceImagingSimulatorConfig, insurance_imaging_sim.build
     ),
     "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
 }

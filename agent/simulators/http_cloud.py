@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import secrets
+import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field
 
-from agent.config import PluginSection, Secret
+from agent.config import Secret
 from agent.simulators.base import Counts, Faults, SimulatedCloud
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 
 
-class HttpCloudConfig(PluginSection):
+class HttpCloudConfig(ControlOptions):
     """[simulators.<name>] type = "http_cloud" """
 
     host: str = "127.0.0.1"
@@ -46,12 +49,10 @@ class HttpCloud(SimulatedCloud[Received]):
 
     faults: HttpFaults
 
-    def __init__(self, name: str, config: HttpCloudConfig) -> None:
-        super().__init__(
-            name, config.host, config.port, HttpFaults(fail_every=config.fail_every), Received()
-        )
+    def __init__(self, name: str, config: HttpCloudConfig, state_dir: Path | None = None) -> None:
+        faults = HttpFaults(fail_every=config.fail_every)
+        super().__init__(name, config.host, config.port, faults, Received(), state_dir=state_dir)
         self.config = config
-        self._tokens: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -62,10 +63,6 @@ class HttpCloud(SimulatedCloud[Received]):
         """/token (OAuth2 client credentials) and /ingest."""
         app.router.add_post("/token", self._token)
         app.router.add_post("/ingest", self._ingest)
-
-    def expire_tokens(self) -> None:
-        """Invalidate every token issued so far."""
-        self._tokens.clear()
 
     async def wait_for(self, keys: set[str]) -> None:
         """Return once every key in `keys` has been delivered at least once."""
@@ -79,9 +76,7 @@ class HttpCloud(SimulatedCloud[Received]):
             or form.get("client_secret") != expected.get_secret_value()
         ):
             return web.json_response({"error": "invalid_client"}, status=401)
-        token = secrets.token_urlsafe(24)
-        self._tokens.add(token)
-        self.received.tokens_issued += 1
+        token = self.issue_token(None)  # valid until expire_tokens
         return web.json_response({"access_token": token, "expires_in": self.config.token_ttl})
 
     async def _ingest(self, request: web.Request) -> web.StreamResponse:
@@ -90,21 +85,38 @@ class HttpCloud(SimulatedCloud[Received]):
             return refusal
         if self.config.client_secret is not None:
             auth = request.headers.get("Authorization", "")
-            if auth.removeprefix("Bearer ") not in self._tokens:
+            if not self.token_valid(auth.removeprefix("Bearer ")):
                 return web.json_response({"error": "token expired"}, status=401)
         text = await request.text()
         if self.faults.reject_containing and self.faults.reject_containing in text:
             return web.json_response({"error": f"invalid record: {text[:200]}"}, status=422)
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
         key = request.headers.get("Idempotency-Key", "")
         async with self.arrived:
             if key not in self.received.deliveries:
                 self.received.order.append(key)
-                self.received.bodies[key] = await request.json()
+                self.received.bodies[key] = body
             self.received.deliveries[key] += 1
             self.arrived.notify_all()
         return web.json_response({"code": 200, "msg": "ok"})
 
 
-def build(name: str, config: HttpCloudConfig) -> HttpCloud:
+def build(name: str, config: HttpCloudConfig, state_dir: Path | None = None) -> HttpCloud:
     """Make the simulator from its validated config."""
-    return HttpCloud(name, config)
+    return attach(HttpCloud(name, config, state_dir), config)
+
+
+async def serve(
+    config: HttpCloudConfig,
+    *,
+    ready: Callable[[HttpCloud], None] | None = None,
+    control: tuple[str, int] | None = None,
+    control_ready: Callable[[ControlServer], None] | None = None,
+    state_dir: Path | None = None,
+) -> None:
+    """Run the simulator until cancelled (`edge-agent simulate http-cloud`)."""
+    simulator = HttpCloud("http_cloud", config, state_dir)
+    await run_until_cancelled(simulator, control, ready, control_ready)

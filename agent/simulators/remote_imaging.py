@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import secrets
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -17,8 +17,10 @@ from aiohttp import web
 from Crypto.PublicKey import RSA
 from pydantic import Field
 
-from agent.config import PluginSection, Secret, TimeZoneName
-from agent.simulators.base import Counts, Faults, SimulatedCloud
+from agent.config import Secret, TimeZoneName
+from agent.simulators.base import Counts, DownMode, Faults, SimulatedCloud
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
+from agent.simulators.ledger import Verdict
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.kit.fields import LengthUnit
 from agent.uplinks.remote_imaging.fields import (
@@ -30,10 +32,11 @@ from agent.uplinks.remote_imaging.fields import (
 from agent.uplinks.remote_imaging.sign import DEFAULT_FIELDS, Padding, SignField, decrypt, load_key
 
 MSG_TOKEN = "token无效或已过期"  # noqa: S105 - a message, not a secret
+KEY_FILE = "private-key.pem"  # in the state folder: the key pair outlives a restart
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
-class RemoteImagingSimulatorConfig(PluginSection):
+class RemoteImagingSimulatorConfig(ControlOptions):
     """[simulators.<name>] type = "remote_imaging" """
 
     host: str = "127.0.0.1"
@@ -60,7 +63,9 @@ class RemoteImagingSimulatorConfig(PluginSection):
 class RemoteFaults(Faults):
     """The shared switches, plus the platform's own error answers and DICOM statuses."""
 
-    error_next: int = 0  # answer the next N requests {status: 999}
+    error_next: int = 0  # answer the next N requests {status: error_status, message: …}
+    error_status: int = 999
+    error_message: str = "其他错误"
     busy_next: int = 0  # answer the next N requests {status: 1, message: 系统繁忙，请稍后重试}
     dicom_status_next: int = 0  # answer the next N C-STOREs with dicom_status
     dicom_status: int = 0xA700  # a warning (0xB000…) still stores the instance
@@ -83,14 +88,16 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
 
     faults: RemoteFaults
 
-    def __init__(self, name: str, config: RemoteImagingSimulatorConfig) -> None:
-        super().__init__(name, config.host, config.port, RemoteFaults(), Received())
+    def __init__(
+        self, name: str, config: RemoteImagingSimulatorConfig, state_dir: Path | None = None
+    ) -> None:
+        faults, received = RemoteFaults(), Received()
+        super().__init__(name, config.host, config.port, faults, received, state_dir=state_dir)
         self.config = config
         pem = config.private_key.get_secret_value() if config.private_key else None
-        self._key = load_key(pem) if pem else RSA.generate(1024)  # noqa: S505 - sign ≤ VC(256)
-        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._key = load_key(pem) if pem else _key_pair(state_dir)
         self._scp = StorageScp(config, self.faults, self.received, self.arrived)
-        self.down = False
+        self._scp.record = self.record
 
     @property
     def dicom_port(self) -> int:
@@ -114,10 +121,15 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         app.router.add_post(f"{prefix}/v1/exam/push", self._push)
         app.router.add_post(f"{prefix}/v1/exam/uploadStatistics", self._statistics)
 
-    async def start(self) -> None:
+    async def _listen(self) -> None:
         """Listen for HTTP and DICOM (port 0: a free port, kept across down/up)."""
-        await super().start()
+        await super()._listen()
         self._scp.start()
+
+    async def _unlisten(self) -> None:
+        """Refuse HTTP and DICOM connections."""
+        await super()._unlisten()
+        self._scp.stop()
 
     async def stop(self) -> None:
         """Stop both listeners; held answers end now."""
@@ -125,39 +137,50 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         self._scp.stop()
         await super().stop()
 
-    async def go_down(self) -> None:
-        """Refuse connections (HTTP and DICOM) until `come_up`."""
-        self.down = True
-        assert self._runner is not None
-        for site in list(self._runner.sites):
-            await site.stop()
-        self._scp.stop()
+    async def go_down(self, mode: DownMode = "refuse") -> None:
+        """Refuse connections (HTTP and DICOM), or answer HTTP 503 and C-STORE 0xA700."""
+        await super().go_down(mode)
+        self._scp.unavailable = mode == "unavailable"
 
     async def come_up(self) -> None:
-        """Listen again on the same ports."""
-        assert self._runner is not None
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self._scp.start()
-        self.down = False
+        """Answer again on the same ports."""
+        await super().come_up()
+        self._scp.unavailable = False
 
     def release_held(self) -> None:
         """Answer every held request and C-STORE, and hold no more."""
         super().release_held()
         self._scp.released.set()
 
-    def expire_tokens(self) -> None:
-        """Invalidate every token issued so far."""
-        self._tokens.clear()
+    def judge(self, status: int, answer: Any) -> tuple[Verdict, int | None, str]:
+        """Accepted: HTTP 200 with status 0; refused: any other status, in `message`."""
+        if status != 200:
+            return super().judge(status, answer)
+        if not isinstance(answer, dict) or "status" not in answer:
+            return "failed", status, "malformed answer (no status)"
+        platform_status = answer["status"]
+        verdict: Verdict = "accepted" if platform_status == 0 else "refused"
+        return verdict, platform_status, str(answer.get("message", ""))
+
+    def memory(self) -> dict[str, Any]:
+        """The pushed studies whose instances the SCP takes."""
+        with self._scp.lock:
+            return {"studies": {uid: list(pair) for uid, pair in self._scp.studies.items()}}
+
+    def restore(self, memory: dict[str, Any]) -> None:
+        """Take back `memory()` from the state folder."""
+        with self._scp.lock:
+            for uid, (patient, accession) in (memory.get("studies") or {}).items():
+                self._scp.studies[uid] = (patient, accession)
+
+    def forget(self) -> None:
+        """Forget every pushed study."""
+        with self._scp.lock:
+            self._scp.studies.clear()
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def _drop_if_down(self, request: web.Request) -> None:
-        if self.down and request.transport is not None:
-            request.transport.abort()  # a connection kept alive from before the outage
-            raise web.HTTPServiceUnavailable()  # never reaches the client: the socket is gone
-
     async def _token(self, request: web.Request) -> web.StreamResponse:
-        self._drop_if_down(request)
         try:
             sign = (await request.json())["sign"]
         except (ValueError, KeyError, TypeError):
@@ -165,9 +188,7 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         text = decrypt(self._key, sign, self.config.sign_padding) if isinstance(sign, str) else None
         if text is None or not self._sign_matches(text.split(self.config.sign_separator)):
             return _answer(1, "sign无效：appId、orgId或license错误")
-        token = secrets.token_hex(16)
-        self._tokens[token] = time.monotonic() + self.config.token_ttl
-        self.received.tokens_issued += 1
+        token = self.issue_token(self.config.token_ttl)
         return _answer(0, "操作成功", {"token": token})
 
     def _sign_matches(self, parts: list[str]) -> bool:
@@ -199,16 +220,15 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
     async def _upload(
         self, request: web.Request, endpoint: str, check: Callable[[Any], list[str]]
     ) -> web.StreamResponse:
-        self._drop_if_down(request)
         refusal = await self.misbehave(request)
         if refusal is not None:
             return refusal
-        expiry = self._tokens.get(request.headers.get(self.config.token_header, ""))
-        if expiry is None or time.monotonic() >= expiry:
+        if not self.token_valid(request.headers.get(self.config.token_header)):
             return await self._refuse(endpoint, 1, MSG_TOKEN)
         if self.faults.error_next > 0:
             self.faults.error_next -= 1
-            return await self._refuse(endpoint, 999, "其他错误")
+            faults = self.faults
+            return await self._refuse(endpoint, faults.error_status, faults.error_message)
         if self.faults.busy_next > 0:
             self.faults.busy_next -= 1
             return await self._refuse(endpoint, 1, "系统繁忙，请稍后重试")
@@ -229,6 +249,8 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
                 else:
                     self.received.statistics.append(body)
             self.arrived.notify_all()
+        if endpoint == "push":
+            self.save()
         return _answer(0, "操作成功")
 
     def _check_push(self, body: Any) -> list[str]:
@@ -265,9 +287,25 @@ def _answer(status: int, message: str, result: object = None) -> web.Response:
     return web.json_response(body, dumps=_dumps)
 
 
-def build(name: str, config: RemoteImagingSimulatorConfig) -> RemoteImagingSimulator:
+def _key_pair(state_dir: Path | None) -> RSA.RsaKey:
+    """The key kept in the state folder (made there, mode 0600, the first time), else a new one."""
+    path = state_dir / KEY_FILE if state_dir is not None else None
+    if path is not None and path.exists():
+        return load_key(path.read_text(encoding="ascii"))
+    key = RSA.generate(1024)  # noqa: S505 - the sign it decrypts is ≤ VC(256)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(key.export_key())
+    return key
+
+
+def build(
+    name: str, config: RemoteImagingSimulatorConfig, state_dir: Path | None = None
+) -> RemoteImagingSimulator:
     """Make the simulator from its validated config."""
-    return RemoteImagingSimulator(name, config)
+    return attach(RemoteImagingSimulator(name, config, state_dir), config)
 
 
 async def serve(
@@ -278,6 +316,9 @@ async def serve(
     license: str = "simulator-license",  # the demo's well-known value
     private_key: str | None = None,
     ready: Callable[[RemoteImagingSimulator], None] | None = None,
+    control: tuple[str, int] | None = None,
+    control_ready: Callable[[ControlServer], None] | None = None,
+    state_dir: Path | None = None,
 ) -> None:
     """Run the simulator until cancelled (`edge-agent simulate remote-imaging`)."""
     settings: dict[str, Any] = {"type": "remote_imaging", "host": host, "port": port}
@@ -285,12 +326,6 @@ async def serve(
     if private_key is not None:
         settings["private_key"] = private_key
     simulator = RemoteImagingSimulator(
-        "remote_imaging", RemoteImagingSimulatorConfig.model_validate(settings)
+        "remote_imaging", RemoteImagingSimulatorConfig.model_validate(settings), state_dir
     )
-    await simulator.start()
-    try:
-        if ready is not None:
-            ready(simulator)
-        await asyncio.Event().wait()
-    finally:
-        await simulator.stop()
+    await run_until_cancelled(simulator, control, ready, control_ready)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 NOT_PUSHED = 0xC001  # an instance of a study no exam/push announced
 TAGS_DIFFER = 0xC002  # PatientID / AccessionNumber differ from the pushed JSON
+OUT_OF_RESOURCES = 0xA700  # the answer while the platform is down in "unavailable" mode
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class StorageScp:
         self.studies: dict[str, tuple[str, str]] = {}  # studyUID -> (patientID, accessionNo)
         self.lock = threading.Lock()  # studies and received, shared with the SCP threads
         self.released = threading.Event()  # set: held C-STOREs are answered
+        self.unavailable = False  # answer every C-STORE OUT_OF_RESOURCES
+        self.record: Callable[..., None] | None = None  # the simulator's received list
         self._server: ThreadedAssociationServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -93,14 +98,16 @@ class StorageScp:
         ds = event.dataset
         sop = str(ds.SOPInstanceUID)
         status, why = self._verdict(ds)
+        stored = status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF
         with self.lock:
-            if status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF:
+            if stored:
                 data = _dataset_bytes(event)
                 syntax = str(event.context.transfer_syntax)
                 self.received.instances[sop] = Stored(data, syntax, event.assoc.requestor.ae_title)
             else:
                 self.received.dicom_refused.append((sop, status, why))
         self._notify()
+        self._record(event, sop, "accepted" if stored else "refused", status, why)
         answer = Dataset()
         answer.Status = status
         if why:
@@ -110,6 +117,8 @@ class StorageScp:
     def _verdict(self, ds: Dataset) -> tuple[int, str]:
         """The status for this instance, and why when it is not success."""
         faults = self.faults
+        if self.unavailable:
+            return OUT_OF_RESOURCES, "down (unavailable)"
         if faults.dicom_status_next > 0:
             faults.dicom_status_next -= 1
             return faults.dicom_status, "fault switch dicom_status_next"
@@ -122,6 +131,22 @@ class StorageScp:
             tag = "PatientID" if found[0] != pushed[0] else "AccessionNumber"
             return TAGS_DIFFER, f"{tag} differs from the pushed exam"
         return 0x0000, ""
+
+    def _record(self, event: evt.Event, sop: str, verdict: str, status: int, why: str) -> None:
+        """Add the C-STORE to the simulator's received list, on the loop."""
+        loop, record = self._loop, self.record
+        if loop is None or loop.is_closed() or record is None:
+            return
+        ds = event.dataset
+        body = {
+            "SOPInstanceUID": sop,
+            "SOPClassUID": str(ds.get("SOPClassUID", "")),
+            "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
+            "transfer_syntax": str(event.context.transfer_syntax),
+            "calling_ae": event.assoc.requestor.ae_title,
+        }
+        note = functools.partial(record, "C-STORE", verdict, status, why, key=sop, body=body)
+        loop.call_soon_threadsafe(note)
 
     def _notify(self) -> None:
         loop = self._loop

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
-import secrets
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field, SecretStr
 
-from agent.config import PluginSection, Secret
+from agent.config import Secret
 from agent.simulators.base import Counts, Faults, SimulatedCloud
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
+from agent.simulators.ledger import Verdict
 from agent.uplinks.zhejiang_endoscope.fields import (
     DEFAULT_TIME_FORMAT,
     ENDPOINTS,
@@ -37,7 +37,7 @@ _dumps = functools.partial(json.dumps, ensure_ascii=False)  # the platform answe
 _TIMESTAMP = re.compile(r"^\d{13}$")
 
 
-class ZhejiangEndoscopeSimulatorConfig(PluginSection):
+class ZhejiangEndoscopeSimulatorConfig(ControlOptions):
     """[simulators.<name>] type = "zhejiang_endoscope" """
 
     host: str = "127.0.0.1"
@@ -56,9 +56,12 @@ class ZhejiangEndoscopeSimulatorConfig(PluginSection):
 
 @dataclass
 class ZhejiangFaults(Faults):
-    """The shared switches, plus the platform's own "busy" answer."""
+    """The shared switches, plus the platform's own "busy" and error answers."""
 
     busy_next: int = 0  # answer the next N uploads HTTP 200 {code: 503, msg: 系统繁忙}
+    error_next: int = 0  # answer the next N uploads HTTP 200 {code: error_code, msg: error_msg}
+    error_code: int = CODE_INVALID
+    error_msg: str = "参数校验失败：模拟错误"
 
 
 @dataclass
@@ -76,16 +79,17 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
 
     faults: ZhejiangFaults
 
-    def __init__(self, name: str, config: ZhejiangEndoscopeSimulatorConfig) -> None:
+    def __init__(
+        self, name: str, config: ZhejiangEndoscopeSimulatorConfig, state_dir: Path | None = None
+    ) -> None:
         faults = ZhejiangFaults(
             fail_every=config.fail_every,
             outage_after=config.outage_after,
             outage_for=config.outage_for,
         )
-        super().__init__(name, config.host, config.port, faults, Received())
+        super().__init__(name, config.host, config.port, faults, Received(), state_dir=state_dir)
         self.config = config
         self._signer = SCHEMES[config.sign_scheme]
-        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._rfid_of: dict[str, str] = {}  # endoscope number -> rfid (addEndoSocopeInfo)
         self._cleanings: defaultdict[str, set[str]] = defaultdict(set)  # rfid -> cleanIds
 
@@ -101,9 +105,31 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
         for endpoint in ENDPOINTS:
             app.router.add_post(f"{prefix}/endoscope/{endpoint}", self._upload)
 
-    def expire_tokens(self) -> None:
-        """Invalidate every token issued so far."""
-        self._tokens.clear()
+    def judge(self, status: int, answer: Any) -> tuple[Verdict, int | None, str]:
+        """Accepted: HTTP 200 with code 200; refused: any other code, in `msg`."""
+        if status != 200:
+            return super().judge(status, answer)
+        if not isinstance(answer, dict) or "code" not in answer:
+            return "failed", status, "malformed answer (no code)"
+        platform_code = answer["code"]
+        verdict: Verdict = "accepted" if platform_code == CODE_OK else "refused"
+        return verdict, platform_code, str(answer.get("msg", ""))
+
+    def memory(self) -> dict[str, Any]:
+        """Which scope is which RFID, and the cleanings that count for each scope's next use."""
+        cleanings = {rfid: sorted(ids) for rfid, ids in self._cleanings.items()}
+        return {"rfid_of": dict(self._rfid_of), "cleanings": cleanings}
+
+    def restore(self, memory: dict[str, Any]) -> None:
+        """Take back `memory()` from the state folder."""
+        self._rfid_of = dict(memory.get("rfid_of") or {})
+        for rfid, ids in (memory.get("cleanings") or {}).items():
+            self._cleanings[rfid] = set(ids)
+
+    def forget(self) -> None:
+        """Forget every scope and cleaning."""
+        self._rfid_of.clear()
+        self._cleanings.clear()
 
     async def wait_accepted(self, endpoint: str, count: int = 1) -> list[dict[str, str]]:
         """Return the endpoint's accepted forms once there are `count` of them."""
@@ -121,9 +147,7 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
         params = {k: v for k, v in query.items() if k != "sign"}
         if query.get("sign") != self._signer(self.config.access_key, secret, timestamp, params):
             return _answer(CODE_SIGN, "签名错误")
-        token = secrets.token_hex(16)
-        self._tokens[token] = time.monotonic() + self.config.token_ttl
-        self.received.tokens_issued += 1
+        token = self.issue_token(self.config.token_ttl)
         return _answer(CODE_OK, "成功", {"accessToken": token, "expiresIn": self.config.token_ttl})
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
@@ -134,6 +158,9 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
         if self.faults.busy_next > 0:
             self.faults.busy_next -= 1
             return await self._refuse(endpoint, CODE_BUSY, "系统繁忙，请稍后重试")
+        if self.faults.error_next > 0:
+            self.faults.error_next -= 1
+            return await self._refuse(endpoint, self.faults.error_code, self.faults.error_msg)
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         code, msg = self._check(endpoint, form, request.headers.get("accessToken"))
         if code != CODE_OK:
@@ -148,10 +175,9 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
         self, endpoint: str, form: dict[str, str], header_token: str | None
     ) -> tuple[int, str]:
         token = form.get("accessToken") or header_token
-        if lists(endpoint, "accessToken") or token is not None:
-            expiry = self._tokens.get(token or "")
-            if expiry is None or time.monotonic() >= expiry:
-                return CODE_TOKEN, MSG_EXPIRED
+        needs_token = lists(endpoint, "accessToken") or token is not None
+        if needs_token and not self.token_valid(token):
+            return CODE_TOKEN, MSG_EXPIRED
         timestamp = form.get("timestamp", "")
         if not _TIMESTAMP.match(timestamp):
             return CODE_INVALID, "参数timestamp不能为空或格式错误"
@@ -176,6 +202,9 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
             self._cleanings[form["deviceRfidNumber"]].add(form["cleanId"])
         elif endpoint == "uploadUseStepData":
             self._cleanings.pop(self._rfid_of.get(form["number"], form["number"]), None)
+        else:
+            return
+        self.save()
 
     async def _refuse(self, endpoint: str, code: int, msg: str) -> web.Response:
         async with self.arrived:
@@ -188,9 +217,11 @@ def _answer(code: int, msg: str, data: object = None) -> web.Response:
     return web.json_response({"code": code, "msg": msg, "data": data}, dumps=_dumps)
 
 
-def build(name: str, config: ZhejiangEndoscopeSimulatorConfig) -> ZhejiangEndoscopeSimulator:
+def build(
+    name: str, config: ZhejiangEndoscopeSimulatorConfig, state_dir: Path | None = None
+) -> ZhejiangEndoscopeSimulator:
     """Make the simulator from its validated config."""
-    return ZhejiangEndoscopeSimulator(name, config)
+    return attach(ZhejiangEndoscopeSimulator(name, config, state_dir), config)
 
 
 async def serve(
@@ -202,6 +233,9 @@ async def serve(
     token_ttl: float = 7200.0,
     sign_scheme: SchemeName = DEFAULT_SCHEME,
     ready: Callable[[ZhejiangEndoscopeSimulator], None] | None = None,
+    control: tuple[str, int] | None = None,
+    control_ready: Callable[[ControlServer], None] | None = None,
+    state_dir: Path | None = None,
 ) -> None:
     """Run the simulator until cancelled (`edge-agent simulate zhejiang-endoscope`)."""
     config = ZhejiangEndoscopeSimulatorConfig.model_validate(
@@ -215,11 +249,5 @@ async def serve(
             "sign_scheme": sign_scheme,
         }
     )
-    simulator = ZhejiangEndoscopeSimulator("zhejiang_endoscope", config)
-    await simulator.start()
-    try:
-        if ready is not None:
-            ready(simulator)
-        await asyncio.Event().wait()
-    finally:
-        await simulator.stop()
+    simulator = ZhejiangEndoscopeSimulator("zhejiang_endoscope", config, state_dir)
+    await run_until_cancelled(simulator, control, ready, control_ready)

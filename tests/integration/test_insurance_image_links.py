@@ -4,7 +4,9 @@ links expire; nothing outside the index is served."""
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -122,3 +124,32 @@ def test_links_need_the_address_the_platform_reaches_us_at():
         InsuranceImagingConfig.model_validate(
             {"type": "insurance_imaging", "hospital_id": "H1", "wado": {"enabled": True}}
         )
+
+
+async def test_a_study_link_gives_its_images_as_one_zip_streamed(journal, tmp_path):
+    signed = settings(per="study", link_key=KEY)
+    async with getway(journal, signed) as ask, aiohttp.ClientSession() as client:
+        (link,) = await links_of(ask)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+        assert query["contentType"] == "application/zip" and "objectUID" not in query
+        async with client.get(link) as answer:
+            assert answer.status == 200 and answer.content_type == "application/zip"
+            data = await answer.read()
+        forged = {**query, "studyUID": f"{STUDY}.9"}
+        async with client.get(f"{link.split('?')[0]}?{urlencode(forged)}") as answer:
+            assert answer.status == 403  # the token is the study's
+        (tmp_path / "spool-2.dcm").unlink()
+        async with client.get(link) as answer:
+            assert answer.status == 404  # never a ZIP with an image missing
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == [f"{STUDY}.1/{STUDY}.1.1.dcm", f"{STUDY}.1/{STUDY}.1.2.dcm"]
+        assert archive.read(f"{STUDY}.1/{STUDY}.1.1.dcm") == (tmp_path / "spool-1.dcm").read_bytes()
+        assert archive.testzip() is None
+
+
+async def test_a_zip_is_not_served_when_links_are_per_image(journal):
+    async with getway(journal, settings()) as ask, aiohttp.ClientSession() as client:
+        (link, _) = await links_of(ask)
+        zip_query = f"requestType=WADO&studyUID={STUDY}&contentType=application/zip"
+        async with client.get(f"{link.split('?')[0]}?{zip_query}") as answer:
+            assert answer.status in (400, 406)

@@ -8,10 +8,11 @@ from contextlib import closing
 from pathlib import Path
 
 from agent.journal import outbox, queries
-from agent.journal.database import migrations, open_database, split_statements
+from agent.journal.database import open_database
 from agent.journal.transaction import Transaction
 from agent.journal.writer import Journal
 from agent.observe import outbox_counts
+from tests.journal_versions import migrate_until
 
 
 def full_count(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
@@ -76,12 +77,7 @@ async def test_every_transition_keeps_the_tally_equal_to_a_full_count(tmp_path: 
 def test_the_migration_counts_the_messages_already_queued(tmp_path: Path):
     path = tmp_path / "journal.db"
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for version, sql in migrations():
-            if version >= 7:
-                break
-            for statement in split_statements(sql):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={version}")
+        migrate_until(conn, below=7)
         enqueue(conn, "cloud", range(3))
         conn.execute("UPDATE outbox SET state = 'dead' WHERE dedupe_key = 'd0'")
     with closing(open_database(path)) as conn:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from agent.imaging.exams import exam_by_number, exams_between, save_exam, study_exams
-from agent.journal.database import migrations, open_database, split_statements
+from agent.journal.database import open_database
+from tests.journal_versions import migrate_until
 from tests.unit.test_exam_record import EVERY_FIELD
 
 NOON = datetime(2026, 12, 1, 12, 0, 0)
@@ -148,12 +149,7 @@ def test_an_exam_is_found_by_its_number_or_its_accession(conn):
 def test_exams_stored_before_the_report_store_keep_their_times_and_get_a_record(tmp_path):
     path = tmp_path / "journal.db"
     with closing(sqlite3.connect(path, isolation_level=None)) as old:
-        for version, sql in migrations():
-            if version >= 10:
-                break
-            for statement in split_statements(sql):
-                old.execute(statement)
-            old.execute(f"PRAGMA user_version={version}")
+        migrate_until(old, below=10)
         document = exam("E1", examTime="2026-11-30 08:00:00", examStatus="70")
         document["reportList"] = {"affirmTime": "2026-11-30 09:00:00", "impression": "未见异常"}
         old.execute(

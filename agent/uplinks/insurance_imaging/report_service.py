@@ -101,8 +101,7 @@ class ReportInfoService:
         """One exam of the answer, mapped (and the fields its values could not fill)."""
         view = report_view(record, self.hospital_id)
         if self.wado is not None:
-            now = time.time()
-            view["image_links"] = [self.wado.link(image, now) for image in images]
+            view["image_links"] = self.wado.links(images, time.time())
         return apply(self.record_map, view, {"DT": self.settings.time_format})
 
     def parse(self, body: Any) -> Query:

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 import structlog
@@ -18,10 +18,13 @@ from pydantic import Field, HttpUrl, model_validator
 
 from agent.config import MIN_TOKEN_LENGTH, Seconds, Secret, Section, too_short
 from agent.endpoints import QUERY_KEY, RouteDef
+from agent.uplinks.kit.zipstream import send_zip
 from agent.vocabulary.images import ImageQueries, InstanceFile
 
 log = structlog.get_logger(__name__)
 DICOM = "application/dicom"
+ZIP = "application/zip"
+Uids = tuple[str, str, str]  # study, series, object ("" for a study's ZIP)
 
 
 class WadoLinks(Section):
@@ -33,6 +36,7 @@ class WadoLinks(Section):
     base_url: HttpUrl | None = None
     link_key: Secret | None = None  # when set, a link carries `expires` and an HMAC `token`
     link_lifetime: Seconds = 7 * 86400.0  # how long a tokened link stays valid
+    per: Literal["instance", "study"] = "instance"  # one link an image, or a study's ZIP
 
     @model_validator(mode="after")
     def _usable(self) -> WadoLinks:
@@ -42,33 +46,36 @@ class WadoLinks(Section):
             raise ValueError(f"link_key is too short: at least {MIN_TOKEN_LENGTH} characters")
         return self
 
-    def link(self, image: InstanceFile, now: float) -> str:
-        """The URL of one instance, with its token when links are signed."""
-        params = {
-            "requestType": "WADO",
-            "studyUID": image.study_uid,
-            "seriesUID": image.series_uid,
-            "objectUID": image.sop_uid,
-            "contentType": DICOM,
-        }
+    def links(self, images: list[InstanceFile], now: float) -> list[str]:
+        """The links of a study's images: one an image, or one ZIP of them all (`per`)."""
+        if self.per == "study":
+            return [self.link((images[0].study_uid, "", ""), ZIP, now)] if images else []
+        return [self.link((i.study_uid, i.series_uid, i.sop_uid), DICOM, now) for i in images]
+
+    def link(self, uids: Uids, content: str, now: float) -> str:
+        """The URL of an instance (or, without series and object, a study), signed if set."""
+        params = {"requestType": "WADO", "studyUID": uids[0]}
+        if uids[2]:
+            params |= {"seriesUID": uids[1], "objectUID": uids[2]}
+        params["contentType"] = content
         if self.link_key is not None:
             expires = str(int(now + self.link_lifetime))
-            params |= {"expires": expires, "token": self._token(image, expires)}
+            params |= {"expires": expires, "token": self._token(uids, expires)}
         return f"{str(self.base_url).rstrip('/')}{self.path}?{urlencode(params)}"
 
-    def _token(self, image: InstanceFile, expires: str) -> str:
+    def _token(self, uids: Uids, expires: str) -> str:
         assert self.link_key is not None
-        message = f"{image.study_uid}/{image.series_uid}/{image.sop_uid}/{expires}".encode()
+        message = "/".join([*uids, expires]).encode()
         key = self.link_key.get_secret_value().encode()
         return hmac.new(key, message, hashlib.sha256).hexdigest()
 
-    def signed_right(self, image: InstanceFile, expires: str, token: str, now: float) -> bool:
+    def signed_right(self, uids: Uids, expires: str, token: str, now: float) -> bool:
         """Whether a request's token is this link's and has not expired."""
         if self.link_key is None:
             return True
         if not expires.isdigit() or int(expires) < now:
             return False
-        return hmac.compare_digest(token.encode(), self._token(image, expires).encode())
+        return hmac.compare_digest(token.encode(), self._token(uids, expires).encode())
 
 
 class WadoService:
@@ -88,16 +95,20 @@ class WadoService:
         query = request.query
         if query.get("requestType") != "WADO":
             return _refuse(400, "requestType: must be WADO")
-        uids = [query.get(name, "") for name in ("studyUID", "seriesUID", "objectUID")]
+        uids = (query.get("studyUID", ""), query.get("seriesUID", ""), query.get("objectUID", ""))
+        content = query.get("contentType", DICOM)
+        if content == ZIP and self.settings.per == "study":
+            return await self._study(request, uids)
         if not all(_is_uid(uid) for uid in uids):
             return _refuse(400, "studyUID, seriesUID and objectUID: DICOM UIDs required")
-        if query.get("contentType", DICOM) != DICOM:
-            return _refuse(406, "contentType: only application/dicom is served")
+        if content != DICOM:
+            served = f"{DICOM} (and {ZIP} for a study)" if self.settings.per == "study" else DICOM
+            return _refuse(406, f"contentType: only {served} is served")
         image = await request.app[QUERY_KEY](lambda conn: self.images.instance(conn, uids[2]))
-        if image is None or [image.study_uid, image.series_uid] != uids[:2]:
+        if image is None or (image.study_uid, image.series_uid) != uids[:2]:
             return _refuse(404, "no such instance")
         expires, token = query.get("expires", ""), query.get("token", "")
-        if not self.settings.signed_right(image, expires, token, time.time()):
+        if not self.settings.signed_right(uids, expires, token, time.time()):
             return _refuse(403, "token: missing, wrong or expired")
         path = Path(image.path)
         if not await asyncio.to_thread(path.is_file):
@@ -111,6 +122,23 @@ class WadoService:
                 "Content-Disposition": f'attachment; filename="{image.sop_uid}.dcm"',
             },
         )
+
+    async def _study(self, request: web.Request, uids: Uids) -> web.StreamResponse:
+        """A study's images as one ZIP (`<series>/<object>.dcm`), streamed."""
+        study = uids[0]
+        if not _is_uid(study) or uids[1] or uids[2]:
+            return _refuse(400, "studyUID alone: a DICOM UID required")
+        expires, token = request.query.get("expires", ""), request.query.get("token", "")
+        if not self.settings.signed_right((study, "", ""), expires, token, time.time()):
+            return _refuse(403, "token: missing, wrong or expired")
+        images = await request.app[QUERY_KEY](lambda conn: self.images.study(conn, study))
+        paths = [Path(i.path) for i in images]
+        if not images or not all(await asyncio.to_thread(lambda: [p.is_file() for p in paths])):
+            log.warning("wado.study_incomplete", images=len(images))
+            return _refuse(404, "no such study, or an image of it is gone from the spool")
+        files = [(f"{i.series_uid}/{i.sop_uid}.dcm", p) for i, p in zip(images, paths, strict=True)]
+        log.info("wado.study_served", images=len(files))
+        return await send_zip(request, files, f"{study}.zip")
 
 
 def _is_uid(value: str) -> bool:
