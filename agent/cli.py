@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import dataclasses
 import getpass
+import io
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -39,6 +40,8 @@ MESSAGE_TIMES = ("created_at", "next_attempt_at", "leased_at", "settled_at")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge-agent` console script."""
+    for stream in (sys.stdout, sys.stderr):
+        utf8_when_redirected(stream)
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
@@ -54,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-agent: {err}", file=sys.stderr)
         return EXIT_FAILURE
     return code
+
+
+def utf8_when_redirected(stream: TextIO, platform: str = sys.platform) -> None:
+    """On Windows, output into a pipe or file is UTF-8 (as on Linux) instead of the ANSI code
+    page, which cannot write Chinese on an English Windows; the console is Unicode already."""
+    if platform == "win32" and isinstance(stream, io.TextIOWrapper) and not stream.isatty():
+        stream.reconfigure(encoding="utf-8")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,6 +219,7 @@ def _actor() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """Load the config, set up logging and run the daemon until SIGTERM/SIGINT."""
     from agent.config import load_config
+    from agent.event_loop import new_event_loop
     from agent.logs import configure_logging
     from agent.plugins import PLUGIN_KINDS
     from agent.runtime import Agent
@@ -220,7 +231,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (log_file := log_file_settings(config.log)) is not None:  # [log] file
         add_log_file(log_file)
     try:
-        asyncio.run(Agent(config).run())
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(Agent(config).run())
     except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE
@@ -231,6 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Write the demo config into the state directory and run the agent on it."""
     from agent import demo
     from agent.config import load_config
+    from agent.event_loop import new_event_loop
     from agent.logs import configure_logging
     from agent.plugins import PLUGIN_KINDS
 
@@ -248,7 +261,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(config.log.level, config.log.format, config.secrets())
     print(demo.banner(config, timeline, path), flush=True)
     try:
-        asyncio.run(demo.run(config, open_browser=args.open))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(demo.run(config, open_browser=args.open))
     except (AgentError, OSError) as err:  # e.g. a port already in use: try --port-offset
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE

@@ -85,9 +85,11 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
 
 def _read_secret_file(path: Path) -> SecretStr:
     # Opened without blocking and checked before reading: a FIFO or /dev/zero named by mistake
-    # must fail the start with a reason, not hang it or read without end.
+    # must fail the start with a reason, not hang it or read without end. Binary on Windows, whose
+    # text mode would turn CRLF into LF and stop at a Ctrl-Z byte.
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as err:
         raise ValueError(f"cannot read secret file {path}: {err.strerror or err}") from err
     try:

@@ -69,7 +69,7 @@ def prepare(options: DemoOptions) -> tuple[Path, list[tuple[float, str]]]:
     data = moved_ports(data, options.port_offset)
     path = state_dir / "demo.toml"
     header = f"# Written by `edge-agent demo` from {BASE}: edit that file, not this one.\n\n"
-    path.write_text(header + toml_out.dumps(data), encoding="utf-8")
+    path.write_text(header + toml_out.dumps(data), encoding="utf-8", newline="\n")
     return path, timeline
 
 
@@ -90,7 +90,7 @@ def _key_pair(path: Path) -> str:
             RSA.import_key(path.read_text(encoding="ascii")).public_key().export_key().decode()
         )
     key = RSA.generate(2048)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(key.export_key())
     os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT

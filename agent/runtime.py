@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import signal
 import sqlite3
 import sys
 import time
@@ -23,6 +22,7 @@ from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.errors import AgentError, StateDirLockedError
+from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
@@ -233,12 +233,7 @@ class Agent:
         """Run until asked to stop, then stop within `agent.shutdown_timeout` (plus closing)."""
         config = self.config
         with StateDirLock(config.agent.state_dir):
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                # Not on Windows' proactor loop, nor off the main thread (the Windows service
-                # thread): there the service control manager calls request_stop instead.
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signum, self.request_stop)
+            restore_signals = handle_stop_signals(asyncio.get_running_loop(), self.request_stop)
             try:
                 await self._start()
                 self.notifier.notify("READY=1", f"STATUS=running {len(self.dispatchers)} uplinks")
@@ -253,9 +248,7 @@ class Agent:
             finally:
                 self.notifier.notify("STOPPING=1")
                 await self._shutdown()
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(signum)
+                restore_signals()
 
     async def _start(self) -> None:
         config = self.config

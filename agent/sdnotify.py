@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Mapping
 
 import structlog
@@ -37,7 +38,7 @@ class Notifier:
 
     def notify(self, *states: str) -> None:
         """Send `states` (e.g. "READY=1") as one datagram; never raises."""
-        if self.address is None:
+        if self.address is None or sys.platform == "win32":  # no systemd, no AF_UNIX there
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:

@@ -21,7 +21,14 @@ from pathlib import Path
 
 from agent.events import Event
 from agent.journal.writer import Journal
-from bench.ingest import _cpu_model, _display, command_line, filesystem, record
+from bench.ingest import (
+    _cpu_model,
+    _display,
+    command_line,
+    cpu_count,
+    filesystem,
+    record,
+)
 from drivers.dicom.scp import DicomScp, DicomScpConfig
 from tests.dicom_files import make_ct_slices
 
@@ -202,6 +209,8 @@ class DiskCosts:
 
 def disk_costs(directory: Path, trials: int = 50) -> DiskCosts:
     """Measure `DiskCosts` in a scratch folder of `directory`."""
+    if sys.platform == "win32":  # O_DIRECTORY, fdatasync, pwrite, sync, storescp, /dev/shm
+        raise SystemExit("bench/dicom_store.py measures Linux flush costs: run it on Linux")
     scratch = Path(tempfile.mkdtemp(prefix="flush-", dir=directory))
     data = os.urandom(525_000)
     times: dict[str, list[float]] = {"file": [], "folder": [], "commit": []}
@@ -373,7 +382,7 @@ fastest).
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
-* Machine: nproc {len(os.sched_getaffinity(0))} ({_cpu_model()})
+* Machine: nproc {cpu_count()} ({_cpu_model()})
 * Filesystem: {filesystem(directory)} (`df -T {_display(directory)}`)
 * Corpus: {corpus}
 
@@ -404,6 +413,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if sys.platform == "win32":  # O_DIRECTORY, fdatasync, pwrite, sync, storescp, /dev/shm
+        raise SystemExit("bench/dicom_store.py measures Linux flush costs: run it on Linux")
     args = parse_args(argv)
     if args.serve is not None:
         asyncio.run(serve(args.serve, args.receive))

@@ -256,7 +256,7 @@ be shared with other work (see the load average): expect about ±10% between run
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
-* Machine: nproc {len(os.sched_getaffinity(0))} ({_cpu_model()}), {platform.machine()},
+* Machine: nproc {cpu_count()} ({_cpu_model()}), {platform.machine()},
   Linux {platform.release()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}
 * Load average (1 min) before / after the run: {loads[0]:.2f} / {loads[1]:.2f}
 * Filesystem: {filesystem(directory)} (`df -T {_display(directory)}`)
@@ -349,11 +349,25 @@ async def run_scenarios(directory: Path, args: argparse.Namespace) -> list[Scena
     return results
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity, where the OS has one)."""
+    if sys.platform == "linux":
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def load_average() -> float:
+    """The 1-minute load average (0 where the OS keeps none: Windows)."""
+    if sys.platform == "win32":
+        return 0.0
+    return os.getloadavg()[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     directory: Path = args.dir.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()[0]
+    load_before = load_average()
     print(f"journal dir: {directory} ({filesystem(directory)})")
     fsync = raw_fsync(directory, args.fsync_duration)
     print(
@@ -361,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  p50 {fsync.p50_ms:.2f} ms  p99 {fsync.p99_ms:.2f} ms"
     )
     results = asyncio.run(run_scenarios(directory, args))
-    loads = (load_before, os.getloadavg()[0])
+    loads = (load_before, load_average())
     print()
     print(table(results, fsync))
     print()

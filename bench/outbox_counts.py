@@ -7,7 +7,6 @@ It prints a table and records it in docs/benchmarks.md; it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import statistics
@@ -20,7 +19,7 @@ from pathlib import Path
 from agent.journal import outbox
 from agent.journal.database import open_database
 from agent.observe import outbox_counts
-from bench.ingest import _cpu_model, _display, command_line, filesystem, record
+from bench.ingest import _cpu_model, _display, command_line, cpu_count, filesystem, record
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "var" / "bench"
@@ -149,7 +148,7 @@ that counted pending messages cost `bench.ingest` ~20 % at 64 producers (≈ 19,
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
-* Machine: nproc {len(os.sched_getaffinity(0))} ({_cpu_model()}),
+* Machine: nproc {cpu_count()} ({_cpu_model()}),
   SQLite {sqlite3.sqlite_version}
 * Filesystem: {filesystem(directory)} (`df -T {_display(directory)}`)
 * Journal: {args.delivered:,} delivered + {args.pending:,} pending messages over

@@ -11,6 +11,7 @@ from pydantic import Field
 from agent.config import ConfigPath, PluginSection
 from agent.events import Event
 from drivers.base import Driver, DriverContext
+from drivers.files import BINARY
 
 
 class SyntheticConfig(PluginSection):
@@ -35,7 +36,8 @@ class SyntheticSource(Driver):
         """Run every producer until each has emitted `count` events (or forever)."""
         ack_fd = None
         if self.config.ack_log is not None:
-            ack_fd = os.open(self.config.ack_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | BINARY  # LF stays LF on Windows
+            ack_fd = os.open(self.config.ack_log, flags, 0o644)
         try:
             async with asyncio.TaskGroup() as group:
                 for index in range(self.config.producers):

@@ -4,7 +4,8 @@ A Link reconnects with capped exponential backoff and jitter, and logs once when
 away and once when it is back.
 
 * `serial:///dev/ttyUSB0?baud=9600&parity=N&bytesize=8&stopbits=1` (parity N, E, O, M, S;
-  bytesize 5–8; stopbits 1, 1.5, 2; defaults as shown). `serial://COM3` on Windows.
+  bytesize 5–8; stopbits 1, 1.5, 2; defaults as shown). `serial://COM3` on Windows, where the
+  port is read by a worker thread (drivers/serial_thread.py), not by the event loop.
 * `tcp://host:port` — we connect to the reader (TCP keepalive on, so a dead peer is noticed).
 * `tcp-listen://0.0.0.0:port` — the reader connects to us. One reader per source: a new
   connection replaces the current one (a rebooted reader reconnects while its old connection
@@ -17,6 +18,7 @@ import asyncio
 import errno
 import random
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +38,13 @@ _PARITIES = {"N", "E", "O", "M", "S"}
 _BYTESIZES = {5, 6, 7, 8}
 _STOPBITS = {1.0, 1.5, 2.0}
 _SERIAL_OPTIONS = {"baud", "parity", "bytesize", "stopbits"}
+# Windows' event loops cannot watch a serial handle: threads read it there. The tests
+# set it on Linux to run the Windows path against socat's pseudo-terminals.
+SERIAL_THREADS = sys.platform == "win32"
+# Where a user looks for the device's name.
+_LIST_PORTS = (
+    "Device Manager, Ports (COM & LPT)" if sys.platform == "win32" else "ls /dev/serial/by-id/"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +122,17 @@ def _parse_serial(device: str, query: dict[str, list[str]]) -> SerialEndpoint:
 async def open_stream(endpoint: Endpoint) -> Stream:
     """Open a serial port or connect to a TCP server; OSError if the device is not there."""
     if isinstance(endpoint, SerialEndpoint):
-        import serial_asyncio_fast  # only serial sources need pyserial
+        if SERIAL_THREADS:
+            from drivers.serial_thread import open_serial_stream  # only serial sources need it
+
+            return await open_serial_stream(
+                endpoint.device,
+                baudrate=endpoint.baudrate,
+                parity=endpoint.parity,
+                bytesize=endpoint.bytesize,
+                stopbits=endpoint.stopbits,
+            )
+        import serial_asyncio_fast  # POSIX only
 
         return await serial_asyncio_fast.open_serial_connection(
             url=endpoint.device,
@@ -135,7 +154,9 @@ def why_not_open(endpoint: Endpoint, err: OSError) -> str:
     if isinstance(endpoint, SerialEndpoint):
         device = endpoint.device
         if code == errno.ENOENT:
-            return f"no device {device}: is the reader plugged in? (ls /dev/serial/by-id/)"
+            return f"no device {device}: is the reader plugged in? ({_LIST_PORTS})"
+        if code in {errno.EACCES, errno.EPERM} and sys.platform == "win32":
+            return f"{device} is busy: another program has it open (a terminal, the vendor's tool)"
         if code in {errno.EACCES, errno.EPERM}:
             return (
                 f"permission denied on {device}: the service user must be in its group (dialout:"

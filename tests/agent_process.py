@@ -25,6 +25,8 @@ class AgentProcess:
 
     async def start(self, timeout: float = 30.0) -> None:
         """Start the agent and wait for READY=1 (fail if it exits first)."""
+        if sys.platform == "win32":
+            raise NotImplementedError("READY=1 comes over systemd's AF_UNIX notify socket")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self.socket_path))
         self._sock.setblocking(False)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pwd
 import shlex
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -74,9 +74,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             + (f"certfile {tls.cert}\nkeyfile {tls.key}\n" if tls else "")
             + "allow_anonymous true\n"
-            # mosquitto started as root drops to user `mosquitto`, who cannot write here.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            "persistence true\n"
+            + _run_as_me()
+            + "persistence true\n"
             f"persistence_location {directory}/\n"
             "autosave_interval 0\n"  # save only on shutdown: a restart keeps the sessions
             f"log_dest file {self.log_path}\n"
@@ -151,3 +150,12 @@ async def running_mosquitto(
         yield broker
     finally:
         await broker.stop()
+
+
+def _run_as_me() -> str:
+    """mosquitto started as root drops to user `mosquitto`, who cannot write here: stay us."""
+    if sys.platform == "win32":
+        return ""  # no user to drop to
+    import pwd
+
+    return f"user {pwd.getpwuid(os.getuid()).pw_name}\n"

@@ -125,7 +125,9 @@ class ServiceHost:
         except OSError as err:
             self._event_log.error(f"edge-agent cannot start: cannot open its log file: {err}")
             return EXIT_FAILURE
-        loop = asyncio.new_event_loop()
+        from agent.event_loop import new_event_loop
+
+        loop = new_event_loop()
         _without_signal_handlers(loop)
         try:
             return loop.run_until_complete(self._run(config, loop))

@@ -2,7 +2,8 @@
 
 One thread accepts every TCP connection. A connection over the per-address or total limit is
 closed at once; the others wait, without a thread, until their A-ASSOCIATE-RQ PDU has arrived
-whole (the socket's SO_RCVLOWAT makes the selector wake only then) or `artim_timeout` passes.
+whole (the socket's SO_RCVLOWAT makes the selector wake only then; Windows has no SO_RCVLOWAT:
+there a partial request is looked at again every `RECHECK` seconds) or `artim_timeout` passes.
 Only then is the still-unread request handed to a worker thread (the lean acceptor or
 pynetdicom). A first PDU that is not an A-ASSOCIATE-RQ, or a request that does not decode, gets
 an A-ABORT; another protocol version or an invalid AE title an A-ASSOCIATE-RJ; each refusal one
@@ -15,6 +16,7 @@ import contextlib
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -43,6 +45,10 @@ _RJ_CALLED = bytes([wire.A_ASSOCIATE_RJ, 0, 0, 0, 0, 4, 0, 1, 1, 7])
 _ALL = "*"  # the episode key of the total limit
 _ABORT_NOT_RQ = wire.abort(wire.ABORT_UNEXPECTED_PDU)
 _ABORT_MALFORMED = wire.abort(wire.ABORT_INVALID_PARAMETER)
+# Linux honours SO_RCVLOWAT in poll/epoll for TCP; Windows refuses the option. Without it a
+# level-triggered selector would spin on a partial request: it is set aside and peeked again.
+LOW_WATER = sys.platform != "win32"
+RECHECK = 0.02  # seconds between looks at a partial request where there is no LOW_WATER
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class ConnectionGate:
         self.handed_over = 0
         self.closed_before_request = 0
         self._waiting: dict[socket.socket, _Waiting] = {}  # in arrival order: deadline order
+        self._set_aside: dict[socket.socket, float] = {}  # partial request: look again at
         self._handed: list[tuple[socket.socket, str]] = []
         self._open: Counter[str] = Counter()  # waiting and handed-over connections by address
         self._episodes: dict[str, int] = {}  # address (or _ALL) → refused since the first line
@@ -129,6 +136,7 @@ class ConnectionGate:
         self._wake_writer.close()
 
     def _turn(self, selector: selectors.BaseSelector) -> None:
+        self._watch_again(selector)
         for key, _ in selector.select(self._timeout()):
             if key.fileobj is self.listener:
                 self._accept_all(selector)
@@ -139,7 +147,17 @@ class ConnectionGate:
 
     def _timeout(self) -> float | None:
         first = next(iter(self._waiting.values()), None)
-        return None if first is None else max(0.0, first.deadline - time.monotonic())
+        deadlines = [first.deadline] if first is not None else []
+        deadlines.extend(self._set_aside.values())
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _watch_again(self, selector: selectors.BaseSelector) -> None:
+        """Watch the set-aside partial requests whose pause is over (none where LOW_WATER)."""
+        now = time.monotonic()
+        for sock, due in list(self._set_aside.items()):
+            if due <= now:
+                del self._set_aside[sock]
+                selector.register(sock, selectors.EVENT_READ)
 
     def _accept_all(self, selector: selectors.BaseSelector) -> None:
         while True:
@@ -186,6 +204,10 @@ class ConnectionGate:
             return
         except OSError:
             data = b""
+        if data and len(data) < waiting.need and not LOW_WATER:
+            selector.unregister(sock)  # the rest is on its way: look again in RECHECK
+            self._set_aside[sock] = time.monotonic() + RECHECK
+            return
         if len(data) < waiting.need:
             # Readable below the low-water mark: the peer closed or reset before asking (a port
             # scan, a health check, a peer giving up): not worth a line.
@@ -275,6 +297,7 @@ class ConnectionGate:
 
     def _drop(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
         waiting = self._waiting.pop(sock)
+        self._set_aside.pop(sock, None)
         with contextlib.suppress(KeyError, ValueError):
             selector.unregister(sock)
         sock.close()
@@ -318,7 +341,8 @@ def _valid_ae_title(value: bytes) -> bool:
 
 def _wake_at(sock: socket.socket, size: int) -> int:
     """Let the selector report `sock` readable only once `size` bytes (or EOF) are there."""
-    # Linux (the SCP's platform) honours SO_RCVLOWAT in poll/epoll for TCP: a half-sent
-    # request costs no wake-up until the rest, the peer's close, or ARTIM.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+    # Where LOW_WATER holds (Linux), a half-sent request costs no wake-up until the rest, the
+    # peer's close, or ARTIM; elsewhere `size` is only what _examine compares with.
+    if LOW_WATER:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
     return size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -19,6 +20,19 @@ class GatedServer(ThreadedAssociationServer):
     fast: FastStore | None = None
     gate: ConnectionGate | None = None
     request_queue_size = 128  # socketserver's 5 drops the SYNs of a burst before the gate sees it
+
+    def server_bind(self) -> None:
+        """Bind as pynetdicom does, but exclusively on Windows: there its SO_REUSEADDR would let
+        another program (or a second agent) bind the same port and take part of the traffic."""
+        if sys.platform != "win32":
+            super().server_bind()
+            return
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        if self.ae.network_timeout is not None:
+            self.socket.settimeout(self.ae.network_timeout)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
 
     def start(self, source: str, limits: GateLimits) -> None:
         """Start the gate's thread on the bound socket."""

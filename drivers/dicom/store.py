@@ -10,14 +10,13 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.vocabulary.spool import SpoolLayout
+from drivers.files import BINARY, NO_INHERIT, free_bytes, fsync_dir, rename_durably, sync_file
 
 TMP_SUFFIX = ".part"
 # This process's temporary files start with it. Start-up deletes only other processes' files,
 # which were never acknowledged; a second source (or a restarted one) may still be receiving
 # into this process's.
 RUN = uuid.uuid4().hex[:8]
-# The data and the size must be durable; the timestamps need not be (Windows has only fsync).
-_sync_data = getattr(os, "fdatasync", os.fsync)
 RESERVE_CHECK_BYTES = 1024 * 1024  # a receiving file looks at the free space once per MiB
 
 
@@ -35,7 +34,8 @@ class SpoolFile:
         self.size = 0
         self.below_reserve = below_reserve
         self._next_check = 0
-        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY | NO_INHERIT
+        self._fd = os.open(self.name, flags, 0o600)
         self.file = self  # pynetdicom calls `.file.flush()` after each fragment
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -120,49 +120,31 @@ class Spool:
 
     def free_mb(self) -> float:
         """Space left for unprivileged writers on the spool's filesystem, in MiB."""
-        stats = os.statvfs(self.root)
-        return stats.f_bavail * stats.f_frsize / (1024 * 1024)
+        return free_bytes(self.root) / (1024 * 1024)
 
     def commit(self, temp: Path, received: datetime) -> Path:
-        """Fsync `temp`, rename it to `Y/M/D/<uuid>.dcm` (UTC date), fsync the folder; return it."""
-        _fsync_file(temp)
+        """Fsync `temp`, rename it durably to `Y/M/D/<uuid>.dcm` (UTC date); return the path."""
+        sync_file(temp)
         folder = self.root / f"{received:%Y}" / f"{received:%m}" / f"{received:%d}"
         _durable_mkdir(folder, self.root)
         target = folder / f"{uuid.uuid4()}.dcm"
-        os.rename(temp, target)
-        _fsync_dir(folder)
+        rename_durably(temp, target)
         return target
 
     def quarantine(self, temp: Path, received: datetime) -> Path:
         """Keep the bytes of a refused dataset as `quarantine/dicom/<UTC>-<short>.dcm`."""
-        _fsync_file(temp)
+        sync_file(temp)
         target = self.quarantine_dir / f"{received:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.dcm"
         try:
-            os.rename(temp, target)
+            rename_durably(temp, target)
         except OSError as err:
             if err.errno != errno.EXDEV:
                 raise
             target.write_bytes(temp.read_bytes())  # a separately mounted quarantine: copy
-            _fsync_file(target)
+            sync_file(target)
             temp.unlink()
-        _fsync_dir(self.quarantine_dir)
+            fsync_dir(self.quarantine_dir)
         return target
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _sync_data(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _durable_mkdir(folder: Path, root: Path) -> None:
@@ -177,4 +159,4 @@ def _durable_mkdir(folder: Path, root: Path) -> None:
     for directory in reversed(missing):
         # Another association may have just made it: fsync its parent all the same.
         directory.mkdir(exist_ok=True)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)

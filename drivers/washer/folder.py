@@ -76,6 +76,7 @@ class WasherFolder(Driver):
         self.failures = 0  # failed attempts to watch the folder in a row
         self.checks: dict[str, int] = {}  # stability checks per file name, for status and tests
         self._seen: dict[Path, _Stat] = {}
+        self._in_use: set[Path] = set()  # files whose writer still holds them (Windows)
         self._timers: dict[Path, asyncio.TimerHandle] = {}
         self._due: asyncio.Queue[Path] = asyncio.Queue()
         self._changed = asyncio.Condition()
@@ -204,12 +205,33 @@ class WasherFolder(Driver):
             event = await asyncio.to_thread(self.receipts.cycle_event, raw)
         except FileNotFoundError:
             return  # taken away between the check and the read
+        except PermissionError as err:
+            self._held(path, err)
+            return
         except ReceiptError as err:
-            moved = await asyncio.to_thread(self._reject, path, err, digest)
+            try:
+                moved = await asyncio.to_thread(self._reject, path, err, digest)
+            except PermissionError as held:
+                self._held(path, held)
+                return
             await ctx.emit(self.receipts.rejected_event(err, moved, digest, stat.size))
             return
         await ctx.emit(event)
-        await asyncio.to_thread(self._move, path, self.processed_dir, digest)
+        try:
+            await asyncio.to_thread(self._move, path, self.processed_dir, digest)
+        except PermissionError as err:
+            # Read again once free: the same receipt makes the same event id, journaled once.
+            self._held(path, err)
+            return
+        self._in_use.discard(path)
+
+    def _held(self, path: Path, err: PermissionError) -> None:
+        """Look at `path` again after `settle`: on Windows its writer may still hold it open
+        without sharing, so it cannot be read or moved yet. One warning per file."""
+        emit = log.debug if path in self._in_use else log.warning
+        self._in_use.add(path)
+        emit("washer.file_in_use", source=self.name, file=path.name, error=err.strerror or str(err))
+        self._touch(path, None)
 
     def _move(self, path: Path, directory: Path, digest: str) -> Path:
         """Move `path` (and its ready marker) into `directory` durably; never overwrite."""

@@ -375,7 +375,7 @@ async def endoscopy_centre(
                     tmp_path / f"tty{station.reader}-test",
                 )
                 await stack.enter_async_context(pty_pair(device, end))
-                serial[station.reader] = os.open(end, os.O_RDWR | os.O_NOCTTY)
+                serial[station.reader] = os.open(end, os.O_RDWR | getattr(os, "O_NOCTTY", 0))
                 stack.callback(os.close, serial[station.reader])
                 devices[station.reader] = device
         mqtt = await stack.enter_async_context(

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.peers import required_tool
+
+if sys.platform == "win32":  # (and grp, pwd above do not exist there)
+    pytest.skip("the systemd install: Linux only (docs/windows.md)", allow_module_level=True)
 
 ROOT = Path(__file__).parents[2]
 UNIT = ROOT / "systemd" / "edge-agent.service"

@@ -1,4 +1,7 @@
-"""The reader driver on a real serial pseudo-terminal pair made by socat, unplugged and back."""
+"""The reader driver on a real serial pseudo-terminal pair made by socat, unplugged and back.
+
+Every serial test runs twice: with the event loop reading the port (Linux) and with the worker
+threads Windows uses (drivers/serial_thread.py), forced here on the same pseudo-terminals."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.transport import SerialEndpoint, TcpEndpoint, open_stream, why_not_open
+import drivers.transport
+from drivers.serial_thread import ThreadedSerialTransport
+from drivers.transport import READ_SIZE, SerialEndpoint, TcpEndpoint, open_stream, why_not_open
 from tests.integration.test_reader_tcp import (
     FRAME_A,
     FRAME_B,
@@ -23,6 +28,13 @@ from tests.integration.test_reader_tcp import (
     until,
 )
 from tests.peers import required_tool
+
+
+@pytest.fixture(params=[False, True], ids=["event-loop", "threads"])
+def serial_threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Which serial transport `open_stream` uses: the event loop's, or Windows' threads."""
+    monkeypatch.setattr(drivers.transport, "SERIAL_THREADS", request.param)
+    return bool(request.param)
 
 
 def socat() -> str:
@@ -54,14 +66,14 @@ async def pty_pair(device: Path, peer: Path) -> AsyncIterator[None]:
 
 
 def write_peer(peer: Path, data: bytes) -> None:
-    fd = os.open(peer, os.O_RDWR | os.O_NOCTTY)
+    fd = os.open(peer, os.O_RDWR | getattr(os, "O_NOCTTY", 0))
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
 
 
-async def test_serial_reader_taps_and_survives_unplugging(tmp_path):
+async def test_serial_reader_taps_and_survives_unplugging(tmp_path, serial_threads):
     socat()
     device, peer = tmp_path / "ttyREADER", tmp_path / "ttyTEST"
     reader = make_reader(f"serial://{device}?baud=9600&parity=N&bytesize=8&stopbits=1")
@@ -95,7 +107,7 @@ async def test_serial_reader_taps_and_survives_unplugging(tmp_path):
     ]
 
 
-async def test_a_device_that_cannot_be_opened_is_said_with_the_fix(tmp_path):
+async def test_a_device_that_cannot_be_opened_is_said_with_the_fix(tmp_path, serial_threads):
     missing = SerialEndpoint(str(tmp_path / "ttyUSB9"))
     with pytest.raises(OSError) as unplugged:
         await open_stream(missing)
@@ -111,3 +123,40 @@ async def test_a_device_that_cannot_be_opened_is_said_with_the_fix(tmp_path):
     assert why_not_open(server, refused.value).startswith(
         f"127.0.0.1:{port} refused the connection: nothing listens there"
     )
+
+
+def read_peer(peer: Path, size: int) -> bytes:
+    """Read `size` bytes from the far end (blocking: run it in a thread)."""
+    fd = os.open(peer, os.O_RDWR | getattr(os, "O_NOCTTY", 0))
+    try:
+        got = b""
+        while len(got) < size:
+            got += os.read(fd, size - len(got))
+        return got
+    finally:
+        os.close(fd)
+
+
+async def test_the_port_carries_both_ways_and_closes_under_a_waiting_read(tmp_path, serial_threads):
+    socat()
+    device, peer = tmp_path / "ttyREADER", tmp_path / "ttyTEST"
+    command = b"\x02READ\x03\r\n\x1a"  # a reader command; no byte is translated
+    bulk = bytes(range(256)) * 800  # 200 KiB: more than the pty holds, so writing must wait
+    async with pty_pair(device, peer):
+        reader, writer = await open_stream(SerialEndpoint(str(device), baudrate=115200))
+        assert isinstance(writer.transport, ThreadedSerialTransport) == serial_threads
+        async with asyncio.timeout(WAIT):
+            received = asyncio.ensure_future(asyncio.to_thread(read_peer, peer, len(command)))
+            writer.write(command)
+            await writer.drain()
+            assert await received == command
+            received = asyncio.ensure_future(asyncio.to_thread(read_peer, peer, len(bulk)))
+            writer.write(bulk)
+            await writer.drain()
+            assert await received == bulk
+            write_peer(peer, b"tag\r\n")
+            assert await reader.readexactly(5) == b"tag\r\n"
+            waiting = asyncio.ensure_future(reader.read(READ_SIZE))  # the port is silent now
+            writer.close()
+            await writer.wait_closed()
+            assert await waiting == b""  # the blocked read ended with the close

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -223,3 +226,37 @@ async def test_a_parser_defect_quarantines_the_receipt_instead_of_stopping_the_s
     assert events[0].kind == "washer.rejected"
     assert events[0].payload["reason"] == "parser_failed: the csv parser failed (IndexError)"
     assert "刘洋" not in str(logs)
+
+
+async def test_a_file_its_writer_still_holds_is_moved_once_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Windows refuses to rename a file another program holds open without sharing (a sharing
+    # violation, PermissionError); simulated here, since Linux always allows it.
+    held = {"cycle.csv"}
+    rename = os.rename
+
+    def refusing(source: str | Path, target: str | Path) -> None:
+        if Path(source).name in held:
+            raise PermissionError(errno.EACCES, "being used by another process", str(source))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", refusing)
+    inbox = tmp_path / "exports"
+    inbox.mkdir()
+    (inbox / "cycle.csv").write_bytes((FIXTURES / "cycle_aw03.csv").read_bytes())
+    folder = make_folder(inbox)
+    ctx = StateContext(tmp_path / "state")
+    with capture_logs() as logs:
+        async with running(folder, ctx):
+            await ctx.wait_for(lambda events: len(events) >= 2)  # read, refused, read again
+            assert (inbox / "cycle.csv").exists()
+            assert not (inbox / "processed").exists() or not any((inbox / "processed").iterdir())
+            held.clear()  # the washer's program lets go
+            await until(folder, (inbox / "processed" / "cycle.csv").exists)
+    assert not (inbox / "cycle.csv").exists()
+    assert len({event.id for event in ctx.events}) == 1  # one receipt, one event id
+    in_use = [e for e in logs if e["event"] == "washer.file_in_use"]
+    levels = [e["log_level"] for e in in_use]
+    assert levels == ["warning"] + ["debug"] * (len(levels) - 1)  # said once per file
+    assert {e["file"] for e in in_use} == {"cycle.csv"}

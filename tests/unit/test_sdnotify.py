@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+
+import pytest
 
 from agent.sdnotify import Notifier
+
+if sys.platform == "win32":
+    pytest.skip("systemd's notify protocol: Linux only", allow_module_level=True)
 
 
 def test_notify_sends_datagram_to_abstract_socket():

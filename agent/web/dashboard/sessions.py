@@ -136,7 +136,7 @@ class SessionStore:
             return
         temporary = self._logouts_file.with_suffix(".tmp")
         with contextlib.suppress(OSError):  # remembered in memory all the same
-            temporary.write_text(json.dumps(self._logouts), encoding="utf-8")
+            temporary.write_text(json.dumps(self._logouts), encoding="utf-8", newline="\n")
             os.replace(temporary, self._logouts_file)
 
 
