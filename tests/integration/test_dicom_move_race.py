@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -67,14 +67,17 @@ class Archive:
     move_port: int
 
 
-def study(state: Path, patient: str = "P1501", name: str = "Li^Lei") -> dict[str, Path]:
+def study(state: Path, syntaxes: Sequence[str] = SYNTAXES) -> dict[str, Path]:
     """Index a one-series study of IMAGES instances, one stored transfer syntax after another."""
-    attrs: dict[str, Any] = {"PatientID": patient, "PatientName": name}
+    attrs: dict[str, Any] = {"PatientID": "P1501", "PatientName": "Li^Lei"}
     attrs |= {"PatientBirthDate": "19800101", "PatientSex": "F", "StudyDate": "20240115"}
-    attrs |= {"StudyTime": "090000", "AccessionNumber": f"A{patient}", "Modality": "CT"}
+    attrs |= {"StudyTime": "090000", "AccessionNumber": "A1501", "Modality": "CT"}
     attrs |= {"SeriesNumber": 1}
     instances = [
-        (_instance(STUDY, SERIES, f"{SERIES}.{n}", InstanceNumber=n, **attrs), SYNTAXES[n % 4])
+        (
+            _instance(STUDY, SERIES, f"{SERIES}.{n}", InstanceNumber=n, **attrs),
+            syntaxes[n % len(syntaxes)],
+        )
         for n in range(1, IMAGES + 1)
     ]
     return _index(state, cast(Any, instances))
