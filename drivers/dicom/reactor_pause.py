@@ -17,7 +17,9 @@ sub-operations fail. Seen under CPU load, when the reactor thread waits long for
 
 `ReactorCheckpoint` replaces that Event: its `wait` returns only while it is set, and its
 `clear` from any thread but the reactor returns only once the reactor is parked in `wait` (or
-its association is over), so the sender's own spin that follows is true.
+its association is over), so the sender's own spin that follows is true. The reactor's 1 ms
+idle sleep (through `acceptor_threads._Sleep`) ends as soon as a sender clears: a C-MOVE
+sub-operation does not wait for it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ReactorCheckpoint:
         self._cond = threading.Condition(threading.Lock())
         self._flag = True  # pynetdicom starts with the reactor free to run
         self._parked = False
+        self._clears = 0  # how many times a pause was asked for
 
     def is_set(self) -> bool:
         """True while the reactor may run."""
@@ -54,6 +57,8 @@ class ReactorCheckpoint:
         """Stop the reactor; from another thread, return only once it is parked (or ended)."""
         with self._cond:
             self._flag = False
+            self._clears += 1
+            self._cond.notify_all()  # ends the reactor's idle sleep
             if threading.current_thread() is self._assoc:
                 return  # the reactor itself, sending from a handler: it is not in its loop
             while not self._parked and self._running():
@@ -69,6 +74,12 @@ class ReactorCheckpoint:
             finally:
                 self._parked = False
 
+    def idle(self, seconds: float) -> None:
+        """The reactor's sleep between looks: `seconds`, or until a sender wants it parked."""
+        with self._cond:
+            asked = self._clears
+            self._cond.wait_for(lambda: self._clears != asked, seconds)
+
     def _running(self) -> bool:
         return self._assoc.is_alive() and not getattr(self._assoc, "_kill", False)
 
@@ -82,7 +93,10 @@ def install() -> None:
     @functools.wraps(init)
     def init_with_checkpoint(self: Association, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        self._reactor_checkpoint = ReactorCheckpoint(self)  # type: ignore[assignment]
+        checkpoint = ReactorCheckpoint(self)
+        self._reactor_checkpoint = checkpoint  # type: ignore[assignment]
+        # The reactor thread's sleeps (acceptor_threads._Sleep); an acceptor's Wakeups replace it.
+        self._edge_wait = checkpoint.idle  # type: ignore[attr-defined]
 
     init_with_checkpoint._edge_checkpoint = True  # type: ignore[attr-defined]
     Association.__init__ = init_with_checkpoint  # type: ignore[method-assign]
