@@ -6,7 +6,9 @@ Both acceptors (the lean path and pynetdicom) must answer alike.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +18,13 @@ from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from agent.imaging.study_index import StudyIndexReader
-from drivers.dicom.qr import PATIENT_ROOT, STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from drivers.dicom.qr import (
+    PATIENT_ROOT,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    _no_delay,
+)
 from drivers.dicom.scp import UNCOMPRESSED, DicomScp, DicomScpConfig
 from tests.integration.test_dicom_move_race import (
     IMAGES,
@@ -134,3 +142,12 @@ async def test_a_missing_spool_file_fails_that_sub_operation_only(tmp_path: Path
     assert some.FailedSOPInstanceUIDList == lost
     assert sorted(stored) == sorted(set(files) - {lost})
     assert (every.Status, every.NumberOfFailedSuboperations) == (0xA702, IMAGES)
+
+
+def test_the_move_association_sends_each_pdu_at_once() -> None:
+    with socket.socket() as sock:
+        event = SimpleNamespace(
+            assoc=SimpleNamespace(dul=SimpleNamespace(socket=SimpleNamespace(socket=sock)))
+        )
+        _no_delay(event)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
