@@ -5,7 +5,6 @@ The index and its queries are the imaging domain's: the SCP is given a `StudyInd
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,10 +123,7 @@ class QueryRetrieve:
             yield matches, None
             return
         contexts = _storage_contexts(matches)
-        yield (
-            *destination,
-            {"contexts": contexts, "evt_handlers": [(evt.EVT_CONN_OPEN, _no_delay)]},
-        )
+        yield (*destination, {"contexts": contexts})
         yield from self._send(event, matches, "move")
 
     def on_get(self, event: Any) -> Iterator[Any]:
@@ -179,17 +175,6 @@ def _storage_contexts(matches: list[Instance]) -> list[PresentationContext]:
             contexts.append(build_context(sop_class, syntax))
         contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
     return contexts[:MAX_CONTEXTS]
-
-
-def _no_delay(event: Any) -> None:
-    """EVT_CONN_OPEN of the move's association: send each PDU at once (no Nagle).
-
-    A C-STORE is a command PDU then a data set PDU; with Nagle the second waits for the
-    destination to acknowledge the first, which it delays (40 ms on Linux): ≈ 50 ms an image.
-    """
-    sock = event.assoc.dul.socket.socket
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _calling(event: Any) -> str:

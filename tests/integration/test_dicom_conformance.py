@@ -6,9 +6,7 @@ Both acceptors (the lean path and pynetdicom) must answer alike.
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +21,6 @@ from drivers.dicom.qr import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
-    _no_delay,
 )
 from drivers.dicom.scp import UNCOMPRESSED, DicomScp, DicomScpConfig
 from tests.integration.test_dicom_move_race import (
@@ -142,12 +139,3 @@ async def test_a_missing_spool_file_fails_that_sub_operation_only(tmp_path: Path
     assert some.FailedSOPInstanceUIDList == lost
     assert sorted(stored) == sorted(set(files) - {lost})
     assert (every.Status, every.NumberOfFailedSuboperations) == (0xA702, IMAGES)
-
-
-def test_the_move_association_sends_each_pdu_at_once() -> None:
-    with socket.socket() as sock:
-        event = SimpleNamespace(
-            assoc=SimpleNamespace(dul=SimpleNamespace(socket=SimpleNamespace(socket=sock)))
-        )
-        _no_delay(event)
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
