@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage, generate_uid
-from pynetdicom import AE, build_role, evt
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, _config, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -143,7 +143,7 @@ def pynetdicom_get(running: Running, study_uid: str) -> dict[str, bytes]:
 
     ae = AE("GATEWAY")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)  # the stored syntax
     assoc = ae.associate(
         "127.0.0.1",
         running.port,
@@ -168,8 +168,11 @@ def names(found: list[Dataset]) -> list[str]:
 
 
 async def test_chinese_names_are_indexed_found_and_retrieved_unchanged(
-    running: Running, tmp_path: Path
+    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # This process's C-GET SCU keeps what it receives in memory, whatever an in-process SCP
+    # of an earlier test set (pynetdicom's setting is process-wide).
+    monkeypatch.setattr(_config, "STORE_RECV_CHUNKED_DATASET", False)
     zhang = ["Zhang^San=张^三", "Zhang^Wei=张^伟"]
     for charset in ("GB18030", "ISO_IR 192"):
         found = await findscu(running, query(charset, "张*"), tmp_path / f"find-{charset}")
