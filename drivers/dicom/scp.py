@@ -17,6 +17,7 @@ from agent.config import PluginSection, Seconds, Section
 from agent.vocabulary.spool import SpoolLayout
 from agent.vocabulary.study_index import StudyIndexFactory
 from drivers.base import Driver, DriverContext
+from drivers.dicom import reactor_pause
 from drivers.dicom.acceptor_threads import use_wakeups
 from drivers.dicom.fast_store import FastStore
 from drivers.dicom.gate import ConnectionGate, GateLimits
@@ -283,6 +284,7 @@ def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> N
     _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.STORE_RECV_CHUNKED_DATASET = receive == "file"
     use_wakeups()
+    reactor_pause.install()  # the C-MOVE sub-operations' responses reach the sending thread
     # pynetdicom has no per-AE temporary folder; its factory is replaced so that the received
     # bytes land on the spool's filesystem (a rename, not a copy) and a full disk is answered.
     setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010
