@@ -170,7 +170,8 @@ def by_storescu_options(files: Sequence[Path]) -> list[tuple[list[str], list[Pat
     acceptor honouring the sender's order takes Explicit BE in the second, so Implicit VR files
     would be converted: they are sent proposing Implicit VR LE only (`-xi`).
     """
-    explicit, implicit = [], []
+    explicit: list[Path] = []
+    implicit: list[Path] = []
     for path in files:
         syntax = dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
         (implicit if syntax.is_implicit_VR else explicit).append(path)
