@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
@@ -26,6 +24,7 @@ from agent.vocabulary.study_index import (
     Matches,
     StudyIndex,
 )
+from drivers.dicom.retrieve import StoredInstance, use_stored_sends
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +74,7 @@ class QueryRetrieve:
 
     def handlers(self) -> list[tuple[Any, Handler]]:
         """The pynetdicom event handlers to bind on the AE's server."""
+        use_stored_sends()  # what `_send` yields is sent by `retrieve`
         return [
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_C_MOVE, self.on_move),
@@ -142,23 +142,12 @@ class QueryRetrieve:
     def _send(self, event: Any, matches: list[Instance], op: str) -> Iterator[Any]:
         log.info(f"qr.{op}", instances=len(matches), calling_ae=_calling(event))
         yield len(matches)
-        for sop_uid, sop_class, _syntax, relative in matches:
+        for sop_uid, sop_class, syntax, relative in matches:
             if event.is_cancelled:
                 yield CANCEL, None
                 return
-            yield PENDING, self._read(sop_uid, sop_class, relative)
-
-    def _read(self, sop_uid: str, sop_class: str, relative: str) -> Dataset:
-        """The spool file's dataset as stored (elements stay raw, re-encoded byte for byte)."""
-        try:
-            return dcmread(self.spool_dir / relative)
-        except (OSError, InvalidDicomError) as err:
-            log.warning("qr.instance_unreadable", error=type(err).__name__)
-            # No file meta: pynetdicom refuses it, counting a failed sub-operation for this UID.
-            stub = Dataset()
-            stub.SOPClassUID = sop_class
-            stub.SOPInstanceUID = sop_uid
-            return stub
+            # Not read here: `retrieve` streams the file's data set as stored, or converts it.
+            yield PENDING, StoredInstance(self.spool_dir / relative, sop_class, sop_uid, syntax)
 
 
 def _storage_contexts(matches: list[Instance]) -> list[PresentationContext]:

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,9 @@ from tests.peers import dcmtk
 
 AGENT_AE = "EDGE_AGENT"
 PREFERS_LE = "WANTS_LE"  # configured to prefer Explicit VR Little Endian whatever it proposes
+# getscu proposes Explicit VR LE first whatever its options: this AE is configured to prefer
+# Implicit VR LE, which getscu proposes too.
+PREFERS_ILE = "WANTS_ILE"
 
 # pydicom test file → the storescu option proposing its syntax (with all uncompressed ones)
 CASES = {
@@ -49,6 +51,8 @@ CASES = {
     "SC_rgb_rle.dcm": "-xr",  # RLE Lossless
 }
 
+NAMES = [*CASES, "MR_small_bigendian.dcm"]  # each copy's SOP Instance UID differs by its index
+
 
 @dataclass
 class Agent:
@@ -57,6 +61,7 @@ class Agent:
     port: int
     state: Path
     storescp_port: int
+    sources: Path  # the test files as sent
 
     def peer(self) -> list[str]:
         return ["127.0.0.1", str(self.port)]
@@ -72,10 +77,13 @@ def _config(tmp: Path, port: int, storescp_port: int) -> Path:
                 "ae_title": AGENT_AE,
                 "host": "127.0.0.1",
                 "port": port,
-                "allowed_calling_aes": ["STORESCU", "GETSCU", "MOVESCU", PREFERS_LE],
+                "allowed_calling_aes": ["STORESCU", "GETSCU", "MOVESCU", PREFERS_LE, PREFERS_ILE],
                 "min_free_mb": 1,
-                "move_destinations": {"STORESCP": {"host": "127.0.0.1", "port": storescp_port}},
-                "transfer_syntax_preference": {PREFERS_LE: ["ExplicitVRLittleEndian"]},
+                "move_destinations": {"MOVESCU": {"host": "127.0.0.1", "port": storescp_port}},
+                "transfer_syntax_preference": {
+                    PREFERS_LE: ["ExplicitVRLittleEndian"],
+                    PREFERS_ILE: ["1.2.840.10008.1.2"],
+                },
             }
         },
         "domains": {"imaging": {"type": "imaging", "forward_to": []}},
@@ -106,6 +114,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     assert proc.stdout is not None
     log = (tmp / "agent.log").open("wb")
+    # After READY the rest goes to the file, or a full pipe would stall the agent.
+    pump = threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, log), daemon=True)
     try:
         while b"READY=1" not in notify.recv(4096):
             pass
@@ -113,9 +123,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
             log.write(line)
             if b'"dicom.scp_listening"' in line:
                 break
-        # The rest goes to the file, or a full pipe would stall the agent.
-        threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, log), daemon=True).start()
-        yield Agent(port, tmp / "state", storescp_port)
+        pump.start()
+        yield Agent(port, tmp / "state", storescp_port, tmp_path_factory.mktemp("sources"))
     finally:
         proc.terminate()
         try:
@@ -123,6 +132,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if pump.ident is not None:
+            pump.join(10)
         notify.close()
         log.close()
 
@@ -157,22 +168,39 @@ def stored_file(agent: Agent, sop_uid: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime_ns)
 
 
-def source_file(name: str) -> Path:
-    """The pydicom test file, or a copy made storable (with study and series UIDs)."""
-    path = Path(str(get_testdata_file(name)))
-    ds = dcmread(path)
-    if "StudyInstanceUID" in ds:
-        return path
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[name, "study"])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[name, "series"])
-    copy = Path(tempfile.mkdtemp()) / name
-    ds.save_as(copy, enforce_file_format=True)
+def testdata(name: str) -> Path:
+    """A file of pydicom's test corpus."""
+    return Path(str(get_testdata_file(name)))
+
+
+def source_file(agent: Agent, name: str) -> Path:
+    """A copy of the pydicom test file with a SOP Instance UID of its own (some share theirs).
+
+    The UID is changed in the bytes (its last digit), so the copy keeps everything else as it
+    was, group lengths included. A file without study and series UIDs is given them by pydicom.
+    """
+    copy = agent.sources / name
+    if copy.exists():
+        return copy
+    original = testdata(name)
+    ds = dcmread(original)
+    if "StudyInstanceUID" not in ds:
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=[name, "study"])
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=[name, "series"])
+        ds.save_as(copy, enforce_file_format=True)
+        return copy
+    raw = original.read_bytes()
+    if not ds.file_meta.TransferSyntaxUID.is_deflated:  # the data set's bytes are compressed
+        sop = str(ds.SOPInstanceUID).encode()
+        digit = str((int(sop[-1:]) + 1 + NAMES.index(name)) % 10).encode()
+        raw = raw.replace(sop, sop[:-1] + digit)
+    copy.write_bytes(raw)
     return copy
 
 
 def store(agent: Agent, name: str, option: str, calling: str = "STORESCU") -> Path:
     """`storescu -R +C <option>` one pydicom test file; the spool file it became."""
-    source = source_file(name)
+    source = source_file(agent, name)
     run(dcmtk("storescu"), "-v", "-R", "+C", option, "-aet", calling, "-aec", AGENT_AE,
         *agent.peer(), str(source))  # fmt: skip
     return stored_file(agent, str(dcmread(source, stop_before_pixels=True).SOPInstanceUID))
@@ -183,7 +211,7 @@ def test_storescu_combined_proposal_is_stored_in_the_senders_syntax(
     agent: Agent, name: str, option: str
 ) -> None:
     stored = store(agent, name, option)
-    source = dcmread(source_file(name))
+    source = dcmread(source_file(agent, name))
     assert syntax_of(stored) == source.file_meta.TransferSyntaxUID
     if "PixelData" in source:  # storescu may re-encode group lengths, never the pixels
         assert dcmread(stored).PixelData == source.PixelData
@@ -192,4 +220,87 @@ def test_storescu_combined_proposal_is_stored_in_the_senders_syntax(
 def test_a_configured_preference_overrides_the_senders_order(agent: Agent) -> None:
     stored = store(agent, "image_dfl.dcm", "-xd", calling=PREFERS_LE)
     assert syntax_of(stored) == "1.2.840.10008.1.2.1"  # the deflated proposal came first
-    assert dcmread(stored).PixelData == dcmread(source_file("image_dfl.dcm")).PixelData
+    assert dcmread(stored).PixelData == dcmread(source_file(agent, "image_dfl.dcm")).PixelData
+
+
+def image_keys(sop_uid: str) -> list[str]:
+    return ["-k", "QueryRetrieveLevel=IMAGE", "-k", f"SOPInstanceUID={sop_uid}"]
+
+
+def get(agent: Agent, sop_uid: str, out: Path, option: str) -> tuple[Path | None, str]:
+    """`getscu` one instance at IMAGE level (Patient Root); the file it wrote and its output."""
+    out.mkdir()
+    calling, options = (PREFERS_ILE, []) if option == "+xi" else ("GETSCU", [option])
+    done = subprocess.run(
+        [dcmtk("getscu"), "-v", "-P", "-aet", calling, "-aec", AGENT_AE, "+B", *options, "-od",
+         str(out), *image_keys(sop_uid), *agent.peer()],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    files = list(out.iterdir())
+    return (files[0] if files else None), done.stdout + done.stderr
+
+
+def move(agent: Agent, sop_uid: str, out: Path, option: str) -> tuple[Path | None, str]:
+    """`movescu` one instance to itself (its own storage SCP); the file it received."""
+    out.mkdir()
+    done = subprocess.run(
+        [dcmtk("movescu"), "-v", "-P", "-aet", "MOVESCU", "-aem", "MOVESCU", "-aec", AGENT_AE,
+         "+P", str(agent.storescp_port), "+B", option, *image_keys(sop_uid), *agent.peer()],
+        cwd=out, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    files = list(out.iterdir())
+    return (files[0] if files else None), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("name", "option"), CASES.items(), ids=list(CASES))
+def test_getscu_and_movescu_get_the_stored_bytes_back(
+    agent: Agent, tmp_path: Path, name: str, option: str
+) -> None:
+    stored = store(agent, name, option)
+    sop_uid = str(dcmread(stored, stop_before_pixels=True).SOPInstanceUID)
+    accept = "+" + option[1:]  # the same syntax preferred by the retrieving side
+    for how, retrieve in (("get", get), ("move", move)):
+        got, out = retrieve(agent, sop_uid, tmp_path / how, accept)
+        assert got is not None, out
+        assert syntax_of(got) == syntax_of(stored), out
+        assert dataset_bytes(got) == dataset_bytes(stored), how
+
+
+def test_big_endian_is_converted_for_a_peer_that_does_not_take_it(
+    agent: Agent, tmp_path: Path
+) -> None:
+    stored = store(agent, "MR_small_bigendian.dcm", "-xb")
+    assert syntax_of(stored) == "1.2.840.10008.1.2.2"
+    sop_uid = str(dcmread(stored).SOPInstanceUID)
+    got, out = get(agent, sop_uid, tmp_path / "get", "+xe")  # proposes Explicit VR LE first
+    assert got is not None, out
+    converted = dcmread(got)
+    assert converted.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    # The 16-bit pixels are byte-swapped, not copied: the same image as pydicom's LE file.
+    assert converted.PixelData == dcmread(testdata("MR_small.dcm")).PixelData
+    assert converted.Rows == 64 and converted.SOPInstanceUID == sop_uid
+
+
+def test_an_instance_the_peer_cannot_take_fails_alone(agent: Agent, tmp_path: Path) -> None:
+    study = str(generate_uid(entropy_srcs=["issue 15", "mixed study"]))
+    files = []
+    for name, syntax in (("SC_rgb_jpeg_dcmtk.dcm", "-xy"), ("CT_small.dcm", "-xe")):
+        ds = dcmread(testdata(name))
+        ds.StudyInstanceUID = study
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        files.append(tmp_path / name)
+        ds.save_as(files[-1], enforce_file_format=True)
+        run(dcmtk("storescu"), "-R", "+C", syntax, "-aet", "STORESCU", "-aec", AGENT_AE,
+            *agent.peer(), str(files[-1]))  # fmt: skip
+    out = tmp_path / "got"
+    out.mkdir()
+    # getscu proposes the uncompressed syntaxes only: no codec here turns JPEG into them.
+    output = run(dcmtk("getscu"), "-d", "-S", "-aet", "GETSCU", "-aec", AGENT_AE, "+B", "-od",
+                 str(out), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+                 *agent.peer())  # fmt: skip
+    (got,) = out.iterdir()
+    assert dcmread(got).SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"  # the CT
+    assert "Number of Completed Suboperations : 1" in output
+    assert "Number of Failed Suboperations    : 1" in output
+    final = output.split("Final status report")[0].rsplit("Received C-GET Response", 1)[1]
+    assert "DIMSE Status                  : 0xb000" in final  # a warning, not a failure
