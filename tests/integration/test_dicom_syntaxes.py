@@ -168,7 +168,7 @@ def stored_file(agent: Agent, sop_uid: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime_ns)
 
 
-def testdata(name: str) -> Path:
+def pydicom_file(name: str) -> Path:
     """A file of pydicom's test corpus."""
     return Path(str(get_testdata_file(name)))
 
@@ -182,7 +182,7 @@ def source_file(agent: Agent, name: str) -> Path:
     copy = agent.sources / name
     if copy.exists():
         return copy
-    original = testdata(name)
+    original = pydicom_file(name)
     ds = dcmread(original)
     if "StudyInstanceUID" not in ds:
         ds.StudyInstanceUID = generate_uid(entropy_srcs=[name, "study"])
@@ -277,7 +277,7 @@ def test_big_endian_is_converted_for_a_peer_that_does_not_take_it(
     converted = dcmread(got)
     assert converted.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     # The 16-bit pixels are byte-swapped, not copied: the same image as pydicom's LE file.
-    assert converted.PixelData == dcmread(testdata("MR_small.dcm")).PixelData
+    assert converted.PixelData == dcmread(pydicom_file("MR_small.dcm")).PixelData
     assert converted.Rows == 64 and converted.SOPInstanceUID == sop_uid
 
 
@@ -285,7 +285,7 @@ def test_an_instance_the_peer_cannot_take_fails_alone(agent: Agent, tmp_path: Pa
     study = str(generate_uid(entropy_srcs=["issue 15", "mixed study"]))
     files = []
     for name, syntax in (("SC_rgb_jpeg_dcmtk.dcm", "-xy"), ("CT_small.dcm", "-xe")):
-        ds = dcmread(testdata(name))
+        ds = dcmread(pydicom_file(name))
         ds.StudyInstanceUID = study
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         files.append(tmp_path / name)
