@@ -10,6 +10,7 @@ pynetdicom counts it (Failed SOP Instance UID List): the other instances still g
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from io import BytesIO
@@ -21,12 +22,17 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.presentation import PresentationContext
 
+from drivers.dicom import wire
+from drivers.dicom.acceptor_threads import Wakeups
+
 log = structlog.get_logger(__name__)
 
+MAX_FRAGMENT = 1 << 20  # a peer without a PDU limit still gets the data set in 1 MiB PDUs
 _SWAP_UNITS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}  # other-VRs pydicom keeps as bytes
 
 
@@ -112,7 +118,8 @@ def send_stored(
             reason=str(err) if isinstance(err, NotSent) else type(err).__name__,
         )
         raise
-    return _exchange(assoc, req, int(context.context_id or 0))
+    lean = assoc.is_requestor and req._dataset_path is not None
+    return _exchange(assoc, req, int(context.context_id or 0), lean)
 
 
 def _as_stored(
@@ -124,6 +131,41 @@ def _as_stored(
             req._dataset_path = (instance.path, offset)  # streamed from the file, as stored
             return cx
     return None
+
+
+def _write_stored(assoc: Association, req: C_STORE, context_id: int) -> None:
+    """Write the C-STORE-RQ and the file's data set straight to the socket, as P-DATA-TF PDUs.
+
+    pynetdicom queues each PDU to its DUL thread (a state machine step and a thread switch per
+    16 KB fragment for a dcmtk peer): for a small image that costs more than the sending. Only on
+    an association the agent requested for a C-MOVE, where this thread is the only one with
+    anything to send while a sub-operation is under way (the DUL thread only reads, and only
+    sends on release or abort, which cannot happen while we wait for the response).
+    """
+    message = C_STORE_RQ()
+    message.primitive_to_message(req)
+    command = encode(message.command_set, True, True)
+    assert command is not None and req._dataset_path is not None
+    path, offset = (
+        req._dataset_path if isinstance(req._dataset_path, tuple) else (req._dataset_path, 0)
+    )
+    peer_max = int(assoc.acceptor.maximum_length or 0)
+    room = min(peer_max - 6, MAX_FRAGMENT) if peer_max > 6 else MAX_FRAGMENT
+    transport = assoc.dul.socket
+    sock = None if transport is None else transport.socket
+    if sock is None:
+        raise ConnectionResetError("the association's connection is closed")
+    sock.sendall(wire.p_data_command(context_id, command, peer_max))
+    with Path(path).open("rb") as file:
+        remaining = os.fstat(file.fileno()).st_size - offset
+        file.seek(offset)
+        while True:
+            chunk = file.read(min(room, remaining))
+            remaining -= len(chunk)
+            last = remaining <= 0 or not chunk
+            sock.sendall(wire.p_data_header(context_id, len(chunk), 0x02 if last else 0x00) + chunk)
+            if last:
+                return
 
 
 def _converted(
@@ -138,14 +180,79 @@ def _converted(
     raise NotSent("no accepted transfer syntax the stored one converts to")
 
 
-def _exchange(assoc: Association, req: C_STORE, context_id: int) -> Dataset:
+class Checkpoint:
+    """An association's reactor checkpoint (pynetdicom's is an Event) that knows when the
+    reactor is parked on it.
+
+    pynetdicom pauses its reactor by clearing the Event, then waiting for `_is_paused`, which
+    the reactor sets *before* each wait: one left over from the previous wait (the reactor has
+    returned from it, not yet reset the flag) lets the sender go on while the reactor is about
+    to take the next DIMSE message off the queue. If that is the C-STORE response, the sender
+    waits for it until the DIMSE timeout ("Received unexpected C-STORE service message"; the
+    stall of issue 15, defect 3). `pause` waits until the reactor has parked after the clear.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._open = True
+        self._parked = False
+
+    def is_set(self) -> bool:
+        """Whether the reactor may run."""
+        return self._open
+
+    def set(self) -> None:
+        """Let the reactor run."""
+        with self._changed:
+            self._open = True
+            self._changed.notify_all()
+
+    def clear(self) -> None:
+        """Make the reactor stop at its next wait."""
+        with self._changed:
+            self._open = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """The reactor's stop: park until set."""
+        with self._changed:
+            self._parked = True
+            self._changed.notify_all()
+            opened = self._changed.wait_for(lambda: self._open, timeout)
+            self._parked = False
+            return opened
+
+    def pause(self, reactor: threading.Thread) -> None:
+        """Clear, and return once the reactor is parked (or has ended)."""
+        with self._changed:
+            self._open = False
+            while not self._parked and reactor.is_alive():
+                self._changed.wait(0.05)
+
+
+def use_checkpoint(assoc: Association) -> None:
+    """Give an association that has not started its reactor a `Checkpoint`."""
+    assoc._reactor_checkpoint = Checkpoint()  # type: ignore[assignment]
+
+
+def _exchange(assoc: Association, req: C_STORE, context_id: int, lean: bool) -> Dataset:
     """Send the request and wait for its response (the end of pynetdicom's `send_c_store`)."""
-    # Pause the reactor, as pynetdicom does, so that it does not take our response.
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
+    # Pause the reactor so that it does not take our response: for C-GET it is this thread
+    # (already serving the request), for C-MOVE the storage association's own thread.
+    checkpoint = assoc._reactor_checkpoint
+    if isinstance(checkpoint, Checkpoint) and threading.current_thread() is not assoc:
+        waker = getattr(getattr(assoc, "_edge_wait", None), "__self__", None)
+        if isinstance(waker, Wakeups):
+            waker.message.set()  # the reactor waits for a message: it parks now, not in 1 ms
+        checkpoint.pause(assoc)
+    else:
+        checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
     try:
-        assoc.dimse.send_msg(req, context_id)
+        if lean:
+            _write_stored(assoc, req, context_id)
+        else:
+            assoc.dimse.send_msg(req, context_id)
         _, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()

@@ -120,6 +120,11 @@ def p_data_command(context_id: int, command: bytes, max_pdu: int) -> bytes:
     return b"".join(pdus)
 
 
+def p_data_header(context_id: int, size: int, control: int) -> bytes:
+    """The P-DATA-TF PDU and PDV headers before `size` bytes of one fragment."""
+    return _PDU_HEADER.pack(P_DATA_TF, size + 6) + _PDV_HEADER.pack(size + 2, context_id, control)
+
+
 def release_rp() -> bytes:
     """An A-RELEASE-RP PDU."""
     return _PDU_HEADER.pack(A_RELEASE_RP, 4) + b"\0" * 4
