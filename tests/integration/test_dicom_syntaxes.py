@@ -18,18 +18,23 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, build_role, evt
 
 from agent import toml_out
 from tests.mosquitto import free_port
 from tests.peers import dcmtk
 
 AGENT_AE = "EDGE_AGENT"
+CT, SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.7"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 PREFERS_LE = "WANTS_LE"  # configured to prefer Explicit VR Little Endian whatever it proposes
 # getscu proposes Explicit VR LE first whatever its options: this AE is configured to prefer
 # Implicit VR LE, which getscu proposes too.
@@ -281,17 +286,25 @@ def test_big_endian_is_converted_for_a_peer_that_does_not_take_it(
     assert converted.Rows == 64 and converted.SOPInstanceUID == sop_uid
 
 
-def test_an_instance_the_peer_cannot_take_fails_alone(agent: Agent, tmp_path: Path) -> None:
-    study = str(generate_uid(entropy_srcs=["issue 15", "mixed study"]))
-    files = []
+def store_mixed_study(agent: Agent, folder: Path, tag: str) -> tuple[str, dict[str, str]]:
+    """A study of a JPEG Baseline SC image and an Explicit VR LE CT image stored in the agent:
+    its UID and {SOP Class UID: SOP Instance UID}."""
+    study = str(generate_uid(entropy_srcs=["issue 15", "mixed study", tag]))
+    sops = {}
     for name, syntax in (("SC_rgb_jpeg_dcmtk.dcm", "-xy"), ("CT_small.dcm", "-xe")):
         ds = dcmread(pydicom_file(name))
         ds.StudyInstanceUID = study
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        files.append(tmp_path / name)
-        ds.save_as(files[-1], enforce_file_format=True)
+        sops[str(ds.SOPClassUID)] = str(ds.SOPInstanceUID)
+        path = folder / f"{tag}-{name}"
+        ds.save_as(path, enforce_file_format=True)
         run(dcmtk("storescu"), "-R", "+C", syntax, "-aet", "STORESCU", "-aec", AGENT_AE,
-            *agent.peer(), str(files[-1]))  # fmt: skip
+            *agent.peer(), str(path))  # fmt: skip
+    return study, sops
+
+
+def test_an_instance_the_peer_cannot_take_fails_alone(agent: Agent, tmp_path: Path) -> None:
+    study, _ = store_mixed_study(agent, tmp_path, "getscu")
     out = tmp_path / "got"
     out.mkdir()
     # getscu proposes the uncompressed syntaxes only: no codec here turns JPEG into them.
@@ -299,8 +312,40 @@ def test_an_instance_the_peer_cannot_take_fails_alone(agent: Agent, tmp_path: Pa
                  str(out), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
                  *agent.peer())  # fmt: skip
     (got,) = out.iterdir()
-    assert dcmread(got).SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"  # the CT
+    assert dcmread(got).SOPClassUID == CT
     assert "Number of Completed Suboperations : 1" in output
     assert "Number of Failed Suboperations    : 1" in output
     final = output.split("Final status report")[0].rsplit("Received C-GET Response", 1)[1]
     assert "DIMSE Status                  : 0xb000" in final  # a warning, not a failure
+
+
+def test_the_failed_instance_is_named_in_the_final_response(agent: Agent, tmp_path: Path) -> None:
+    study, sops = store_mixed_study(agent, tmp_path, "pynetdicom")
+    ae = AE("GETSCU")
+    ae.add_requested_context(STUDY_ROOT_GET)
+    roles: list[Any] = []
+    for sop_class in sops:  # the SCP role, uncompressed syntaxes only
+        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        roles.append(build_role(sop_class, scp_role=True))
+    received: list[str] = []
+
+    def on_store(event: Any) -> int:
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    handlers: list[Any] = [(evt.EVT_C_STORE, on_store)]
+    assoc = ae.associate("127.0.0.1", agent.port, ae_title=AGENT_AE, ext_neg=roles,
+                         evt_handlers=handlers)  # fmt: skip
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study
+    try:
+        *_, (final, identifier) = list(assoc.send_c_get(query, STUDY_ROOT_GET))
+    finally:
+        assoc.release()
+    assert received == [sops[CT]]
+    assert final.Status == 0xB000
+    assert final.NumberOfFailedSuboperations == 1 and final.NumberOfCompletedSuboperations == 1
+    assert identifier is not None and identifier["FailedSOPInstanceUIDList"].VM == 1
+    assert identifier.FailedSOPInstanceUIDList == sops[SECONDARY_CAPTURE]
