@@ -22,7 +22,6 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom.association import Association
-from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.presentation import PresentationContext
@@ -127,10 +126,20 @@ def _as_stored(
 ) -> PresentationContext | None:
     for cx in contexts:
         if cx.transfer_syntax[0] == instance.stored_syntax:
-            _, offset = split_dataset(instance.path)
+            offset = dataset_offset(instance.path)
             req._dataset_path = (instance.path, offset)  # streamed from the file, as stored
             return cx
     return None
+
+
+def dataset_offset(path: Path) -> int:
+    """Where the data set starts in a DICOM file: after its File Meta group."""
+    with path.open("rb") as file:
+        head = file.read(144)
+    # Preamble, DICM, then (0002,0000) UL 4 <length>, as the SCP and pydicom write the spool's.
+    if len(head) == 144 and head[128:140] == b"DICM\x02\x00\x00\x00UL\x04\x00":
+        return 144 + int.from_bytes(head[140:144], "little")
+    return split_dataset(path)[1]  # another layout: pydicom reads the whole group
 
 
 def _write_stored(assoc: Association, req: C_STORE, context_id: int) -> None:
@@ -142,10 +151,20 @@ def _write_stored(assoc: Association, req: C_STORE, context_id: int) -> None:
     anything to send while a sub-operation is under way (the DUL thread only reads, and only
     sends on release or abort, which cannot happen while we wait for the response).
     """
-    message = C_STORE_RQ()
-    message.primitive_to_message(req)
-    command = encode(message.command_set, True, True)
-    assert command is not None and req._dataset_path is not None
+    assert req._dataset_path is not None
+    originator = None
+    if req.MoveOriginatorApplicationEntityTitle is not None:
+        originator = (
+            str(req.MoveOriginatorApplicationEntityTitle),
+            req.MoveOriginatorMessageID or 0,
+        )
+    command = wire.encode_store_request(
+        int(req.MessageID or 0),
+        str(req.AffectedSOPClassUID),
+        str(req.AffectedSOPInstanceUID),
+        int(req.Priority),
+        originator,
+    )
     path, offset = (
         req._dataset_path if isinstance(req._dataset_path, tuple) else (req._dataset_path, 0)
     )
