@@ -258,12 +258,12 @@ after `sync`; the table shows the median run.
 
 Where the small-image gap is: storescu is one C++ thread writing to its socket. The agent's
 C-MOVE runs in pynetdicom's Q/R service: per sub-operation a pending C-MOVE response encoded
-with pydicom and sent by the move association's DUL thread, the C-STORE command set encoded with
-pydicom, the file meta read to find where the data set starts, and the C-STORE response decoded
-by the storage association's DUL thread and handed across threads. The data set itself is written
-straight to the socket (`retrieve.py`), which is why large images match storescu while 0.5 MB ones
-do not. Closing the gap means a lean C-MOVE path like the lean C-STORE acceptor (own command sets
-with `wire.py`, no DUL threads), not done yet.
+with pydicom and sent by the move association's DUL thread, the C-STORE response read by the
+storage association's DUL thread, decoded with pydicom and handed across threads, and the pause
+of that association's reactor. The command set (`wire.py`) and the data set, streamed from the
+file, are written straight to the socket (`retrieve.py`), which is why large images match
+storescu while 0.5 MB ones do not. Closing the gap means a lean C-MOVE path like the lean
+C-STORE acceptor (responses read with `wire.py`, no DUL threads), not done yet.
 {END}"""
 
 
