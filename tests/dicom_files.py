@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
@@ -160,3 +161,18 @@ def make_ct_slices(
         )
         paths.append(save(ds, directory / f"{prefix}{n:05d}.dcm"))
     return paths
+
+
+def by_storescu_options(files: Sequence[Path]) -> list[tuple[list[str], list[Path]]]:
+    """The files grouped with the storescu options that send them in their own syntax.
+
+    storescu proposes [Explicit VR LE] and [Explicit VR BE, Implicit VR LE] by default; an
+    acceptor honouring the sender's order takes Explicit BE in the second, so Implicit VR files
+    would be converted: they are sent proposing Implicit VR LE only (`-xi`).
+    """
+    explicit: list[Path] = []
+    implicit: list[Path] = []
+    for path in files:
+        syntax = dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        (implicit if syntax.is_implicit_VR else explicit).append(path)
+    return [(options, group) for options, group in (([], explicit), (["-xi"], implicit)) if group]

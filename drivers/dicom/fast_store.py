@@ -27,7 +27,7 @@ from pynetdicom.pdu_primitives import (
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
 )
-from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+from pynetdicom.presentation import PresentationContext
 
 from agent.events import utcnow
 from agent.logs import peer_text
@@ -35,6 +35,7 @@ from drivers.dicom import wire
 from drivers.dicom.peer_log import OncePer
 from drivers.dicom.receiver import SUCCESS, Receiver
 from drivers.dicom.store import SpoolFile
+from drivers.dicom.syntaxes import SyntaxPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,7 @@ class FastStore:
         self,
         receiver: Receiver,
         contexts: Iterable[PresentationContext],
+        policy: SyntaxPolicy,
         *,
         max_pdu: int,
         max_associations: int,
@@ -66,6 +68,7 @@ class FastStore:
     ) -> None:
         self.receiver = receiver
         self.contexts = list(contexts)
+        self.policy = policy
         self.abstract_syntaxes = frozenset(str(cx.abstract_syntax) for cx in self.contexts)
         self.max_pdu = max_pdu
         self.max_associations = max_associations
@@ -145,8 +148,8 @@ class FastStore:
         return True
 
     def _serve(self, sock: socket.socket, request: A_ASSOCIATE, peer: str, calling: str) -> None:
-        results, _ = negotiate_as_acceptor(
-            request.presentation_context_definition_list, self.contexts, None
+        results, _ = self.policy.negotiate(
+            request.presentation_context_definition_list, self.contexts, None, calling
         )
         accepted = {
             int(cx.context_id): str(cx.transfer_syntax[0])

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from pydantic import AfterValidator, Field, field_validator, model_validator
-from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -26,24 +25,17 @@ from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.receiver import Network, Receiver
 from drivers.dicom.server import GatedServer
 from drivers.dicom.store import Spool
+from drivers.dicom.syntaxes import (
+    ANY_AE,
+    TRANSFER_SYNTAXES,
+    UNCOMPRESSED,
+    SyntaxPolicy,
+    syntax_uid,
+    use_policy,
+)
 from drivers.transport import Backoff
 
 log = structlog.get_logger(__name__)
-
-UNCOMPRESSED = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian]
-TRANSFER_SYNTAXES = [
-    *UNCOMPRESSED,
-    uid.DeflatedExplicitVRLittleEndian,
-    uid.JPEGBaseline8Bit,
-    uid.JPEGExtended12Bit,
-    uid.JPEGLossless,
-    uid.JPEGLosslessSV1,
-    uid.JPEGLSLossless,
-    uid.JPEGLSNearLossless,
-    uid.JPEG2000Lossless,
-    uid.JPEG2000,
-    uid.RLELossless,
-]
 
 
 def _ae_title(value: str) -> str:
@@ -88,6 +80,9 @@ class DicomScpConfig(PluginSection):
     receive: Literal["file", "memory"] = "file"  # pynetdicom's receive (when it serves)
     query_retrieve: bool = True
     move_destinations: dict[AETitle, MoveDestination] = {}
+    # Calling AE title (or "*" for the others) → transfer syntaxes (UIDs or pydicom keywords) in
+    # the order to accept them when proposed; {} or an AE without one: the sender's order.
+    transfer_syntax_preference: dict[str, list[str]] = {}
     restart_initial: Seconds = 1.0
     restart_max: Seconds = 60.0
 
@@ -100,6 +95,14 @@ class DicomScpConfig(PluginSection):
             except ValueError as err:
                 raise ValueError(f"{value!r} is not an IP address or CIDR network") from err
         return values
+
+    @field_validator("transfer_syntax_preference")
+    @classmethod
+    def _syntaxes(cls, values: dict[str, list[str]]) -> dict[str, list[str]]:
+        for ae in values:
+            if ae != ANY_AE:
+                _ae_title(ae)
+        return {ae.strip(): [syntax_uid(s) for s in order] for ae, order in values.items()}
 
     @model_validator(mode="after")
     def _queries_need_an_allow_list(self) -> DicomScpConfig:
@@ -197,6 +200,8 @@ class DicomScp(Driver):
         ae.acse_timeout = config.acse_timeout
         ae.dimse_timeout = config.dimse_timeout
         ae.network_timeout = config.network_timeout
+        policy = SyntaxPolicy(config.transfer_syntax_preference)
+        use_policy(ae, policy)
         ae.add_supported_context(Verification, UNCOMPRESSED)
         for context in AllStoragePresentationContexts:
             # scp_role: a C-GET requestor receives the images over its own association.
@@ -208,6 +213,7 @@ class DicomScp(Driver):
             fast = FastStore(
                 self.receiver,
                 ae.supported_contexts,  # storage and verification only: Q/R is pynetdicom's
+                policy,
                 max_pdu=config.max_pdu,
                 max_associations=config.max_associations,
                 acse_timeout=config.acse_timeout,

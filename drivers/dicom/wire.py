@@ -108,6 +108,34 @@ def encode_response(
     return _ELEMENT.pack(0, 0, 4) + struct.pack("<L", len(body)) + body
 
 
+def encode_store_request(
+    message_id: int,
+    sop_class: str,
+    sop_instance: str,
+    priority: int = 2,
+    move_originator: tuple[str, int] | None = None,
+) -> bytes:
+    """The command set of a C-STORE-RQ with a data set (move originator AE and message ID)."""
+    originator = b""
+    if move_originator is not None:
+        ae = move_originator[0].encode("ascii")
+        ae += b" " * (len(ae) % 2)
+        originator = _ELEMENT.pack(0, 0x1030, len(ae)) + ae
+        originator += _us_element(0x1031, move_originator[1])
+    body = b"".join(
+        [
+            _uid_element(AFFECTED_SOP_CLASS, sop_class),
+            _us_element(COMMAND_FIELD, C_STORE_RQ),
+            _us_element(MESSAGE_ID, message_id),
+            _us_element(0x0700, priority),
+            _us_element(DATASET_TYPE, 0x0001),
+            _uid_element(AFFECTED_SOP_INSTANCE, sop_instance),
+            originator,
+        ]
+    )
+    return _ELEMENT.pack(0, 0, 4) + struct.pack("<L", len(body)) + body
+
+
 def p_data_command(context_id: int, command: bytes, max_pdu: int) -> bytes:
     """P-DATA-TF PDUs carrying `command`, split to fit the peer's maximum PDU length (0: any)."""
     room = len(command) if max_pdu == 0 else max(max_pdu - 6, 1)  # PDV header: 4 + 2
@@ -118,6 +146,11 @@ def p_data_command(context_id: int, command: bytes, max_pdu: int) -> bytes:
         pdv = _PDV_HEADER.pack(len(chunk) + 2, context_id, 0x03 if last else 0x01) + chunk
         pdus.append(_PDU_HEADER.pack(P_DATA_TF, len(pdv)) + pdv)
     return b"".join(pdus)
+
+
+def p_data_header(context_id: int, size: int, control: int) -> bytes:
+    """The P-DATA-TF PDU and PDV headers before `size` bytes of one fragment."""
+    return _PDU_HEADER.pack(P_DATA_TF, size + 6) + _PDV_HEADER.pack(size + 2, context_id, control)
 
 
 def release_rp() -> bytes:

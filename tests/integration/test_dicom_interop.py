@@ -13,7 +13,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from agent import toml_out
-from tests.dicom_files import make_study
+from tests.dicom_files import by_storescu_options, make_study
 from tests.integration.test_dicom_qr import _dataset_bytes
 from tests.mosquitto import free_port
 from tests.peers import dcmtk, run_tool
@@ -54,9 +54,11 @@ async def test_storescu_in_findscu_and_movescu_out_with_identical_files(tmp_path
     try:
         await agent.wait_log(lambda line: line.get("event") == "dicom.scp_listening")
         peer = ["127.0.0.1", str(port)]
-        await run_tool(
-            dcmtk("storescu"), "-aet", "CT01", "-aec", "EDGE_AGENT", *peer, *map(str, files)
-        )
+        for options, group in by_storescu_options(files):
+            await run_tool(
+                dcmtk("storescu"), *options, "-aet", "CT01", "-aec", "EDGE_AGENT", *peer,
+                *map(str, group),
+            )  # fmt: skip
 
         found = tmp_path / "found"
         found.mkdir()

@@ -19,7 +19,7 @@ from pydicom import dcmread
 
 from agent import toml_out
 from agent.simulators.remote_imaging import RemoteImagingSimulator
-from tests.dicom_files import make_study
+from tests.dicom_files import by_storescu_options, make_study
 from tests.integration.test_remote_imaging import city_platform, dataset_bytes
 from tests.mosquitto import free_port
 from tests.peers import dcmtk
@@ -121,17 +121,18 @@ async def test_study_and_report_reach_the_platform_through_a_sigkill_and_an_outa
         await agent.start()
         try:
             await agent.wait_log(lambda line: line.get("event") == "dicom.scp_listening")
-            sent = await asyncio.to_thread(
-                subprocess.run,
-                [storescu, "-aet", "CT01", "-aec", "EDGE_AGENT", "127.0.0.1", str(ports["dicom"])]
-                + [str(f) for f in files],
-                capture_output=True,
-                text=True,
-                timeout=WAIT,
-                env={"TCP_NODELAY": "1"},
-                check=False,
-            )
-            assert sent.returncode == 0, sent.stderr  # every instance acknowledged: journaled
+            target = ["-aet", "CT01", "-aec", "EDGE_AGENT", "127.0.0.1", str(ports["dicom"])]
+            for options, group in by_storescu_options(files):
+                sent = await asyncio.to_thread(
+                    subprocess.run,
+                    [storescu, *options, *target, *map(str, group)],
+                    capture_output=True,
+                    text=True,
+                    timeout=WAIT,
+                    env={"TCP_NODELAY": "1"},
+                    check=False,
+                )
+                assert sent.returncode == 0, sent.stderr  # every instance acknowledged: journaled
 
             headers = {"Authorization": f"Bearer {TOKEN}"}
             async with aiohttp.ClientSession() as http:

@@ -1,0 +1,71 @@
+"""What C-GET/C-MOVE can convert without a codec, and the byte swap big endian needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom import uid
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode, split_dataset
+
+from drivers.dicom import wire
+from drivers.dicom.retrieve import converts, dataset_offset, swap_other_words
+
+
+def test_only_uncompressed_and_deflated_syntaxes_convert_to_each_other() -> None:
+    plain = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian]
+    plain.append(uid.DeflatedExplicitVRLittleEndian)
+    assert all(converts(a, b) for a in plain for b in plain)
+    for compressed in (uid.JPEGBaseline8Bit, uid.JPEG2000, uid.RLELossless):
+        assert not converts(compressed, uid.ExplicitVRLittleEndian)
+        assert not converts(uid.ExplicitVRLittleEndian, compressed)
+
+
+def test_other_word_values_are_swapped_by_their_unit_and_bytes_are_not() -> None:
+    ds = Dataset()
+    ds.add_new(0x7FE00010, "OW", b"\x01\x02\x03\x04")
+    ds.add_new(0x00660016, "OF", b"\x01\x02\x03\x04\x05\x06\x07\x08")
+    ds.add_new(0x00091010, "OB", b"\x01\x02")
+    item = Dataset()
+    item.add_new(0x00283006, "OW", b"\xaa\xbb")  # LUT Data inside a sequence
+    ds.add_new(0x00283010, "SQ", [item])
+    swap_other_words(ds)
+    assert ds[0x7FE00010].value == b"\x02\x01\x04\x03"
+    assert ds[0x00660016].value == b"\x04\x03\x02\x01\x08\x07\x06\x05"
+    assert ds[0x00091010].value == b"\x01\x02"
+    assert ds[0x00283010].value[0][0x00283006].value == b"\xbb\xaa"
+
+
+def test_a_data_fragment_header_counts_its_pdv_header() -> None:
+    header = wire.p_data_header(3, 10, 0x02)
+    assert wire.pdu_header(header[:6]) == (wire.P_DATA_TF, 16)
+    assert wire.pdv_header(header[6:]) == (10, 3, 0x02)
+
+
+def test_the_store_request_command_set_is_pynetdicoms() -> None:
+    req = C_STORE()
+    req.MessageID, req.Priority = 7, 2
+    req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.45"
+    req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorMessageID = "EDGE", 3
+    req._dataset_path = (Path("unused.dcm"), 0)  # a data set follows
+    message = C_STORE_RQ()
+    message.primitive_to_message(req)
+    expected = encode(message.command_set, True, True)
+    moved = wire.encode_store_request(7, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.45", 2, ("EDGE", 3))
+    assert moved == expected
+    plain = wire.encode_store_request(8, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.456")
+    assert wire.command_us(wire.parse_command(plain[12:]), wire.MESSAGE_ID) == 8
+    assert 0x1030 not in wire.parse_command(plain[12:])
+
+
+def test_the_data_set_offset_is_read_from_the_meta_group_length(tmp_path: Path) -> None:
+    for name in ("CT_small.dcm", "ExplVR_BigEnd.dcm", "image_dfl.dcm", "693_J2KI.dcm"):
+        path = Path(str(get_testdata_file(name)))
+        assert dataset_offset(path) == split_dataset(path)[1]
+    without = tmp_path / "no-length.dcm"  # a meta group without (0002,0000): pydicom's way
+    data = Path(str(get_testdata_file("CT_small.dcm"))).read_bytes()
+    without.write_bytes(data[:132] + data[144:])
+    assert dataset_offset(without) == split_dataset(without)[1]
