@@ -21,7 +21,7 @@ from pydicom import dcmread
 
 from agent import toml_out
 from bench.dicom_store import _free_port, _peak_rss_mb, _wait_listening, dcmtk
-from bench.ingest import _cpu_model, _display, command_line, filesystem, record
+from bench.ingest import _cpu_model, _display, command_line, cpu_count, filesystem, record
 from tests.dicom_files import make_ct_slices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +122,8 @@ def reset_peak_rss(pid: int) -> bool:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> list[Run]:
+    if sys.platform == "win32":  # sync, storescp/movescu, /proc RSS
+        raise SystemExit("bench/dicom_move.py measures on Linux: run it there")
     """Every trial: storescu → storescp, then the agent's C-MOVE → storescp, per corpus."""
     corpora = {
         "small": make_ct_slices(workdir / "small", args.small),
@@ -246,7 +248,7 @@ after `sync`; the table shows the median run.
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
-* Machine: nproc {len(os.sched_getaffinity(0))} ({_cpu_model()})
+* Machine: nproc {cpu_count()} ({_cpu_model()})
 * Filesystem: {filesystem(directory)} (`df -T {_display(directory)}`)
 * Corpus: {corpus}
 

@@ -22,7 +22,8 @@ from drivers.dicom.qr import (
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
 )
-from drivers.dicom.scp import UNCOMPRESSED, DicomScp, DicomScpConfig
+from drivers.dicom.scp import DicomScp, DicomScpConfig
+from drivers.dicom.syntaxes import UNCOMPRESSED
 from tests.integration.test_dicom_move_race import (
     IMAGES,
     destination,

@@ -101,6 +101,8 @@ def _config(tmp: Path, port: int, storescp_port: int) -> Path:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     """One agent process for the module (started and awaited without an event loop)."""
+    if sys.platform == "win32":
+        raise NotImplementedError("READY=1 comes over systemd's AF_UNIX notify socket")
     tmp = tmp_path_factory.mktemp("agent")
     port, storescp_port = free_port(), free_port()
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
