@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -51,8 +52,21 @@ class StoredInstance(Dataset):
 
 
 def converts(stored: UID, target: UID) -> bool:
-    """Whether a data set in `stored` can be sent in `target` here (no image codec needed)."""
-    return not stored.is_compressed and not target.is_compressed  # deflate is not "compressed"
+    """Whether a data set in `stored` can be sent in `target` here: to an uncompressed syntax,
+    from another uncompressed one (deflate is not "compressed"), or from a compressed one an
+    installed codec decodes (pylibjpeg: JPEG, JPEG-LS, JPEG 2000, HTJ2K; RLE). Never into a
+    compressed syntax: a lossy copy is not made on the way out."""
+    if target.is_compressed:
+        return False
+    return not stored.is_compressed or decodes(stored)
+
+
+def decodes(syntax: UID) -> bool:
+    """Whether an installed codec decodes pixel data in `syntax`."""
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # no decoder is written for it (e.g. the video syntaxes)
+        return False
 
 
 def encoded(instance: StoredInstance, target: UID) -> bytes:
@@ -61,6 +75,13 @@ def encoded(instance: StoredInstance, target: UID) -> bytes:
     if not converts(stored, target):
         raise NotSent(f"no conversion from {stored.name} to {target.name}")
     ds = dcmread(instance.path)
+    if stored.is_compressed:
+        try:
+            # The same instance, decoded: its SOP Instance UID stays (pydicom would make a new one).
+            ds.decompress(generate_instance_uid=False)  # now Explicit VR LE, native pixels
+        except Exception as err:  # a codec's own error on data it cannot decode
+            raise NotSent(f"{stored.name} could not be decoded: {type(err).__name__}") from err
+        stored = UID(ds.file_meta.TransferSyntaxUID)
     if stored.is_little_endian != target.is_little_endian:
         swap_other_words(ds)
     data = encode(ds, target.is_implicit_VR, target.is_little_endian, target.is_deflated)

@@ -25,7 +25,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_role, evt
 
 from agent import toml_out
@@ -288,13 +288,34 @@ def test_big_endian_is_converted_for_a_peer_that_does_not_take_it(
     assert converted.Rows == 64 and converted.SOPInstanceUID == sop_uid
 
 
+MPEG2 = UID("1.2.840.10008.1.2.4.100")  # MPEG2 Main Profile @ Main Level: no decoder here
+
+
+def test_a_compressed_image_is_decoded_for_a_peer_that_takes_only_uncompressed(
+    agent: Agent, tmp_path: Path
+) -> None:
+    for name, option in (("SC_rgb_jpeg_dcmtk.dcm", "-xy"), ("693_J2KI.dcm", "-xw")):
+        stored = store(agent, name, option)
+        sop_uid = str(dcmread(stored).SOPInstanceUID)
+        got, out = get(agent, sop_uid, tmp_path / name, "+xe")  # uncompressed syntaxes only
+        assert got is not None, out
+        converted = dcmread(got)
+        assert converted.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        original = dcmread(pydicom_file(name))
+        original.decompress()  # pydicom with the same codecs: the same pixels
+        assert converted.PixelData == original.PixelData
+        assert converted.SOPInstanceUID == sop_uid
+
+
 def store_mixed_study(agent: Agent, folder: Path, tag: str) -> tuple[str, dict[str, str]]:
-    """A study of a JPEG Baseline SC image and an Explicit VR LE CT image stored in the agent:
-    its UID and {SOP Class UID: SOP Instance UID}."""
+    """A study of an SC image in MPEG2 (no codec decodes it here) and an Explicit VR LE CT image
+    stored in the agent: its UID and {SOP Class UID: SOP Instance UID}."""
     study = str(generate_uid(entropy_srcs=["issue 15", "mixed study", tag]))
     sops = {}
-    for name, syntax in (("SC_rgb_jpeg_dcmtk.dcm", "-xy"), ("CT_small.dcm", "-xe")):
+    for name, syntax in (("SC_rgb_jpeg_dcmtk.dcm", "-xm"), ("CT_small.dcm", "-xe")):
         ds = dcmread(pydicom_file(name))
+        if syntax == "-xm":  # the encapsulated frame relabelled: the agent keeps it as sent
+            ds.file_meta.TransferSyntaxUID = MPEG2
         ds.StudyInstanceUID = study
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         sops[str(ds.SOPClassUID)] = str(ds.SOPInstanceUID)
@@ -309,7 +330,7 @@ def test_an_instance_the_peer_cannot_take_fails_alone(agent: Agent, tmp_path: Pa
     study, _ = store_mixed_study(agent, tmp_path, "getscu")
     out = tmp_path / "got"
     out.mkdir()
-    # getscu proposes the uncompressed syntaxes only: no codec here turns JPEG into them.
+    # getscu proposes the uncompressed syntaxes only: no codec here turns MPEG2 into them.
     output = run(dcmtk("getscu"), "-d", "-S", "-aet", "GETSCU", "-aec", AGENT_AE, "+B", "-od",
                  str(out), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
                  *agent.peer())  # fmt: skip

@@ -15,13 +15,17 @@ from drivers.dicom import wire
 from drivers.dicom.retrieve import converts, dataset_offset, swap_other_words
 
 
-def test_only_uncompressed_and_deflated_syntaxes_convert_to_each_other() -> None:
+def test_conversions_go_to_uncompressed_from_what_a_codec_decodes() -> None:
     plain = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian]
     plain.append(uid.DeflatedExplicitVRLittleEndian)
     assert all(converts(a, b) for a in plain for b in plain)
-    for compressed in (uid.JPEGBaseline8Bit, uid.JPEG2000, uid.RLELossless):
-        assert not converts(compressed, uid.ExplicitVRLittleEndian)
-        assert not converts(uid.ExplicitVRLittleEndian, compressed)
+    decoded = (uid.JPEGBaseline8Bit, uid.JPEGLSLossless, uid.JPEG2000, uid.HTJ2K, uid.RLELossless)
+    for compressed in decoded:  # the codecs the product installs (pylibjpeg, pydicom's RLE)
+        assert all(converts(compressed, target) for target in plain)
+    for compressed in (*decoded, uid.MPEG2MPML, uid.HEVCMP51):
+        assert not converts(uid.ExplicitVRLittleEndian, compressed)  # never made lossy here
+        assert not converts(uid.JPEGBaseline8Bit, compressed)
+    assert not converts(uid.MPEG2MPML, uid.ExplicitVRLittleEndian)  # no video decoder
 
 
 def test_other_word_values_are_swapped_by_their_unit_and_bytes_are_not() -> None:
