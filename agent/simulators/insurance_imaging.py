@@ -1,10 +1,11 @@
 """The insurance imaging cloud's front-end ("getway", seed 004) as a simulator: it answers QR
 requests (4.3), deletion notices (4.5) and the viewer plugin's hrball launch (4.4.3.1, the ID
-number SM2-decrypted with its own key), and it polls the agent's report service (4.1.2) and
-fetches the image links it gives (4.2), checking each against the seed."""
+number SM2-decrypted with its own key), and it polls the agent's report service (4.1.2),
+fetches the image links it gives and pulls studies by C-MOVE as the Portal AE (4.2)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -25,6 +26,7 @@ from agent.crypto import sm2, sm2keys
 from agent.errors import CryptoError
 from agent.simulators.base import Counts, Faults, SimulatedCloud
 from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
+from agent.simulators.insurance_portal import Portal, Pulled, pull_study
 from agent.simulators.ledger import Verdict
 
 KEY_FILE = "sm2-private-key.hex"
@@ -52,6 +54,8 @@ class InsuranceImagingSimulatorConfig(ControlOptions):
     sm2_layout: sm2.Layout = "C1C3C2"
     sm2_prefix: bool = True
     report_url: str | None = None  # the agent's report service, which the poller calls
+    portal_ae: str = "PORTAL_AET"  # 4.2 方式一: the AE that C-MOVEs studies to itself
+    portal_port: Annotated[int, Field(ge=1, le=65535)] = 11114  # its storage SCP's port
 
 
 @dataclass
@@ -180,6 +184,11 @@ class InsuranceImagingSimulator(SimulatedCloud[Received]):
         ):
             found: dict[str, Any] = await answer.json(content_type=None)
         return found
+
+    async def pull(self, host: str, port: int, called_ae: str, study_uid: str) -> Pulled:
+        """C-ECHO and C-MOVE a study from the agent's Q/R SCP as the Portal AE (4.2 方式一)."""
+        portal = Portal(self.config.portal_ae, self.config.portal_port)
+        return await asyncio.to_thread(pull_study, host, port, called_ae, study_uid, portal)
 
     async def fetch(self, link: str) -> bytes:
         """GET one image link of an answer (4.2 方式二): the file's bytes, or an error."""
