@@ -50,6 +50,39 @@ def delete_images(
 ) -> Deleted:
     """Take the accession's images out of the index: the given series and instances, or all."""
     studies = studies_of_accession(conn, accession)
+    return _delete(conn, studies, series, instances, at=at, event_id=event_id)
+
+
+def reject_instances(
+    conn: sqlite3.Connection, references: Sequence[Sequence[str]], *, at: str, event_id: str
+) -> list[tuple[str, Deleted]]:
+    """IOCM: the referenced [study, series, sop] instances out of the index; (accession, what
+    was taken out) per study that had any of them."""
+    by_study: dict[str, list[str]] = {}
+    for study, _series, sop in references:
+        by_study.setdefault(study, []).append(sop)
+    found = []
+    for study, sops in by_study.items():
+        row = conn.execute("SELECT accession FROM im_studies WHERE study_uid = ?", (study,))
+        accession = row.fetchone()
+        if accession is None:
+            continue
+        deleted = _delete(conn, [study], [], sops, at=at, event_id=event_id)
+        if deleted.instances:
+            found.append((str(accession[0] or ""), deleted))
+    return found
+
+
+def _delete(
+    conn: sqlite3.Connection,
+    studies: Sequence[str],
+    series: Sequence[str],
+    instances: Sequence[str],
+    *,
+    at: str,
+    event_id: str,
+) -> Deleted:
+    """The given series and instances of `studies` (all their images if none) out of the index."""
     marks = ", ".join("?" * len(studies))
     where, params = f"i.study_uid IN ({marks})", list(studies)
     if series or instances:
@@ -101,7 +134,7 @@ def _tidy(conn: sqlite3.Connection, study_uid: str) -> None:
 
 
 def offer_deletion(
-    tx: Transaction, deleted: Deleted, payload: dict[str, Any], plans: Plans, event_id: str
+    tx: Transaction, deleted: Deleted, payload: dict[str, Any], plans: Plans, message_id: str
 ) -> None:
     """Queue `study.deleted` for each uplink asking for deletions: who, when (local ISO), what,
     of whom."""
@@ -122,6 +155,6 @@ def offer_deletion(
                 uplink=uplink,
                 kind=DELETED,
                 order_key=f"accession:{payload['accession']}",
-                dedupe_key=f"{DELETED}:{event_id}",
+                dedupe_key=f"{DELETED}:{message_id}",
                 payload=message,
             )

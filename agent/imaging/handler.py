@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
-from agent.imaging.deletions import delete_images, offer_deletion
+from agent.imaging.deletions import delete_images, offer_deletion, reject_instances
 from agent.imaging.exams import attach_files, save_exam
 from agent.imaging.forwarding import forward, report_audited
 from agent.imaging.index import add_instance
@@ -86,6 +86,8 @@ class ImagingHandler:
                 )
             )
             return
+        if payload.get("rejected"):  # an IOCM rejection note (KOS): PACS withdrew images
+            self._rejected(tx, event)
         accession = str(payload.get("accession_number") or "")
         if accession:  # an exam posted before its images: join it now
             tx.conn.execute(
@@ -134,6 +136,22 @@ class ImagingHandler:
             payload["at"] = local.replace(microsecond=0, tzinfo=None).isoformat()
         if deleted.instances:
             offer_deletion(tx, deleted, payload, self.config.plans(), event.id)
+
+    def _rejected(self, tx: Transaction, event: Event) -> None:
+        note = event.payload["rejected"]
+        local = event.received_at.astimezone(ZoneInfo(self.config.timezone))
+        calling = str(event.payload.get("calling_ae") or "PACS")
+        taken = reject_instances(
+            tx.conn, note["instances"], at=utc_text(event.received_at), event_id=event.id
+        )
+        for accession, deleted in taken:
+            payload = {
+                "accession": accession,
+                "by": f"{calling} (IOCM {note['code']})",
+                "at": local.replace(microsecond=0, tzinfo=None).isoformat(),
+                "sop_uids": deleted.instances,
+            }
+            offer_deletion(tx, deleted, payload, self.config.plans(), f"{event.id}:{accession}")
 
     def _stable(self, tx: Transaction, event: Event) -> None:
         study_uid = str(event.payload["study_uid"])

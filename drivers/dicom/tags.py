@@ -42,6 +42,10 @@ INT_TAGS: dict[str, BaseTag] = {
     "series_number": Tag(0x0020, 0x0011),
     "instance_number": Tag(0x0020, 0x0013),
 }
+# IOCM (PS3.4 Annex KK): a Key Object Selection whose title is one of these rejects the
+# instances it references (CID 7011: quality, patient safety, worklist entry, retention).
+KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
+REJECTION_CODES = frozenset({"113001", "113037", "113038", "113039"})
 CHARSET = Tag(0x0008, 0x0005)
 REQUIRED = ("sop_class_uid", "sop_instance_uid", "study_uid", "series_uid")
 WANTED = frozenset({CHARSET, *TEXT_TAGS.values(), *INT_TAGS.values()})
@@ -83,7 +87,7 @@ def read_identity(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fp:
             try:
-                return _fast(fp, path.stat().st_size)
+                return _with_rejections(path, _fast(fp, path.stat().st_size))
             except (_Slow, struct.error, UnicodeDecodeError):
                 fp.seek(0)
             read_preamble(fp, False)
@@ -96,11 +100,39 @@ def read_identity(path: Path) -> dict[str, Any]:
                 found = Dataset({tag: ds[tag] for tag in WANTED if tag in ds})
             else:
                 found = _walk(fp, syntax, path.stat().st_size)
-            return {"transfer_syntax": syntax, **_values(found)}
+            return _with_rejections(path, {"transfer_syntax": syntax, **_values(found)})
     except UnreadableDataset:
         raise
     except Exception as err:  # every parser failure means the same: cannot understand
         raise UnreadableDataset(f"unparseable: {type(err).__name__}") from err
+
+
+def _with_rejections(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """`identity`, with `rejected` when the file is an IOCM rejection note (a KOS)."""
+    if identity.get("sop_class_uid") == KEY_OBJECT_SELECTION:
+        rejected = rejection_note(dcmread(path))  # a small object without pixel data
+        if rejected is not None:
+            identity["rejected"] = rejected
+    return identity
+
+
+def rejection_note(ds: Dataset) -> dict[str, Any] | None:
+    """{code, instances: [[study, series, sop], ...]} of an IOCM rejection note; else None."""
+    titles = ds.get("ConceptNameCodeSequence") or []
+    code = str(titles[0].get("CodeValue", "")) if titles else ""
+    if code not in REJECTION_CODES:
+        return None
+    instances = [
+        [
+            str(study.StudyInstanceUID),
+            str(series.SeriesInstanceUID),
+            str(sop.ReferencedSOPInstanceUID),
+        ]
+        for study in ds.get("CurrentRequestedProcedureEvidenceSequence") or []
+        for series in study.get("ReferencedSeriesSequence") or []
+        for sop in series.get("ReferencedSOPSequence") or []
+    ]
+    return {"code": code, "instances": instances}
 
 
 def _walk(fp: BinaryIO, syntax: str, size: int) -> Dataset:

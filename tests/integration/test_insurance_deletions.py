@@ -175,3 +175,21 @@ def test_notices_need_the_url_the_seed_leaves_blank():
         InsuranceImagingConfig.model_validate(
             {"type": "insurance_imaging", "hospital_id": "H1", "deletion": {"enabled": True}}
         )
+
+
+async def test_an_iocm_rejection_note_from_pacs_is_a_deletion_too(agent, receiver, tmp_path):
+    journal, _ = agent
+    fake, url = receiver
+    kos = stored("9", series="9", number=1, modality="KO")
+    kos.payload["sop_class_uid"] = "1.2.840.10008.5.1.4.1.1.88.59"
+    kos.payload["calling_ae"] = "PACS01"
+    withdrawn = [[STUDY, f"{STUDY}.2", f"{STUDY}.2.3"]]
+    kos.payload["rejected"] = {"code": "113001", "instances": withdrawn}
+    async with run_dispatcher(journal, InsuranceImagingUplink("insurance", insurance(url)), FAST):
+        await journal.ingest([kos])
+        await eventually(lambda: notices(journal))
+    ((_, fields),) = fake.got
+    assert fields["operateDoctorName"] == "PACS01 (IOCM 113001)"
+    assert fields["accessionNo"] == "ACC001"
+    # The rejected image is gone; the note itself is indexed like any object of the study.
+    assert series_found(tmp_path / "journal.db") == [f"{STUDY}.1", f"{STUDY}.9"]

@@ -6,17 +6,25 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    generate_uid,
 )
 
 from drivers.dicom.scp import DicomScpConfig
-from drivers.dicom.tags import UnreadableDataset, _values, _walk, read_identity
+from drivers.dicom.tags import (
+    KEY_OBJECT_SELECTION,
+    UnreadableDataset,
+    _values,
+    _walk,
+    read_identity,
+)
 from tests.dicom_files import make_jpeg_baseline, make_study, save
 
 
@@ -116,3 +124,43 @@ def test_fast_path_agrees_with_pydicom(tmp_path: Path):
             walked = _values(_walk(fp, syntax, path.stat().st_size))
         assert read_identity(path) == {"transfer_syntax": syntax, **walked}
     assert read_identity(tmp_path / "gb.dcm")["patient_name"] == "李^四"
+
+
+def rejection_kos(path: Path, code: str, references: list[tuple[str, str, str]]) -> Path:
+    """An IOCM Key Object Selection titled `code`, referencing (study, series, sop) instances."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(KEY_OBJECT_SELECTION)
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = KEY_OBJECT_SELECTION, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = references[0][0], generate_uid()
+    ds.Modality, ds.PatientID = "KO", "P001"
+    title = Dataset()
+    title.CodeValue, title.CodingSchemeDesignator = code, "DCM"
+    title.CodeMeaning = "Rejected for Quality Reasons"
+    ds.ConceptNameCodeSequence = [title]
+    evidence = []
+    for study, series, sop in references:
+        item, series_item, sop_item = Dataset(), Dataset(), Dataset()
+        sop_item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        sop_item.ReferencedSOPInstanceUID = sop
+        series_item.SeriesInstanceUID = series
+        series_item.ReferencedSOPSequence = [sop_item]
+        item.StudyInstanceUID = study
+        item.ReferencedSeriesSequence = [series_item]
+        evidence.append(item)
+    ds.CurrentRequestedProcedureEvidenceSequence = evidence
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_an_iocm_rejection_note_names_the_instances_it_withdraws(tmp_path: Path) -> None:
+    refs = [("1.2.3", "1.2.3.1", "1.2.3.1.1"), ("1.2.3", "1.2.3.2", "1.2.3.2.5")]
+    identity = read_identity(rejection_kos(tmp_path / "ko.dcm", "113001", refs))
+    assert identity["sop_class_uid"] == KEY_OBJECT_SELECTION
+    assert identity["rejected"] == {"code": "113001", "instances": [list(r) for r in refs]}
+    # A key object of another title (e.g. 113000 "Of Interest") withdraws nothing.
+    other = read_identity(rejection_kos(tmp_path / "of-interest.dcm", "113000", refs))
+    assert "rejected" not in other
