@@ -207,3 +207,28 @@ def test_a_field_map_without_the_report_map_fails_at_start_naming_it(tmp_path: P
     broken.write_text('[maps."report.info"]\nfields = [{ target = "a" }]\n', "utf-8")
     with pytest.raises(ValueError, match=f"field_map: {broken}: maps.report.info.fields"):
         settings(field_map=str(broken))
+
+
+async def test_a_caller_outside_the_allow_list_gets_403_and_no_exam(journal: Journal) -> None:
+    section = settings()  # allow: 127.0.0.1/32 only
+    make = UPLINKS["insurance_imaging"].endpoints
+    assert make is not None
+
+    async def emit(event: Event) -> bool:
+        return (await journal.ingest([event]))[0]
+
+    runner = await start_listener(
+        "insurance", make("insurance", section), emit, journal.run, ListenerCounters()
+    )
+    address = f"http://127.0.0.1:{section.listener.port}{PATH}"
+    # Linux routes all of 127/8 to lo: a client bound to 127.0.0.2 is another address.
+    outside = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    try:
+        async with (
+            aiohttp.ClientSession(connector=outside) as client,
+            client.post(address, json={"accessionNo": "E1"}) as answer,
+        ):
+            assert answer.status == 403
+            assert "张三" not in await answer.text()
+    finally:
+        await runner.cleanup()
