@@ -26,7 +26,7 @@ from agent.vocabulary.study_index import (
     StudyIndex,
 )
 from drivers.dicom.acceptor_threads import Wakeups
-from drivers.dicom.retrieve import StoredInstance, use_checkpoint, use_stored_sends
+from drivers.dicom.retrieve import StoredInstance, use_stored_sends
 
 log = structlog.get_logger(__name__)
 
@@ -182,7 +182,6 @@ def _link_opened(event: Any) -> None:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         Wakeups.install(event.assoc, sock)
-    use_checkpoint(event.assoc)  # its reactor starts after the association is accepted
 
 
 def _link_closed(event: Any) -> None:

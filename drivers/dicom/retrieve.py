@@ -220,74 +220,18 @@ def _converted(
     raise NotSent("no accepted transfer syntax the stored one converts to")
 
 
-class Checkpoint:
-    """An association's reactor checkpoint (pynetdicom's is an Event) that knows when the
-    reactor is parked on it.
-
-    pynetdicom pauses its reactor by clearing the Event, then waiting for `_is_paused`, which
-    the reactor sets *before* each wait: one left over from the previous wait (the reactor has
-    returned from it, not yet reset the flag) lets the sender go on while the reactor is about
-    to take the next DIMSE message off the queue. If that is the C-STORE response, the sender
-    waits for it until the DIMSE timeout ("Received unexpected C-STORE service message"; the
-    stall of issue 15, defect 3). `pause` waits until the reactor has parked after the clear.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._open = True
-        self._parked = False
-
-    def is_set(self) -> bool:
-        """Whether the reactor may run."""
-        return self._open
-
-    def set(self) -> None:
-        """Let the reactor run."""
-        with self._changed:
-            self._open = True
-            self._changed.notify_all()
-
-    def clear(self) -> None:
-        """Make the reactor stop at its next wait."""
-        with self._changed:
-            self._open = False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """The reactor's stop: park until set."""
-        with self._changed:
-            self._parked = True
-            self._changed.notify_all()
-            opened = self._changed.wait_for(lambda: self._open, timeout)
-            self._parked = False
-            return opened
-
-    def pause(self, reactor: threading.Thread) -> None:
-        """Clear, and return once the reactor is parked (or has ended)."""
-        with self._changed:
-            self._open = False
-            while not self._parked and reactor.is_alive():
-                self._changed.wait(0.05)
-
-
-def use_checkpoint(assoc: Association) -> None:
-    """Give an association that has not started its reactor a `Checkpoint`."""
-    assoc._reactor_checkpoint = Checkpoint()  # type: ignore[assignment]
-
-
 def _exchange(assoc: Association, req: C_STORE, context_id: int, lean: bool) -> Dataset:
     """Send the request and wait for its response (the end of pynetdicom's `send_c_store`)."""
     # Pause the reactor so that it does not take our response: for C-GET it is this thread
-    # (already serving the request), for C-MOVE the storage association's own thread.
-    checkpoint = assoc._reactor_checkpoint
-    if isinstance(checkpoint, Checkpoint) and threading.current_thread() is not assoc:
+    # (already serving the request), for C-MOVE the storage association's own thread. Its
+    # checkpoint is reactor_pause's: from another thread, clear() returns once it is parked.
+    if threading.current_thread() is not assoc:
         waker = getattr(getattr(assoc, "_edge_wait", None), "__self__", None)
         if isinstance(waker, Wakeups):
             waker.message.set()  # the reactor waits for a message: it parks now, not in 1 ms
-        checkpoint.pause(assoc)
-    else:
-        checkpoint.clear()
-        while not assoc._is_paused:
-            time.sleep(0.0001)
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
     try:
         if lean:
             _write_stored(assoc, req, context_id)
