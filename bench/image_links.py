@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.dicom_store import _free_port
 from bench.ingest import _cpu_model, command_line, cpu_count, record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,12 +143,6 @@ async def wait_listening(url: str) -> None:
     raise SystemExit(f"{url}: nothing listens")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -162,7 +156,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[float, float, float, 
     database = work / "journal.db"
     sops = index(database, paths)
     total_mb = sum(p.stat().st_size for p in paths) / 1e6
-    agent_port, nginx_port = free_port(), free_port()
+    agent_port, nginx_port = _free_port(), _free_port()
     agent = subprocess.Popen(
         [sys.executable, "-m", "bench.image_links", "--serve", str(database), str(agent_port)],
         stdout=subprocess.PIPE,

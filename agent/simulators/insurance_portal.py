@@ -3,7 +3,6 @@ to itself, the images received by its own storage SCP (data sets as they came, b
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,10 +76,3 @@ def pull_study(host: str, port: int, called_ae: str, study_uid: str, portal: Por
     finally:
         server.shutdown()
     return pulled
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on now (for the Portal's storage SCP)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -13,11 +13,11 @@ from agent.simulators.insurance_imaging import (
     InsuranceImagingSimulator,
     InsuranceImagingSimulatorConfig,
 )
-from agent.simulators.insurance_portal import free_port
 from drivers.dicom import reactor_pause
 from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.retrieve import dataset_offset
 from tests.integration.test_dicom_move_race import STUDY, study
+from tests.mosquitto import free_port
 
 
 async def test_the_portal_ae_pulls_a_study_byte_for_byte(tmp_path: Path) -> None:
