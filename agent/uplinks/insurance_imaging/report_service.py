@@ -3,6 +3,7 @@ one of four kinds, or an exam's number, answered with one mapped object per exam
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -85,15 +86,23 @@ class ReportInfoService:
         except (sqlite3.Error, OSError) as err:
             log.error("insurance.report_query_failed", error=type(err).__name__)
             return _envelope(INTERNAL, "内部服务错误")
+        # Up to max_records exams to map: not on the event loop, which carries the ingest too.
+        data, unmapped = await asyncio.to_thread(self.answer_records, found)
+        if unmapped:  # field names only: values are patient data
+            log.warning("insurance.report_fields_left_out", fields=sorted(unmapped))
+        log.info("insurance.report_query", exams=len(data), by=query.field or "exam_number")
+        return _envelope(OK, "成功", data)
+
+    def answer_records(
+        self, found: list[tuple[ExamRecord, list[InstanceFile]]]
+    ) -> tuple[list[dict[str, object]], set[str]]:
+        """The answer's objects, and the fields some value of theirs could not fill."""
         data, unmapped = [], set()
         for record, images in found:
             fields, problems = self.answer_record(record, images)
             data.append(fields)
             unmapped |= {problem.split(":", 1)[0] for problem in problems}
-        if unmapped:  # field names only: values are patient data
-            log.warning("insurance.report_fields_left_out", fields=sorted(unmapped))
-        log.info("insurance.report_query", exams=len(data), by=query.field or "exam_number")
-        return _envelope(OK, "成功", data)
+        return data, unmapped
 
     def answer_record(
         self, record: ExamRecord, images: list[InstanceFile]
