@@ -1,17 +1,20 @@
-"""What C-GET/C-MOVE can convert without a codec, and the byte swap big endian needs."""
+"""What C-GET/C-MOVE can convert without a codec, the byte swap big endian needs, and how
+often a C-MOVE reports progress."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from pydicom import uid
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_MOVE, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 
-from drivers.dicom import wire
+from drivers.dicom import qr, wire
 from drivers.dicom.retrieve import converts, dataset_offset, swap_other_words
 
 
@@ -73,3 +76,29 @@ def test_the_data_set_offset_is_read_from_the_meta_group_length(tmp_path: Path) 
     data = Path(str(get_testdata_file("CT_small.dcm"))).read_bytes()
     without.write_bytes(data[:132] + data[144:])
     assert dataset_offset(without) == split_dataset(without)[1]
+
+
+def test_a_move_sends_pending_responses_at_most_every_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[tuple[int, float]] = []
+    clock = [0.0]
+    monkeypatch.setattr("drivers.dicom.qr.time.monotonic", lambda: clock[0])
+
+    class Dimse:
+        def send_msg(self, primitive: C_MOVE, context_id: int) -> None:
+            sent.append((int(primitive.Status or 0), clock[0]))
+
+    assoc = SimpleNamespace(dimse=Dimse())
+    qr.fewer_pending_responses(assoc)
+    qr.fewer_pending_responses(assoc)  # a second move on the association: not wrapped twice
+    for step in range(10):
+        clock[0] = step * 0.1
+        pending = C_MOVE()
+        pending.Status = qr.PENDING
+        assoc.dimse.send_msg(pending, 1)
+    final = C_MOVE()
+    final.Status = 0x0000
+    assoc.dimse.send_msg(final, 1)
+    assert [status for status, _ in sent] == [qr.PENDING] * 4 + [0x0000]
+    assert [round(at, 1) for _, at in sent[:4]] == [0.0, 0.3, 0.6, 0.9]
