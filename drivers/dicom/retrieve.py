@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +35,8 @@ from drivers.dicom import wire
 log = structlog.get_logger(__name__)
 
 MAX_FRAGMENT = 1 << 20  # a peer without a PDU limit still gets the data set in 1 MiB PDUs
+READ_BLOCK = 1 << 20  # bytes of a spool file read (and sent in one call) at a time
+IOV_MAX = 1024  # buffers per sendmsg (POSIX's minimum IOV_MAX is 16; Linux and BSDs: 1024)
 _SWAP_UNITS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}  # other-VRs pydicom keeps as bytes
 
 
@@ -195,12 +198,9 @@ def write_c_store(
     """Write a C-STORE-RQ's command set and data set to `sock` as P-DATA-TF PDUs (the data set
     streamed from its file, in fragments that fit the peer's maximum PDU length)."""
     room = min(peer_max - 6, MAX_FRAGMENT) if peer_max > 6 else MAX_FRAGMENT
+    start: list[bytes | memoryview] = [wire.p_data_command(context_id, command, peer_max)]
     if isinstance(payload, bytes):
-        sock.sendall(wire.p_data_command(context_id, command, peer_max))
-        for start in range(0, max(len(payload), 1), room):
-            chunk = payload[start : start + room]
-            last = start + room >= len(payload)
-            sock.sendall(wire.p_data_header(context_id, len(chunk), 0x02 if last else 0) + chunk)
+        send_parts(sock, start + fragments(context_id, room, memoryview(payload), True))
         return
     try:  # an unreadable file fails this instance alone, before anything is sent
         file = payload.open("rb")
@@ -210,14 +210,42 @@ def write_c_store(
     with file:
         remaining = os.fstat(file.fileno()).st_size - offset
         file.seek(offset)
-        sock.sendall(wire.p_data_command(context_id, command, peer_max))
+        block = max(READ_BLOCK - READ_BLOCK % room, room)  # whole fragments but the last
+        parts: list[bytes | memoryview] = start
         while True:
-            chunk = file.read(min(room, remaining))
-            remaining -= len(chunk)
-            last = remaining <= 0 or not chunk
-            sock.sendall(wire.p_data_header(context_id, len(chunk), 0x02 if last else 0) + chunk)
+            data = file.read(min(block, remaining))
+            remaining -= len(data)
+            last = remaining <= 0 or not data
+            send_parts(sock, parts + fragments(context_id, room, memoryview(data), last))
             if last:
                 return
+            parts = []
+
+
+def fragments(context_id: int, room: int, data: memoryview, last: bool) -> list[bytes | memoryview]:
+    """PDU headers and data of P-DATA-TF PDUs carrying `data` (`last`: it ends the data set)."""
+    parts: list[bytes | memoryview] = []
+    for start in range(0, max(len(data), 1), room):
+        chunk = data[start : start + room]
+        control = 0x02 if last and start + room >= len(data) else 0x00
+        parts += (wire.p_data_header(context_id, len(chunk), control), chunk)
+    return parts
+
+
+def send_parts(sock: socket.socket, parts: Sequence[bytes | memoryview]) -> None:
+    """Send `parts` in order: gathered by sendmsg where there is one (one system call for a
+    block of PDUs instead of one per 16 KB fragment), else joined."""
+    if not hasattr(sock, "sendmsg"):  # Windows
+        sock.sendall(b"".join(parts))
+        return
+    views = [memoryview(part) for part in parts if len(part)]
+    while views:
+        sent = sock.sendmsg(views[:IOV_MAX])
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if views and sent:
+            views[0] = views[0][sent:]
 
 
 def _exchange(assoc: Association, req: C_STORE, context_id: int) -> Dataset:

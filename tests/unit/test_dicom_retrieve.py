@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from pydicom import uid
@@ -14,7 +15,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_MOVE, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 
-from drivers.dicom import qr, wire
+from drivers.dicom import qr, retrieve, wire
 from drivers.dicom.retrieve import converts, dataset_offset, swap_other_words
 
 
@@ -102,3 +103,37 @@ def test_a_move_sends_pending_responses_at_most_every_interval(
     assoc.dimse.send_msg(final, 1)
     assert [status for status, _ in sent] == [qr.PENDING] * 4 + [0x0000]
     assert [round(at, 1) for _, at in sent[:4]] == [0.0, 0.3, 0.6, 0.9]
+
+
+class _Trickle:
+    """A socket whose every send takes at most `most` bytes, as a full buffer does."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.out, self.calls = most, bytearray(), 0
+
+    def sendmsg(self, buffers: list[memoryview]) -> int:
+        self.calls += 1
+        assert len(buffers) <= retrieve.IOV_MAX
+        data = b"".join(buffers)[: self.most]
+        self.out += data
+        return len(data)
+
+
+@pytest.mark.parametrize("most", [1, 7, 4096, 1 << 30])
+def test_gathered_sends_survive_partial_writes(most: int) -> None:
+    data = memoryview(bytes(range(256)) * 300)
+    parts = [b"command", *retrieve.fragments(1, 1000, data, True), b"", b"tail"]
+    sock = _Trickle(most)
+    retrieve.send_parts(cast(Any, sock), parts)
+    assert bytes(sock.out) == b"".join(parts)
+    if most == 1 << 30:
+        assert sock.calls == 1  # 78 PDUs in one system call
+
+
+def test_fragments_flag_only_the_last_pdu_of_the_data_set() -> None:
+    parts = retrieve.fragments(3, 10, memoryview(bytes(25)), True)
+    headers = [wire.pdu_header(bytes(h[:6])) for h in parts[::2]]
+    controls = [bytes(h)[11] for h in parts[::2]]
+    assert headers == [(wire.P_DATA_TF, 16), (wire.P_DATA_TF, 16), (wire.P_DATA_TF, 11)]
+    assert controls == [0x00, 0x00, 0x02]
+    assert retrieve.fragments(3, 10, memoryview(bytes(20)), False)[-2][11] == 0x00
