@@ -37,6 +37,7 @@ from agent.observe import (
 )
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.lookback import LookbackAudit
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
@@ -257,7 +258,7 @@ class Agent:
                 simulator = build(SIMULATORS, name, section)
                 await simulator.start()
                 self._simulators.append(simulator)
-        handlers: list[Any] = [alerts.Acknowledgements()]
+        handlers: list[Any] = [alerts.Acknowledgements(), LookbackAudit()]
         startup: list[Any] = []
         uplinks = {n: s for n, s in config.uplinks.items() if s.enabled}
         domains = {n: s for n, s in config.domains.items() if s.enabled}
