@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent import platform_commands  # it uses this module's helpers
 
     platform_commands.add_parser(commands)
+    from agent import lookback_commands  # it uses this module's helpers
+
+    lookback_commands.add_parser(commands)
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 

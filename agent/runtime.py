@@ -311,6 +311,7 @@ class Agent:
                     None,
                 ),
                 observe=self.observe,
+                reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
             )
             if config.api.dashboard:
                 assert config.api.token is not None  # required when enabled

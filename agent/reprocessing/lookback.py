@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 from agent.errors import AgentError
 from agent.events import Event
 from agent.reprocessing.config import ReprocessingConfig
+from agent.vocabulary.masking import mask_id, mask_name
 
 Kind = Literal["scope", "patient", "washer", "batch"]
 KINDS: tuple[Kind, ...] = ("scope", "patient", "washer", "batch")
@@ -52,6 +54,42 @@ def resolve_scope(configs: Sequence[ReprocessingConfig], given: str) -> str:
             ):
                 return scope.number
     return given  # a scope no longer configured: its number as recorded
+
+
+def parse_moment(text: str, zone: tzinfo) -> datetime:
+    """`2026-12-01` or `2026-12-01T08:30` (the centre's wall time) or ISO with an offset."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as err:
+        raise LookbackError(
+            f"{text!r} is not a date or time (2026-12-01, 2026-12-01T08:30)"
+        ) from err
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def question_from(fields: Mapping[str, str], configs: Sequence[ReprocessingConfig]) -> Question:
+    """The question a form, query string or command line asks (kind, subject, since, until,
+    cycle); LookbackError naming every problem at once."""
+    zone = ZoneInfo(configs[0].timezone) if configs else UTC
+    problems: list[str] = []
+    kind = fields.get("kind", "")
+    if kind not in KINDS:
+        problems.append(f"kind: one of {', '.join(KINDS)}")
+    subject = fields.get("subject", "").strip()
+    if not subject:
+        problems.append("subject: the scope, patient, washer or batch to look back from")
+    times: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        try:
+            times[name] = parse_moment(fields[name], zone) if fields.get(name) else None
+        except LookbackError as err:
+            problems.append(f"{name}: {err}")
+    if problems:
+        raise LookbackError("; ".join(problems))
+    if kind == "scope":
+        subject = resolve_scope(configs, subject)
+    cycle = fields.get("cycle", "").strip() or None
+    return Question(cast("Kind", kind), subject, times["since"], times["until"], cycle)
 
 
 def answer(conn: sqlite3.Connection, question: Question) -> list[dict[str, Any]]:
@@ -226,3 +264,18 @@ def record_audit(conn: sqlite3.Connection, at: float, payload: dict[str, Any]) -
 def audit_payload(question: Question, *, by: str, via: str, full: bool) -> dict[str, Any]:
     """The `lookback.run` event's payload (and the CLI's audit row)."""
     return {"by": by, "via": via, "full": full, "question": question.audit_detail()}
+
+
+def masked(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries with each patient masked (for a screen others may see)."""
+    result = []
+    for entry in entries:
+        use = entry["use"]
+        if use is not None:
+            use = {
+                **use,
+                "patient_id": mask_id(use["patient_id"]),
+                "patient_name": mask_name(use["patient_name"]),
+            }
+        result.append({**entry, "use": use})
+    return result
