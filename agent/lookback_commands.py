@@ -29,7 +29,7 @@ def add_parser(commands: Any) -> None:
         " a period. Times are the centre's wall time (2026-12-01 or 2026-12-01T08:30). Every run"
         " is written to the audit table with --actor.",
     )
-    lookback.add_argument("kind", choices=KINDS)
+    lookback.add_argument("kind", choices=KINDS, help="what to look back from")
     lookback.add_argument(
         "subject",
         help="scope number/RFID/steel number, patient id, washer id,"
