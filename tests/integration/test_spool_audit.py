@@ -55,9 +55,10 @@ def audit(config: Path, capsys: pytest.CaptureFixture[str], *options: str) -> tu
 
 
 def indexed_paths(tmp_path: Path) -> dict[str, str]:
-    """SOP Instance UID → the file the index points at."""
+    """SOP Instance UID → the file the index points at (it keeps them relative to the spool)."""
     with closing(sqlite3.connect(tmp_path / "state" / "journal.db")) as conn:
-        return dict(conn.execute("SELECT sop_uid, path FROM im_instances").fetchall())
+        rows = conn.execute("SELECT sop_uid, path FROM im_instances").fetchall()
+    return {sop: str(tmp_path / "state" / "spool" / path) for sop, path in rows}
 
 
 def sop_uid(path: Path | str) -> str:

@@ -25,3 +25,19 @@ INSERT INTO rp_uses (scope, used_at, patient_id, clean_id, station, event_id)
 
 CREATE INDEX washer_cycles_period ON washer_cycles (washer, started_at);
 CREATE INDEX rp_steps_batch ON rp_steps (ratio_number, started_at) WHERE ratio_number IS NOT NULL;
+
+-- A state folder that can move (issue 22 item 8): the index keeps spool files relative to the
+-- spool root (<state_dir>/spool), and undelivered images say where their file is within it
+-- (`spool_path`), so that a state directory restored or moved elsewhere finds every image.
+-- Paths are taken apart at their last `/spool/Y/M/D/` (the spool's own dated folders).
+UPDATE im_instances SET path = substr(path, instr(path, '/spool/') + 7)
+    WHERE path GLOB '/*/spool/[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*'
+    AND instr(substr(path, instr(path, '/spool/') + 7), '/spool/') = 0;
+UPDATE im_deleted SET path = substr(path, instr(path, '/spool/') + 7)
+    WHERE path GLOB '/*/spool/[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*'
+    AND instr(substr(path, instr(path, '/spool/') + 7), '/spool/') = 0;
+UPDATE outbox SET payload = json_set(payload, '$.spool_path',
+        substr(json_extract(payload, '$.path'), instr(json_extract(payload, '$.path'), '/spool/') + 7))
+    WHERE kind = 'dicom.instance' AND state IN ('pending', 'inflight', 'dead')
+    AND json_extract(payload, '$.path') GLOB '/*/spool/[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*'
+    AND instr(substr(json_extract(payload, '$.path'), instr(json_extract(payload, '$.path'), '/spool/') + 7), '/spool/') = 0;
