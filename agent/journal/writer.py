@@ -303,7 +303,7 @@ class Journal:
             fresh.append(True)
             for handler in self._handlers_for(event.kind):
                 if outcome is None:
-                    handler.handle(Transaction(conn, event.id, touched), event)
+                    handler.handle(Transaction(conn, event.id, touched, _at(event)), event)
                 else:
                     self._run_handler(handler, event, touched, outcome)
         return fresh
@@ -317,12 +317,12 @@ class Journal:
         mine: set[str] = set()
         conn.execute("SAVEPOINT handler")
         try:
-            handler.handle(Transaction(conn, event.id, mine), event)
+            handler.handle(Transaction(conn, event.id, mine, _at(event)), event)
             touched |= mine
         except Exception as err:
             conn.execute("ROLLBACK TO handler")
             alert = failures.record(conn, event, handler.name, err)
-            Transaction(conn, event.id, touched).raise_alert(alert)
+            Transaction(conn, event.id, touched).raise_alert(alert)  # failed now
             outcome.handler_failures.append((event.kind, handler.name, type(err).__name__))
         conn.execute("RELEASE handler")
 
@@ -387,6 +387,11 @@ def _event_row(event: Event) -> tuple[str, str, str, str, str, str]:
         )
     except (ValueError, OverflowError) as err:
         raise UnstorableEventError(f"{event.kind} event from {event.source}: {err}") from err
+
+
+def _at(event: Event) -> float:
+    """When the event happened (device clock), as alerts and published messages carry it."""
+    return event.occurred_at.timestamp()
 
 
 def _answer_thread(job: _Job) -> None:
