@@ -26,6 +26,7 @@ from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
+from agent.journal.readers import Readers
 from agent.journal.writer import Journal
 from agent.observe import (
     ListenerState,
@@ -154,6 +155,7 @@ class Agent:
         self.supervisor = Supervisor(config.supervisor)
         self.dispatchers: dict[str, Dispatcher] = {}
         self.journal: Journal | None = None
+        self.readers: Readers | None = None  # the journal's read-only side (pages, probes)
         self._stop = asyncio.Event()
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
@@ -168,16 +170,20 @@ class Agent:
         return self.config.agent.state_dir
 
     async def observe(self) -> Snapshot:
-        """The agent as /metrics and /healthz show it; the database is probed with a write slot."""
+        """The agent as /metrics and /healthz show it: counts read off the writer (a scrape never
+        waits behind commits), and the writer unhealthy when a commit has run too long."""
         counts: dict[str, dict[str, int]] = {}
         oldest: dict[str, float] = {}
         alerts: dict[str, int] = {}
         error = ""
         try:
-            assert self.journal is not None, "the journal is not open"
+            assert self.journal is not None and self.readers is not None, "journal not open"
             async with asyncio.timeout(PROBE_TIMEOUT):
-                counts, oldest = await self.journal.run(outbox_counts)
-                alerts = await self.journal.run(alert_counts)
+                counts, oldest = await self.readers.run(outbox_counts)
+                alerts = await self.readers.run(alert_counts)
+            stalled = self.journal.busy_for()
+            if stalled > PROBE_TIMEOUT:
+                error = f"JournalStalled: the journal writer is in one commit for {stalled:.0f} s"
         except (AssertionError, TimeoutError, AgentError, sqlite3.Error) as err:
             error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         now = time.time()
@@ -273,6 +279,7 @@ class Agent:
             config.database_path, handlers, max_batch=config.journal.max_batch
         )
         self.journal = journal
+        self.readers = Readers(config.database_path)
         recovered = await journal.run(outbox.recover_inflight)
         if recovered:
             log.warning("outbox.leases_recovered", messages=recovered)
@@ -294,7 +301,7 @@ class Agent:
             app = make_app(
                 config.api,
                 self.emit,
-                self.journal.run,
+                self.readers.run,
                 photos_dir=config.agent.state_dir / "photos",
                 exam_files_dir=config.agent.state_dir / "exam-files",
                 qr_uplinks=[
@@ -319,7 +326,7 @@ class Agent:
                     app,
                     token=config.api.token,
                     observe=self.observe,
-                    query=self.journal.run,
+                    query=self.readers.run,
                     database=config.database_path,
                     read_only_open=config.api.dashboard_read_only_open,
                     reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
@@ -357,8 +364,9 @@ class Agent:
                 if endpoints is None or not endpoints.settings.enabled:
                     continue
                 counters = self.listener_counters.setdefault(name, ListenerCounters())
+                assert self.readers is not None  # platforms' queries are reads, off the writer
                 self._listeners.append(
-                    await start_listener(name, endpoints, self.emit, self.query, counters)
+                    await start_listener(name, endpoints, self.emit, self.readers.run, counters)
                 )
 
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
@@ -382,6 +390,8 @@ class Agent:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.readers is not None:
+            await self.readers.close()
         if self.journal is not None:
             await self.journal.close()
         for simulator in self._simulators:

@@ -8,6 +8,7 @@ import fnmatch
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Journal:
         self._listeners: list[Callable[[set[str]], None]] = []
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self.commits = 0
+        self._busy_since: float | None = None  # monotonic start of the commit under way
         # SQLite's auto-checkpoint runs inside COMMIT, before the waiters can be answered; the
         # writer checkpoints itself right after answering them instead (see `_checkpoint`).
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -89,6 +91,12 @@ class Journal:
         journal = cls(conn, path, handlers, asyncio.get_running_loop(), max_batch)
         journal._thread.start()
         return journal
+
+    def busy_for(self) -> float:
+        """Seconds the writer has been in its current commit (0 when idle): a probe that never
+        waits for the writer, so /healthz can say it is stuck without being stuck behind it."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def on_commit(self, listener: Callable[[set[str]], None]) -> None:
         """Call `listener(uplinks)` on the loop after each commit that queued messages for them."""
@@ -170,6 +178,7 @@ class Journal:
                     backlog.extend(item)
             jobs = [backlog.popleft() for _ in range(min(len(backlog), self._max_batch))]
             outcome = _Outcome()
+            self._busy_since = time.monotonic()
             try:
                 self._commit(jobs, outcome)
             except BaseException as err:  # task boundary: every waiter must hear about it
@@ -179,6 +188,7 @@ class Journal:
                     job.error = failure
                 outcome = _Outcome()
             self._post(jobs, outcome)
+            self._busy_since = None
             self._since_checkpoint += 1
             if self._since_checkpoint >= self._checkpoint_every:
                 self._checkpoint()
