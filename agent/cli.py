@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import structlog
 
 from agent import __version__
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError, ConfigError, JournalCorruptError
 from agent.events import with_iso_times
 from agent.simulators.commands import add_parser as add_simulate_parser
 from agent.windows.commands import add_service_parser
@@ -236,6 +236,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(Agent(config).run())
+    except JournalCorruptError as err:  # the recovery steps, readable, where the operator looks
+        print(f"edge-agent: {err}", file=sys.stderr)
+        structlog.get_logger("agent").error("agent.refused", error="journal failed integrity check")
+        return EXIT_FAILURE
     except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE
