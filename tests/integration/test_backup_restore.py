@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 from agent.cli import main
@@ -58,7 +59,7 @@ async def test_restore_drill_sends_what_was_pending_and_nothing_delivered_again(
     await journal.ingest([Event("synthetic.reading", f"s{n}", {"n": n}) for n in range(6)])
     leased = await journal.run(lambda c: outbox.lease(c, "cloud", 3, block_on_dead=False, now=9e12))
     for message in leased:
-        await journal.run(lambda c, m=message.id: outbox.mark_delivered(c, m, "ok"))
+        await journal.run(partial(outbox.mark_delivered, message_id=message.id, response="ok"))
 
     # The backup is taken while the agent keeps committing.
     stop = asyncio.Event()
