@@ -200,37 +200,37 @@ WASHER_COLUMNS = (
     "error_code",
 )
 
+VIOLATION_COLUMNS = ("rule", "clause", "severity", "message")
+
 
 def _cycles(conn: sqlite3.Connection, clean_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Each cycle with its steps, washer runs and rule violations (four indexed reads in all)."""
     ids = _list(sorted(set(clean_ids)))
     among = "clean_id IN (SELECT value FROM json_each(?))"
     cycles = {
-        row[0]: {**dict(zip(CYCLE_COLUMNS, row, strict=True)), "steps": [], "washers": []}
-        | {"violations": []}
+        row[0]: {
+            **dict(zip(CYCLE_COLUMNS, row, strict=True)),
+            "steps": [],
+            "washers": [],
+            "violations": [],
+        }
         for row in conn.execute(
             f"SELECT {', '.join(CYCLE_COLUMNS)} FROM rp_cycles WHERE {among}", (ids,)
         )
     }
-    for clean_id, *row in conn.execute(
-        f"SELECT clean_id, {', '.join(STEP_COLUMNS)} FROM rp_steps WHERE {among} ORDER BY id",
-        (ids,),
-    ):
-        cycles[clean_id]["steps"].append(dict(zip(STEP_COLUMNS, row, strict=True)))
-    for clean_id, *row in conn.execute(
-        f"SELECT clean_id, {', '.join(WASHER_COLUMNS)} FROM washer_cycles WHERE {among}"
-        " ORDER BY started_at",
-        (ids,),
-    ):
-        cycles[clean_id]["washers"].append(dict(zip(WASHER_COLUMNS, row, strict=True)))
-    for clean_id, rule, clause, severity, message in conn.execute(
-        f"SELECT clean_id, rule, clause, severity, message FROM rp_violations WHERE {among}"
-        " ORDER BY id",
-        (ids,),
-    ):
-        cycles[clean_id]["violations"].append(
-            {"rule": rule, "clause": clause, "severity": severity, "message": message}
-        )
+    parts = (
+        ("steps", STEP_COLUMNS, "rp_steps", "id"),
+        ("washers", WASHER_COLUMNS, "washer_cycles", "started_at"),
+        ("violations", VIOLATION_COLUMNS, "rp_violations", "id"),
+    )
+    for part, columns, table, order in parts:
+        for clean_id, *row in conn.execute(
+            f"SELECT clean_id, {', '.join(columns)} FROM {table} WHERE {among} ORDER BY {order}",
+            (ids,),
+        ):
+            cycle = cycles.get(clean_id)
+            if cycle is not None:  # rows of a cycle purged by retention are not shown alone
+                cycle[part].append(dict(zip(columns, row, strict=True)))
     return cycles
 
 

@@ -7,20 +7,17 @@ import json
 import shutil
 import sqlite3
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from agent.events import Event
 from agent.imaging.forwarding import rebase_queued_files
 from agent.imaging.instances import study_files
 from agent.imaging.study_index import StudyIndexReader
 from agent.journal.database import open_database
 from tests.dicom_files import make_ct_slices
-from tests.integration.test_spool_audit import audit, receive
-from tests.unit.test_imaging_index import exam, exam_doc
+from tests.integration.test_spool_audit import audit, queue_for_forwarding, receive
 
 
 async def test_a_moved_state_directory_finds_every_image_and_re_points_what_is_queued(
@@ -29,13 +26,7 @@ async def test_a_moved_state_directory_finds_every_image_and_re_points_what_is_q
     slices = make_ct_slices(tmp_path / "in", 3, rows=8, columns=8)
     study = str(dcmread(slices[0], stop_before_pixels=True).StudyInstanceUID)
     journal = await receive(tmp_path, "keep_first", slices)
-    later = datetime.now(UTC) + timedelta(minutes=2)
-    await journal.ingest([exam(exam_doc(studyUID=study), at=later)])
-    last = (
-        await journal.run(lambda c: c.execute("SELECT last_received FROM im_studies").fetchone())
-    )[0]
-    stable = {"study_uid": study, "last_received": last}
-    await journal.ingest([Event("imaging.study_stable", "imaging", stable, received_at=later)])
+    await queue_for_forwarding(journal, study)
     await journal.close()
 
     moved = tmp_path / "restored" / "elsewhere"
