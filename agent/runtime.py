@@ -21,7 +21,7 @@ from agent import __version__
 from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
-from agent.errors import AgentError, StateDirLockedError
+from agent.errors import AgentError, JournalClosedError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox
@@ -178,6 +178,8 @@ class Agent:
         error = ""
         try:
             assert self.journal is not None and self.readers is not None, "journal not open"
+            if self.journal.closed:
+                raise JournalClosedError(f"{self.journal.path}: journal is closed")
             async with asyncio.timeout(PROBE_TIMEOUT):
                 counts, oldest = await self.readers.run(outbox_counts)
                 alerts = await self.readers.run(alert_counts)

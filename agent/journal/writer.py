@@ -92,6 +92,11 @@ class Journal:
         journal._thread.start()
         return journal
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called: nothing more is written."""
+        return self._closed
+
     def busy_for(self) -> float:
         """Seconds the writer has been in its current commit (0 when idle): a probe that never
         waits for the writer, so /healthz can say it is stuck without being stuck behind it."""
