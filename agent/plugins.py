@@ -113,7 +113,12 @@ SIMULATORS = {
     "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
 }
 DOMAINS = {
-    "imaging": Plugin(imaging.ImagingConfig, handlers=imaging.handlers, tasks=imaging.tasks),
+    "imaging": Plugin(
+        imaging.ImagingConfig,
+        handlers=imaging.handlers,
+        tasks=imaging.tasks,
+        startup=imaging.startup,
+    ),
     "reprocessing": Plugin(
         reprocessing.ReprocessingConfig,
         handlers=reprocessing.handlers,

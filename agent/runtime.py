@@ -21,11 +21,12 @@ from agent import __version__
 from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
-from agent.errors import AgentError, StateDirLockedError
+from agent.errors import AgentError, JournalClosedError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
+from agent.journal.readers import Readers
 from agent.journal.writer import Journal
 from agent.observe import (
     ListenerState,
@@ -37,6 +38,7 @@ from agent.observe import (
 )
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.lookback import LookbackAudit
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
@@ -153,6 +155,7 @@ class Agent:
         self.supervisor = Supervisor(config.supervisor)
         self.dispatchers: dict[str, Dispatcher] = {}
         self.journal: Journal | None = None
+        self.readers: Readers | None = None  # the journal's read-only side (pages, probes)
         self._stop = asyncio.Event()
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
@@ -167,16 +170,22 @@ class Agent:
         return self.config.agent.state_dir
 
     async def observe(self) -> Snapshot:
-        """The agent as /metrics and /healthz show it; the database is probed with a write slot."""
+        """The agent as /metrics and /healthz show it: counts read off the writer (a scrape never
+        waits behind commits), and the writer unhealthy when a commit has run too long."""
         counts: dict[str, dict[str, int]] = {}
         oldest: dict[str, float] = {}
         alerts: dict[str, int] = {}
         error = ""
         try:
-            assert self.journal is not None, "the journal is not open"
+            assert self.journal is not None and self.readers is not None, "journal not open"
+            if self.journal.closed:
+                raise JournalClosedError(f"{self.journal.path}: journal is closed")
             async with asyncio.timeout(PROBE_TIMEOUT):
-                counts, oldest = await self.journal.run(outbox_counts)
-                alerts = await self.journal.run(alert_counts)
+                counts, oldest = await self.readers.run(outbox_counts)
+                alerts = await self.readers.run(alert_counts)
+            stalled = self.journal.busy_for()
+            if stalled > PROBE_TIMEOUT:
+                error = f"JournalStalled: the journal writer is in one commit for {stalled:.0f} s"
         except (AssertionError, TimeoutError, AgentError, sqlite3.Error) as err:
             error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         now = time.time()
@@ -257,7 +266,7 @@ class Agent:
                 simulator = build(SIMULATORS, name, section)
                 await simulator.start()
                 self._simulators.append(simulator)
-        handlers: list[Any] = [alerts.Acknowledgements()]
+        handlers: list[Any] = [alerts.Acknowledgements(), LookbackAudit()]
         startup: list[Any] = []
         uplinks = {n: s for n, s in config.uplinks.items() if s.enabled}
         domains = {n: s for n, s in config.domains.items() if s.enabled}
@@ -272,6 +281,7 @@ class Agent:
             config.database_path, handlers, max_batch=config.journal.max_batch
         )
         self.journal = journal
+        self.readers = Readers(config.database_path)
         recovered = await journal.run(outbox.recover_inflight)
         if recovered:
             log.warning("outbox.leases_recovered", messages=recovered)
@@ -293,7 +303,7 @@ class Agent:
             app = make_app(
                 config.api,
                 self.emit,
-                self.journal.run,
+                self.readers.run,
                 photos_dir=config.agent.state_dir / "photos",
                 exam_files_dir=config.agent.state_dir / "exam-files",
                 qr_uplinks=[
@@ -310,6 +320,7 @@ class Agent:
                     None,
                 ),
                 observe=self.observe,
+                reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
             )
             if config.api.dashboard:
                 assert config.api.token is not None  # required when enabled
@@ -317,7 +328,7 @@ class Agent:
                     app,
                     token=config.api.token,
                     observe=self.observe,
-                    query=self.journal.run,
+                    query=self.readers.run,
                     database=config.database_path,
                     read_only_open=config.api.dashboard_read_only_open,
                     reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
@@ -355,8 +366,9 @@ class Agent:
                 if endpoints is None or not endpoints.settings.enabled:
                     continue
                 counters = self.listener_counters.setdefault(name, ListenerCounters())
+                assert self.readers is not None  # platforms' queries are reads, off the writer
                 self._listeners.append(
-                    await start_listener(name, endpoints, self.emit, self.query, counters)
+                    await start_listener(name, endpoints, self.emit, self.readers.run, counters)
                 )
 
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
@@ -380,6 +392,8 @@ class Agent:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.readers is not None:
+            await self.readers.close()
         if self.journal is not None:
             await self.journal.close()
         for simulator in self._simulators:

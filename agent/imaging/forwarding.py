@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from typing import Any
 
@@ -11,6 +12,7 @@ from agent.imaging.exams import Saved, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
+from agent.vocabulary.spool import journal_spool_root, spool_file
 
 PUSH = "exam.push"
 INSTANCE = "dicom.instance"
@@ -44,6 +46,7 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
                 _push(tx, uplink, study_uid, exam_no, payload)
         if Offer.IMAGES not in offers:
             continue
+        root = journal_spool_root(conn)
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
             tx.enqueue(
                 uplink=uplink,
@@ -52,7 +55,10 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
                 # Per received file: an instance overwritten later is sent again.
                 dedupe_key=f"{INSTANCE}:{sop_uid}:{event_id}",
                 payload={
-                    "path": path,
+                    # The file as found now, and as the index keeps it (re-based at start when
+                    # the state directory has moved: see rebase_queued_files).
+                    "path": spool_file(path, root),
+                    "spool_path": path,
                     "sop_uid": sop_uid,
                     "sop_class": sop_class,
                     "transfer_syntax": syntax,
@@ -115,3 +121,32 @@ def _last_push(
         if head == prefix:
             return digest, int(seq)
     return None
+
+
+def rebase_queued_files(conn: sqlite3.Connection) -> int:
+    """Point the undelivered images' `path` at the spool beside the journal (the state directory
+    was moved or restored elsewhere); return how many messages changed."""
+    root = journal_spool_root(conn)
+    if root is None:
+        return 0
+    prefix = str(root) + os.sep
+    # Every uplink's open messages through the outbox_queue index (uplink, state, id): the
+    # uplinks are enumerated by a loose index scan, not by reading years of delivered messages.
+    uplinks = [
+        name
+        for (name,) in conn.execute(
+            "WITH RECURSIVE u(name) AS (SELECT MIN(uplink) FROM outbox UNION ALL"
+            " SELECT (SELECT MIN(uplink) FROM outbox WHERE uplink > u.name) FROM u"
+            " WHERE u.name IS NOT NULL) SELECT name FROM u WHERE name IS NOT NULL"
+        )
+    ]
+    cursor = conn.execute(
+        "UPDATE outbox SET payload = json_set(payload, '$.path',"
+        " ?1 || json_extract(payload, '$.spool_path'))"
+        " WHERE uplink IN (SELECT value FROM json_each(?3))"
+        " AND state IN ('pending', 'inflight', 'dead') AND kind = ?2"
+        " AND json_extract(payload, '$.spool_path') NOT LIKE '/%'"
+        " AND json_extract(payload, '$.path') IS NOT ?1 || json_extract(payload, '$.spool_path')",
+        (prefix, INSTANCE, json.dumps(uplinks)),
+    )
+    return cursor.rowcount

@@ -17,6 +17,7 @@ from agent.events import Event, with_iso_times
 from agent.inputs import Body
 from agent.journal.alerts import alert_severity, alert_state, open_alerts, open_among
 from agent.logs import peer_text
+from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.state import scope_states
 from agent.web import openapi
 from agent.web.bodies import read_json_object
@@ -27,6 +28,7 @@ from agent.web.exam_files import add_exam_file_routes
 from agent.web.exam_qr import add_exam_qr_routes
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
+from agent.web.lookback import add_lookback_routes
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.models import (
     Acknowledgement,
@@ -53,6 +55,7 @@ def make_app(
     qr_hint: str = "扫描查看数字影像",
     viewer_launch: Launch | None = None,
     observe: Observe | None = None,
+    reprocessing: Sequence[ReprocessingConfig] = (),
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
     the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
@@ -108,6 +111,7 @@ def make_app(
         add_viewer_launch_route(app, viewer_launch)
     if observe is not None:
         add_observability_routes(app, observe)
+    add_lookback_routes(app, reprocessing)
     return app
 
 

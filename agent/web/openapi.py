@@ -257,6 +257,50 @@ OPERATIONS = (
         parameters=[_in_path("name", {"type": "string", "pattern": "^[0-9a-f]{64}\\.(jpg|png)$"})],
         answers={"200": "The photo (image/jpeg or image/png)", "404": "No such photo"},
     ),
+    Operation(
+        "get",
+        "/api/v1/lookback",
+        "Clinical lookback (audited): every use of a scope since a time or cycle with the cycle"
+        " before it; a patient's scopes; a washer's or disinfectant batch's cycles over a period"
+        " and the uses after them. Patients masked unless full=true",
+        parameters=[
+            {
+                "name": "kind",
+                "in": "query",
+                "required": True,
+                "schema": {"enum": ["scope", "patient", "washer", "batch"]},
+            },
+            {
+                "name": "subject",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "scope number, RFID or steel number; patient id; washer id; batch",
+            },
+            {
+                "name": "by",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "who asks (kept in the audit trail)",
+            },
+            *(
+                {"name": name, "in": "query", "schema": {"type": "string"}, "description": text}
+                for name, text in (
+                    ("since", "2026-12-01 or 2026-12-01T08:30 (the centre's wall time)"),
+                    ("until", "up to, not including (washer and batch: required with since)"),
+                    ("cycle", "scope: from this cycle (cleanId) on, instead of since"),
+                )
+            ),
+            {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
+            {"name": "full", "in": "query", "schema": {"enum": ["true", "false"]}},
+        ],
+        answers={
+            "200": "{question, entries} or the CSV export (Chinese headings)",
+            "422": "A missing or malformed value (every problem listed), or a question that"
+            " cannot be answered (an unknown cycle, a period without its end)",
+        },
+    ),
     Operation("get", PATH, "This description"),
 )
 
