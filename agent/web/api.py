@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.config import ApiSection
+from agent.endpoints import RouteDef
 from agent.events import Event, with_iso_times
 from agent.inputs import Body
 from agent.journal.alerts import alert_severity, alert_state, open_alerts, open_among
@@ -53,6 +54,7 @@ def make_app(
     qr_hint: str = "扫描查看数字影像",
     viewer_launch: Launch | None = None,
     observe: Observe | None = None,
+    routes: Sequence[RouteDef] = (),
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
     the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
@@ -108,6 +110,8 @@ def make_app(
         add_viewer_launch_route(app, viewer_launch)
     if observe is not None:
         add_observability_routes(app, observe)
+    for route in routes:  # plugins' own routes (e.g. IDCAS links), behind the same token
+        app.router.add_route(route.method, route.path, route.handler)
     return app
 
 
