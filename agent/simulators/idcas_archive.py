@@ -108,8 +108,9 @@ class IdcasArchiveSimulator(SimulatedCloud[Received]):
     def judge(self, status: int, answer: Any) -> tuple[Verdict, int | None, str]:
         """{code, msg}: 0 accepted, any other code refused."""
         if isinstance(answer, dict) and "code" in answer and status < 300:
-            code = int(answer["code"])
-            return ("accepted" if code == OK else "refused"), code, str(answer.get("msg") or "")
+            number = int(answer["code"])
+            verdict: Verdict = "accepted" if number == OK else "refused"
+            return verdict, number, str(answer.get("msg") or "")
         return super().judge(status, answer)
 
     async def _token(self, request: web.Request) -> web.Response:
@@ -202,6 +203,8 @@ class IdcasArchiveSimulator(SimulatedCloud[Received]):
         async with self.arrived:
             self.received.calls.append(name)
             self.arrived.notify_all()
+        if name == "exam-detail" and f"/{EXAM['id']}/" not in request.path:
+            return _envelope(-1, "检查不存在")
         return _envelope(OK, "成功", CANNED_DATA[name])
 
     async def _page(self, request: web.Request) -> web.Response:

@@ -1,0 +1,111 @@
+"""The IDCAS token chain against the simulator: one acquisition for many callers, the key fetched
+again when the platform rotates it, and the synchronous calls bounded by webapi_timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agent.simulators.idcas_archive import IdcasArchiveSimulator, IdcasArchiveSimulatorConfig
+from agent.uplinks.idcas_archive.config import IdcasArchiveConfig
+from agent.uplinks.idcas_archive.uplink import IdcasArchiveUplink
+from agent.uplinks.kit.tokens import TokenError
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[IdcasArchiveSimulator]:
+    simulator = IdcasArchiveSimulator(
+        "idcas", IdcasArchiveSimulatorConfig(type="idcas_archive", port=0)
+    )
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+def uplink_for(sim: IdcasArchiveSimulator, **changes: Any) -> IdcasArchiveUplink:
+    cfg = sim.config
+    settings = {
+        "type": "idcas_archive",
+        "auth_url": f"{sim.url}/auth",
+        "gateway_url": f"{sim.url}/api",
+        "doc_gateway_url": f"{sim.url}/doc",
+        "portal_url": sim.url,
+        "org_code": "2470",
+        "client_id": cfg.client_id,
+        "client_secret": cfg.client_secret,
+        "username": cfg.username,
+        "password": cfg.password,
+        "des_key": cfg.des_key,
+        "md5_key": cfg.md5_key,
+        "sev": sim.sev,
+        "webapi_timeout": 0.5,
+    }
+    return IdcasArchiveUplink("idcas", IdcasArchiveConfig.model_validate(settings | changes))
+
+
+async def test_many_callers_share_one_token_and_one_key(sim):
+    uplink = uplink_for(sim)
+    try:
+        tokens = await asyncio.gather(*(uplink.tokens.get() for _ in range(20)))
+        assert len(set(tokens)) == 1
+        assert (sim.received.user_tokens_issued, sim.received.keys_served) == (1, 1)
+        assert sim.received.tokens_issued == 2  # the client token and the user token
+    finally:
+        await uplink.close()
+
+
+async def test_a_rotated_key_is_fetched_again_once(sim):
+    uplink = uplink_for(sim)
+    try:
+        first = await uplink.tokens.get()
+        sim.rotate_key()
+        sim.expire_tokens()
+        uplink.tokens.invalidate(first)
+        assert await uplink.tokens.get() != first
+        assert (sim.received.keys_served, sim.received.user_tokens_issued) == (2, 2)
+        assert uplink.chain.keys_fetched == 2
+    finally:
+        await uplink.close()
+
+
+async def test_a_pinned_key_that_is_not_the_platforms_fails_with_a_token_error(sim):
+    from Crypto.PublicKey import RSA
+
+    from agent.crypto import rsa
+
+    other = rsa.public_text(RSA.generate(1024))
+    uplink = uplink_for(sim, rsa_public_key=other)
+    try:
+        with pytest.raises(
+            TokenError, match="user token: connect/token answered HTTP 400: invalid_grant"
+        ):
+            await uplink.tokens.get()
+        assert sim.received.keys_served == 0
+    finally:
+        await uplink.close()
+
+
+async def test_a_slow_platform_gets_a_503_within_webapi_timeout(sim):
+    uplink = uplink_for(sim)
+    try:
+        await uplink.tokens.get()
+        sim.faults.delay = 5.0
+        relayed = await uplink.call("all-exams", {"id_card_no": "1"})
+        assert relayed.status == 503
+        assert "no answer within webapi_timeout 0.5 s" in relayed.body["error"]
+    finally:
+        await uplink.close()
+
+
+async def test_a_refusal_is_a_502_with_the_platforms_words(sim):
+    uplink = uplink_for(sim)
+    try:
+        relayed = await uplink.call("exam-detail", {"id": 999})
+        assert relayed.status == 502
+        assert relayed.body["code"] == -1
+        assert "the platform refused: code -1: 检查不存在" in relayed.body["error"]
+    finally:
+        await uplink.close()
