@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -130,14 +130,17 @@ def build(
         sev = keys.sev_for(page.name)
         timestamp = now.strftime(TIMESTAMP_FORMAT)
         special = {
-            "token": token,
-            "sev": sev,
-            "timestamp": timestamp,
+            "token": quote_base64(token),
+            "sev": quote_base64(sev),
+            "timestamp": timestamp.replace(" ", "%20").replace(":", "%3A"),
             "sign": sign(token, sev, timestamp, keys.md5_key),
-            "source": keys.source,
+            "source": quote(keys.source, safe=""),
         }
     elif page.style == "h5":
         query = {name: encrypt(value, keys) if value else "" for name, value in query.items()}
+        quoted = {name: quote_base64(value) for name, value in query.items()}
+    if page.style != "h5":
+        quoted = {name: quote(value, safe="") for name, value in query.items()}
     parts = []
     for item in page.layout:
         if item.startswith("@"):
@@ -145,13 +148,18 @@ def build(
             if name == "user_token":
                 parts.append(f"token={quote(user_token or '', safe='')}")
             else:
-                parts.append(f"{name}={quote(special[name], safe='')}")
+                parts.append(f"{name}={special[name]}")
         elif "=" in item:
             parts.append(item)
         elif query.get(item) or page.keep_empty:
-            parts.append(f"{item}={quote(query.get(item, ''), safe='')}")
+            parts.append(f"{item}={quoted.get(item, '')}")
     base = f"{portal.rstrip('/')}{page.path}"
     return f"{base}?{'&'.join(parts)}" if parts else base
+
+
+def quote_base64(text: str) -> str:
+    """quote(text, safe="") for Base64 text, whose only escapes are + / = (faster)."""
+    return text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
 
 
 def _text(raw: Any) -> str | None:
@@ -187,7 +195,7 @@ def _is_date(value: str) -> bool:
     if not DATE.fullmatch(value):
         return False
     try:
-        datetime.strptime(value, "%Y-%m-%d")
+        date(int(value[:4]), int(value[5:7]), int(value[8:10]))
     except ValueError:
         return False
     return True
