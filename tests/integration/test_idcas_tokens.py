@@ -109,3 +109,36 @@ async def test_a_refusal_is_a_502_with_the_platforms_words(sim):
         assert "the platform refused: code -1: 检查不存在" in relayed.body["error"]
     finally:
         await uplink.close()
+
+
+async def test_a_relayed_recognition_query_is_counted_as_a_visit(sim):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agent.endpoints import EMIT_KEY
+    from agent.events import Event
+    from agent.uplinks.idcas_archive.routes import api_routes
+    from agent.uplinks.idcas_archive.statistics import RELAYED
+    from tests.integration.test_idcas_e2e import WEBAPIS
+
+    stats = {"enabled": True, "source": "relayed", "work_stations": 3}
+    uplink = uplink_for(sim, statistics=stats)
+    emitted: list[Event] = []
+
+    async def emit(event: Event) -> bool:
+        emitted.append(event)
+        return True
+
+    app = web.Application()
+    app[EMIT_KEY] = emit
+    for route in api_routes("idcas", uplink.config, uplink):
+        app.router.add_route(route.method, route.path, route.handler)
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.post("/api/v1/idcas/webapi/recognition", json=WEBAPIS["recognition"])
+        assert answer.status == 200
+        answer = await client.post("/api/v1/idcas/webapi/all-exams", json={"id_card_no": "1"})
+        assert answer.status == 200
+    await uplink.close()
+    (event,) = emitted  # the recognition query only
+    assert event.kind == RELAYED and event.payload["uplink"] == "idcas"
+    assert WEBAPIS["recognition"]["visit_id"] not in str(event.payload)

@@ -3,8 +3,9 @@ the daily statistics' slots; print-flag and statistics messages, one per day."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -163,3 +164,33 @@ def test_counts_posted_before_the_slot_wait_for_it(conn):
     )
     handle(conn, handler, other)  # another uplink's counts: not ours
     assert len(outbox(conn)) == 1
+
+
+def test_relayed_visits_count_each_visit_once_on_its_day(conn):
+    config = slot_config(source="relayed", work_stations=12)
+    handler = statistics.IdcasMessages("idcas", config)
+    day = datetime(2026, 12, 6, 9, 0, tzinfo=ZONE)
+    events = [
+        statistics.relayed_event("idcas", "V1", day),
+        statistics.relayed_event("idcas", "V1", day.replace(hour=15)),  # the same visit again
+        statistics.relayed_event("idcas", "V2", day.replace(hour=23, minute=59)),
+        statistics.relayed_event("idcas", "V3", day + timedelta(days=1)),  # the next day
+        statistics.relayed_event("other", "V4", day),  # another uplink's
+    ]
+    for n, event in enumerate(events):
+        conn.execute(
+            "INSERT INTO events (id, kind, source, occurred_at, received_at, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (event.id, event.kind, event.source, "x", f"2026-12-06T{n:02d}:00:00+00:00",
+             json.dumps(event.payload)),
+        )  # fmt: skip
+    assert "V1" not in json.dumps(events[0].payload)  # a digest, not the visit's id
+    assert statistics.relayed_visits(conn, "idcas", day.date()) == 2
+    handle(conn, handler, statistics.due_event("idcas", day.date(), day + timedelta(days=1)))
+    ((_, _, payload),) = outbox(conn)
+    assert '"patients_cnt":2' in payload and '"work_stations":12' in payload
+
+
+def test_relayed_counts_need_the_work_stations():
+    with pytest.raises(ValueError, match="work_stations is required when source is relayed"):
+        slot_config(source="relayed")

@@ -23,9 +23,17 @@ HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 class RecognitionStatistics(Section):
     """[uplinks.<name>.statistics]: 6.2, the previous day's counts, posted daily at `at`."""
 
+    @model_validator(mode="after")
+    def _stations_when_relayed(self) -> RecognitionStatistics:
+        if self.source == "relayed" and self.work_stations is None:
+            raise ValueError("work_stations is required when source is relayed")
+        return self
+
     enabled: bool = False
     at: Annotated[str, Field(pattern=HHMM.pattern)] = "02:00"  # local time (timezone)
     work_stations: Annotated[int, Field(ge=0)] | None = None  # default when HIS posts none
+    source: Literal["his", "relayed"] = "his"  # patients_cnt: posted by HIS, or the visits
+    # whose recognition records (6.1) the agent relayed that day (HIS's counts still win)
     catch_up_days: Annotated[int, Field(ge=1, le=31)] = 2  # days looked back after downtime
     date_field: str | None = None  # the body has no date: name one once the vendor adds it
 

@@ -5,7 +5,7 @@ Logs name the page or API and the outcome, never a value: links carry patient id
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from functools import partial
 from typing import Any
 
@@ -18,7 +18,7 @@ from agent.uplinks.idcas_archive import webapi
 from agent.uplinks.idcas_archive.config import IdcasArchiveConfig
 from agent.uplinks.idcas_archive.links import LinkError
 from agent.uplinks.idcas_archive.pages import PAGES
-from agent.uplinks.idcas_archive.statistics import COUNTS
+from agent.uplinks.idcas_archive.statistics import COUNTS, relayed_event
 from agent.uplinks.idcas_archive.uplink import PRINT_FLAG, IdcasArchiveUplink
 from agent.uplinks.kit.request import TRANSPORT_ERRORS
 
@@ -104,6 +104,10 @@ async def relay(uplink: IdcasArchiveUplink, request: web.Request) -> web.Respons
         if request.method == "POST":
             values.update(await _body(request))
         relayed = await uplink.call(name, values)
+        counted = uplink.config.statistics.source == "relayed" and name == "recognition"
+        if counted and relayed.status == 200:
+            now = datetime.now(uplink.zone)
+            await request.app[EMIT_KEY](relayed_event(uplink.name, str(values["visit_id"]), now))
     except LinkError as err:
         log.info("idcas.webapi_refused", api=_known(name, webapi.APIS), problems=len(err.problems))
         return _refused(err)

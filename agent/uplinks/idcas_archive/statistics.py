@@ -7,6 +7,8 @@ them (the counts HIS posts later are put into it)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import sqlite3
 import uuid
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -22,6 +24,7 @@ from agent.uplinks.idcas_archive.uplink import PRINT_FLAG, STATISTICS
 
 log = structlog.get_logger(__name__)
 COUNTS = "idcas.counts"  # HIS posted a day's counts
+RELAYED = "idcas.recognition_relayed"  # a recognition query (6.1) relayed: one visit
 DUE = "idcas.statistics_due"  # a day's slot passed
 NAMESPACE = uuid.UUID("5b0c1f0e-0d2a-4e43-9b7a-1d3c0a2f9e18")
 MAX_SLEEP = 3600.0  # seconds: the clock is looked at again at least this often
@@ -63,6 +66,8 @@ class IdcasMessages:
             "patients_cnt": event.payload.get("patients_cnt"),
             "work_stations": stations,
         }
+        if event.kind == DUE and self.config.statistics.source == "relayed":
+            payload["patients_cnt"] = relayed_visits(tx.conn, self.uplink, day)
         dedupe = f"statistics:{day.isoformat()}"
         if event.kind == COUNTS:
             # The day's slot passed before HIS posted: its message waits for these counts.
@@ -81,6 +86,24 @@ class IdcasMessages:
             payload=payload,
             delay=max(0.0, slot_of(self.config, day).timestamp() - tx.now),
         )
+
+
+def relayed_visits(conn: sqlite3.Connection, uplink: str, day: date) -> int:
+    """Distinct visits whose recognition records this uplink relayed on `day` (local)."""
+    since = (day - timedelta(days=1)).isoformat()  # received_at is UTC: the day starts before
+    row = conn.execute(
+        "SELECT COUNT(DISTINCT json_extract(payload, '$.visit')) FROM events"
+        " WHERE received_at >= ? AND kind = ? AND json_extract(payload, '$.uplink') = ?"
+        " AND json_extract(payload, '$.day') = ?",
+        (since, RELAYED, uplink, day.isoformat()),
+    ).fetchone()
+    return int(row[0])
+
+
+def relayed_event(uplink: str, visit_id: str, now: datetime) -> Event:
+    """The event of one relayed recognition query: the day, the visit's digest (not its id)."""
+    visit = hashlib.sha256(f"{uplink}:{visit_id}".encode()).hexdigest()[:32]
+    return Event(RELAYED, "api", {"uplink": uplink, "day": now.date().isoformat(), "visit": visit})
 
 
 def due_days(config: IdcasArchiveConfig, now: datetime) -> list[date]:
