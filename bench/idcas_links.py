@@ -17,7 +17,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from Crypto.Cipher import DES3
 from Crypto.Util.Padding import pad
 
 from bench.dicom_store import _free_port
-from bench.ingest import _cpu_model, command_line, cpu_count, record
+from bench.ingest import _cpu_model, command_line, cpu_count, load_average, record
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -279,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
             f"GET /idcas/open/clinic-view, {args.clients} concurrent clients: median of"
             f" {len(runs)} runs of {args.clients * args.requests:,} requests: p50 {p50:.1f} ms,"
             f" **p99 {p99:.1f} ms** (each run: {', '.join(f'{v:.1f}' for v in p99s)}),"
-            f" {throughput:,.0f} requests/s; load average {os.getloadavg()[0]:.1f} (this machine"
+            f" {throughput:,.0f} requests/s; load average {load_average():.1f} (this machine"
             " is shared: the p99 follows the load).",
             END,
         ]

@@ -89,7 +89,10 @@ class IdcasArchiveUplink(HttpPlatformUplink):
     async def fresh_link(self, page: str, values: Mapping[str, Any]) -> str:
         """A signed URL of `page`; H5 pages get the user token (TokenError if none can be had)."""
         name = links.page_of(page).name
-        token = await self.tokens.get() if PAGES[name].style in H5_STYLES else None
+        token = None
+        if PAGES[name].style in H5_STYLES:
+            async with asyncio.timeout(self.config.webapi_timeout):
+                token = await self.tokens.get()
         return self.link(name, values, token)
 
     async def call(self, name: str, values: Mapping[str, Any]) -> Relayed:
@@ -100,9 +103,7 @@ class IdcasArchiveUplink(HttpPlatformUplink):
         try:
             async with asyncio.timeout(self.config.webapi_timeout):
                 status, text = await self._call_once(api, dict(params))
-                if status == 401:  # expired early or revoked: a new token, once
-                    self.tokens.invalidate()
-                    await self.tokens.renew()
+                if status == 401:  # expired early or revoked (dropped): a new token, once
                     status, text = await self._call_once(api, dict(params))
         except TimeoutError:
             return _unavailable(f"no answer within webapi_timeout {self.config.webapi_timeout:g} s")
