@@ -142,3 +142,36 @@ async def test_a_relayed_recognition_query_is_counted_as_a_visit(sim):
     (event,) = emitted  # the recognition query only
     assert event.kind == RELAYED and event.payload["uplink"] == "idcas"
     assert WEBAPIS["recognition"]["visit_id"] not in str(event.payload)
+
+
+def message(kind: str, payload: dict[str, Any]) -> Any:
+    from agent.journal.outbox import OutboxMessage
+
+    return OutboxMessage(1, "idcas", kind, "k", "k", payload, 1, 0.0, None)
+
+
+async def test_the_outbox_messages_as_configured(sim):
+    from agent.dispatch.outcomes import Delivered, Reject, Retry
+    from agent.uplinks.idcas_archive.uplink import PRINT_FLAG, STATISTICS
+
+    stats = {"enabled": True, "work_stations": 3, "date_field": "stat_date"}
+    uplink = uplink_for(sim, bool_style="title", statistics=stats)
+    await uplink.open()
+    try:
+        flag = {"print_type": "Result", "org_code": "2470", "business_id": "10001",
+                "print_time": "2026-12-07 10:00:00", "client_host": "h", "client_name": "n",
+                "cancel_flag": "true"}  # fmt: skip
+        assert isinstance(await uplink.send(message(PRINT_FLAG, {"params": flag})), Delivered)
+        assert sim.received.print_flags[0]["cancel_flag"] == "True"
+        day = {"day": "2026-12-06", "patients_cnt": 7, "work_stations": 3}
+        assert isinstance(await uplink.send(message(STATISTICS, day)), Delivered)
+        (stats_body,) = sim.received.statistics
+        assert (stats_body["stat_date"], stats_body["patients_cnt"]) == ("2026-12-06", 7)
+        waiting = await uplink.send(message(STATISTICS, {**day, "patients_cnt": None}))
+        assert isinstance(waiting, Retry) and waiting.deferred
+        assert "waiting for HIS to post the counts" in waiting.reason
+        refused = await uplink.send(message(PRINT_FLAG, {"params": {"org_code": "2470"}}))
+        assert isinstance(refused, Reject) and "code -1" in refused.reason
+        assert isinstance(await uplink.send(message("other", {})), Reject)
+    finally:
+        await uplink.close()
