@@ -175,3 +175,40 @@ async def test_the_outbox_messages_as_configured(sim):
         assert isinstance(await uplink.send(message("other", {})), Reject)
     finally:
         await uplink.close()
+
+
+async def test_the_cli_prints_a_signed_url_that_opens(sim, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import aiohttp
+
+    from agent import toml_out
+    from tests.integration.test_idcas_e2e import PAGES
+
+    settings = uplink_for(sim).config.model_dump(mode="json", exclude={"listener", "statistics"})
+    for secret in ("client_secret", "password", "des_key", "md5_key", "sev"):
+        settings[secret] = getattr(uplink_for(sim).config, secret).get_secret_value()
+    settings.pop("page_sev")
+    config = tmp_path / "agent.toml"
+    body = {"agent": {"state_dir": str(tmp_path)}, "uplinks": {"idcas": settings}}
+    config.write_text(toml_out.dumps(body), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    for page in ("clinic-view", "h5-exam-detail"):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "agent.cli", "idcas", "link", page, "-c", str(config)],
+            input=json.dumps(PAGES[page]), capture_output=True, text=True, check=False, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        async with aiohttp.ClientSession() as http, http.get(done.stdout.strip()) as answer:
+            assert answer.status == 200, await answer.text()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agent.cli", "idcas", "link", "clinic-view", "-c", str(config)],
+        input='{"work_no": "1"}', capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0 and "org_code: required" in done.stderr
