@@ -53,6 +53,13 @@ class IdcasArchiveSimulatorConfig(ControlOptions):
 
 
 @dataclass
+class IdcasFaults(Faults):
+    """The shared switches, plus the platform's key rotation."""
+
+    rotate_key_next: int = 0  # a new RSA key pair before the next N key requests
+
+
+@dataclass
 class Received(Counts):
     """What the platform understood: pages opened, statistics and print flags, passwords."""
 
@@ -67,10 +74,14 @@ class Received(Counts):
 class IdcasArchiveSimulator(SimulatedCloud[Received]):
     """The simulator: `await start()`, point the agent at its four URLs, inspect `received`."""
 
+    faults: IdcasFaults
+
     def __init__(
         self, name: str, config: IdcasArchiveSimulatorConfig, state_dir: Path | None = None
     ) -> None:
-        super().__init__(name, config.host, config.port, Faults(), Received(), state_dir=state_dir)
+        super().__init__(
+            name, config.host, config.port, IdcasFaults(), Received(), state_dir=state_dir
+        )
         self.config = config
         self.zone = ZoneInfo(config.timezone)
         self.private_key = _private_key(config.rsa_private_key, state_dir)
@@ -154,6 +165,9 @@ class IdcasArchiveSimulator(SimulatedCloud[Received]):
             return web.json_response({"error": "unauthorized"}, status=401)
         if request.query.get("key") != KEY_NAME:
             return _envelope(-1, "unknown key")
+        if self.faults.rotate_key_next > 0:
+            self.faults.rotate_key_next -= 1
+            self.rotate_key()
         self.received.keys_served += 1
         return _envelope(OK, "成功", self.public_key)
 

@@ -61,12 +61,17 @@ async def test_a_rotated_key_is_fetched_again_once(sim):
     uplink = uplink_for(sim)
     try:
         first = await uplink.tokens.get()
-        sim.rotate_key()
+        sim.rotate_key()  # the key the agent holds no longer decrypts
         sim.expire_tokens()
         uplink.tokens.invalidate(first)
         assert await uplink.tokens.get() != first
         assert (sim.received.keys_served, sim.received.user_tokens_issued) == (2, 2)
         assert uplink.chain.keys_fetched == 2
+        sim.faults.rotate_key_next = 1  # the control API's switch: rotated as the key is served
+        uplink.chain._key = None
+        uplink.tokens.invalidate()
+        assert await uplink.tokens.get()
+        assert sim.received.keys_served == 3 and sim.faults.rotate_key_next == 0
     finally:
         await uplink.close()
 
