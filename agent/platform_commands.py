@@ -78,7 +78,9 @@ def _add_idcas(commands: Any) -> None:
         " H5 pages fetch the user token from the platform",
     )
     config_option(link)
-    link.add_argument("page", choices=sorted(PAGES))
+    link.add_argument(
+        "page", choices=sorted(PAGES), help="the page (docs/platforms/idcas_archive.md)"
+    )
     link.add_argument("--uplink", help="the idcas_archive uplink (default: the only one)")
     link.set_defaults(func=cmd_idcas_link)
 
