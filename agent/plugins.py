@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from agent.config import PluginSection
-from agent.endpoints import Endpoints
+from agent.endpoints import Endpoints, RouteDef
 from agent.imaging import exams as imaging_exams
 from agent.imaging import instances as imaging_instances
 from agent.imaging import plugin as imaging
@@ -17,10 +17,15 @@ from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
+from agent.simulators import idcas_archive as idcas_archive_sim
 from agent.simulators import insurance_imaging as insurance_imaging_sim
 from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
+from agent.uplinks.idcas_archive import routes as idcas_archive_routes
+from agent.uplinks.idcas_archive import statistics as idcas_archive_statistics
+from agent.uplinks.idcas_archive import uplink as idcas_archive_uplink
+from agent.uplinks.idcas_archive.config import IdcasArchiveConfig
 from agent.uplinks.insurance_imaging import uplink as insurance_imaging_uplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.mqtt import uplink as mqtt_uplink
@@ -56,6 +61,10 @@ class Plugin:
     # An uplink's forwarding plan: the domains' offers it receives (e.g. imaging.Offer); a domain
     # naming it in forward_to sends it only those, and an uplink asking for none is a config error.
     plan: frozenset[str] = frozenset()
+    # An uplink's routes on the local API, and on its own listener, that need the built uplink
+    # (e.g. its token cache): called with (name, section, uplink).
+    api_routes: Callable[[str, Any, Any], list[RouteDef]] | None = None
+    uplink_endpoints: Callable[[str, Any, Any], Endpoints] | None = None
 
 
 # Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
@@ -81,6 +90,16 @@ UPLINKS = {
             exams=imaging_exams.QUERIES,
             images=imaging_instances.QUERIES,
         ),
+    ),
+    # Seed 002: signed page links and WebApis for HIS/PACS; print flags and the daily
+    # recognition statistics through the outbox.
+    "idcas_archive": Plugin(
+        IdcasArchiveConfig,
+        idcas_archive_uplink.build,
+        handlers=idcas_archive_statistics.handlers,
+        tasks=idcas_archive_statistics.tasks,
+        api_routes=idcas_archive_routes.api_routes,
+        uplink_endpoints=idcas_archive_routes.endpoints,
     ),
 }
 SOURCES = {
@@ -111,6 +130,7 @@ SIMULATORS = {
         insurance_imaging_sim.InsuranceImagingSimulatorConfig, insurance_imaging_sim.build
     ),
     "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
+    "idcas_archive": Plugin(idcas_archive_sim.IdcasArchiveSimulatorConfig, idcas_archive_sim.build),
 }
 DOMAINS = {
     "imaging": Plugin(

@@ -21,6 +21,7 @@ from agent import __version__
 from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
+from agent.endpoints import RouteDef
 from agent.errors import AgentError, JournalClosedError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
@@ -154,6 +155,7 @@ class Agent:
         self.notifier = notifier or Notifier()
         self.supervisor = Supervisor(config.supervisor)
         self.dispatchers: dict[str, Dispatcher] = {}
+        self._uplinks: dict[str, Any] = {}  # built uplinks, for routes that need one
         self.journal: Journal | None = None
         self.readers: Readers | None = None  # the journal's read-only side (pages, probes)
         self._stop = asyncio.Event()
@@ -293,9 +295,14 @@ class Agent:
         )
         for job in startup:
             await journal.run(job)
+        api_routes: list[RouteDef] = []
         for name, section in uplinks.items():
             uplink = build(UPLINKS, name, section)
             self.dispatchers[name] = Dispatcher(journal, uplink, dispatch_settings(section))
+            self._uplinks[name] = uplink
+            make_routes = UPLINKS[section.type].api_routes
+            if make_routes is not None:
+                api_routes.extend(make_routes(name, section, uplink))
         journal.on_commit(self._wake_dispatchers)
         for name, dispatcher in self.dispatchers.items():
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
@@ -321,6 +328,7 @@ class Agent:
                 ),
                 observe=self.observe,
                 reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
+                routes=api_routes,
             )
             if config.api.dashboard:
                 assert config.api.token is not None  # required when enabled
@@ -343,10 +351,8 @@ class Agent:
                 driver = build(SOURCES, name, section)
                 self.sources[name] = (section.type, driver)
                 self.supervisor.start(f"source:{name}", partial(driver.run, self))
-        for name, section in domains.items():
-            make_tasks = DOMAINS[section.type].tasks
-            for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
-                self.supervisor.start(f"source:{name}:task{n}", partial(task, self))
+        self._start_tasks(DOMAINS, domains, "task")
+        self._start_tasks(UPLINKS, uplinks, "uplink-task")
         self._background = [
             asyncio.create_task(self._purge_loop(), name="retention"),
             asyncio.create_task(self._stats_loop(), name="stats"),
@@ -354,6 +360,15 @@ class Agent:
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._replay_loop(), name="replays"),
         ]
+
+    def _start_tasks(
+        self, registry: dict[str, Plugin], sections: Mapping[str, PluginSection], label: str
+    ) -> None:
+        """Supervise the background jobs of plugins (a domain's scheduler, an uplink's slots)."""
+        for name, section in sections.items():
+            make_tasks = registry[section.type].tasks
+            for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
+                self.supervisor.start(f"source:{name}:{label}{n}", partial(task, self))
 
     async def _start_listeners(
         self, kinds: list[tuple[dict[str, Plugin], Mapping[str, PluginSection]]]
@@ -363,6 +378,9 @@ class Agent:
             for name, section in sections.items():
                 make_endpoints = registry[section.type].endpoints
                 endpoints = make_endpoints(name, section) if make_endpoints else None
+                with_uplink = registry[section.type].uplink_endpoints
+                if with_uplink is not None and name in self._uplinks:
+                    endpoints = with_uplink(name, section, self._uplinks[name])
                 if endpoints is None or not endpoints.settings.enabled:
                     continue
                 counters = self.listener_counters.setdefault(name, ListenerCounters())

@@ -13,7 +13,8 @@ CONTROL_OFFSET = 100  # the control API's default port: the platform's port plus
 
 
 def add_parser(commands: Any) -> None:
-    """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging`."""
+    """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging |
+    idcas-archive`."""
     simulate = commands.add_parser(
         "simulate",
         help="run a fake cloud in the foreground, with a control API (docs/simulators.md)",
@@ -73,6 +74,25 @@ def add_parser(commands: Any) -> None:
         "--report-url", help="the agent's report service, for polling from the control API"
     )
     insurance.set_defaults(func=cmd_simulate_insurance_imaging)
+    idcas = platforms.add_parser(
+        "idcas-archive",
+        aliases=["idcas_archive"],
+        help="IDCAS cloud archive (seed 002): auth centre, gateway WebApis, portal pages that"
+        " verify signed links",
+    )
+    _common_options(idcas, 8793)
+    idcas.add_argument("--client-id", default="edge-agent", help="the client_id it accepts")
+    idcas.add_argument("--client-secret", default="simulator-secret", help="its client_secret")
+    idcas.add_argument("--username", default="his", help="the account it accepts")
+    idcas.add_argument("--password", default="simulator-password", help="the account's password")
+    idcas.add_argument(
+        "--des-key", default="eWorldTomTaw#7=*", help="3DES key (the seed's test key)"
+    )
+    idcas.add_argument("--md5-key", default="TomtawMD5Key", help="MD5 key (the seed's test key)")
+    idcas.add_argument(
+        "--user-token-ttl", type=float, default=43200.0, help="user token lifetime (%(default)s s)"
+    )
+    idcas.set_defaults(func=cmd_simulate_idcas_archive)
 
 
 def _common_options(parser: argparse.ArgumentParser, port: int) -> None:
@@ -206,6 +226,43 @@ def cmd_simulate_insurance_imaging(args: argparse.Namespace) -> int:
     return _run(
         serve(
             InsuranceImagingSimulatorConfig.model_validate(settings),
+            ready=ready,
+            control=_control(args),
+            control_ready=_print_control,
+            state_dir=args.state_dir,
+        )
+    )
+
+
+def cmd_simulate_idcas_archive(args: argparse.Namespace) -> int:
+    """Serve the IDCAS cloud archive simulator until interrupted."""
+    from agent.simulators.idcas_archive import IdcasArchiveSimulatorConfig, serve
+
+    config = IdcasArchiveSimulatorConfig.model_validate(
+        {
+            "type": "idcas_archive",
+            "host": args.host,
+            "port": args.port,
+            "client_id": args.client_id,
+            "client_secret": args.client_secret,
+            "username": args.username,
+            "password": args.password,
+            "des_key": args.des_key,
+            "md5_key": args.md5_key,
+            "user_token_ttl": args.user_token_ttl,
+        }
+    )
+
+    def ready(sim: Any) -> None:
+        print(f"auth_url = {sim.url}/auth", flush=True)
+        print(f"gateway_url = {sim.url}/api", flush=True)
+        print(f"doc_gateway_url = {sim.url}/doc", flush=True)
+        print(f"portal_url = {sim.url}", flush=True)
+        print(f"sev = {sim.sev}", flush=True)
+
+    return _run(
+        serve(
+            config,
             ready=ready,
             control=_control(args),
             control_ready=_print_control,

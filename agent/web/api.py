@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.config import ApiSection
+from agent.endpoints import RouteDef
 from agent.events import Event, with_iso_times
 from agent.inputs import Body
 from agent.journal.alerts import alert_severity, alert_state, open_alerts, open_among
@@ -56,6 +57,7 @@ def make_app(
     viewer_launch: Launch | None = None,
     observe: Observe | None = None,
     reprocessing: Sequence[ReprocessingConfig] = (),
+    routes: Sequence[RouteDef] = (),
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
     the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
@@ -112,6 +114,8 @@ def make_app(
     if observe is not None:
         add_observability_routes(app, observe)
     add_lookback_routes(app, reprocessing)
+    for route in routes:  # plugins' own routes (e.g. IDCAS links), behind the same token
+        app.router.add_route(route.method, route.path, route.handler)
     return app
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from agent import __version__
 from agent.imaging.exam_document import Exam
@@ -54,6 +54,11 @@ REFUSALS = {
 }
 
 
+class PlatformParameters(RootModel[dict[str, str | float | None]]):
+    """A platform's parameters by name, as its seed names them (IDCAS pages and WebApis:
+    docs/platforms/idcas_archive.md); each route names a wrong or missing one with 422."""
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One route: what it does, the body it takes, its parameters, what it answers."""
@@ -73,6 +78,20 @@ def _in_path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 CREATED = {"201": "Journaled; forwarded from now on"}
+IDCAS_DOWN = "The IDCAS platform cannot be reached now (or gives no token)"
+IDCAS_RELAYED = {
+    "200": "The platform's {code, msg, data}",
+    "404": "No such WebApi",
+    "502": "The platform refused: {error, code, msg}",
+    "503": IDCAS_DOWN,
+}
+
+
+def _named(name: str) -> dict[str, Any]:
+    """A page or WebApi name in the path."""
+    return _in_path(name, {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"})
+
+
 CONTROL = "\\u0000-\\u001f\\u007f"
 EXAM_NO = _in_path(
     "exam_no",
@@ -302,6 +321,45 @@ OPERATIONS = (
         },
     ),
     Operation("get", PATH, "This description"),
+    # IDCAS (seed 002): served when an idcas_archive uplink is configured. GET /idcas/open/{page}
+    # (a browser's 302, on this API and on the uplink's HIS-facing listener) is described there.
+    Operation(
+        "post",
+        "/api/v1/idcas/links/{page}",
+        "A page of the IDCAS portal, signed now: {page, url}",
+        PlatformParameters,
+        parameters=[_named("page")],
+        answers={"200": "{page, url}", "404": "No such page", "503": IDCAS_DOWN},
+    ),
+    Operation(
+        "get",
+        "/api/v1/idcas/webapi/{api}",
+        "An IDCAS WebApi relayed (its parameters in the query): the platform's {code, msg, data}",
+        parameters=[_named("api")],
+        answers=IDCAS_RELAYED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/idcas/webapi/{api}",
+        "An IDCAS WebApi relayed (its parameters in the body): the platform's {code, msg, data}",
+        PlatformParameters,
+        parameters=[_named("api")],
+        answers=IDCAS_RELAYED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/idcas/print-flag",
+        "An IDCAS print flag (7.9), journaled and sent by the outbox",
+        PlatformParameters,
+        answers={"202": "Journaled: {event_id}"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/idcas/statistics",
+        "A day's counts for the IDCAS statistics (6.2): {day, patients_cnt, work_stations?}",
+        PlatformParameters,
+        answers={"202": "Journaled: {event_id, day}"},
+    ),
 )
 
 
