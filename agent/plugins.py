@@ -19,6 +19,7 @@ from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
 from agent.simulators import insurance_imaging as insurance_imaging_sim
 from agent.simulators import remote_imaging as remote_imaging_sim
+from agent.simulators import results_sharing as results_sharing_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
 from agent.uplinks.insurance_imaging import uplink as insurance_imaging_uplink
@@ -27,6 +28,8 @@ from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.results_sharing import uplink as results_sharing_uplink
+from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
@@ -82,6 +85,12 @@ UPLINKS = {
             images=imaging_instances.QUERIES,
         ),
     ),
+    # Seed 001: each audited report's index (again on correction), then its report PDFs.
+    "results_sharing": Plugin(
+        ResultsSharingConfig,
+        results_sharing_uplink.build,
+        plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}),
+    ),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
@@ -109,6 +118,9 @@ SIMULATORS = {
     ),
     "insurance_imaging": Plugin(
         insurance_imaging_sim.InsuranceImagingSimulatorConfig, insurance_imaging_sim.build
+    ),
+    "results_sharing": Plugin(
+        results_sharing_sim.ResultsSharingSimulatorConfig, results_sharing_sim.build
     ),
     "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
 }
