@@ -15,6 +15,8 @@ from agent.imaging import instances as imaging_instances
 from agent.imaging import plugin as imaging
 from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
+from agent.lab import config as lab_config
+from agent.lab import plugin as lab
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
 from agent.simulators import insurance_imaging as insurance_imaging_sim
@@ -89,7 +91,7 @@ UPLINKS = {
     "results_sharing": Plugin(
         ResultsSharingConfig,
         results_sharing_uplink.build,
-        plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}),
+        plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
     ),
 }
 SOURCES = {
@@ -126,6 +128,7 @@ SIMULATORS = {
 }
 DOMAINS = {
     "imaging": Plugin(imaging.ImagingConfig, handlers=imaging.handlers, tasks=imaging.tasks),
+    "lab": Plugin(lab.LabConfig, handlers=lab.handlers),
     "reprocessing": Plugin(
         reprocessing.ReprocessingConfig,
         handlers=reprocessing.handlers,

@@ -27,6 +27,7 @@ from agent.web.exam_files import add_exam_file_routes
 from agent.web.exam_qr import add_exam_qr_routes
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
+from agent.web.lab import add_lab_routes
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.models import (
     Acknowledgement,
@@ -103,6 +104,7 @@ def make_app(
     if exam_files_dir is not None:
         add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_exam_qr_routes(app, qr_uplinks, qr_hint)
+    add_lab_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_deletion_routes(app)
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)

@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 # The imaging domain's messages -> the map that sends them; any other kind is sent by the map
 # of its own name, when the mapping set has one (its payload's `record` is the record).
 MAPS = {"report.audited": "exam.index", "report.file": "exam.pdf"}
+FILE_KINDS = frozenset({"report.file", "lab.pdf"})  # messages whose `file` is sent with them
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 
@@ -108,8 +109,8 @@ class ResultsSharingUplink(HttpPlatformUplink):
             return Reject(f"results_sharing has no map for {message.kind} messages")
         view = exam_view(message.payload, self._org(), self.config.links())
         file: tuple[str, bytes] | None = None
-        if message.kind == "report.file":
-            read = await self._read_file(message.payload.get("file") or {})
+        if message.kind in FILE_KINDS:
+            read = await self._read_file(message.payload.get("file") or {}, kind)
             if not isinstance(read, tuple):
                 return read
             file, view["file"] = read[0], read[1]
@@ -127,21 +128,21 @@ class ResultsSharingUplink(HttpPlatformUplink):
         return await self._post(kind, endpoint.path, headers, body)
 
     async def _read_file(
-        self, file: dict[str, Any]
+        self, file: dict[str, Any], kind: str
     ) -> tuple[tuple[str, bytes], dict[str, Any]] | Outcome:
         name = str(file.get("name") or "")
         path = self.config.files_dir / name
         if not name or Path(name).name != name:
-            return Reject("report.file: no file name")
+            return Reject(f"{kind}: no file name")
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            return Reject(f"report.file: {name} is missing from {self.config.files_dir}")
+            return Reject(f"{kind}: {name} is missing from {self.config.files_dir}")
         except OSError as err:
-            return Retry(f"report.file: cannot read {name} ({err.strerror or err})")
+            return Retry(f"{kind}: cannot read {name} ({err.strerror or err})")
         digest = hashlib.sha256(data).hexdigest()
         described = {"name": name, "size": len(data), "sha256": digest}
-        if any(r.source == "file.base64" for r in self.mapping.maps["exam.pdf"].fields):
+        if any(r.source == "file.base64" for r in self.mapping.maps[kind].fields):
             described["base64"] = base64.b64encode(data).decode("ascii")
         return (name, data), described
 

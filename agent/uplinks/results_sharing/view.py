@@ -15,7 +15,8 @@ def exam_view(
     """The record of a `report.audited` or `report.file` message, plus: org (code, name),
     study (the index's summary), links (viewer, uid_query, wado; each with {study_uid} filled),
     id_card_no, sex and patient_type ("unknown" when absent), body_parts (names joined),
-    result ("uncertain" when absent)."""
+    result ("uncertain" when absent); a key the record has itself (a lab QC run's result) is
+    kept."""
     record: Mapping[str, Any] = payload.get("record") or {}
     view: dict[str, Any] = dict(record)
     patient = record.get("patient") or {}
@@ -26,16 +27,12 @@ def exam_view(
     if study_uid:
         view["study_uid"] = study_uid
         view["links"] = {k: v.replace("{study_uid}", study_uid) for k, v in links.items() if v}
-    view["id_card_no"] = next(
-        (
-            d.get("number")
-            for d in patient.get("documents", [])
-            if d.get("type") == RESIDENT_ID_CARD
-        ),
-        None,
-    )
-    view["sex"] = patient.get("sex", "unknown")
-    view["patient_type"] = patient.get("source", "unknown")
-    view["body_parts"] = "、".join(p["name"] for p in order.get("body_parts", []) if p.get("name"))
-    view["result"] = (record.get("report") or {}).get("result", "uncertain")
+    documents = patient.get("documents", [])
+    ids = (d.get("number") for d in documents if d.get("type") == RESIDENT_ID_CARD)
+    view.setdefault("id_card_no", next(ids, None))
+    view.setdefault("sex", patient.get("sex", "unknown"))
+    view.setdefault("patient_type", patient.get("source", "unknown"))
+    parts = order.get("body_parts", [])
+    view.setdefault("body_parts", "、".join(p["name"] for p in parts if p.get("name")))
+    view.setdefault("result", (record.get("report") or {}).get("result", "uncertain"))
     return view
