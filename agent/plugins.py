@@ -30,6 +30,7 @@ from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.results_sharing import daily as results_sharing_daily
 from agent.uplinks.results_sharing import uplink as results_sharing_uplink
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
@@ -52,8 +53,9 @@ class Plugin:
     build: Callable[[str, Any], Any] | None = None
     handlers: Callable[[str, Any], list[Any]] | None = None
     startup: Callable[[str, Any], list[Callable[[sqlite3.Connection], Any]]] | None = None
-    # Background jobs of a domain (e.g. a scheduler that journals "study stable" events); each
-    # is run supervised as `job(ctx)` with the runtime's TaskContext.
+    # Background jobs of a domain (e.g. a scheduler that journals "study stable" events) or an
+    # uplink (a daily reconciliation); each is run supervised as `job(ctx)` with the runtime's
+    # TaskContext.
     tasks: Callable[[str, Any], list[Callable[[Any], Awaitable[None]]]] | None = None
     # HTTP routes the platform (or the hospital's PACS/HIS) calls on the agent, served on the
     # plugin's own listener when its settings enable it (agent/web/listener.py).
@@ -91,6 +93,8 @@ UPLINKS = {
     "results_sharing": Plugin(
         ResultsSharingConfig,
         results_sharing_uplink.build,
+        handlers=results_sharing_daily.handlers,
+        tasks=results_sharing_daily.tasks,
         plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
     ),
 }

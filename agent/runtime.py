@@ -336,6 +336,10 @@ class Agent:
             make_tasks = DOMAINS[section.type].tasks
             for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
                 self.supervisor.start(f"source:{name}:task{n}", partial(task, self))
+        for name, section in uplinks.items():  # e.g. results_sharing's daily reconciliation
+            make_tasks = UPLINKS[section.type].tasks
+            for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
+                self.supervisor.start(f"uplink:{name}:task{n}", partial(task, self))
         self._background = [
             asyncio.create_task(self._purge_loop(), name="retention"),
             asyncio.create_task(self._stats_loop(), name="stats"),

@@ -51,6 +51,7 @@ class SharingFaults(Faults):
     error_next: int = 0  # answer the next N uploads {code: error_code, msg: error_message}
     error_code: int = 500
     error_message: str = "系统繁忙"
+    lose_next: int = 0  # accept the next N uploads (code 200) and keep nothing of them
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Received(Counts):
     uploads: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # accepted, in order
     refused: list[tuple[str, int, str]] = field(default_factory=list)  # (endpoint, code, msg)
     files: dict[str, int] = field(default_factory=dict)  # SHA-256 of each file -> its size
+    lost: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # accepted, not kept
+    checks: list[dict[str, Any]] = field(default_factory=list)  # completeness queries answered
 
 
 class ResultsSharingSimulator(SimulatedCloud[Received]):
@@ -163,9 +166,17 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             problems = [f"{endpoint.file_part}: not a PDF file"]
         if problems:
             return await self._refuse(name, INVALID, "参数校验失败：" + "；".join(problems))
+        if self._is_check(name):
+            return await self._check(body)
         key = "|".join(str(body.get(k, "")) for k in endpoint.key) or str(
             len(self.received.uploads)
         )
+        if self.faults.lose_next > 0:
+            self.faults.lose_next -= 1
+            async with self.arrived:
+                self.received.lost.append((name, body))
+                self.arrived.notify_all()
+            return self._answer(OK, "成功")
         async with self.arrived:
             self.received.records.setdefault(name, {})[key] = body
             self.received.uploads.append((name, body))
@@ -174,6 +185,29 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             self.arrived.notify_all()
         self.save()
         return self._answer(OK, "成功")
+
+    def _is_check(self, name: str) -> bool:
+        daily = self.mapping.platform.daily
+        return daily is not None and self.mapping.maps[daily.check_map].endpoint == name
+
+    async def _check(self, body: dict[str, Any]) -> web.Response:
+        """The completeness query: which of the listed records this platform does not hold."""
+        daily = self.mapping.platform.daily
+        assert daily is not None
+        listed = next((v for v in body.values() if isinstance(v, list)), [])
+        missing = [
+            {"interface": r.get("interface"), "key": r.get("key")}
+            for r in listed
+            if isinstance(r, dict)
+            and str(r.get("key")) not in self.received.records.get(str(r.get("interface")), {})
+        ]
+        async with self.arrived:
+            self.received.checks.append({"asked": len(listed), "missing": missing})
+            self.arrived.notify_all()
+        shape = self.mapping.platform.answer
+        answer: dict[str, Any] = {shape.code: OK, shape.message: "成功"}
+        _put(answer, daily.missing, missing)
+        return web.json_response(answer, dumps=lambda v: json.dumps(v, ensure_ascii=False))
 
     async def _refuse(self, name: str, code: int, message: str) -> web.Response:
         async with self.arrived:

@@ -47,3 +47,16 @@ CREATE TABLE lab_catalogue (
     platform_name TEXT NOT NULL,
     PRIMARY KEY (domain, local_code)
 );
+
+-- The results-sharing uplink's daily reconciliation (agent/uplinks/results_sharing/daily.py):
+-- per uplink and day, how far the daily report and the platform's completeness check got.
+CREATE TABLE rs_daily (
+    uplink      TEXT NOT NULL,
+    day         TEXT NOT NULL,         -- YYYY-MM-DD, local: the day the records were delivered
+    state       TEXT NOT NULL,         -- reported, resent, complete, unreconciled
+    records     INTEGER NOT NULL,      -- records delivered that day
+    checks      INTEGER NOT NULL DEFAULT 0,  -- completeness answers received
+    missing     INTEGER NOT NULL DEFAULT 0,  -- records the last answer said the platform lacks
+    updated_at  TEXT NOT NULL,         -- UTC
+    PRIMARY KEY (uplink, day)
+);

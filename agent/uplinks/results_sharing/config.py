@@ -7,7 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, HttpUrl, PrivateAttr, ValidationInfo, model_validator
 
-from agent.config import ConfigPath, Seconds, Secret
+from agent.config import ConfigPath, Seconds, Secret, TimeZoneName
 from agent.uplinks.kit.config import HttpConnectionSection
 from agent.uplinks.results_sharing.mapping import (
     DEFAULT_DIR,
@@ -40,6 +40,14 @@ class ResultsSharingConfig(HttpConnectionSection):
     wado_url_template: Template | None = None
     # Where the local API stores report PDFs (default: <agent.state_dir>/exam-files).
     exam_files_dir: ConfigPath | None = None
+    # 公共3/5: each day's counts reported at this local time for the previous day, then the
+    # platform's completeness check asked; what it lacks is sent again, up to max_resends.
+    daily_report: bool = True
+    daily_report_time: Annotated[str, Field(pattern=r"^(?:[01]\d|2[0-3]):[0-5]\d$")] = "01:00"
+    daily_catch_up_days: Annotated[int, Field(ge=1, le=31)] = 3  # days looked back at start
+    daily_max_resends: Annotated[int, Field(ge=0, le=10)] = 2
+    daily_recheck_after: Seconds = 600.0  # after re-sending, before asking again
+    timezone: TimeZoneName = "Asia/Shanghai"  # the days are local days
     _mapping: MappingSet | None = PrivateAttr(default=None)
     _files_dir: Path | None = PrivateAttr(default=None)
 

@@ -77,6 +77,15 @@ class Endpoint(_Strict):
     key: list[str] = []  # the fields that name one record (the platform keeps the last)
 
 
+class Daily(_Strict):
+    """[daily]: the maps of the daily report and of the completeness check, and where the
+    check's answer lists what the platform lacks."""
+
+    report_map: str = "daily.report"
+    check_map: str = "daily.check"
+    missing: str = "data.missing"
+
+
 class PlatformFile(_Strict):
     """platform.toml"""
 
@@ -86,6 +95,7 @@ class PlatformFile(_Strict):
     formats: dict[str, str] = {"DT": "%Y-%m-%d %H:%M:%S", "date": "%Y-%m-%d"}
     length_unit: Literal["chars", "utf8_bytes"] = "chars"
     endpoints: dict[str, Endpoint]
+    daily: Daily | None = None  # absent: no daily report or completeness check
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +147,9 @@ def load_mapping_set(folder: Path, required: tuple[str, ...] = REQUIRED_MAPS) ->
             if item.time_format_name and item.time_format_name not in platform.formats:
                 where = f"tables.{name}.{item.name}"
                 raise MappingError(f"{fields_path}: {where}: no format {item.time_format_name!r}")
-    for kind in required:
+    daily = platform.daily
+    wanted = (*required, daily.report_map, daily.check_map) if daily else required
+    for kind in wanted:
         if kind not in fields.maps:
             raise MappingError(f'{fields_path}: maps."{kind}": missing (the uplink sends it)')
     for kind, record_map in fields.maps.items():

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from agent.dispatch.outcomes import Outcome, Reject, Retry
+from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
 from agent.journal.outbox import OutboxMessage
 from agent.uplinks.kit.answers import (
     BUSY,
@@ -104,13 +104,42 @@ class ResultsSharingUplink(HttpPlatformUplink):
 
     async def send(self, message: OutboxMessage) -> Outcome:
         """Map, check, then send one message; a mapping problem is a dead letter naming fields."""
-        kind = MAPS.get(message.kind, message.kind)
+        prepared = await self._prepare(message.kind, message.payload)
+        if not isinstance(prepared, tuple):
+            return prepared
+        kind, path, headers, body = prepared
+        answer = await self._reach(path, headers, body)
+        return answer if isinstance(answer, Retry) else self._judge(kind, answer)
+
+    async def ask(self, kind: str, record: dict[str, Any]) -> tuple[Outcome, Any]:
+        """A query made by map `kind` from `record`: its outcome and, if delivered, the answer's
+        JSON (for the completeness check, which is asked, not queued)."""
+        prepared = await self._prepare(kind, {"record": record})
+        if not isinstance(prepared, tuple):
+            return prepared, None
+        kind, path, headers, body = prepared
+        answer = await self._reach(path, headers, body)
+        if isinstance(answer, Retry):
+            return answer, None
+        outcome = self._judge(kind, answer)
+        if not isinstance(outcome, Delivered):
+            return outcome, None
+        try:
+            return outcome, json.loads(answer.text)
+        except ValueError:
+            return Retry(f"{kind}: the answer is not JSON"), None
+
+    async def _prepare(
+        self, message_kind: str, payload: dict[str, Any]
+    ) -> tuple[str, str, dict[str, str], bytes] | Outcome:
+        """(map, path, headers, body) of a message, or why it cannot be sent."""
+        kind = MAPS.get(message_kind, message_kind)
         if kind not in self.mapping.maps:
-            return Reject(f"results_sharing has no map for {message.kind} messages")
-        view = exam_view(message.payload, self._org(), self.config.links())
+            return Reject(f"results_sharing has no map for {message_kind} messages")
+        view = exam_view(payload, self._org(), self.config.links())
         file: tuple[str, bytes] | None = None
-        if message.kind in FILE_KINDS:
-            read = await self._read_file(message.payload.get("file") or {}, kind)
+        if message_kind in FILE_KINDS:
+            read = await self._read_file(payload.get("file") or {}, kind)
             if not isinstance(read, tuple):
                 return read
             file, view["file"] = read[0], read[1]
@@ -125,7 +154,7 @@ class ResultsSharingUplink(HttpPlatformUplink):
             headers = {"Content-Type": content_type}
         else:
             body, headers = json.dumps(fields, ensure_ascii=False).encode("utf-8"), dict(_JSON)
-        return await self._post(kind, endpoint.path, headers, body)
+        return kind, endpoint.path, headers, body
 
     async def _read_file(
         self, file: dict[str, Any], kind: str
@@ -146,21 +175,20 @@ class ResultsSharingUplink(HttpPlatformUplink):
             described["base64"] = base64.b64encode(data).decode("ascii")
         return (name, data), described
 
-    async def _post(self, kind: str, path: str, headers: dict[str, str], body: bytes) -> Outcome:
+    async def _reach(self, path: str, headers: dict[str, str], body: bytes) -> Answer | Retry:
         """POST to the platform in use; on no answer or 5xx, to the next in turn."""
         now = self._monotonic()
         if self._preferred and now - self._preferred_since > self.config.fallback_hold:
             self._use(0, now)  # time to try the sub-platform again
         order = [self._preferred] + [i for i in range(len(self._urls)) if i != self._preferred]
-        last: Outcome | None = None
+        last: Answer | Retry | None = None
         for index in order:
-            answer = await self._exchange(partial(self._request, index, path, headers, body))
-            if isinstance(answer, Retry) or answer.status >= 500:
-                last = answer if isinstance(answer, Retry) else self._judge(kind, answer)
+            last = await self._exchange(partial(self._request, index, path, headers, body))
+            if isinstance(last, Retry) or last.status >= 500:
                 continue
             if index != self._preferred:
                 self._use(index, now)
-            return self._judge(kind, answer)
+            return last
         assert last is not None
         return last
 
