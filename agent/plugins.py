@@ -31,6 +31,7 @@ from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing import daily as results_sharing_daily
+from agent.uplinks.results_sharing import gate as results_sharing_gate
 from agent.uplinks.results_sharing import uplink as results_sharing_uplink
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
@@ -95,6 +96,8 @@ UPLINKS = {
         results_sharing_uplink.build,
         handlers=results_sharing_daily.handlers,
         tasks=results_sharing_daily.tasks,
+        # 检查8-12: the viewer gate, UID query and WADO-URI other hospitals call
+        endpoints=partial(results_sharing_gate.endpoints, images=imaging_instances.QUERIES),
         plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
     ),
 }

@@ -7,12 +7,15 @@ from __future__ import annotations
 import email.policy
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Annotated, Any
 
+import aiohttp
 from aiohttp import web
 from pydantic import Field
 
@@ -64,6 +67,7 @@ class Received(Counts):
     files: dict[str, int] = field(default_factory=dict)  # SHA-256 of each file -> its size
     lost: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # accepted, not kept
     checks: list[dict[str, Any]] = field(default_factory=list)  # completeness queries answered
+    key_checks: list[tuple[str, str]] = field(default_factory=list)  # (viewer|download, study)
 
 
 class ResultsSharingSimulator(SimulatedCloud[Received]):
@@ -79,6 +83,7 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
         )
         self.config = config
         self.mapping: MappingSet = load_mapping_set(config.mappings or DEFAULT_DIR)
+        self._keys: dict[str, tuple[str, str, float]] = {}  # key -> (kind, study, expiry)
 
     @property
     def base_url(self) -> str:
@@ -168,6 +173,9 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             return await self._refuse(name, INVALID, "参数校验失败：" + "；".join(problems))
         if self._is_check(name):
             return await self._check(body)
+        kind = self._key_kind(name)
+        if kind is not None:
+            return await self._verify_key(name, kind, body)
         key = "|".join(str(body.get(k, "")) for k in endpoint.key) or str(
             len(self.received.uploads)
         )
@@ -185,6 +193,70 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             self.arrived.notify_all()
         self.save()
         return self._answer(OK, "成功")
+
+    def issue_key(self, kind: str, study_uid: str, ttl: float = 600.0) -> str:
+        """A viewerKey (kind "viewer") or downloadKey ("download") for one study, as 检查7/9
+        would hand another hospital; valid `ttl` seconds."""
+        key = secrets.token_urlsafe(24)
+        self._keys[key] = (kind, study_uid, time.time() + ttl)
+        return key
+
+    def _key_kind(self, name: str) -> str | None:
+        keys = self.mapping.platform.keys
+        if keys is None:
+            return None
+        for kind, map_name in (("viewer", keys.viewer_map), ("download", keys.download_map)):
+            if self.mapping.maps[map_name].endpoint == name:
+                return kind
+        return None
+
+    async def _verify_key(self, name: str, kind: str, body: dict[str, Any]) -> web.Response:
+        """检查8/11: whether the key was issued for this study, and is still valid."""
+        keys = self.mapping.platform.keys
+        assert keys is not None
+        rules = self.mapping.maps[keys.viewer_map if kind == "viewer" else keys.download_map]
+        field_of = {r.source: r.target for r in rules.fields if r.source}
+        given = str(body.get(field_of.get("key", ""), ""))
+        study = str(body.get(field_of.get("study_uid", ""), ""))
+        issued = self._keys.get(given)
+        async with self.arrived:
+            self.received.key_checks.append((kind, study))
+            self.arrived.notify_all()
+        if issued is None or issued[0] != kind:
+            return await self._refuse(name, 403, f"{kind}Key无效")
+        if issued[2] < time.time():
+            return await self._refuse(name, 403, f"{kind}Key已过期")
+        if issued[1] != study:
+            return await self._refuse(name, 403, f"{kind}Key不属于该检查")
+        shape = self.mapping.platform.answer
+        answer: dict[str, Any] = {shape.code: OK, shape.message: "成功"}
+        _put(answer, keys.valid, True)
+        return web.json_response(answer)
+
+    async def download_study(self, gate_url: str, study_uid: str) -> dict[str, bytes]:
+        """Play another hospital: a downloadKey (检查9), the UID query (检查10), then every
+        instance by WADO-URI (检查12) as application/dicom; SOP Instance UID -> bytes."""
+        key = self.issue_key("download", study_uid)
+        found: dict[str, bytes] = {}
+        async with aiohttp.ClientSession() as client:
+            params = {"studyUID": study_uid, "downloadKey": key}
+            async with client.get(f"{gate_url}/uids", params=params) as answer:
+                answer.raise_for_status()
+                listing = await answer.json()
+            for series in listing["series"]:
+                for instance in series["instances"]:
+                    wado = {
+                        "requestType": "WADO",
+                        "studyUID": study_uid,
+                        "seriesUID": series["seriesUID"],
+                        "objectUID": instance["objectUID"],
+                        "contentType": "application/dicom",
+                        "downloadKey": key,
+                    }
+                    async with client.get(f"{gate_url}/wado", params=wado) as answer:
+                        answer.raise_for_status()
+                        found[instance["objectUID"]] = await answer.read()
+        return found
 
     def _is_check(self, name: str) -> bool:
         daily = self.mapping.platform.daily

@@ -9,6 +9,7 @@ from pydantic import Field, HttpUrl, PrivateAttr, ValidationInfo, model_validato
 
 from agent.config import ConfigPath, Seconds, Secret, TimeZoneName
 from agent.uplinks.kit.config import HttpConnectionSection
+from agent.uplinks.results_sharing.gate_config import ImageGate
 from agent.uplinks.results_sharing.mapping import (
     DEFAULT_DIR,
     MappingError,
@@ -48,6 +49,7 @@ class ResultsSharingConfig(HttpConnectionSection):
     daily_max_resends: Annotated[int, Field(ge=0, le=10)] = 2
     daily_recheck_after: Seconds = 600.0  # after re-sending, before asking again
     timezone: TimeZoneName = "Asia/Shanghai"  # the days are local days
+    gate: ImageGate = ImageGate()  # 检查8-12: viewer gate, UID query, WADO-URI
     _mapping: MappingSet | None = PrivateAttr(default=None)
     _files_dir: Path | None = PrivateAttr(default=None)
 

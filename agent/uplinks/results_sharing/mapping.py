@@ -86,6 +86,15 @@ class Daily(_Strict):
     missing: str = "data.missing"
 
 
+class Keys(_Strict):
+    """[keys]: the maps that verify a viewerKey or downloadKey with the platform, and where a
+    success answer says the key is valid."""
+
+    viewer_map: str = "viewer.verify"
+    download_map: str = "download.verify"
+    valid: str = "data.valid"
+
+
 class PlatformFile(_Strict):
     """platform.toml"""
 
@@ -96,6 +105,7 @@ class PlatformFile(_Strict):
     length_unit: Literal["chars", "utf8_bytes"] = "chars"
     endpoints: dict[str, Endpoint]
     daily: Daily | None = None  # absent: no daily report or completeness check
+    keys: Keys | None = None  # absent: the gate cannot verify keys (it refuses every one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +159,8 @@ def load_mapping_set(folder: Path, required: tuple[str, ...] = REQUIRED_MAPS) ->
                 raise MappingError(f"{fields_path}: {where}: no format {item.time_format_name!r}")
     daily = platform.daily
     wanted = (*required, daily.report_map, daily.check_map) if daily else required
+    if platform.keys is not None:
+        wanted = (*wanted, platform.keys.viewer_map, platform.keys.download_map)
     for kind in wanted:
         if kind not in fields.maps:
             raise MappingError(f'{fields_path}: maps."{kind}": missing (the uplink sends it)')
