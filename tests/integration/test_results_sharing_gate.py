@@ -85,7 +85,9 @@ async def gate(journal: Journal, config: ResultsSharingConfig) -> AsyncIterator[
         await runner.cleanup()
 
 
-def wado(key: str, sop: str = "1", content: str = "application/dicom", **more: str) -> dict:
+def wado(
+    key: str, sop: str = "1", content: str = "application/dicom", **more: str
+) -> dict[str, str]:
     return {
         "requestType": "WADO", "studyUID": STUDY, "seriesUID": SERIES,
         "objectUID": f"{SERIES}.{sop}", "contentType": content, "downloadKey": key, **more,
