@@ -18,12 +18,12 @@ from aiohttp import web
 from agent.dispatch.outcomes import Delivered, Reject
 from agent.endpoints import EMIT_KEY, QUERY_KEY, Endpoints, RouteDef
 from agent.events import Event
-from agent.uplinks.kit.wado import DICOM, WadoLinks, WadoService
+from agent.uplinks.kit.wado import DICOM
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.mapping import answer_path
 from agent.uplinks.results_sharing.render import NotRenderable, render_jpeg
 from agent.uplinks.results_sharing.uplink import ResultsSharingUplink
-from agent.vocabulary.images import ImageQueries
+from agent.vocabulary.images import ImageQueries, InstanceFile
 
 log = structlog.get_logger(__name__)
 ACCESS = "results_sharing.image_access"  # journaled for each decision of the gate
@@ -96,7 +96,23 @@ class ImageGate:
         self.settings = config.gate
         self.images = images
         self.verifier = verifier
-        self.wado = WadoService(WadoLinks(path=config.gate.wado_path), images)
+        self.ttl = config.gate.key_cache_seconds
+        # A study's instances, read once per key_cache_seconds: a viewer fetches them one by
+        # one right after the UID query (an image PACS deletes meanwhile is served until then).
+        self._studies: dict[str, tuple[float, dict[str, InstanceFile]]] = {}
+
+    async def _instances(self, request: web.Request, study: str) -> dict[str, InstanceFile]:
+        cached = self._studies.get(study)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await request.app[QUERY_KEY](lambda conn: self.images.study(conn, study))
+        instances = {image.sop_uid: image for image in found}
+        if self.ttl > 0 and instances:
+            self._studies[study] = (now + self.ttl, instances)
+            if len(self._studies) > 1000:  # bounded: the oldest go first
+                self._studies.pop(next(iter(self._studies)))
+        return instances
 
     def routes(self) -> list[RouteDef]:
         """GET viewer, UID query and WADO-URI."""
@@ -116,8 +132,7 @@ class ImageGate:
         if not key:
             await self._journal(request, "viewer", study, "refused")
             return _text(403, f"拒绝调阅：未携带{self.settings.viewer_key_param}")
-        images = await request.app[QUERY_KEY](lambda conn: self.images.study(conn, study))
-        if not images:
+        if not await self._instances(request, study):
             await self._journal(request, "viewer", study, "not_found")
             return _text(404, "本院无此检查")
         check = await self.verifier.check("viewer", key, study)
@@ -137,11 +152,11 @@ class ImageGate:
         refusal = await self._download_allowed(request, "uids", study)
         if refusal is not None:
             return refusal
-        images = await request.app[QUERY_KEY](lambda conn: self.images.study(conn, study))
+        images = await self._instances(request, study)
         if not images:
             return _json(404, {"error": "no such study"})
         series: dict[str, list[dict[str, str]]] = {}
-        for image in images:
+        for image in images.values():
             series.setdefault(image.series_uid, []).append(
                 {"objectUID": image.sop_uid, "transferSyntax": image.transfer_syntax}
             )
@@ -163,13 +178,16 @@ class ImageGate:
         if refusal is not None:
             return refusal
         wanted = [c.strip().split(";")[0] for c in query.get("contentType", JPEG).split(",")]
-        if DICOM in wanted and (JPEG not in wanted or wanted.index(DICOM) < wanted.index(JPEG)):
-            return await self.wado.handle(request)
-        if JPEG not in wanted:
+        dicom = DICOM in wanted and (JPEG not in wanted or wanted.index(DICOM) < wanted.index(JPEG))
+        if not dicom and JPEG not in wanted:
             return _json(406, {"error": f"contentType: {DICOM} or {JPEG}"})
-        image = await request.app[QUERY_KEY](lambda conn: self.images.instance(conn, uids[2]))
-        if image is None or (image.study_uid, image.series_uid) != uids[:2]:
+        image = (await self._instances(request, uids[0])).get(uids[2])
+        if image is None or image.series_uid != uids[1]:
             return _json(404, {"error": "no such instance"})
+        if dicom:  # as received, streamed (a file gone from the spool: 404)
+            disposition = f'attachment; filename="{image.sop_uid}.dcm"'
+            headers = {"Content-Type": DICOM, "Content-Disposition": disposition}
+            return web.FileResponse(Path(image.path), headers=headers)
         try:
             data = await asyncio.to_thread(render_jpeg, Path(image.path))
         except FileNotFoundError:
