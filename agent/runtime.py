@@ -41,6 +41,8 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
+from agent.uplinks.results_sharing.config import ResultsSharingConfig
+from agent.uplinks.results_sharing.queries import queries as sharing_queries
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -310,6 +312,14 @@ class Agent:
                     None,
                 ),
                 observe=self.observe,
+                sharing_queries=next(
+                    (
+                        sharing_queries(name, section)
+                        for name, section in uplinks.items()
+                        if isinstance(section, ResultsSharingConfig)
+                    ),
+                    None,
+                ),
             )
             if config.api.dashboard:
                 assert config.api.token is not None  # required when enabled

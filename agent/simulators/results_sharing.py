@@ -28,6 +28,7 @@ from agent.uplinks.results_sharing.mapping import (
     DEFAULT_DIR,
     Endpoint,
     MappingSet,
+    Query,
     load_mapping_set,
 )
 
@@ -176,6 +177,13 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
         kind = self._key_kind(name)
         if kind is not None:
             return await self._verify_key(name, kind, body)
+        query = next(
+            (q for q in self.mapping.platform.queries.values()
+             if self.mapping.maps[q.map].endpoint == name),
+            None,
+        )  # fmt: skip
+        if query is not None:
+            return self._query(query, body)
         key = "|".join(str(body.get(k, "")) for k in endpoint.key) or str(
             len(self.received.uploads)
         )
@@ -257,6 +265,23 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
                         answer.raise_for_status()
                         found[instance["objectUID"]] = await answer.read()
         return found
+
+    def _query(self, query: Query, body: dict[str, Any]) -> web.Response:
+        """A doctor station's query: a new key, or the records held that match."""
+        shape = self.mapping.platform.answer
+        data: Any
+        if query.issues:
+            study_field = next(
+                (r.target for r in self.mapping.maps[query.map].fields if r.source == "study_uid"),
+                "",
+            )
+            key = self.issue_key(query.issues, str(body.get(study_field, "")))
+            data = {f"{query.issues}Key": key}
+        else:
+            held = self.received.records.get(query.searches, {}).values()
+            data = [r for r in held if all(r.get(f) == body.get(f) for f in query.by)]
+        answer = {shape.code: OK, shape.message: "成功", shape.data: data}
+        return web.json_response(answer, dumps=lambda v: json.dumps(v, ensure_ascii=False))
 
     def _is_check(self, name: str) -> bool:
         daily = self.mapping.platform.daily

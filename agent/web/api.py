@@ -37,6 +37,7 @@ from agent.web.models import (
     Snooze,
 )
 from agent.web.quality import add_quality_routes
+from agent.web.sharing_queries import Queries, add_sharing_query_route
 from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
 log = structlog.get_logger(__name__)
@@ -54,6 +55,7 @@ def make_app(
     qr_hint: str = "扫描查看数字影像",
     viewer_launch: Launch | None = None,
     observe: Observe | None = None,
+    sharing_queries: Queries | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
     the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
@@ -105,6 +107,7 @@ def make_app(
         add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_exam_qr_routes(app, qr_uplinks, qr_hint)
     add_lab_routes(app, exam_files_dir, settings.max_report_file_bytes)
+    add_sharing_query_route(app, sharing_queries)
     add_deletion_routes(app)
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)

@@ -115,6 +115,16 @@ LAB_PDF = {
     },
     "application/pdf": {"schema": {"type": "string", "format": "binary"}},
 }
+SHARING_QUERY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "description": "id_card_no, patient_name, start_date, end_date (YYYY-MM-DD),"
+            " other_org_code, exam_no, report_no, study_uid: what the query's map reads",
+            "additionalProperties": {"type": "string"},
+        }
+    }
+}
 CATALOGUE_CSV = {
     "text/csv": {
         "schema": {
@@ -319,6 +329,20 @@ OPERATIONS = (
         "A doctor station reminded of, or viewed, a shared exam or lab result",
         Viewing,
         answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/queries/{name}",
+        "A doctor station's query to the results-sharing platform (outside exams and labs,"
+        " their PDFs, abnormal results, a viewerKey), answered synchronously",
+        parameters=[_in_path("name", {"type": "string"})],
+        content=SHARING_QUERY,
+        answers={
+            "200": "{source: platform or local, data: the platform's data}",
+            "404": "No such query, or no results_sharing uplink",
+            "502": "The platform refused the query (its words)",
+            "503": "The platform cannot be reached",
+        },
     ),
     Operation("get", PATH, "This description"),
 )

@@ -95,6 +95,18 @@ class Keys(_Strict):
     valid: str = "data.valid"
 
 
+class Query(_Strict):
+    """[queries.<name>]: a query for doctors' stations (POST /api/v1/sharing/queries/<name>)."""
+
+    map: str  # the map that makes the request from the posted parameters
+    cache_seconds: Annotated[float, Field(ge=0)] = 0.0  # answers kept and answered locally
+    # How the simulator answers: the records of endpoint `searches` whose `by` fields equal the
+    # request's, or a new key of kind `issues` ("viewer", "download").
+    searches: str = ""
+    by: list[str] = []
+    issues: Literal["", "viewer", "download"] = ""
+
+
 class PlatformFile(_Strict):
     """platform.toml"""
 
@@ -106,6 +118,7 @@ class PlatformFile(_Strict):
     endpoints: dict[str, Endpoint]
     daily: Daily | None = None  # absent: no daily report or completeness check
     keys: Keys | None = None  # absent: the gate cannot verify keys (it refuses every one)
+    queries: dict[str, Query] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +174,7 @@ def load_mapping_set(folder: Path, required: tuple[str, ...] = REQUIRED_MAPS) ->
     wanted = (*required, daily.report_map, daily.check_map) if daily else required
     if platform.keys is not None:
         wanted = (*wanted, platform.keys.viewer_map, platform.keys.download_map)
+    wanted = (*wanted, *(query.map for query in platform.queries.values()))
     for kind in wanted:
         if kind not in fields.maps:
             raise MappingError(f'{fields_path}: maps."{kind}": missing (the uplink sends it)')
