@@ -36,7 +36,7 @@ from agent.uplinks.results_sharing import uplink as results_sharing_uplink
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
-from drivers import mqtt, synthetic
+from drivers import mqtt, report_folder, synthetic
 from drivers.dicom import capture as image_capture
 from drivers.dicom import scp as dicom_scp
 from drivers.dicom.capture_config import ImageCaptureConfig
@@ -107,6 +107,8 @@ SOURCES = {
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
     "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
+    # Report PDFs exported into a folder (seed 001: systems that can only export files).
+    "report_folder": Plugin(report_folder.ReportFolderConfig, report_folder.build),
     # The Q/R SCP and image capture read the imaging domain's study index (drivers never import
     # domains: the wiring hands it to them).
     "dicom_scp": Plugin(
