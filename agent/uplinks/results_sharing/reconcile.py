@@ -15,7 +15,7 @@ from agent.journal.transaction import Transaction
 REPORTED = "results_sharing.daily_reported"
 CHECKED = "results_sharing.daily_checked"
 DAILY_REPORT = "daily.report"
-UNRECONCILED = "results_sharing_unreconciled"
+UNRECONCILED_ALERT = "results_sharing_unreconciled"
 
 
 def resend_marker(day: str) -> str:
@@ -72,7 +72,7 @@ class Reconciliation:
             state = "unreconciled"
             tx.raise_alert(
                 Alert(
-                    code=UNRECONCILED,
+                    code=UNRECONCILED_ALERT,
                     subject=f"uplink:{self.uplink}",
                     message=f"{len(ids)} records delivered on {day} are still missing at the"
                     f" platform after {self.max_resends} re-sends; see `edge-agent outbox`"
