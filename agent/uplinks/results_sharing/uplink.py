@@ -134,7 +134,7 @@ class ResultsSharingUplink(HttpPlatformUplink):
     ) -> tuple[str, str, dict[str, str], bytes] | Outcome:
         """(map, path, headers, body) of a message, or why it cannot be sent."""
         kind = MAPS.get(message_kind, message_kind)
-        if kind not in self.mapping.maps:
+        if kind not in self.mapping.maps or not self.mapping.maps[kind].endpoint:
             return Reject(f"results_sharing has no map for {message_kind} messages")
         view = exam_view(payload, self._org(), self.config.links())
         file: tuple[str, bytes] | None = None
