@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -46,8 +47,6 @@ def make_sized(folder: Path, count: int, megabytes: float) -> list[Path]:
     """`count` files of `megabytes` MB (whole MB through make_images, else written here)."""
     if megabytes >= 1:
         return make_images(folder, count, int(megabytes))
-    import os
-
     folder.mkdir(parents=True)
     paths = []
     for n in range(1, count + 1):
@@ -186,7 +185,7 @@ def measure(
 
 
 def report(command: str, args: argparse.Namespace, rows: list[tuple[float, int, float, float]],
-           rss: float) -> str:  # fmt: skip
+           rss: float, load: tuple[float, float]) -> str:  # fmt: skip
     lines = [
         BEGIN,
         "## Seed 001 WADO-URI (results-sharing gate) beside nginx",
@@ -200,6 +199,8 @@ def report(command: str, args: argparse.Namespace, rows: list[tuple[float, int, 
         f"* Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"* Machine: nproc {cpu_count()} ({_cpu_model()}), Python {sys.version.split()[0]}",
         f"* Agent peak RSS (gate and simulator in one process): {rss:.0f} MB",
+        f"* Load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f}"
+        " (other sessions share this VM: ratios move with it)",
         "",
         "| instance | clients | agent MB/s | nginx MB/s | × nginx |",
         "|---|---:|---:|---:|---:|",
@@ -229,9 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if sys.platform == "win32":
         raise SystemExit("bench/results_sharing_wado.py measures on Linux (nginx, /proc)")
+    before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         rows, rss = measure(args, Path(folder))
-    section = report(command_line("bench.results_sharing_wado", argv), args, rows, rss)
+    load = (before, os.getloadavg()[0])
+    section = report(command_line("bench.results_sharing_wado", argv), args, rows, rss, load)
     print(section)
     if not args.no_record:
         record(args.output, section, BEGIN, END)
