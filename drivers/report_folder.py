@@ -146,7 +146,6 @@ class ReportFolder(Driver):
         log.info("report_folder.taken", source=self.name, kind=matched["kind"])
 
     async def _reject(self, path: Path, reason: str, text: str) -> None:
-        self.counters[reason] = self.counters.get(reason, 0) + 1
         try:
             moved = await asyncio.to_thread(move_durably, [path], self.rejected_dir, "")
         except FileNotFoundError:
@@ -154,6 +153,7 @@ class ReportFolder(Driver):
         note = f"{text}\nat: {utcnow().isoformat()}\n".encode()
         await asyncio.to_thread(write_durably, moved[0].with_name(moved[0].name + ".reason.txt"),
                                 note)  # fmt: skip
+        self.counters[reason] = self.counters.get(reason, 0) + 1  # counted once it is all done
         log.warning("report_folder.rejected", source=self.name, reason=reason)
 
 
