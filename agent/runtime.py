@@ -44,6 +44,8 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
+from agent.uplinks.results_sharing.config import ResultsSharingConfig
+from agent.uplinks.results_sharing.queries import queries as sharing_queries
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -329,6 +331,14 @@ class Agent:
                 observe=self.observe,
                 reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
                 routes=api_routes,
+                sharing_queries=next(
+                    (
+                        sharing_queries(name, section)
+                        for name, section in uplinks.items()
+                        if isinstance(section, ResultsSharingConfig)
+                    ),
+                    None,
+                ),
             )
             if config.api.dashboard:
                 assert config.api.token is not None  # required when enabled

@@ -8,7 +8,7 @@ import os
 import sqlite3
 from typing import Any
 
-from agent.imaging.exams import Saved, study_exams
+from agent.imaging.exams import Saved, exam_by_number, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
@@ -17,6 +17,7 @@ from agent.vocabulary.spool import journal_spool_root, spool_file
 PUSH = "exam.push"
 INSTANCE = "dicom.instance"
 AUDITED = "report.audited"
+REPORT_FILE = "report.file"
 
 
 def order_key(study_uid: str) -> str:
@@ -84,6 +85,27 @@ def report_audited(tx: Transaction, saved: Saved, plans: Plans) -> None:
                 # A report changed after its audit is a new message; the same one is not.
                 dedupe_key=f"{AUDITED}:{record['exam_no']}:{saved.report_digest}",
                 payload={"record": record, "study": study},
+            )
+
+
+def report_files(tx: Transaction, exam_no: str, plans: Plans) -> None:
+    """Queue `report.file` for each report PDF of an audited exam, after its `report.audited`
+    (same order key; once per file and uplink: a corrected report brings a new file)."""
+    wanted = [uplink for uplink, offers in plans.items() if Offer.REPORT_FILES in offers]
+    if not wanted:
+        return
+    record = exam_by_number(tx.conn, exam_no)
+    if record is None or record.get("exam_no") != exam_no or record.get("status") != "final":
+        return  # no audited report yet: its audit queues the files
+    files = [f for f in record.pop("files", []) if f["kind"] == "report_pdf"]
+    for uplink in wanted:
+        for file in files:
+            tx.enqueue(
+                uplink=uplink,
+                kind=REPORT_FILE,
+                order_key=f"exam:{exam_no}",
+                dedupe_key=f"{REPORT_FILE}:{exam_no}:{file['name']}",
+                payload={"record": record, "file": dict(file)},
             )
 
 

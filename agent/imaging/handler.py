@@ -11,7 +11,7 @@ from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.deletions import delete_images, offer_deletion, reject_instances
 from agent.imaging.exams import attach_files, save_exam
-from agent.imaging.forwarding import forward, report_audited
+from agent.imaging.forwarding import forward, report_audited, report_files
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
 from agent.journal.alerts import Alert
@@ -57,6 +57,7 @@ class ImagingHandler:
             payload = event.payload
             at = utc_text(event.received_at)
             attach_files(tx.conn, str(payload["exam_no"]), payload["files"], at, event.id)
+            report_files(tx, str(payload["exam_no"]), self.config.plans())
         elif event.kind == DELETION:
             self._deletion(tx, event)
         elif event.kind == STABLE:
@@ -120,6 +121,7 @@ class ImagingHandler:
             forward(tx, saved.study_uid, self.config.plans(), utc_text(event.received_at))
         if saved.report_changed and saved.record.get("status") == "final":
             report_audited(tx, saved, self.config.plans())
+            report_files(tx, saved.record["exam_no"], self.config.plans())
 
     def _deletion(self, tx: Transaction, event: Event) -> None:
         payload = dict(event.payload)

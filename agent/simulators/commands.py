@@ -14,7 +14,7 @@ CONTROL_OFFSET = 100  # the control API's default port: the platform's port plus
 
 def add_parser(commands: Any) -> None:
     """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging |
-    idcas-archive`."""
+    idcas-archive | results-sharing`."""
     simulate = commands.add_parser(
         "simulate",
         help="run a fake cloud in the foreground, with a control API (docs/simulators.md)",
@@ -93,6 +93,23 @@ def add_parser(commands: Any) -> None:
         "--user-token-ttl", type=float, default=43200.0, help="user token lifetime (%(default)s s)"
     )
     idcas.set_defaults(func=cmd_simulate_idcas_archive)
+    sharing = platforms.add_parser(
+        "results-sharing",
+        aliases=["results_sharing"],
+        help="results-sharing platform (seed 001), validating with a mapping set",
+    )
+    _common_options(sharing, 8793)
+    sharing.add_argument("--app-id", default="edge-agent", help="the appId it accepts")
+    sharing.add_argument("--app-secret", default="simulator-secret", help="the secret it accepts")
+    sharing.add_argument(
+        "--mappings",
+        type=Path,
+        help="the mapping folder (platform.toml, fields.toml) the uplink uses (default: ours)",
+    )
+    sharing.add_argument(
+        "--token-ttl", type=float, default=7200.0, help="token lifetime, seconds (%(default)s)"
+    )
+    sharing.set_defaults(func=cmd_simulate_results_sharing)
 
 
 def _common_options(parser: argparse.ArgumentParser, port: int) -> None:
@@ -263,6 +280,36 @@ def cmd_simulate_idcas_archive(args: argparse.Namespace) -> int:
     return _run(
         serve(
             config,
+            ready=ready,
+            control=_control(args),
+            control_ready=_print_control,
+            state_dir=args.state_dir,
+        )
+    )
+
+
+def cmd_simulate_results_sharing(args: argparse.Namespace) -> int:
+    """Serve the results-sharing platform simulator until interrupted."""
+    from agent.simulators.results_sharing import ResultsSharingSimulatorConfig, serve
+
+    settings: dict[str, Any] = {
+        "type": "results_sharing",
+        "host": args.host,
+        "port": args.port,
+        "app_id": args.app_id,
+        "app_secret": args.app_secret,
+        "token_ttl": args.token_ttl,
+    }
+    if args.mappings is not None:
+        settings["mappings"] = args.mappings.resolve()
+
+    def ready(sim: Any) -> None:
+        print(f"base_url = {sim.base_url}", flush=True)
+        print(f"mappings = {sim.mapping.folder}", flush=True)
+
+    return _run(
+        serve(
+            ResultsSharingSimulatorConfig.model_validate(settings),
             ready=ready,
             control=_control(args),
             control_ready=_print_control,

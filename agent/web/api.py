@@ -29,6 +29,7 @@ from agent.web.exam_files import add_exam_file_routes
 from agent.web.exam_qr import add_exam_qr_routes
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
+from agent.web.lab import add_lab_routes
 from agent.web.lookback import add_lookback_routes
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.models import (
@@ -39,6 +40,7 @@ from agent.web.models import (
     Snooze,
 )
 from agent.web.quality import add_quality_routes
+from agent.web.sharing_queries import Queries, add_sharing_query_route
 from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
 log = structlog.get_logger(__name__)
@@ -58,6 +60,7 @@ def make_app(
     observe: Observe | None = None,
     reprocessing: Sequence[ReprocessingConfig] = (),
     routes: Sequence[RouteDef] = (),
+    sharing_queries: Queries | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
     the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
@@ -108,6 +111,8 @@ def make_app(
     if exam_files_dir is not None:
         add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_exam_qr_routes(app, qr_uplinks, qr_hint)
+    add_lab_routes(app, exam_files_dir, settings.max_report_file_bytes)
+    add_sharing_query_route(app, sharing_queries)
     add_deletion_routes(app)
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)

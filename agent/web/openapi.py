@@ -16,6 +16,7 @@ from pydantic import BaseModel, RootModel
 from agent import __version__
 from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
+from agent.lab.documents import LabDevice, LabReport, QcRun, Recognition, Viewing
 from agent.vocabulary.doctors import DoctorLogin
 from agent.web.context import answer
 from agent.web.deletions import Deletion
@@ -71,6 +72,7 @@ class Operation:
     files: bool = False  # a report file: multipart `file` parts, or the raw file itself
     parameters: list[dict[str, Any]] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=lambda: {"200": "OK"})
+    content: dict[str, Any] | None = None  # a body other than JSON (CSV, a lab PDF)
 
 
 def _in_path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +122,37 @@ REPORT_FILE = {
     },
 }
 ROW = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+LAB_PDF = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+}
+SHARING_QUERY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "description": "id_card_no, patient_name, start_date, end_date (YYYY-MM-DD),"
+            " other_org_code, exam_no, report_no, study_uid: what the query's map reads",
+            "additionalProperties": {"type": "string"},
+        }
+    }
+}
+CATALOGUE_CSV = {
+    "text/csv": {
+        "schema": {
+            "type": "string",
+            "description": "UTF-8 CSV, header domain,local_code,local_name,platform_code,"
+            "platform_name; domain is exam or lab",
+        }
+    }
+}
 OPERATIONS = (
     Operation(
         "post",
@@ -320,6 +353,60 @@ OPERATIONS = (
             " cannot be answered (an unknown cycle, a period without its end)",
         },
     ),
+    Operation(
+        "post",
+        "/api/v1/lab/reports",
+        "A lab report with its results from the LIS (uploaded once audited)",
+        LabReport,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/lab/reports/{report_no}/files",
+        "A lab report's PDF (multipart `file`, or the raw PDF); uploaded after the report",
+        parameters=[{**EXAM_NO, "name": "report_no"}],
+        content=LAB_PDF,
+        answers={**CREATED, "507": "The file could not be stored"},
+    ),
+    Operation(
+        "post", "/api/v1/lab/devices", "A lab device (master data)", LabDevice, answers=CREATED
+    ),
+    Operation("post", "/api/v1/lab/qc", "A lab QC run", QcRun, answers=CREATED),
+    Operation(
+        "post",
+        "/api/v1/lab/catalogue",
+        "The exam and lab item catalogue with the platform's codes (CSV); replaces the last",
+        content=CATALOGUE_CSV,
+        answers={"201": "Journaled: {event_id, items}"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/recognitions",
+        "A doctor accepted or refused an outside exam or lab result (mutual recognition)",
+        Recognition,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/viewings",
+        "A doctor station reminded of, or viewed, a shared exam or lab result",
+        Viewing,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/queries/{name}",
+        "A doctor station's query to the results-sharing platform (outside exams and labs,"
+        " their PDFs, abnormal results, a viewerKey), answered synchronously",
+        parameters=[_in_path("name", {"type": "string"})],
+        content=SHARING_QUERY,
+        answers={
+            "200": "{source: platform or local, data: the platform's data}",
+            "404": "No such query, or no results_sharing uplink",
+            "502": "The platform refused the query (its words)",
+            "503": "The platform cannot be reached",
+        },
+    ),
     Operation("get", PATH, "This description"),
     # IDCAS (seed 002): served when an idcas_archive uplink is configured. GET /idcas/open/{page}
     # (a browser's 302, on this API and on the uplink's HIS-facing listener) is described there.
@@ -391,7 +478,7 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
     refusals = ["401"]
     if operation.parameters:
         refusals.append("400")
-    if operation.body is not None or operation.files:
+    if operation.body is not None or operation.files or operation.content is not None:
         refusals += ["400", "413", "415", "422"]
     problem = {"application/json": {"schema": PROBLEM}}
     answers: dict[str, Any] = {
@@ -415,6 +502,8 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
         found["requestBody"] = {"required": True, "content": content}
     if operation.files:
         found["requestBody"] = {"required": True, "content": REPORT_FILE}
+    if operation.content is not None:
+        found["requestBody"] = {"required": True, "content": operation.content}
     return found
 
 

@@ -22,6 +22,8 @@ TITLES: dict[str, tuple[str, str]] = {
     "dicom_duplicate_kept_first": ("重复影像未入库", "Duplicate images not indexed"),
     "imaging_instance_missing": ("已接收影像文件丢失", "Received image missing"),
     "imaging_instance_unreadable": ("已接收影像文件损坏", "Received image unreadable"),
+    # Results sharing (seed 001): the daily completeness check.
+    "results_sharing_unreconciled": ("平台数据校验：补传后仍缺失", "Platform still lacks records"),
     # The agent itself.
     "handler_failed": ("记录处理失败，待重放", "Record handling failed: replay it"),
 }
