@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.events import Event
+from agent.journal import database
 from agent.journal.writer import Journal
 from agent.uplinks.http.forward import ForwardEvents
 from bench import flushdelay
@@ -348,6 +349,7 @@ machine may be shared with other work (see the load average): expect about ±10%
   Linux {platform.release()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}
 * Load average (1 min) before / after the run: {loads[0]:.2f} / {loads[1]:.2f}
 * Filesystem: {filesystem(directory)} (`df -T {_display(directory)}`)
+* Journal page size: {database.PAGE_SIZE} bytes (schema v{database.latest_version()})
 * Per scenario: {args.warmup:g} s warm-up, then {args.duration:g} s measured, fresh journal each
   time; minimal writer {args.reference_duration:g} s
 
@@ -426,6 +428,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to update"
     )
+    parser.add_argument(
+        "--page-size", type=int, help="page size of the new journals (the agent's default)"
+    )
     parser.add_argument("--no-record", action="store_true", help="print only")
     parser.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -492,6 +497,8 @@ def load_average() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.page_size:
+        database.PAGE_SIZE = args.page_size
     directory: Path = args.dir.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if args.child_json is not None:
