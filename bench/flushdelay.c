@@ -48,6 +48,11 @@ __attribute__((destructor)) static void flushdelay_report(void) {
     fclose(out);
 }
 
+/* Flushes so far in this process, for a benchmark to read around what it measures (ctypes). */
+long flushdelay_flushes(void) {
+    return atomic_load(&n_fsync) + atomic_load(&n_fdatasync) + atomic_load(&n_sync_file_range);
+}
+
 static void flush_wait(void) {
     if (delay_us <= 0) return;
     struct timespec t = {delay_us / 1000000, (delay_us % 1000000) * 1000};

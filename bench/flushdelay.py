@@ -12,6 +12,7 @@ For benchmarks, never for tests of behaviour (see docs/benchmarks.md, "Flush lat
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import subprocess
 import sys
@@ -73,6 +74,16 @@ def active_delay_ms() -> float:
     if "flushdelay" not in os.environ.get("LD_PRELOAD", ""):
         return 0.0
     return int(os.environ.get(ENV_DELAY, "0")) / 1000
+
+
+def flushes_so_far() -> int | None:
+    """Flushes this process has made, if the shim is loaded (None otherwise)."""
+    try:
+        counter = ctypes.CDLL(None).flushdelay_flushes
+    except AttributeError:
+        return None
+    counter.restype = ctypes.c_long
+    return int(counter())
 
 
 def label(delay_ms: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,13 +96,15 @@ class StorageScp:
             self.received.held += 1
             self._notify()
             self.released.wait()
+        if self.faults.dicom_delay > 0:  # this association's thread only, as a far platform
+            time.sleep(self.faults.dicom_delay)
         ds = event.dataset
         sop = str(ds.SOPInstanceUID)
         status, why = self._verdict(ds)
         stored = status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF
         with self.lock:
             if stored:
-                data = _dataset_bytes(event)
+                data = _dataset_bytes(event) if self.faults.dicom_keep else b""
                 syntax = str(event.context.transfer_syntax)
                 self.received.instances[sop] = Stored(data, syntax, event.assoc.requestor.ae_title)
             else:
