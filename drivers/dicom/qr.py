@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 
+from agent.dicom_wakeups import Wakeups
 from agent.logs import peer_text
 from agent.vocabulary.study_index import (
     UNABLE,
@@ -25,7 +26,6 @@ from agent.vocabulary.study_index import (
     Matches,
     StudyIndex,
 )
-from drivers.dicom.acceptor_threads import Wakeups
 from drivers.dicom.retrieve import StoredInstance, use_stored_sends
 
 log = structlog.get_logger(__name__)

@@ -27,8 +27,8 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.presentation import PresentationContext
 
+from agent.dicom_wakeups import Wakeups
 from drivers.dicom import wire
-from drivers.dicom.acceptor_threads import Wakeups
 
 log = structlog.get_logger(__name__)
 

@@ -14,6 +14,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 
+from agent.dicom_wakeups import Wakeups, use_wakeups
 from agent.errors import AgentError
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 
@@ -49,6 +50,7 @@ class StoreScu:
         self.config = config
         self.host = host
         self.associations = 0  # opened so far (tests prove reuse with it)
+        use_wakeups()  # process-wide, idempotent: only the threads _link_opened marks change
         self._ae = AE(ae_title=config.calling_ae_title)
         self._ae.connection_timeout = config.connect_timeout
         self._ae.acse_timeout = config.acse_timeout
@@ -126,7 +128,7 @@ class StoreScu:
             contexts=[build_context(sop, UID(syntax)) for sop, syntax in requested],
             ae_title=self.config.called_ae_title,
             max_pdu=self.config.max_pdu,
-            evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)],
+            evt_handlers=[(evt.EVT_CONN_OPEN, _link_opened), (evt.EVT_CONN_CLOSE, _link_closed)],
         )
         self.associations += 1
         if not assoc.is_established:
@@ -165,12 +167,24 @@ class StoreScu:
         return f"{self.config.called_ae_title}@{self.host}:{self.config.dicom_port}"
 
 
-def _no_delay(event: Any) -> None:
-    """Send each PDU at once: with Nagle's algorithm a C-STORE's last segment waits for the ACK
-    of its first, which the platform delays (40 ms on Linux), on every image."""
+def _link_opened(event: Any) -> None:
+    """No Nagle delay, threads that wake on work (as the C-MOVE sub-associations have).
+
+    With Nagle's algorithm a C-STORE's last segment waits for the ACK of its first, which the
+    platform delays (40 ms on Linux); pynetdicom's two threads per association poll every
+    millisecond, which cost about half the CPU of a forwarded image (py-spy, bench/
+    forward_imaging.py). Safe at EVT_CONN_OPEN: no primitive or DIMSE message is queued yet.
+    """
     sock = event.assoc.dul.socket.socket
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        Wakeups.install(event.assoc, sock)
+
+
+def _link_closed(event: Any) -> None:
+    wakeups = getattr(event.assoc.dul, "_edge_wait", None)
+    if isinstance(wakeups, Wakeups):
+        wakeups.close()
 
 
 def context_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -1,0 +1,100 @@
+"""pynetdicom 3.0's polling threads made to wait for work: shared by the SCP and the SCUs."""
+
+from __future__ import annotations
+
+import queue
+import select
+import socket
+import threading
+import time
+from typing import Any
+
+from pynetdicom import association, dul
+
+
+class _Sleep:
+    """pynetdicom's `time` module, whose `sleep` in a thread with `_edge_wait` waits for work."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait at most `seconds`: at once when the thread's work arrives, if it says so."""
+        wait = getattr(threading.current_thread(), "_edge_wait", None)
+        if wait is None:
+            time.sleep(seconds)
+        else:
+            wait(seconds)
+
+
+class _NotifyingQueue(queue.Queue[Any]):
+    """A queue that calls `notify` after each put."""
+
+    def __init__(self, notify: Any) -> None:
+        super().__init__()
+        self.notify = notify
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self.notify()
+
+
+class Wakeups:
+    """Makes an acceptor's two pynetdicom threads sleep until their input arrives.
+
+    pynetdicom 3.0 polls: the DUL thread sleeps 1 ms whenever its socket and its send queue are
+    empty, the association thread sleeps 1 ms before each look at its message queue. With a
+    synchronous peer each image waits on both. Here the DUL thread waits in select() on its
+    socket and a pipe written when a primitive is queued for sending, and the association
+    thread on an Event set when a DIMSE message is queued; the timeouts stay pynetdicom's, so
+    its timers and kill flags are checked as often as before.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.message = threading.Event()
+
+    @classmethod
+    def install(cls, assoc: Any, sock: socket.socket) -> None:
+        """Before the association starts: replace its queues and mark its threads."""
+        wakeups = cls(sock)
+        assoc.dul.to_provider_queue = _NotifyingQueue(wakeups.wake)
+        assoc.dimse.msg_queue = _NotifyingQueue(wakeups.message.set)
+        assoc.dul._run_loop_delay = 0.001
+        assoc.dul._edge_wait = wakeups
+        assoc._edge_wait = wakeups.wait_message
+
+    def wake(self) -> None:
+        """Wake the DUL thread (a primitive is queued for sending)."""
+        try:
+            self.writer.send(b"\0")
+        except OSError:  # full (it is awake anyway) or closed (the association is over)
+            pass
+
+    def __call__(self, seconds: float) -> None:
+        """The DUL thread's idle sleep: until the peer sends, a primitive is queued, or timeout."""
+        try:
+            ready, _, _ = select.select([self.sock, self.reader], [], [], seconds)
+            if self.reader in ready:
+                self.reader.recv(4096)
+        except (OSError, ValueError):  # the socket is closed: pynetdicom notices on its own
+            time.sleep(seconds)
+
+    def wait_message(self, seconds: float) -> None:
+        """The association thread's sleep: until a DIMSE message is queued, or timeout."""
+        self.message.wait(seconds)
+        self.message.clear()
+
+    def close(self) -> None:
+        """Close the pipe (idempotent)."""
+        self.reader.close()
+        self.writer.close()
+
+
+def use_wakeups() -> None:
+    """Route pynetdicom's DUL and association sleeps through `_Sleep` (process-wide)."""
+    for module in (dul, association):
+        setattr(module, "time", _Sleep())  # noqa: B010
