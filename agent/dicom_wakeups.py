@@ -98,3 +98,19 @@ def use_wakeups() -> None:
     """Route pynetdicom's DUL and association sleeps through `_Sleep` (process-wide)."""
     for module in (dul, association):
         setattr(module, "time", _Sleep())  # noqa: B010
+
+
+def wake_on_work(assoc: Any) -> None:
+    """At EVT_CONN_OPEN: no Nagle delay on the association's TCP socket, and threads that wake
+    on work (`use_wakeups` must have run). Nothing is queued yet then, so the swap is safe."""
+    sock = assoc.dul.socket.socket
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        Wakeups.install(assoc, sock)
+
+
+def close_wakeups(assoc: Any) -> None:
+    """At EVT_CONN_CLOSE: release what `wake_on_work` opened."""
+    wakeups = getattr(assoc.dul, "_edge_wait", None)
+    if isinstance(wakeups, Wakeups):
+        wakeups.close()

@@ -16,6 +16,8 @@ from pydicom.filereader import _read_file_meta_info, read_preamble
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from agent.dicom_wakeups import close_wakeups, use_wakeups, wake_on_work
+
 if TYPE_CHECKING:
     from agent.simulators.remote_imaging import (
         Received,
@@ -68,9 +70,12 @@ class StorageScp:
         ae.require_called_aet = True
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+        use_wakeups()  # a platform answers as fast as it can: no polling delay on our side
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_CONN_OPEN, lambda event: wake_on_work(event.assoc)),
+            (evt.EVT_CONN_CLOSE, lambda event: close_wakeups(event.assoc)),
         ]
         server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         assert server is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 
-from agent.dicom_wakeups import Wakeups, use_wakeups
+from agent.dicom_wakeups import close_wakeups, use_wakeups, wake_on_work
 from agent.errors import AgentError
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 
@@ -168,23 +167,13 @@ class StoreScu:
 
 
 def _link_opened(event: Any) -> None:
-    """No Nagle delay, threads that wake on work (as the C-MOVE sub-associations have).
-
-    With Nagle's algorithm a C-STORE's last segment waits for the ACK of its first, which the
-    platform delays (40 ms on Linux); pynetdicom's two threads per association poll every
-    millisecond, which cost about half the CPU of a forwarded image (py-spy, bench/
-    forward_imaging.py). Safe at EVT_CONN_OPEN: no primitive or DIMSE message is queued yet.
-    """
-    sock = event.assoc.dul.socket.socket
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        Wakeups.install(event.assoc, sock)
+    # Without TCP_NODELAY a C-STORE's last segment waits for the platform's delayed ACK (40 ms);
+    # pynetdicom's polling threads were about half the CPU of a forwarded image (py-spy).
+    wake_on_work(event.assoc)
 
 
 def _link_closed(event: Any) -> None:
-    wakeups = getattr(event.assoc.dul, "_edge_wait", None)
-    if isinstance(wakeups, Wakeups):
-        wakeups.close()
+    close_wakeups(event.assoc)
 
 
 def context_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
