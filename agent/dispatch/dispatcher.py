@@ -201,8 +201,9 @@ class Dispatcher:
                 if not self._run_goes_on(message, outcome):
                     break  # the rest of the run goes back to the queue, in order, unsent
             await self.journal.run(partial(self._write_runs, runs=[run]))
-            self._runs.pop(head, None)
         finally:
+            if not self._stopping:  # stop() settles and releases the runs it cut off
+                self._runs.pop(head, None)
             self._inflight.pop(head, None)
             self._wake.set()
 
