@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -131,6 +132,7 @@ async def drain(args: argparse.Namespace, corpus: list[dict[str, Any]], key: str
     await task
     dead = dispatcher.counters.dead
     await journal.close()
+    shutil.rmtree(workdir, ignore_errors=True)
     if dead:
         raise RuntimeError(f"{dead} messages became dead letters")
     images = len(events) - len(corpus)
