@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.association import Association
 
 from agent.dicom_wakeups import close_wakeups, use_wakeups, wake_on_work
@@ -30,8 +31,8 @@ class NoContextError(AgentError):
 
 
 def read_instance(path: Path) -> Dataset:
-    """The file's dataset, elements left raw (pixel data not decoded, re-encoded byte for byte)."""
-    return dcmread(path)
+    """The file's meta and its elements before the pixel data (enough to check and route it)."""
+    return dcmread(path, stop_before_pixels=True)
 
 
 def file_tags(ds: Dataset) -> dict[str, str]:
@@ -50,6 +51,8 @@ class StoreScu:
         self.host = host
         self.associations = 0  # opened so far (tests prove reuse with it)
         use_wakeups()  # process-wide, idempotent: only the threads _link_opened marks change
+        # Process-wide as well; it only concerns a file path given to send_c_store.
+        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
         self._ae = AE(ae_title=config.calling_ae_title)
         self._ae.connection_timeout = config.connect_timeout
         self._ae.acse_timeout = config.acse_timeout
@@ -63,20 +66,21 @@ class StoreScu:
         self._last_used = 0.0
         self._message_id = 0
 
-    def store(self, ds: Dataset) -> tuple[int | None, str]:
-        """(status, error comment) of one C-STORE; status None when no response came."""
+    def store(self, ds: Dataset, path: Path) -> tuple[int | None, str]:
+        """(status, error comment) of one C-STORE of the file at `path` (`ds`: its header, as
+        `read_instance` gives it); status None when no response came."""
         sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
         syntax = str(ds.file_meta.TransferSyntaxUID)
         with self._lock:
             reused = self._reusable((sop_class, syntax))
             if not reused:
                 self._associate((sop_class, syntax))
-            result = self._send(ds)
+            result = self._send((sop_class, syntax), path)
             if result[0] is None and reused:
                 # A kept association the platform dropped meanwhile: one fresh try.
                 self._drop()
                 self._associate((sop_class, syntax))
-                result = self._send(ds)
+                result = self._send((sop_class, syntax), path)
             if result[0] is None:
                 self._drop()
             return result
@@ -137,12 +141,20 @@ class StoreScu:
         self._assoc = assoc
         self._pairs = frozenset(requested)
 
-    def _send(self, ds: Dataset) -> tuple[int | None, str]:
+    def _send(self, pair: tuple[str, str], path: Path) -> tuple[int | None, str]:
         assoc = self._assoc
         assert assoc is not None
         self._message_id = self._message_id % 0xFFFF + 1
+        exact = any(
+            (str(cx.abstract_syntax), str(cx.transfer_syntax[0])) == pair
+            for cx in assoc.accepted_contexts
+        )
+        # The file's own syntax accepted: its bytes after the meta go out as they are, read in
+        # chunks (no decode, no encode: most of a forwarded image's CPU). Otherwise the full
+        # dataset, which pynetdicom converts to an accepted little-endian syntax.
+        what: Path | Dataset = path if exact else dcmread(path)
         try:
-            status = assoc.send_c_store(ds, msg_id=self._message_id)
+            status = assoc.send_c_store(what, msg_id=self._message_id)
         except ValueError as err:  # no accepted context for this SOP class / transfer syntax
             raise NoContextError(str(err)) from err
         except RuntimeError as err:  # the association ended under us

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 
@@ -35,7 +36,7 @@ class ScuPool:
         with self._lock:
             return any(scu.kept for scu in self._scus.values())
 
-    def store(self, key: str, ds: Dataset) -> tuple[int | None, str]:
+    def store(self, key: str, ds: Dataset, path: Path) -> tuple[int | None, str]:
         """(status, error comment) of one C-STORE on `key`'s association (opened if need be)."""
         with self._lock:
             scu = self._scus.pop(key, None) or StoreScu(self.config, self.host)
@@ -45,7 +46,7 @@ class ScuPool:
         for old in evicted:  # the least recently used idle studies: release theirs
             old.close()
         try:
-            return scu.store(ds)
+            return scu.store(ds, path)
         finally:
             with self._lock:
                 self._busy[key] -= 1

@@ -158,7 +158,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
             verb = "differs" if len(differ) == 1 else "differ"
             return Reject(f"{', '.join(differ)} {verb} from the pushed exam")
         try:
-            status, comment = self.scu.store(key, ds)
+            status, comment = self.scu.store(key, ds, path)
         except NoContextError as err:
             return Reject(f"dicom.instance {sop}: {err}")
         except (AssociationError, OSError) as err:
