@@ -30,7 +30,6 @@ BEGIN = "<!-- bench.idle:begin -->"
 END = "<!-- bench.idle:end -->"
 TARGET_RSS_MB = 80.0
 TARGET_CPU_PERCENT = 1.0
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +55,8 @@ def idle_config(state_dir: Path) -> str:
 def sample(pid: int, start: float) -> Sample:
     """CPU seconds and RSS of process `pid` now."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    ticks = os.sysconf("SC_CLK_TCK") if sys.platform != "win32" else 100  # /proc: Linux only
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     rss = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
