@@ -55,7 +55,9 @@ def idle_config(state_dir: Path) -> str:
 def sample(pid: int, start: float) -> Sample:
     """CPU seconds and RSS of process `pid` now."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK") if sys.platform != "win32" else 100  # /proc: Linux only
+    ticks = 100  # /proc exists on Linux only, where sysconf says
+    if sys.platform != "win32":
+        ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     rss = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
