@@ -316,7 +316,7 @@ def test_a_new_journal_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_pa
     with closing(sqlite3.connect(old_path, isolation_level=None)) as old:
         old.execute("PRAGMA page_size=4096")
         old.execute("PRAGMA journal_mode=WAL")
-        for version, sql in database.migrations()[:10]:  # a journal from before v11
+        for version, sql in database.migrations()[:10]:  # a v10 journal (before issue 21)
             for statement in database.split_statements(sql):
                 old.execute(statement)
             old.execute(f"PRAGMA user_version={version}")
