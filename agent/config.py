@@ -202,6 +202,8 @@ class UplinkSection(PluginSection):
     breaker_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_open_seconds: Seconds = 30.0
     dead_letter_blocks_key: bool = False
+    # Messages of one order key sent one after another by one task and settled in one commit.
+    send_run: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
 MIN_TOKEN_LENGTH = 16

@@ -33,6 +33,10 @@ class DispatchSettings:
     breaker_open_seconds: float = 30.0
     dead_letter_blocks_key: bool = False
     poll_interval: float = 1.0  # also how soon a CLI `outbox retry` is noticed
+    # Messages of one order key leased together and sent one after another by one task, then
+    # settled in one commit: fewer commits per message, at the price of resending up to this
+    # many per key after a crash (duplicates stay bounded: at most once per message per crash).
+    send_run: int = 1
 
 
 @dataclass(slots=True)
@@ -42,6 +46,14 @@ class DispatchCounters:
     delivered: int = 0
     retried: int = 0
     dead: int = 0
+
+
+@dataclass(slots=True)
+class _Run:
+    """Messages of one order key in flight together, and the outcomes of those already sent."""
+
+    messages: list[OutboxMessage]
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 def dead_letter(
@@ -75,7 +87,8 @@ class Dispatcher:
         self.counters = DispatchCounters()
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, asyncio.Task[None]] = {}  # by the run's first message id
+        self._runs: dict[int, _Run] = {}
         self._stopping = False
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
@@ -110,8 +123,9 @@ class Dispatcher:
             now = time.time()
             free = settings.concurrency - len(self._inflight)
             allowed = self.breaker.allowance(now, free)
-            leased: list[OutboxMessage] = []
+            runs: list[_Run] = []
             if allowed > 0:
+                closed = self.breaker.state is BreakerState.CLOSED
                 leased = await self.journal.run(
                     partial(
                         outbox.lease,
@@ -120,16 +134,21 @@ class Dispatcher:
                         block_on_dead=settings.dead_letter_blocks_key,
                         dead_blocks=self.uplink.dead_blocks_key,
                         now=now,
+                        run=settings.send_run if closed else 1,  # a probe is one message
                     )
                 )
                 if not leased:
                     self.breaker.unused(allowed)
-                for message in leased:
-                    task = asyncio.create_task(self._deliver(message), name=f"send-{message.id}")
-                    self._inflight[message.id] = task
+                runs = _runs(leased)
+                for run in runs:
+                    head = run.messages[0].id
+                    self._runs[head] = run
+                    self._inflight[head] = asyncio.create_task(
+                        self._deliver(run), name=f"send-{head}"
+                    )
             if self._stopping:
                 break
-            if leased and len(leased) == allowed and self.breaker.state is BreakerState.CLOSED:
+            if runs and len(runs) == allowed and self.breaker.state is BreakerState.CLOSED:
                 continue  # there may be more due; slots permitting, lease again at once
             await self._idle(await self._wait_hint(now, allowed))
 
@@ -158,28 +177,56 @@ class Dispatcher:
         tasks = list(self._inflight.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-        unfinished = {mid: t for mid, t in self._inflight.items() if not t.done()}
+        unfinished = {head: t for head, t in self._inflight.items() if not t.done()}
         for task in unfinished.values():
             task.cancel()
         await asyncio.gather(*unfinished.values(), return_exceptions=True)
         if unfinished:
-            await self.journal.run(partial(outbox.release, message_ids=list(unfinished)))
-            log.info("dispatch.released", uplink=self.name, messages=len(unfinished))
+            # What a cut-off run had sent is settled; the rest goes back unsent (a settle the
+            # cancelled task had already submitted only finds its messages no longer in flight).
+            runs = [self._runs.pop(head) for head in unfinished if head in self._runs]
+            await self.journal.run(partial(self._write_runs, runs=runs))
+            released = sum(len(r.messages) - len(r.outcomes) for r in runs)
+            log.info("dispatch.released", uplink=self.name, messages=released)
         if self._opened:
             await self.uplink.close()
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _deliver(self, run: _Run) -> None:
+        head = run.messages[0].id
         try:
-            generation = self._auth_generation
-            outcome = await self._attempt(message)
-            if isinstance(outcome, Retry) and outcome.reauthenticate:
-                outcome = await self._reauthenticate(generation) or await self._attempt(message)
-                if isinstance(outcome, Retry) and outcome.reauthenticate:
-                    outcome = Retry(f"still unauthorised after refresh: {outcome.reason}")
-            await self._settle(message, outcome)
+            for message in run.messages:
+                outcome = await self._attempt_authenticated(message)
+                run.outcomes.append(outcome)
+                self._account(message, outcome)
+                if not self._run_goes_on(message, outcome):
+                    break  # the rest of the run goes back to the queue, in order, unsent
+            await self.journal.run(partial(self._write_runs, runs=[run]))
         finally:
-            self._inflight.pop(message.id, None)
+            if not self._stopping:  # stop() settles and releases the runs it cut off
+                self._runs.pop(head, None)
+            self._inflight.pop(head, None)
             self._wake.set()
+
+    async def _attempt_authenticated(self, message: OutboxMessage) -> Outcome:
+        generation = self._auth_generation
+        outcome = await self._attempt(message)
+        if isinstance(outcome, Retry) and outcome.reauthenticate:
+            outcome = await self._reauthenticate(generation) or await self._attempt(message)
+            if isinstance(outcome, Retry) and outcome.reauthenticate:
+                outcome = Retry(f"still unauthorised after refresh: {outcome.reason}")
+        return outcome
+
+    def _run_goes_on(self, message: OutboxMessage, outcome: Outcome) -> bool:
+        """Whether the next message of a run may be sent after this outcome (per-key order)."""
+        if self._stopping or self.breaker.state is not BreakerState.CLOSED:
+            return False
+        if isinstance(outcome, Retry):
+            return False
+        if isinstance(outcome, Reject):
+            return not (
+                self.settings.dead_letter_blocks_key or message.kind in self.uplink.dead_blocks_key
+            )
+        return True
 
     async def _attempt(self, message: OutboxMessage) -> Outcome:
         try:
@@ -204,20 +251,11 @@ class Dispatcher:
             log.info("uplink.reauthenticated", uplink=self.name)
             return None
 
-    async def _settle(self, message: OutboxMessage, outcome: Outcome) -> None:
+    def _account(self, message: OutboxMessage, outcome: Outcome) -> None:
+        """Count the outcome, feed the breaker and log what changed (before it is written)."""
         now = time.time()
         if isinstance(outcome, Retry):
             self.counters.retried += 1
-            delay = outcome.after
-            if delay is None:
-                delay = self.settings.backoff.delay(message.attempts, self._rng)
-            mark = partial(
-                outbox.mark_retry,
-                message_id=message.id,
-                error=outcome.reason,
-                not_before=now + delay,
-                response=outcome.response,
-            )
             # A deferred message says nothing about the platform's health: it answered.
             changed = self.breaker.success() if outcome.deferred else self.breaker.failure(now)
             log.debug(
@@ -225,18 +263,10 @@ class Dispatcher:
                 uplink=self.name,
                 message_id=message.id,
                 attempts=message.attempts,
-                delay=round(delay, 3),
                 reason=outcome.reason,
             )
         elif isinstance(outcome, Reject):
             self.counters.dead += 1
-            mark = partial(
-                dead_letter,
-                message=message,
-                reason=outcome.reason,
-                response=outcome.response,
-                alert=outcome.alert,
-            )
             changed = self.breaker.success()  # the platform answered: it is up
             log.warning(
                 "outbox.dead_letter",
@@ -247,24 +277,9 @@ class Dispatcher:
             )
         else:
             self.counters.delivered += 1
-            mark = partial(outbox.mark_delivered, message_id=message.id, response=outcome.response)
             changed = self.breaker.success()
-        error = outcome.reason if isinstance(outcome, Retry) and not outcome.deferred else None
-        save_state = partial(
-            outbox.save_uplink_state,
-            uplink=self.name,
-            breaker=str(self.breaker.state),
-            consecutive_failures=self.breaker.failures,
-            last_error=error,
-            success=error is None,
-        )
-
-        def settle(conn: sqlite3.Connection) -> None:
-            mark(conn)
-            save_state(conn)
-
-        await self.journal.run(settle)
         if changed and self.breaker.state is BreakerState.OPEN:
+            error = outcome.reason if isinstance(outcome, Retry) else None
             log.warning(
                 "uplink.unavailable",
                 uplink=self.name,
@@ -274,3 +289,55 @@ class Dispatcher:
             )
         elif changed:
             log.info("uplink.recovered", uplink=self.name)
+
+    def _write_runs(self, conn: sqlite3.Connection, runs: list[_Run]) -> None:
+        """Settle each sent message of `runs` and release the unsent ones, in one commit."""
+        now = time.time()
+        error: str | None = None
+        for run in runs:
+            for message, outcome in zip(run.messages, run.outcomes, strict=False):
+                error = self._mark(conn, message, outcome, now)
+            unsent = [m.id for m in run.messages[len(run.outcomes) :]]
+            if unsent:
+                outbox.release(conn, unsent)
+        outbox.save_uplink_state(
+            conn,
+            self.name,
+            breaker=str(self.breaker.state),
+            consecutive_failures=self.breaker.failures,
+            last_error=error,
+            success=error is None,
+        )
+
+    def _mark(
+        self, conn: sqlite3.Connection, message: OutboxMessage, outcome: Outcome, now: float
+    ) -> str | None:
+        """Write one outcome; the error it says about the platform, if any."""
+        if isinstance(outcome, Retry):
+            delay = outcome.after
+            if delay is None:
+                delay = self.settings.backoff.delay(message.attempts, self._rng)
+            outbox.mark_retry(conn, message.id, outcome.reason, now + delay, outcome.response)
+            return None if outcome.deferred else outcome.reason
+        if isinstance(outcome, Reject):
+            dead_letter(
+                conn,
+                message=message,
+                reason=outcome.reason,
+                response=outcome.response,
+                alert=outcome.alert,
+            )
+        else:
+            outbox.mark_delivered(conn, message.id, outcome.response)
+        return None
+
+
+def _runs(leased: list[OutboxMessage]) -> list[_Run]:
+    """Group leased messages into runs: each head followed by the rest of its key."""
+    runs: list[_Run] = []
+    for message in leased:
+        if runs and runs[-1].messages[0].order_key == message.order_key:
+            runs[-1].messages.append(message)
+        else:
+            runs.append(_Run([message]))
+    return runs

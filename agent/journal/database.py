@@ -10,11 +10,18 @@ from pathlib import Path
 
 from agent.errors import JournalCorruptError, JournalError
 
+# A commit dirties about one page per index it inserts into, however little it adds there:
+# smaller pages write fewer bytes per durable event (bench/ingest.py, docs/benchmarks.md).
+PAGE_SIZE = 2048
+
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",
+    # Keep a transaction's savepoint journal in memory: the group commit's savepoints otherwise
+    # spill every page they change to a temporary file past 64 KiB (written, never needed).
+    "PRAGMA temp_store=MEMORY",
     # A long reader can make the WAL grow while it holds its snapshot; afterwards, truncate it
     # back to this size instead of keeping the high-water mark on disk.
     "PRAGMA journal_size_limit=67108864",
@@ -48,7 +55,10 @@ def open_database(path: Path, *, check_integrity: bool = True) -> sqlite3.Connec
     """Open (or create) the journal at `path`, verify it and migrate it to the latest schema;
     JournalCorruptError, saying how to recover, if it fails the integrity check."""
     try:
+        new = not path.exists() or path.stat().st_size == 0
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if new:  # fixed when the first table is written; an existing journal keeps its own
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         for pragma in PRAGMAS:
             conn.execute(pragma)
         if check_integrity:

@@ -36,8 +36,10 @@ def lease(
     block_on_dead: bool,
     now: float,
     dead_blocks: Iterable[str] = (),
+    run: int = 1,
 ) -> list[OutboxMessage]:
-    """Mark up to `limit` due messages in flight: each the oldest open message of its order key.
+    """Mark up to `limit` due messages in flight: each the oldest open message of its order key,
+    followed (when `run` > 1) by up to `run - 1` of its key's next ones, due and pending, in order.
 
     A dead letter holds back the rest of its key when `block_on_dead`, or when its kind is one of
     `dead_blocks` (e.g. a refused exam push: its images must not go out without it).
@@ -56,6 +58,8 @@ def lease(
     ).fetchall()
     if not rows:
         return []
+    if run > 1:
+        rows = [r for head in rows for r in (head, *_followers(conn, head, run - 1, now))]
     conn.executemany(
         "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, leased_at = ? WHERE id = ?",
         [(now, row[0]) for row in rows],
@@ -64,6 +68,31 @@ def lease(
         OutboxMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6] + 1, r[7], r[8])
         for r in rows
     ]
+
+
+def _followers(conn: sqlite3.Connection, head: Any, most: int, now: float) -> list[Any]:
+    """The messages right after `head` in its key that may go out with it: pending and due, up
+    to the first that is not, and before any in flight or dead (both through outbox_order)."""
+    uplink, key = head[1], head[3]
+    found = []
+    for row in conn.execute(
+        "SELECT id, uplink, kind, order_key, dedupe_key, payload, attempts, created_at, event_id,"
+        " next_attempt_at FROM outbox WHERE uplink = ? AND order_key = ? AND state = 'pending'"
+        " AND id > ? ORDER BY id LIMIT ?",
+        (uplink, key, head[0], most),
+    ):
+        if row[9] > now:
+            break
+        found.append(row[:9])
+    if found:
+        (stop,) = conn.execute(
+            "SELECT MIN(id) FROM outbox WHERE uplink = ? AND order_key = ?"
+            " AND state IN ('inflight', 'dead') AND id > ? AND id < ?",
+            (uplink, key, head[0], found[-1][0]),
+        ).fetchone()
+        if stop is not None:  # an operator's retry reordered the key: leave the rest for later
+            found = [r for r in found if r[0] < stop]
+    return found
 
 
 def next_due(conn: sqlite3.Connection, uplink: str) -> float | None:
@@ -156,9 +185,12 @@ def save_uplink_state(
 def purge(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
     """Delete up to `limit` raw events and settled messages older than the retention; count them."""
     cutoff = datetime.fromtimestamp(older_than, UTC).isoformat(timespec="microseconds")
+    # Oldest first by seq, without an index on received_at (v11): an event journaled while the
+    # clock was ahead only delays the purge of the ones behind it, never removes one too early.
     events = conn.execute(
-        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < ? LIMIT ?)",
-        (cutoff, limit),
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM"
+        " (SELECT seq, received_at FROM events ORDER BY seq LIMIT ?) WHERE received_at < ?)",
+        (limit, cutoff),
     ).rowcount
     messages = conn.execute(
         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"

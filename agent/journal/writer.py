@@ -72,6 +72,7 @@ class Journal:
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self.commits = 0
         self._busy_since: float | None = None  # monotonic start of the commit under way
+        self.wal_frames = 0  # pages written to the WAL, counted at each checkpoint
         # SQLite's auto-checkpoint runs inside COMMIT, before the waiters can be answered; the
         # writer checkpoints itself right after answering them instead (see `_checkpoint`).
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -225,6 +226,7 @@ class Journal:
             log.info("journal.checkpoint_recovered")
             self._checkpoint_failing = False
         # `frames` counts the WAL since it last restarted, normally since the last checkpoint.
+        self.wal_frames += frames
         per_commit = max(1.0, frames / commits)
         self._checkpoint_every = max(1, min(CHECKPOINT_FRAMES, int(CHECKPOINT_FRAMES / per_commit)))
 

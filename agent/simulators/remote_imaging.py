@@ -69,6 +69,8 @@ class RemoteFaults(Faults):
     busy_next: int = 0  # answer the next N requests {status: 1, message: 系统繁忙，请稍后重试}
     dicom_status_next: int = 0  # answer the next N C-STOREs with dicom_status
     dicom_status: int = 0xA700  # a warning (0xB000…) still stores the instance
+    dicom_delay: float = 0.0  # seconds each C-STORE waits before its answer (a round trip)
+    dicom_keep: bool = True  # keep each instance's bytes (False: benchmarks count, not compare)
 
 
 @dataclass

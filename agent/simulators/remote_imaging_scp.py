@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
+
+from agent.dicom_wakeups import close_wakeups, use_wakeups, wake_on_work
 
 if TYPE_CHECKING:
     from agent.simulators.remote_imaging import (
@@ -67,9 +70,12 @@ class StorageScp:
         ae.require_called_aet = True
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+        use_wakeups()  # a platform answers as fast as it can: no polling delay on our side
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_CONN_OPEN, lambda event: wake_on_work(event.assoc)),
+            (evt.EVT_CONN_CLOSE, lambda event: close_wakeups(event.assoc)),
         ]
         server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         assert server is not None
@@ -95,13 +101,15 @@ class StorageScp:
             self.received.held += 1
             self._notify()
             self.released.wait()
+        if self.faults.dicom_delay > 0:  # this association's thread only, as a far platform
+            time.sleep(self.faults.dicom_delay)
         ds = event.dataset
         sop = str(ds.SOPInstanceUID)
         status, why = self._verdict(ds)
         stored = status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF
         with self.lock:
             if stored:
-                data = _dataset_bytes(event)
+                data = _dataset_bytes(event) if self.faults.dicom_keep else b""
                 syntax = str(event.context.transfer_syntax)
                 self.received.instances[sop] = Stored(data, syntax, event.assoc.requestor.ae_title)
             else:

@@ -18,7 +18,7 @@ sub-operations fail. Seen under CPU load, when the reactor thread waits long for
 `ReactorCheckpoint` replaces that Event: its `wait` returns only while it is set, and its
 `clear` from any thread but the reactor returns only once the reactor is parked in `wait` (or
 its association is over), so the sender's own spin that follows is true. The reactor's 1 ms
-idle sleep (through `acceptor_threads._Sleep`) ends as soon as a sender clears: a C-MOVE
+idle sleep (through `agent.dicom_wakeups._Sleep`) ends as soon as a sender clears: a C-MOVE
 sub-operation does not wait for it.
 """
 
@@ -95,7 +95,8 @@ def install() -> None:
         init(self, *args, **kwargs)
         checkpoint = ReactorCheckpoint(self)
         self._reactor_checkpoint = checkpoint  # type: ignore[assignment]
-        # The reactor thread's sleeps (acceptor_threads._Sleep); an acceptor's Wakeups replace it.
+        # The reactor thread's sleeps (agent.dicom_wakeups._Sleep); an acceptor's Wakeups
+        # replace it.
         self._edge_wait = checkpoint.idle  # type: ignore[attr-defined]
 
     init_with_checkpoint._edge_checkpoint = True  # type: ignore[attr-defined]

@@ -14,12 +14,12 @@ from typing import Any, Literal
 import structlog
 from pynetdicom import events as evt
 
+from agent.dicom_wakeups import Wakeups
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
 from agent.logs import peer_text
 from drivers.base import DriverContext, ThreadEmitter
 from drivers.dicom.acceptor_threads import (
-    Wakeups,
     bound_pdu_reads,
     close_when_done,
     ignore_late_replies,

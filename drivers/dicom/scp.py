@@ -13,11 +13,11 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messag
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from agent.config import PluginSection, Seconds, Section
+from agent.dicom_wakeups import use_wakeups
 from agent.vocabulary.spool import SpoolLayout
 from agent.vocabulary.study_index import StudyIndexFactory
 from drivers.base import Driver, DriverContext
 from drivers.dicom import reactor_pause
-from drivers.dicom.acceptor_threads import use_wakeups
 from drivers.dicom.fast_store import FastStore
 from drivers.dicom.gate import ConnectionGate, GateLimits
 from drivers.dicom.peer_log import route_library_records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -575,3 +576,46 @@ async def test_an_idle_association_is_released_before_the_network_timeout(
             return True if not uplink.scu.kept else None
 
         await eventually(released)
+
+
+# --- runs: a study's images on its own association ----------------------------------------
+
+RUNS = dataclasses.replace(FAST, concurrency=2, send_run=8)
+
+
+async def test_studies_stream_in_runs_each_on_its_own_association(open_journal, platform, tmp_path):
+    journal = await journal_with(open_journal)
+    uplink = Observed(uplink_config(platform, concurrency=2))
+    events, images = [], {}
+    for _ in range(2):
+        payload = new_study()
+        study = payload["study"]
+        files = [write_instance(tmp_path, study) for _ in range(4)]
+        images[study["study_uid"]] = [f.stem for f in files]
+        events += [push(payload), *(instance(f, study) for f in files)]
+    async with dispatching(journal, uplink, RUNS):
+        await journal.ingest(events)
+        found = await eventually(lambda: settled(journal, *events))
+
+    assert {r["state"] for r in found.values()} == {"delivered"}
+    assert platform.received.associations == 2  # one per study, kept across its images
+    assert uplink.scu.associations == 2
+    arrived = list(platform.received.instances)
+    for sops in images.values():
+        assert [sop for sop in arrived if sop in sops] == sops  # in order within the study
+
+
+async def test_a_refused_push_ends_its_run_before_the_images(open_journal, platform, tmp_path):
+    journal = await journal_with(open_journal)
+    payload = new_study()
+    payload["exam"]["examInfo"]["examClass"] = "X" * 40  # VC(32): refused before sending
+    study = payload["study"]
+    images = [instance(write_instance(tmp_path, study), study) for _ in range(3)]
+    refused = push(payload)
+    async with dispatching(journal, Observed(uplink_config(platform)), RUNS):
+        await journal.ingest([refused, *images])
+        await eventually(lambda: state_of(journal, refused, "dead"))
+        found = await rows(journal)
+    assert [found[i.id]["state"] for i in images] == ["pending"] * 3
+    assert [found[i.id]["attempts"] for i in images] == [0] * 3  # released unsent
+    assert platform.received.instances == {}

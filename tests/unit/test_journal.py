@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from agent.errors import JournalCorruptError, JournalError, UnstorableEventError
 from agent.events import Event
-from agent.journal import failures, outbox
+from agent.journal import database, failures, outbox
 from agent.journal.database import latest_version, open_database
 from agent.journal.transaction import Transaction
 
@@ -307,3 +308,42 @@ async def test_a_commit_is_reported_committed_even_if_reading_its_alerts_fails(
     assert journal._conn.failed
     assert rows(tmp_path / "journal.db", "SELECT id FROM events") == [(event.id,)]
     assert await journal.ingest([Event("test.tap", "scp", {"n": 2})]) == [True]
+
+
+def test_a_new_journal_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_path):
+    new = open_database(tmp_path / "new.db")
+    assert new.execute("PRAGMA page_size").fetchone()[0] == database.PAGE_SIZE
+    new.close()
+    old_path = tmp_path / "old.db"
+    with closing(sqlite3.connect(old_path, isolation_level=None)) as old:
+        old.execute("PRAGMA page_size=4096")
+        old.execute("PRAGMA journal_mode=WAL")
+        for version, sql in database.migrations()[:10]:  # a v10 journal (before issue 21)
+            for statement in database.split_statements(sql):
+                old.execute(statement)
+            old.execute(f"PRAGMA user_version={version}")
+    upgraded = open_database(old_path)
+    assert upgraded.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert upgraded.execute("PRAGMA user_version").fetchone()[0] == latest_version()
+    upgraded.close()
+
+
+async def test_purge_never_removes_an_event_early_when_the_clock_was_ahead(open_journal, tmp_path):
+    journal = await open_journal.open(handlers=(Forward(),))
+    now = datetime.now(UTC)
+    old, ahead = now - timedelta(days=1200), now + timedelta(days=30)
+    ordered = [
+        Event("test.tap", "r1", {"n": 1}, received_at=old),
+        Event("test.tap", "r2", {"n": 2}, received_at=ahead),  # journaled while the clock ran fast
+        Event("test.tap", "r3", {"n": 3}, received_at=old),
+        Event("test.tap", "r4", {"n": 4}),
+    ]
+    for event in ordered:
+        await journal.ingest([event])
+    cutoff = now.timestamp() - 1096 * 86400
+
+    removed = await journal.run(lambda c: outbox.purge(c, older_than=cutoff, limit=100))
+
+    assert removed == 2  # the two old events; no message is settled
+    kept = {r[0] for r in rows(tmp_path / "journal.db", "SELECT id FROM events")}
+    assert kept == {ordered[1].id, ordered[3].id}

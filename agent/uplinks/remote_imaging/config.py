@@ -62,6 +62,8 @@ class RemoteImagingConfig(TokenPlatformSection):
     network_timeout: Seconds = 60.0
     max_pdu: Annotated[int, Field(ge=0)] = 16382  # what we receive; 0 = unlimited
     association_idle: Seconds = 30.0  # release an association unused this long (< network_timeout)
+    # A study's images go out one after another on its own association, settled per run.
+    send_run: Annotated[int, Field(ge=1, le=1000)] = 32
 
     @model_validator(mode="after")
     def _key_and_sign(self) -> RemoteImagingConfig:

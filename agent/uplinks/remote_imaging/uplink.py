@@ -25,10 +25,10 @@ from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.dicom import (
     AssociationError,
     NoContextError,
-    StoreScu,
     file_tags,
     read_instance,
 )
+from agent.uplinks.remote_imaging.scu_pool import ScuPool
 from agent.uplinks.remote_imaging.sign import encrypt, plaintext
 
 PUSH_PATH = "v1/exam/push"
@@ -59,7 +59,8 @@ class RemoteImagingUplink(HttpPlatformUplink):
         self._license = config.license.get_secret_value()
         self._idle_check: asyncio.TimerHandle | None = None
         self._idle_tasks: set[asyncio.Task[bool]] = set()
-        self.scu = StoreScu(config, config.dicom_host or config.base_url.host or "localhost")
+        host = config.dicom_host or config.base_url.host or "localhost"
+        self.scu = ScuPool(config, host, config.concurrency)  # one association per study
 
     async def close(self) -> None:
         """Close the HTTP session and release the DICOM association."""
@@ -88,7 +89,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
         """Deliver one exam.push, exam.statistics or dicom.instance message."""
         kind = message.kind
         if kind == codec.INSTANCE_KIND:
-            return await self._store(message.payload)
+            return await self._store(message.order_key, message.payload)
         body: Any
         if kind == codec.PUSH_KIND:
             body, problems = codec.build_push(message.payload, self.config)
@@ -133,13 +134,13 @@ class RemoteImagingUplink(HttpPlatformUplink):
             raise TokenError("getToken answered without a token")
         return Token(token)  # the seed states no lifetime: token_lifetime
 
-    async def _store(self, payload: Mapping[str, Any]) -> Outcome:
+    async def _store(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         try:
-            return await asyncio.to_thread(self._store_blocking, payload)
+            return await asyncio.to_thread(self._store_blocking, key, payload)
         finally:
             self._release_when_idle()
 
-    def _store_blocking(self, payload: Mapping[str, Any]) -> Outcome:
+    def _store_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         path = Path(str(payload.get("path") or ""))
         sop = str(payload.get("sop_uid") or "")
         try:
@@ -157,7 +158,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
             verb = "differs" if len(differ) == 1 else "differ"
             return Reject(f"{', '.join(differ)} {verb} from the pushed exam")
         try:
-            status, comment = self.scu.store(ds)
+            status, comment = self.scu.store(key, ds, path)
         except NoContextError as err:
             return Reject(f"dicom.instance {sop}: {err}")
         except (AssociationError, OSError) as err:

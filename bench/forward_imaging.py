@@ -1,0 +1,324 @@
+"""Drain benchmark: a backlog of studies forwarded by C-STORE to a platform 20 ms away.
+
+Run from the repository root: `.venv/bin/python -m bench.forward_imaging` (see `--help`).
+The remote-imaging simulator (this process) answers each C-STORE after `--scp-delay`; the agent's
+side (journal, dispatcher, uplink) runs in a child process per flush delay, so its CPU time and
+flushes are its own. It prints a table and records it in docs/benchmarks.md; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
+from agent.dispatch.policy import Backoff
+from agent.journal.writer import Journal
+from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
+from bench import flushdelay
+from bench.ingest import _cpu_model, _display, command_line, cpu_count, filesystem, record
+from tests.integration.test_remote_imaging import (
+    UPLINK,
+    QueueMessages,
+    city_platform,
+    instance,
+    new_study,
+    push,
+    write_instance,
+)
+from tests.unit.test_remote_imaging_codec import config_for, key_pair
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = ROOT / "var" / "bench"
+DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- bench.forward_imaging:begin -->"
+END = "<!-- bench.forward_imaging:end -->"
+TARGET_IDEAL_RATIO = 0.8
+TARGET_CPU_MS = 0.3
+TARGET_FLUSHES = 0.2  # per forwarded image, at +5 ms per flush
+SLOW_DELAY_MS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """One backlog drained at one flush delay."""
+
+    delay_ms: float
+    images: int
+    messages: int
+    seconds: float
+    cpu_seconds: float
+    system_seconds: float  # the kernel's part of cpu_seconds
+    flushes: int | None
+    associations: int
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds * 1000 / self.messages
+
+    @property
+    def system_ms(self) -> float:
+        return self.system_seconds * 1000 / self.messages
+
+
+def make_corpus(folder: Path, studies: int, images: int) -> list[dict[str, Any]]:
+    """Write `studies` × `images` small CT files; each study's push payload and image paths."""
+    corpus = []
+    for _ in range(studies):
+        payload = new_study()
+        files = [str(write_instance(folder, payload["study"])) for _ in range(images)]
+        corpus.append({"push": payload, "files": files})
+    return corpus
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def drain(args: argparse.Namespace, corpus: list[dict[str, Any]], key: str) -> Drain:
+    """(Child) queue the corpus as a backlog, then forward it all; measure the forwarding."""
+    workdir = Path(tempfile.mkdtemp(prefix="forward-", dir=args.dir))
+    journal = await Journal.open(workdir / "journal.db", (QueueMessages(),))
+    events = []
+    for study in corpus:
+        payload = study["push"]
+        events.append(push(payload))
+        events += [instance(Path(f), payload["study"]) for f in study["files"]]
+    for first in range(0, len(events), 1000):  # the outage's backlog, before the platform is back
+        await journal.ingest(events[first : first + 1000])
+    config = config_for(
+        base_url=args.base_url,
+        dicom_host="127.0.0.1",
+        dicom_port=args.dicom_port,
+        concurrency=args.concurrency,
+        send_run=args.send_run,
+        public_key=key,
+    )
+    uplink = RemoteImagingUplink(UPLINK, config)
+    settings = DispatchSettings(
+        concurrency=args.concurrency,
+        send_run=args.send_run,
+        backoff=Backoff(0.05, 1.0),
+        breaker_threshold=1000,
+    )
+    dispatcher = Dispatcher(journal, uplink, settings)
+    journal.on_commit(lambda uplinks: dispatcher.wake() if UPLINK in uplinks else None)
+    flushes = flushdelay.flushes_so_far()
+    cpu: float = time.process_time()
+    system = os.times().system
+    start = time.perf_counter()
+    task = asyncio.create_task(dispatcher.run())
+    give_up = start + 60 + 10 * len(events) / ideal(args)
+    # A benchmark's sampling, not a test's wait: the dispatcher has no "all done" to await.
+    while dispatcher.counters.delivered + dispatcher.counters.dead < len(events):
+        if time.perf_counter() > give_up:
+            raise RuntimeError(f"stalled: {dispatcher.counters} after {give_up - start:.0f} s")
+        await asyncio.sleep(0.05)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    system = os.times().system - system
+    after = flushdelay.flushes_so_far()
+    await dispatcher.stop(grace=5.0)
+    await task
+    dead = dispatcher.counters.dead
+    await journal.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+    if dead:
+        raise RuntimeError(f"{dead} messages became dead letters")
+    images = len(events) - len(corpus)
+    return Drain(
+        delay_ms=flushdelay.active_delay_ms(),
+        images=images,
+        messages=len(events),
+        seconds=seconds,
+        cpu_seconds=cpu,
+        system_seconds=system,
+        flushes=None if flushes is None or after is None else after - flushes,
+        associations=uplink.scu.associations,
+        peak_rss_mb=_peak_rss_mb(),
+    )
+
+
+async def run_all(args: argparse.Namespace, corpus: Path, library: Path) -> list[Drain]:
+    """Start the platform, then drain the backlog once per flush delay, each in a child."""
+    results = []
+    async with city_platform() as platform:
+        platform.faults.dicom_delay = args.scp_delay
+        platform.faults.dicom_keep = False
+        for delay in args.flush_delays:
+            with tempfile.NamedTemporaryFile(suffix=".json", dir=args.dir) as out:
+                child = [
+                    sys.executable, "-m", "bench.forward_imaging", "--child-json", out.name,
+                    "--corpus", str(corpus), "--base-url", str(platform.base_url),
+                    "--public-key", str(corpus.with_name("key.pem")),
+                    "--dicom-port", str(platform.dicom_port), "--dir", str(args.dir),
+                    "--concurrency", str(args.concurrency), "--send-run", str(args.send_run),
+                ]  # fmt: skip
+                proc = await asyncio.create_subprocess_exec(
+                    *child, env=flushdelay.environment(library, delay), cwd=ROOT
+                )
+                if await proc.wait():
+                    raise RuntimeError(f"the drain at {flushdelay.label(delay)} failed")
+                result = Drain(**json.loads(Path(out.name).read_text()))  # noqa: ASYNC240
+            print(
+                f"{flushdelay.label(delay)}: {result.rate:,.1f} images/s,"
+                f" {result.cpu_ms:.2f} ms CPU/message ({result.system_ms:.2f} in the kernel),"
+                f" {_flushes(result)} flushes/image,"
+                f" {result.associations} associations, peak RSS {result.peak_rss_mb:.0f} MB",
+                flush=True,
+            )
+            results.append(result)
+    return results
+
+
+def _flushes(d: Drain) -> str:
+    return "?" if d.flushes is None else f"{d.flushes / d.images:.3f}"
+
+
+def ideal(args: argparse.Namespace) -> float:
+    """Images/s if every association always had a C-STORE waiting on the platform."""
+    return float(args.concurrency / args.scp_delay)
+
+
+def targets(args: argparse.Namespace, results: list[Drain]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each target this run measured."""
+    found = []
+    for r in results:
+        ratio = r.rate / ideal(args)
+        found.append(
+            (
+                f"{flushdelay.label(r.delay_ms)}: ≥ {TARGET_IDEAL_RATIO:g}× the ideal",
+                f"{ratio:.2f}×",
+                ratio >= TARGET_IDEAL_RATIO,
+            )
+        )
+        found.append(
+            (
+                f"{flushdelay.label(r.delay_ms)}: ≤ {TARGET_CPU_MS:g} ms CPU per message",
+                f"{r.cpu_ms:.2f} ms",
+                r.cpu_ms <= TARGET_CPU_MS,
+            )
+        )
+        if r.delay_ms == SLOW_DELAY_MS and r.flushes is not None:
+            per = r.flushes / r.images
+            found.append(
+                (
+                    f"{flushdelay.label(r.delay_ms)}: ≤ {TARGET_FLUSHES:g} flushes per image",
+                    f"{per:.3f}",
+                    per <= TARGET_FLUSHES,
+                )
+            )
+    return found
+
+
+def report(command: str, args: argparse.Namespace, results: list[Drain]) -> str:
+    """The Markdown section recorded in docs/benchmarks.md."""
+    rows = "\n".join(
+        f"| {flushdelay.label(r.delay_ms)} | {r.images:,} | {r.seconds:.1f} | {r.rate:,.1f}"
+        f" | {r.rate / ideal(args):.2f} | {r.cpu_ms:.2f} ({r.system_ms:.2f}) | {_flushes(r)}"
+        f" | {r.associations}"
+        f" | {r.peak_rss_mb:.0f} |"
+        for r in results
+    )
+    verdicts = "\n".join(
+        f"| {name} | {measured} | {'pass' if met else '**FAIL**'} |"
+        for name, measured, met in targets(args, results)
+    )
+    return f"""{BEGIN}
+## Forwarding a backlog (remote imaging, C-STORE)
+
+A backlog of {args.studies} studies × {args.images} images (small CT files, one exam push per
+study) is queued while the platform is "down", then forwarded to the remote-imaging simulator,
+whose storage SCP answers each C-STORE after {args.scp_delay * 1000:g} ms (`dicom_delay`: a far
+platform's round trip). The agent's side (journal, dispatcher, uplink; `concurrency =
+{args.concurrency}`, `send_run = {args.send_run}`) runs in a child process, so CPU time
+(user + system, all threads) and flushes (counted by `bench/flushdelay.c`) are its own, from
+the first lease to the last settle. The ideal is every association always busy:
+{args.concurrency} ÷ {args.scp_delay * 1000:g} ms = {ideal(args):,.0f} images/s.
+
+* Command: `{command}`
+* Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+* Machine: nproc {cpu_count()} ({_cpu_model()})
+* Filesystem: {filesystem(args.dir)} (`df -T {_display(args.dir)}`)
+
+| flush | images | s | images/s | × ideal | ms CPU/message (kernel) | flushes/image | associations \
+| peak RSS MB |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+{rows}
+
+| target | measured | result |
+|---|---|---|
+{verdicts}
+{END}"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.forward_imaging", description=__doc__)
+    parser.add_argument("--studies", type=int, default=100, help="studies in the backlog (100)")
+    parser.add_argument("--images", type=int, default=200, help="images per study (200)")
+    parser.add_argument("--concurrency", type=int, default=8, help="associations at once (8)")
+    parser.add_argument("--send-run", type=int, default=32, help="messages per run (32)")
+    parser.add_argument(
+        "--scp-delay", type=float, default=0.02, help="seconds per C-STORE answer (0.02)"
+    )
+    parser.add_argument(
+        "--flush-delays",
+        type=lambda s: [float(d) for d in s.split(",")],
+        default=[0.0, SLOW_DELAY_MS],
+        help="ms added to every flush of the agent's side, one drain each (0,5)",
+    )
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="work folder (var/bench)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown to update")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--child-json", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--dicom-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--public-key", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.dir = args.dir.resolve()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    if args.child_json:
+        corpus = json.loads(Path(args.corpus).read_text())
+        key = Path(args.public_key).read_text()
+        Path(args.child_json).write_text(json.dumps(asdict(asyncio.run(drain(args, corpus, key)))))
+        return
+    with tempfile.TemporaryDirectory(prefix="forward-corpus-", dir=args.dir) as tmp:
+        folder = Path(tmp)
+        print(f"writing {args.studies} × {args.images} images ...", flush=True)
+        corpus = folder / "corpus.json"
+        corpus.write_text(json.dumps(make_corpus(folder, args.studies, args.images)))
+        corpus.with_name("key.pem").write_text(key_pair().public_key().export_key().decode())
+        library = flushdelay.build(folder)
+        results = asyncio.run(run_all(args, corpus, library))
+    for name, measured, met in targets(args, results):
+        print(f"{'PASS' if met else 'FAIL'}  {name}: {measured}")
+    if not args.no_record:
+        record(args.output, report(command_line("bench.forward_imaging", argv), args, results),
+               BEGIN, END)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
