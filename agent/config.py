@@ -202,6 +202,9 @@ class UplinkSection(PluginSection):
     breaker_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_open_seconds: Seconds = 30.0
     dead_letter_blocks_key: bool = False
+    # Answers the uplink cannot read (an HTML page with 200, JSON cut short) in a row before the
+    # message becomes a dead letter with an alert (uplink_answer_unreadable).
+    unreadable_answer_attempts: Annotated[int, Field(ge=1)] = 10
 
 
 MIN_TOKEN_LENGTH = 16

@@ -70,6 +70,7 @@ def dispatch_settings(section: UplinkSection) -> DispatchSettings:
         breaker_threshold=section.breaker_threshold,
         breaker_open_seconds=section.breaker_open_seconds,
         dead_letter_blocks_key=section.dead_letter_blocks_key,
+        unreadable_attempts=section.unreadable_answer_attempts,
     )
 
 

@@ -15,11 +15,12 @@ from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.dispatch.policy import Backoff, Breaker, BreakerState
 from agent.dispatch.uplink import Uplink
 from agent.journal import outbox
-from agent.journal.alerts import Alert, raise_alert
+from agent.journal.alerts import Alert, Severity, raise_alert
 from agent.journal.outbox import OutboxMessage
 from agent.journal.writer import Journal
 
 log = structlog.get_logger(__name__)
+UNREADABLE_ALERT = "uplink_answer_unreadable"  # a message dead-lettered for unreadable answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class DispatchSettings:
     breaker_open_seconds: float = 30.0
     dead_letter_blocks_key: bool = False
     poll_interval: float = 1.0  # also how soon a CLI `outbox retry` is noticed
+    unreadable_attempts: int = 10  # unreadable answers in a row before a dead letter + alert
 
 
 @dataclass(slots=True)
@@ -51,11 +53,13 @@ def dead_letter(
     reason: str,
     response: str | None,
     alert: str | None,
+    severity: Severity = "critical",
 ) -> None:
     """Make the message a dead letter and, if the refusal calls for one, raise its alert."""
     outbox.mark_dead(conn, message.id, reason, response)
     if alert:
-        raise_alert(conn, Alert(alert, message.order_key, reason, f"outbox:{message.id}"))
+        origin = f"outbox:{message.id}"
+        raise_alert(conn, Alert(alert, message.order_key, reason, origin, severity))
 
 
 class Dispatcher:
@@ -76,6 +80,8 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Unreadable answers in a row per message, counted by this process (a restart recounts).
+        self._unreadable: dict[int, int] = {}
         self._stopping = False
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
@@ -204,8 +210,23 @@ class Dispatcher:
             log.info("uplink.reauthenticated", uplink=self.name)
             return None
 
+    def _give_up_unreadable(self, message: OutboxMessage, outcome: Outcome) -> Outcome:
+        """`outcome`, or a Reject once the platform's answers were unreadable too often in a row."""
+        if not (isinstance(outcome, Retry) and outcome.unreadable):
+            self._unreadable.pop(message.id, None)
+            return outcome
+        count = self._unreadable.get(message.id, 0) + 1
+        if count < self.settings.unreadable_attempts:
+            self._unreadable[message.id] = count
+            return outcome
+        self._unreadable.pop(message.id, None)
+        reason = f"{count} unreadable answers in a row (unreadable_answer_attempts): "
+        return Reject(reason + outcome.reason, outcome.response, UNREADABLE_ALERT)
+
     async def _settle(self, message: OutboxMessage, outcome: Outcome) -> None:
         now = time.time()
+        outcome = self._give_up_unreadable(message, outcome)
+        unreadable = isinstance(outcome, Reject) and outcome.alert == UNREADABLE_ALERT
         if isinstance(outcome, Retry):
             self.counters.retried += 1
             delay = outcome.after
@@ -236,6 +257,7 @@ class Dispatcher:
                 reason=outcome.reason,
                 response=outcome.response,
                 alert=outcome.alert,
+                severity="error" if unreadable else "critical",
             )
             changed = self.breaker.success()  # the platform answered: it is up
             log.warning(

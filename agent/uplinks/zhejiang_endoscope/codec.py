@@ -59,13 +59,23 @@ def build_form(
 
 
 # The seed's answers: {code, msg, data}, code 200 delivered; the config adds the other codes.
-ANSWERS = AnswerRules(code_key="code", message_key="msg", data_key="data", delivered_codes=_OK)
+# Its upload answers are labelled "xml格式数据" (<JsonResult><data/><code/><msg/></JsonResult>),
+# its token answer JSON: both are read unless answer_format says which one.
+ANSWERS = AnswerRules(
+    body="auto",
+    roots=("", "JsonResult"),
+    code_key="code",
+    message_key="msg",
+    data_key="data",
+    delivered_codes=_OK,
+)
 
 
 def answer_rules(config: ZhejiangEndoscopeConfig) -> AnswerRules:
     """The seed's answer rules with the codes and keywords this config names."""
     return replace(
         ANSWERS,
+        body=config.answer_format,
         token_codes=frozenset(config.token_error_codes),
         token_keywords=tuple(config.token_error_keywords),
         rules=(

@@ -32,5 +32,6 @@ class ZhejiangEndoscopeConfig(TokenPlatformSection):
     busy_codes: list[int] = [429, 500, 502, 503, 504]
     busy_keywords: list[str] = ["繁忙", "稍后", "busy"]
     sign_error_codes: list[int] = [403]
+    answer_format: Literal["auto", "json", "xml"] = "auto"  # upload answers (seed: XML; JSON seen)
     uncleaned_retry_window: Seconds = 1800.0
     uncleaned_retry_interval: Seconds = 60.0

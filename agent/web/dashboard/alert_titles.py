@@ -24,6 +24,7 @@ TITLES: dict[str, tuple[str, str]] = {
     "imaging_instance_unreadable": ("已接收影像文件损坏", "Received image unreadable"),
     # The agent itself.
     "handler_failed": ("记录处理失败，待重放", "Record handling failed: replay it"),
+    "uplink_answer_unreadable": ("平台应答无法解析，已转死信", "Unreadable answers: dead letter"),
 }
 RULE_TITLES: dict[str, tuple[str, str]] = {  # WS 507-2016 rules: ws507.<rule>
     "step_order": ("洗消步骤顺序错误", "Steps out of order"),
