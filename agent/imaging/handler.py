@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +14,7 @@ from agent.imaging.exams import attach_files, save_exam
 from agent.imaging.forwarding import forward, report_audited
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
+from agent.imaging.statistics import counts, days_to_report
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
 
@@ -25,7 +26,6 @@ STABLE = "imaging.study_stable"
 STATISTICS_DUE = "imaging.statistics_due"
 REJECTED = "dicom.rejected"
 STATISTICS = "exam.statistics"
-FINAL_REPORT = "70"
 DISK_REASONS = frozenset({"disk_full", "disk_low", "out_of_space"})
 JOIN_KEYS = ("study_uid", "accession")  # event-only keys beside the exam document
 REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -171,21 +171,10 @@ class ImagingHandler:
 
     def _statistics(self, tx: Transaction, payload: dict[str, Any]) -> None:
         last = date.fromisoformat(str(payload["date"]))
-        days = [
-            (last - timedelta(days=n)).isoformat()
-            for n in reversed(range(self.config.statistics_days))
-        ]
-        items = [
-            {"examDate": day, "examClass": exam_class, "accordCount": count}
-            for day in days
-            for exam_class, count in tx.conn.execute(
-                "SELECT exam_class, SUM(apply_no != '' AND exam_status = ?) FROM im_exams"
-                " WHERE exam_date = ? GROUP BY exam_class ORDER BY exam_class",
-                (FINAL_REPORT, day),
-            )
-        ]
-        if not items:
-            return  # no exam on those dates: nothing to state
+        slot = str(payload["slot"])
+        days = days_to_report(tx.conn, last, slot, self.config.statistics_days)
+        items = counts(tx.conn, days)
+        # Queued even with no exam: an uplink may report its classes with count 0 (its choice).
         for uplink, offers in self.config.plans().items():
             if Offer.STATISTICS not in offers:
                 continue
@@ -193,8 +182,8 @@ class ImagingHandler:
                 uplink=uplink,
                 kind=STATISTICS,
                 order_key="statistics",
-                dedupe_key=f"statistics:{payload['date']}:{payload['slot']}",
-                payload={"date": str(payload["date"]), "items": items},
+                dedupe_key=f"statistics:{payload['date']}:{slot}",
+                payload={"date": str(payload["date"]), "dates": days, "items": items},
             )
 
 

@@ -261,6 +261,28 @@ def test_statistics_body_adds_hospital_code_and_counts_as_strings():
     assert rows[0]["accordCount"] == 55
 
 
+def test_statistics_of_several_days_and_hospitals_report_missing_classes_as_zero():
+    payload = {
+        "date": "2024-01-02",
+        "dates": ["2024-01-01", "2024-01-02"],
+        "items": [
+            {"examDate": "2024-01-01", "examClass": "CT", "accordCount": 3},
+            {"examDate": "2024-01-02", "hospitalCode": "H2", "examClass": "CT", "accordCount": 1},
+        ],
+    }
+    config = config_for(statistics_classes=["CT"], statistics_count_as_string=False)
+    rows, problems = codec.build_statistics(payload, config)
+    assert problems == []
+    assert {(r["examDate"], r["hospitalCode"], r["accordCount"]) for r in rows} == {
+        ("2024-01-01", HOSPITAL, 3),
+        ("2024-01-01", "H2", 0),
+        ("2024-01-02", HOSPITAL, 0),
+        ("2024-01-02", "H2", 1),
+    }
+    rows, _ = codec.build_statistics({**payload, "items": []}, config_for())
+    assert rows == []  # no class configured: nothing to report on an empty day
+
+
 def test_statistics_violations():
     bad = {"date": "2024-01-01", "items": [{"examDate": "01/01/2024", "accordCount": 12345}]}
     _, problems = codec.build_statistics(bad, config_for())

@@ -120,14 +120,19 @@ def build_statistics(
         row = {"hospitalCode": config.hospital_code, **(item if isinstance(item, Mapping) else {})}
         problems += validate(STATISTICS_ITEM, row, config.length_unit, f"[{index}].")
         rows.append(row)
-    date = payload.get("date")
-    present = {r.get("examClass") for r in rows}
-    for exam_class in config.statistics_classes:
-        if exam_class not in present and isinstance(date, str):
-            rows.append(
-                {"hospitalCode": config.hospital_code, "examDate": date,
-                 "examClass": exam_class, "accordCount": 0}
-            )  # fmt: skip
+    # Classes with no exam are reported with 0 for every date the slot covers, per hospital.
+    dates = payload.get("dates") or [payload.get("date")]
+    others = {str(r["hospitalCode"]) for r in rows if r.get("hospitalCode") != config.hospital_code}
+    hospitals = [config.hospital_code, *sorted(others)]
+    present = {(r.get("examDate"), r.get("hospitalCode"), r.get("examClass")) for r in rows}
+    for date in (d for d in dates if isinstance(d, str)):
+        for hospital in hospitals:
+            for exam_class in config.statistics_classes:
+                if (date, hospital, exam_class) not in present:
+                    rows.append(
+                        {"hospitalCode": hospital, "examDate": date,
+                         "examClass": exam_class, "accordCount": 0}
+                    )  # fmt: skip
     for row in rows:
         count = row.get("accordCount")
         if isinstance(count, int | str) and not isinstance(count, bool):
