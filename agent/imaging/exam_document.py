@@ -114,7 +114,7 @@ class ExamOrgan(_Part):
 
 
 class ExamInfo(_Part):
-    """examInfo: the order and how far it got (hospital codes are the uplink's to fill)."""
+    """examInfo: the order and how far it got (hospital codes default to the uplink's)."""
 
     multiline = frozenset({"physSign", "clinSymp", "clinDiag", "examMemo"})
 
@@ -132,6 +132,7 @@ class ExamInfo(_Part):
     performDeptName: Text64 | None = None
     technicanCode: Text32 | None = None
     technicanName: Text32 | None = None
+    reqHospitalCode: Text32 | None = None  # the requesting hospital (医共体); default hospitalCode
     reqHospitalName: Text64 | None = None
     reqWardCode: Text32 | None = None
     reqWardName: Text64 | None = None
@@ -200,6 +201,7 @@ class Exam(_Part):
     """POST /api/v1/exams: an order or report, joined to a study by studyUID or accessionNo."""
 
     examNo: Required32
+    hospitalCode: Text32 | None = None  # the exam's hospital where one front-end serves several
     patientInfo: PatientInfo
     examInfo: ExamInfo
     reportList: Report | None = None

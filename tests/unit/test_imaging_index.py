@@ -427,3 +427,20 @@ async def test_rejected_instance_raises_an_error_alert_without_patient_data(
     assert (alert["code"], alert["severity"], alert["subject"]) == (code, "error", "dicom:pacs")
     assert "AE CT01" in alert["message"] and shown in alert["message"]
     assert "张三" not in alert["message"]
+
+
+async def test_statistics_of_two_hospitals_are_per_hospital_and_class(index):
+    await index.ingest(
+        exam(exam_doc("E1", hospitalCode="H1")),
+        exam(exam_doc("E2", hospitalCode="H2")),
+        exam(exam_doc("E3", hospitalCode="H2", exam_class="MR")),
+        exam(exam_doc("E4", hospitalCode="H2", status="60")),
+        exam(exam_doc("E5")),  # no hospital named: the uplink's own
+    )
+    payload = await statistics(index, "2026-11-23", "12:00")
+    assert payload["items"] == [
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1},
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1, "hospitalCode": "H1"},
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1, "hospitalCode": "H2"},
+        {"examDate": "2026-11-23", "examClass": "MR", "accordCount": 1, "hospitalCode": "H2"},
+    ]

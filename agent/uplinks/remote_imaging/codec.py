@@ -43,10 +43,14 @@ def build_push(
     body, problems = _exam_fields(payload)
     if body is None:
         return {}, problems
-    body["hospitalCode"] = config.hospital_code
+    # The exam's own hospital (several behind one front-end, §3.2.3.3), else this uplink's.
+    if is_empty(body.get("hospitalCode")):
+        body["hospitalCode"] = config.hospital_code
+    elif config.hospital_codes and body["hospitalCode"] not in config.hospital_codes:
+        problems = [*problems, "hospitalCode: not one of this uplink's hospital_codes"]
     info = dict(body["examInfo"]) if isinstance(body.get("examInfo"), Mapping) else {}
     if is_empty(info.get("reqHospitalCode")):
-        info["reqHospitalCode"] = config.hospital_code
+        info["reqHospitalCode"] = body["hospitalCode"]
     if is_empty(info.get("reqHospitalName")) and config.hospital_name:
         info["reqHospitalName"] = config.hospital_name
     study = payload.get("study")

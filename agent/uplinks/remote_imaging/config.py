@@ -46,6 +46,9 @@ class RemoteImagingConfig(TokenPlatformSection):
     busy_keywords: list[str] = ["繁忙", "稍后", "超时", "busy", "timeout"]
     hospital_code: Code32
     hospital_name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # Several hospitals behind this front-end (医共体): the hospitalCode values an exam may name
+    # (empty: an exam's hospitalCode is sent as posted); exams without one are hospital_code's.
+    hospital_codes: list[Code32] = []
     length_unit: LengthUnit = "chars"
     image_list: Literal["per_study", "per_modality"] = "per_study"
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
