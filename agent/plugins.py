@@ -27,6 +27,7 @@ from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.zhejiang_endoscope import feeders as zhejiang_endoscope_feeders
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, synthetic
@@ -56,6 +57,9 @@ class Plugin:
     # An uplink's forwarding plan: the domains' offers it receives (e.g. imaging.Offer); a domain
     # naming it in forward_to sends it only those, and an uplink asking for none is a config error.
     plan: frozenset[str] = frozenset()
+    # An uplink's check of a section that names it (a domain feeding it records): lines
+    # "key: reason" for values the platform's tables would refuse, so check-config fails at start.
+    check_feeder: Callable[[Any, Any], list[str]] | None = None
 
 
 # Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
@@ -66,7 +70,14 @@ UPLINKS = {
     "http": Plugin(
         http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
     ),
-    "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
+    # Seed 000's tables also check what the reprocessing domain's config feeds into records.
+    "zhejiang_endoscope": Plugin(
+        ZhejiangEndoscopeConfig,
+        zhejiang_endoscope_uplink.build,
+        check_feeder=lambda uplink, domain: zhejiang_endoscope_feeders.check(
+            uplink, reprocessing.fed_values(domain) if reprocessing.feeds_records(domain) else ()
+        ),
+    ),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
     "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
     # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for

@@ -1,7 +1,8 @@
 """The neutral records the reprocessing domain queues: its own words, mapped by each uplink.
 
-Every payload carries `vocabulary` = REPROCESSING_RECORDS and the institution it belongs to
-(`institution_code`, `institution_credit_code`); times are ISO 8601 with the offset of the
+Every payload carries `vocabulary` = REPROCESSING_RECORDS and, when the domain configures one,
+the institution it belongs to (`institution_code`, `institution_credit_code`; else the uplink
+sends its own); times are ISO 8601 with the offset of the
 domain's time zone (`reprocessing.timezone`). The message kind names the record; its fields:
 """
 

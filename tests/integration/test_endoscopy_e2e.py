@@ -187,6 +187,7 @@ def write_config(
                     "type": "reprocessing",
                     "uplink": "zhejiang",
                     "institution": {"unique_code": UNIQUE, "credit_code": CREDIT},
+                    "quality": {"photo_base_url": "https://agent.hospital.example/photos/"},
                 }
             },
         }
