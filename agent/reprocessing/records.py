@@ -47,6 +47,18 @@ class RecordBuilder:
         """How the records name this scope where the platform takes either (scope_ref)."""
         return scope.rfid if self.config.scope_ref == "rfid" else scope.number
 
+    def scope_names(self, scope: Endoscope) -> dict[str, str]:
+        """The scope by every name, for an uplink choosing per record kind (`scope_ref` is the
+        domain's choice): number, RFID and, when configured, steel (钢印) number."""
+        names = {
+            "scope_ref": self.scope_ref(scope),
+            "scope_number": scope.number,
+            "scope_rfid": scope.rfid,
+        }
+        if scope.steel_number:
+            names["scope_steel_number"] = scope.steel_number
+        return names
+
     def read_data(
         self, clean_id: str, at: datetime, scope: Endoscope, reader_id: str, user: str
     ) -> dict[str, Any]:
@@ -111,7 +123,7 @@ class RecordBuilder:
         return {
             **self.institution,
             "cycle_id": clean_id,
-            "scope_ref": self.scope_ref(scope),
+            **self.scope_names(scope),
             "user": user,
             "started_at": self.time(span[0]),
             "ended_at": self.time(span[1]),
@@ -124,7 +136,7 @@ class RecordBuilder:
         return {
             **self.institution,
             "cabinet": cabinet,
-            "scope_ref": self.scope_ref(scope),
+            **self.scope_names(scope),
             "stored_at": self.time(stored),
             "taken_at": self.time(taken),
         }
@@ -228,6 +240,7 @@ def fed_values(config: ReprocessingConfig) -> Iterator[tuple[str, str, object]]:
         yield f"{key}.number", "scope_number", scope.number
         yield f"{key}.rfid", "scope_rfid", scope.rfid
         yield f"{key}.{ref}", "scope_ref", getattr(scope, ref)
+        yield f"{key}.steel_number", "scope_steel_number", scope.steel_number
         for name in ("type_name", "brand", "steel_number", "alias"):
             yield f"{key}.{name}", name, getattr(scope, name)
     for i, badge in enumerate(config.staff):

@@ -108,3 +108,16 @@ def test_institution_codes_are_configured_once(tmp_path):
     other = {**same, "unique_code": "330100002"}
     [problem] = problems(tmp_path, config_text(institution=other))
     assert problem.startswith("domains.endo.institution.unique_code: differs from the uplink's")
+
+
+def test_steel_numbers_chosen_for_an_endpoint_must_be_configured(tmp_path):
+    text = config_text(endoscopes=[{"number": "GIF-1", "rfid": "E1"}]).replace(
+        'credit_code = "12330100470000000X"\n',
+        'credit_code = "12330100470000000X"\nscope_refs = { endoscopeSave = "steel_number" }\n',
+        1,
+    )
+    [problem] = problems(tmp_path, text)
+    assert problem == (
+        "domains.endo.endoscopes.0.steel_number: empty, but scope_refs.endoscopeSave ="
+        " 'steel_number' sends it as rfidNumber"
+    )

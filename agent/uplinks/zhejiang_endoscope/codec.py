@@ -28,6 +28,8 @@ UNCLEANED_ALERT = "scope_used_without_cleaning"  # a compliance event: raised as
 """Dead-letter reasons of use steps the platform kept refusing with 404 start with this."""
 UNCLEANED_VERDICT = "uncleaned"  # a use step refused with 404: its cleaning may be on its way
 _OK = frozenset({200})
+# The scope's names a neutral record may carry, by scope_refs choice.
+SCOPE_NAMES = {"rfid": "scope_rfid", "number": "scope_number", "steel_number": "scope_steel_number"}
 
 
 def build_form(
@@ -43,6 +45,9 @@ def build_form(
     if payload.get("vocabulary") == REPROCESSING_RECORDS:
         if kind not in MAPS:
             return {}, [f"no map of neutral {kind} records"]
+        payload, chosen = _choose_scope(kind, payload, config)
+        if chosen:
+            return {}, [chosen]
         formats = {"DT": config.time_format, "date": config.date_format}
         payload, mapping_problems = apply(MAPS[kind], payload, formats)
         if mapping_problems:
@@ -56,6 +61,20 @@ def build_form(
     problems += validate(kind, merged, config.time_format, config.date_format)
     form = {k: render(v) for k, v in merged.items() if not is_empty(v)}
     return form, problems
+
+
+def _choose_scope(
+    kind: str, record: Mapping[str, Any], config: ZhejiangEndoscopeConfig
+) -> tuple[Mapping[str, Any], str]:
+    """The record with `scope_ref` set as the endpoint's scope_refs choice says, or a problem.
+    Records queued before they named the scope every way keep their scope_ref."""
+    choice = config.scope_ref(kind)
+    if choice == "domain" or not record.get("scope_number"):
+        return record, ""
+    name = record.get(SCOPE_NAMES[choice])
+    if is_empty(name):
+        return record, f"rfidNumber: the scope has no {choice} (scope_refs.{kind} = {choice!r})"
+    return {**record, "scope_ref": name}, ""
 
 
 # The seed's answers: {code, msg, data}, code 200 delivered; the config adds the other codes.

@@ -10,12 +10,14 @@ from urllib.parse import urlsplit
 
 from agent.uplinks.kit.fields import is_empty
 from agent.uplinks.kit.fields import validate as validate_table
-from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
+from agent.uplinks.zhejiang_endoscope.codec import SCOPE_NAMES
+from agent.uplinks.zhejiang_endoscope.config import SCOPE_REF_DEFAULTS, ZhejiangEndoscopeConfig
 from agent.uplinks.zhejiang_endoscope.fields import ENDPOINTS, checks
 from agent.uplinks.zhejiang_endoscope.records import MAPS
 
 PHOTO_FIELDS = ("imageUrl", "pic1")  # uploadDisinfectData, cleaningEffectTesting
 PHOTO_BASE = "photo_base_url"  # not a record field: what the photo fields start with
+SCOPE_SOURCES = ("scope_ref", *SCOPE_NAMES.values())
 INSTITUTION = {"institution_code": "unique_code", "institution_credit_code": "credit_code"}
 
 
@@ -42,8 +44,29 @@ def check(uplink: Any, values: Iterable[tuple[str, str, object]]) -> list[str]:
                     f" {', '.join(PHOTO_FIELDS)} (a URL publishing <state_dir>/photos)"
                 )
         else:
-            problems += [f"{key}: {p}" for p in _problems(uplink, source, value)]
+            if source in SCOPE_SOURCES:
+                problems += [f"{key}: {p}" for p in _scope_problems(uplink, source, value)]
+            if source != "scope_ref":  # the rfidNumber fields: as scope_refs chooses, above
+                problems += [f"{key}: {p}" for p in _problems(uplink, source, value)]
     return problems
+
+
+def _scope_problems(uplink: ZhejiangEndoscopeConfig, source: str, value: object) -> list[str]:
+    """The rfidNumber fields `scope_refs` fills from this name of the scope, checked."""
+    found: list[str] = []
+    for endpoint in SCOPE_REF_DEFAULTS:
+        choice = uplink.scope_ref(endpoint)
+        if (SCOPE_NAMES.get(choice) or "scope_ref") != source:
+            continue
+        if is_empty(value):
+            found.append(f"empty, but scope_refs.{endpoint} = {choice!r} sends it as rfidNumber")
+            continue
+        spec = next(f for f in ENDPOINTS[endpoint] if f.name == "rfidNumber")
+        rules = checks(uplink.time_format, uplink.date_format)
+        found += [
+            f"{endpoint}.{p}" for p in validate_table({spec.name: spec}, {spec.name: value}, rules)
+        ]
+    return found
 
 
 def _problems(uplink: ZhejiangEndoscopeConfig, source: str, value: object) -> list[str]:
