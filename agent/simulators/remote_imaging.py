@@ -23,6 +23,7 @@ from agent.simulators.control import ControlOptions, ControlServer, attach, run_
 from agent.simulators.ledger import Verdict
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.kit.fields import LengthUnit
+from agent.uplinks.remote_imaging.dictionaries import EXAM_CLASSES, MODALITIES
 from agent.uplinks.remote_imaging.fields import (
     DATETIME,
     PUSH,
@@ -56,6 +57,7 @@ class RemoteImagingSimulatorConfig(ControlOptions):
     token_ttl: Annotated[float, Field(gt=0)] = 8100.0  # the seed: 2 h plus 15 min of grace
     token_header: str = "token"  # noqa: S105 - a header name
     hospital_codes: list[str] = []  # accepted hospitalCode values (empty: any)
+    strict_dictionaries: bool = True  # examClass must be in WNCV5103_01 (§3.2.4.1)
     length_unit: LengthUnit = "chars"
 
 
@@ -263,6 +265,10 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         for index, image in enumerate(body.get("imageList") or []):
             if image["patientID"] != body["examInfo"]["patientID"]:
                 problems.append(f"imageList[{index}].patientID: differs from examInfo.patientID")
+            if image.get("modality") not in (None, *MODALITIES):
+                problems.append(f"imageList[{index}].modality: not DX/CT/MR/XA/NM/US/ES/GM")
+        if self.config.strict_dictionaries and body["examInfo"]["examClass"] not in EXAM_CLASSES:
+            problems.append("examInfo.examClass: not in WNCV5103_01")
         return problems
 
     def _check_statistics(self, body: Any) -> list[str]:
@@ -271,6 +277,8 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         problems: list[str] = []
         for index, item in enumerate(body):
             problems += validate(STATISTICS_ITEM, item, self.config.length_unit, f"[{index}].")
+            if self.config.strict_dictionaries and item.get("examClass") not in EXAM_CLASSES:
+                problems.append(f"[{index}].examClass: not in WNCV5103_01")
         return problems
 
     async def _refuse(self, endpoint: str, status: int, message: str) -> web.Response:

@@ -320,7 +320,7 @@ async def test_missing_file_is_a_dead_letter_with_an_alert(open_journal, platfor
 async def test_platform_refusals_are_dead_letters_with_its_words(open_journal, platform, tmp_path):
     journal = await journal_with(open_journal)
     invalid = new_study()
-    invalid["exam"]["examInfo"]["examClass"] = "C" * 33
+    invalid["exam"]["examInfo"]["examSubClass"] = "C" * 33
     orphan_study = new_study()["study"]  # never pushed: the platform refuses its images
     orphan = instance(write_instance(tmp_path, orphan_study), orphan_study)
     payload = new_study()
@@ -334,7 +334,7 @@ async def test_platform_refusals_are_dead_letters_with_its_words(open_journal, p
         await journal.ingest(events[3:])
         found = await eventually(lambda: settled(journal, *events))
     assert found[events[0].id]["last_error"] == (
-        "exam.push not sent: examInfo.examClass: 33 characters, at most 32 allowed (VC(32))"
+        "exam.push not sent: examInfo.examSubClass: 33 characters, at most 32 allowed (VC(32))"
     )
     assert platform.received.pushes[0]["examNo"] == payload["exam"]["examNo"]
     assert found[orphan.id]["last_error"] == (

@@ -13,6 +13,7 @@ from agent.uplinks.kit.answers import BUSY, AnswerRules, CodeRule, judge, read_e
 from agent.uplinks.kit.fieldfile import load_field_file
 from agent.uplinks.kit.fieldmap import apply
 from agent.uplinks.kit.fields import is_empty
+from agent.uplinks.remote_imaging import dictionaries
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.fields import DATETIME, PUSH, STATISTICS_ITEM, validate
 
@@ -59,9 +60,67 @@ def build_push(
         if not is_empty(study.get("patient_id")):
             info["patientID"] = study["patient_id"]
         body["imageList"] = image_list(study, info.get("patientID"), config)
+        counted, unmapped = seed_modalities(study, config)
+        if unmapped and not counted:
+            shown = ", ".join(sorted(unmapped))
+            problems = [*problems, f"imageList.modality: {shown} has no seed code (modality_map)"]
+    problems = [*problems, *translate(info, config)]
     if "examInfo" in body:
         body["examInfo"] = info
     return body, problems + validate(PUSH, body, config.length_unit)
+
+
+def translate(info: dict[str, Any], config: RemoteImagingConfig) -> list[str]:
+    """Put examInfo's coded fields in the §3.2.4 dictionaries' codes; what has none, named."""
+    problems: list[str] = []
+    posted = info.get("examClass")
+    if config.check_exam_class and isinstance(posted, str) and posted:
+        code = dictionaries.exam_class(posted, config.exam_classes())
+        if code is None:
+            problems.append(
+                f"examInfo.examClass: {posted!r} is not in WNCV5103_01 (exam_class_map)"
+            )
+        else:
+            info["examClass"] = code
+    organs = info.get("examOrganList")
+    if config.organ_names == "codes" and isinstance(organs, list):
+        coded = []
+        for n, organ in enumerate(organs):
+            name = organ.get("organName") if isinstance(organ, Mapping) else None
+            code = dictionaries.organ_code(str(name or ""))
+            if code is None:
+                problems.append(f"examInfo.examOrganList[{n}].organName: not a §3.2.4.2 body part")
+            coded.append(
+                {**organ, "organName": code or name} if isinstance(organ, Mapping) else organ
+            )
+        info["examOrganList"] = coded
+    category = info.get("specimenCategory")
+    known = category in dictionaries.SPECIMEN_CATEGORIES
+    if config.check_specimen_category and not is_empty(category) and not known:
+        problems.append("examInfo.specimenCategory: not a §3.2.4.3 specimen category")
+    return problems
+
+
+def seed_modalities(
+    study: Mapping[str, Any], config: RemoteImagingConfig
+) -> tuple[Counter[str], set[str]]:
+    """The study's images per seed modality code, and its DICOM modalities that have none."""
+    mapping = config.modalities()
+    counted: Counter[str] = Counter()
+    unmapped: set[str] = set()
+    for item in study.get("series") or []:
+        if isinstance(item, Mapping):
+            modality = str(item.get("modality") or "")
+            if modality in mapping:
+                counted[mapping[modality]] += int(item.get("instance_count") or 0)
+            elif modality:
+                unmapped.add(modality)
+    for modality in study.get("modalities") or []:
+        if str(modality) in mapping:
+            counted.setdefault(mapping[str(modality)], 0)
+        elif modality:
+            unmapped.add(str(modality))
+    return counted, unmapped
 
 
 def _exam_fields(payload: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
@@ -80,13 +139,7 @@ def image_list(
     study: Mapping[str, Any], patient_id: Any, config: RemoteImagingConfig
 ) -> list[dict[str, Any]]:
     """imageList: one entry for the study, or one per modality (`image_list`)."""
-    series = [s for s in study.get("series") or [] if isinstance(s, Mapping)]
-    per_modality: Counter[str] = Counter()
-    for item in series:
-        per_modality[str(item.get("modality") or "")] += int(item.get("instance_count") or 0)
-    for modality in study.get("modalities") or []:
-        per_modality.setdefault(str(modality), 0)
-    per_modality.pop("", None)
+    per_modality, _ = seed_modalities(study, config)
     base: dict[str, Any] = {
         "imageType": config.image_type,
         "patientID": patient_id,
@@ -120,9 +173,22 @@ def build_statistics(
         return [], ["items: not an array"]
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for index, item in enumerate(items):
         row = {"hospitalCode": config.hospital_code, **(item if isinstance(item, Mapping) else {})}
+        posted = row.get("examClass")
+        if config.check_exam_class and isinstance(posted, str) and posted:
+            code = dictionaries.exam_class(posted, config.exam_classes())
+            if code is None:
+                problems.append(f"[{index}].examClass: {posted!r} is not in WNCV5103_01")
+            row["examClass"] = code or posted
         problems += validate(STATISTICS_ITEM, row, config.length_unit, f"[{index}].")
+        # Classes the dictionary merges (DR and CR are both X-Ray) are one row: counts added.
+        key = (row.get("examDate"), row.get("hospitalCode"), row.get("examClass"))
+        if key in merged and isinstance(row.get("accordCount"), int):
+            merged[key]["accordCount"] = int(merged[key]["accordCount"]) + row["accordCount"]
+            continue
+        merged[key] = row
         rows.append(row)
     # Classes with no exam are reported with 0 for every date the slot covers, per hospital.
     dates = payload.get("dates") or [payload.get("date")]

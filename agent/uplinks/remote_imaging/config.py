@@ -11,6 +11,12 @@ from pydantic import Field, model_validator
 from agent.config import ConfigPath, Seconds, Secret, TimeZoneName
 from agent.uplinks.kit.config import TokenPlatformSection
 from agent.uplinks.kit.fields import LengthUnit
+from agent.uplinks.remote_imaging.dictionaries import (
+    DEFAULT_EXAM_CLASS_MAP,
+    DEFAULT_MODALITY_MAP,
+    EXAM_CLASSES,
+    MODALITIES,
+)
 from agent.uplinks.remote_imaging.sign import (
     DEFAULT_FIELDS,
     BadKeyError,
@@ -54,6 +60,14 @@ class RemoteImagingConfig(TokenPlatformSection):
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
     statistics_classes: list[Code32] = []  # always reported, "0" when a class had no exam
+    # §3.2.4 dictionaries, applied before sending (a value without a code refuses the message):
+    # DICOM modality → imageList.modality; the exam's class → examClass (WNCV5103_01). Entries
+    # here are added to (or replace) the defaults in dictionaries.py.
+    modality_map: dict[str, str] = {}
+    exam_class_map: dict[str, str] = {}
+    check_exam_class: bool = True  # False: examClass sent as posted (the seed's VC(32) only)
+    organ_names: Literal["as_posted", "codes"] = "as_posted"  # "codes": §3.2.4.2 code per organ
+    check_specimen_category: bool = False  # specimenCategory must be a §3.2.4.3 code
     statistics_count_as_string: bool = True  # accordCount "55" as in the seed's example
     dicom_host: str | None = None  # default: the host of base_url
     dicom_port: Annotated[int, Field(ge=1, le=65535)] = 104
@@ -83,9 +97,21 @@ class RemoteImagingConfig(TokenPlatformSection):
                 self.image_url_template.format(study_uid="", accession="")
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(f"image_url_template: {err!r}") from err
+        bad = sorted(v for v in self.modality_map.values() if v not in MODALITIES)
+        bad += sorted(v for v in self.exam_class_map.values() if v not in EXAM_CLASSES)
+        if bad:
+            raise ValueError(f"not a seed code: {', '.join(bad)} (modality_map, exam_class_map)")
         if self.association_idle >= self.network_timeout:
             raise ValueError("association_idle must be below network_timeout")
         return self
+
+    def modalities(self) -> dict[str, str]:
+        """DICOM modality → the seed's code (the defaults and this config's entries)."""
+        return {**DEFAULT_MODALITY_MAP, **self.modality_map}
+
+    def exam_classes(self) -> dict[str, str]:
+        """The exam's class as posted → WNCV5103_01 (the defaults and this config's entries)."""
+        return {**DEFAULT_EXAM_CLASS_MAP, **self.exam_class_map}
 
     def rsa_key(self) -> RSA.RsaKey:
         """The platform's public key (checked at start)."""
