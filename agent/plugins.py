@@ -64,7 +64,9 @@ class Plugin:
 
 # Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
 # the statistics slots.
-SEED_003_PLAN = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
+SEED_003_PLAN = frozenset(
+    {Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS, Offer.EXAM_WITHOUT_IMAGES}
+)
 UPLINKS = {
     # The generic JSON POST forwards what it is given: what imaging offered before plans.
     "http": Plugin(

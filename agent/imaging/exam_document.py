@@ -59,9 +59,10 @@ class _Part(Body):
 class Identity(_Part):
     """One of the patient's ID documents."""
 
-    idType: Literal["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "99"]
-    idName: Required32
-    idNumber: Required32
+    # The seed marks none of an identity's fields required (§3.2.3.1): neither does the API.
+    idType: Literal["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "99"] | None = None
+    idName: Text32 | None = None
+    idNumber: Text32 | None = None
 
 
 class PatientInfo(_Part):
@@ -125,8 +126,9 @@ class ExamInfo(_Part):
     examClass: Required32
     examSubClass: Text32 | None = None
     commonName: Text32 | None = None
-    examItemList: Annotated[list[ExamItem], Field(min_length=1)]
-    examOrganList: Annotated[list[ExamOrgan], Field(min_length=1)]
+    # Only their entries' itemName / organName are required in the seed, not the lists.
+    examItemList: list[ExamItem] | None = None
+    examOrganList: list[ExamOrgan] | None = None
     device: Text128 | None = None
     performDeptCode: Text32 | None = None
     performDeptName: Text64 | None = None
@@ -171,8 +173,8 @@ class Category(_Part):
 class ReportImage(_Part):
     """An image of the report."""
 
-    rptImgType: Annotated[str, _vc(16, required=True)]  # BMP/JPG/DICOM
-    rptImgPath: Annotated[str, _vc(128, required=True)]
+    rptImgType: Annotated[str, _vc(16)] | None = None  # BMP/JPG/DICOM (optional in the seed)
+    rptImgPath: Annotated[str, _vc(128)] | None = None
     rptImgPos: Text32 | None = None
     rptImgDesc: Text32 | None = None
     sopInstanceUID: Annotated[str, _vc(256)] | None = None

@@ -11,7 +11,7 @@ from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.deletions import delete_images, offer_deletion, reject_instances
 from agent.imaging.exams import attach_files, save_exam
-from agent.imaging.forwarding import forward, report_audited
+from agent.imaging.forwarding import forward, push_without_images, report_audited
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
 from agent.imaging.statistics import counts, days_to_report
@@ -116,8 +116,17 @@ class ImagingHandler:
             event_id=event.id,
             updated_at=utc_text(event.received_at),
         )
-        if saved.study_uid:
-            forward(tx, saved.study_uid, self.config.plans(), utc_text(event.received_at))
+        at, plans = utc_text(event.received_at), self.config.plans()
+        in_spool = (
+            saved.study_uid is not None
+            and conn.execute(
+                "SELECT 1 FROM im_studies WHERE study_uid = ?", (saved.study_uid,)
+            ).fetchone()
+        )
+        if in_spool:
+            forward(tx, str(saved.study_uid), plans, at, self.config.push_from_status)
+        elif saved.record.get("status") == "final":  # its images are elsewhere, or none
+            push_without_images(tx, saved, exam, plans)
         if saved.report_changed and saved.record.get("status") == "final":
             report_audited(tx, saved, self.config.plans())
 
@@ -167,7 +176,7 @@ class ImagingHandler:
             " WHERE study_uid = ?",
             (at, study_uid),
         )
-        forward(tx, study_uid, self.config.plans(), at)
+        forward(tx, study_uid, self.config.plans(), at, self.config.push_from_status)
 
     def _statistics(self, tx: Transaction, payload: dict[str, Any]) -> None:
         last = date.fromisoformat(str(payload["date"]))

@@ -55,7 +55,9 @@ def build_push(
     if is_empty(info.get("reqHospitalName")) and config.hospital_name:
         info["reqHospitalName"] = config.hospital_name
     study = payload.get("study")
-    if isinstance(study, Mapping):
+    if config.image_mode == "none":
+        pass  # the push alone: no imageList
+    elif isinstance(study, Mapping):
         # The platform matches the images' PatientID against examInfo.patientID: DICOM wins.
         if not is_empty(study.get("patient_id")):
             info["patientID"] = study["patient_id"]
@@ -64,10 +66,30 @@ def build_push(
         if unmapped and not counted:
             shown = ", ".join(sorted(unmapped))
             problems = [*problems, f"imageList.modality: {shown} has no seed code (modality_map)"]
+    elif config.image_mode in ("qr", "url"):  # images only in the hospital's PACS, if any
+        outside = _outside_images(payload, info.get("patientID"), config)
+        if outside:
+            body["imageList"] = outside
     problems = [*problems, *translate(info, config)]
     if "examInfo" in body:
         body["examInfo"] = info
     return body, problems + validate(PUSH, body, config.length_unit)
+
+
+def _outside_images(
+    payload: Mapping[str, Any], patient_id: Any, config: RemoteImagingConfig
+) -> list[dict[str, Any]]:
+    """imageList of an exam whose study is not in our spool: what its document says (studyUID,
+    accessionNo), with imageUrl in "url" mode; none without a studyUID."""
+    record = payload.get("record")
+    exam = payload.get("exam")
+    source = record if isinstance(record, Mapping) else {}
+    document = exam if isinstance(exam, Mapping) else {}
+    study_uid = source.get("study_uid") or document.get("studyUID")
+    if is_empty(study_uid):
+        return []
+    accession = source.get("accession") or document.get("accessionNo") or ""
+    return image_list({"study_uid": study_uid, "accession": accession}, patient_id, config)
 
 
 def translate(info: dict[str, Any], config: RemoteImagingConfig) -> list[str]:
@@ -158,7 +180,9 @@ def image_list(
             {**base, "imageCount": count, "modality": modality}
             for modality, count in per_modality.items()
         ]
-    entry = {**base, "imageCount": total}
+    entry = dict(base)
+    if "instance_count" in study or "series" in study:  # unknown for images kept elsewhere
+        entry["imageCount"] = total
     if per_modality:  # the modality with the most images; the first listed on a tie
         entry["modality"] = max(per_modality, key=lambda m: per_modality[m])
     return [entry]

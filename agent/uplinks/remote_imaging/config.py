@@ -56,6 +56,10 @@ class RemoteImagingConfig(TokenPlatformSection):
     # (empty: an exam's hospitalCode is sent as posted); exams without one are hospital_code's.
     hospital_codes: list[Code32] = []
     length_unit: LengthUnit = "chars"
+    # Where the platform gets the images (§3.2.1.2, §3.2.3.2.2): "store" C-STORE after the push;
+    # "qr" the push only (the platform retrieves from our Q/R SCP); "url" the push with imageUrl
+    # (image_url_template), no C-STORE; "none" the push without imageList.
+    image_mode: Literal["store", "qr", "url", "none"] = "store"
     image_list: Literal["per_study", "per_modality"] = "per_study"
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
@@ -101,6 +105,8 @@ class RemoteImagingConfig(TokenPlatformSection):
         bad += sorted(v for v in self.exam_class_map.values() if v not in EXAM_CLASSES)
         if bad:
             raise ValueError(f"not a seed code: {', '.join(bad)} (modality_map, exam_class_map)")
+        if self.image_mode == "url" and self.image_url_template is None:
+            raise ValueError('image_mode = "url" needs image_url_template')
         if self.association_idle >= self.network_timeout:
             raise ValueError("association_idle must be below network_timeout")
         return self

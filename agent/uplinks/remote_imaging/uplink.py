@@ -88,6 +88,8 @@ class RemoteImagingUplink(HttpPlatformUplink):
         """Deliver one exam.push, exam.statistics or dicom.instance message."""
         kind = message.kind
         if kind == codec.INSTANCE_KIND:
+            if self.config.image_mode != "store":  # the platform pulls them, or has a viewer
+                return Delivered(f"not sent: image_mode = {self.config.image_mode!r}")
             return await self._store(message.payload)
         body: Any
         if kind == codec.PUSH_KIND:
