@@ -60,6 +60,10 @@ class RemoteImagingConfig(TokenPlatformSection):
     # "qr" the push only (the platform retrieves from our Q/R SCP); "url" the push with imageUrl
     # (image_url_template), no C-STORE; "none" the push without imageList.
     image_mode: Literal["store", "qr", "url", "none"] = "store"
+    # §3.2.3.2.1 "不能经过特殊格式压缩": send compressed instances decoded to Explicit VR Little
+    # Endian (JPEG, JPEG-LS, JPEG 2000, RLE through pylibjpeg); a syntax no codec decodes is a
+    # dead letter. Off: instances go as received.
+    decompress: bool = False
     image_list: Literal["per_study", "per_modality"] = "per_study"
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced

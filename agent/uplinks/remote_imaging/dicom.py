@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context
 from pynetdicom.association import Association
@@ -25,6 +26,29 @@ class AssociationError(AgentError):
 
 class NoContextError(AgentError):
     """The platform accepted no presentation context this instance can be sent with."""
+
+
+class NoCodecError(AgentError):
+    """No installed codec decodes the instance's compressed pixel data."""
+
+
+def decompressed(ds: Dataset) -> Dataset:
+    """The data set in Explicit VR Little Endian with native pixels (the same SOP Instance UID);
+    unchanged when not compressed. NoCodecError when no installed codec decodes it."""
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    if not syntax.is_compressed:
+        return ds
+    try:
+        available = bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # no decoder is written for it (the video syntaxes)
+        available = False
+    if not available:
+        raise NoCodecError(f"no installed codec decodes {syntax.name}")
+    try:
+        ds.decompress(generate_instance_uid=False)
+    except Exception as err:  # a codec's own error on data it cannot decode
+        raise NoCodecError(f"{syntax.name} could not be decoded: {type(err).__name__}") from err
+    return ds
 
 
 def read_instance(path: Path) -> Dataset:

@@ -24,8 +24,10 @@ from agent.uplinks.remote_imaging import codec
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.dicom import (
     AssociationError,
+    NoCodecError,
     NoContextError,
     StoreScu,
+    decompressed,
     file_tags,
     read_instance,
 )
@@ -35,6 +37,7 @@ PUSH_PATH = "v1/exam/push"
 STATISTICS_PATH = "v1/exam/uploadStatistics"
 MISSING_ALERT = "imaging_instance_missing"  # the spool lost a file it had acknowledged
 UNREADABLE_ALERT = "imaging_instance_unreadable"
+CODEC_ALERT = "imaging_instance_not_decodable"  # decompress = true, and no codec decodes it
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -158,6 +161,11 @@ class RemoteImagingUplink(HttpPlatformUplink):
         if differ:
             verb = "differs" if len(differ) == 1 else "differ"
             return Reject(f"{', '.join(differ)} {verb} from the pushed exam")
+        if self.config.decompress:
+            try:
+                ds = decompressed(ds)
+            except NoCodecError as err:
+                return Reject(f"dicom.instance {sop}: {err} (decompress = true)", alert=CODEC_ALERT)
         try:
             status, comment = self.scu.store(ds)
         except NoContextError as err:
