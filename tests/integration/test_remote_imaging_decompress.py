@@ -4,11 +4,13 @@ decodes is a dead letter with an alert, not a crash."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from pydicom import dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -16,6 +18,7 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless
 
 from agent.journal.alerts import open_alerts
+from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging.uplink import CODEC_ALERT
 from tests.helpers import eventually
 from tests.integration.test_remote_imaging import (
@@ -24,12 +27,19 @@ from tests.integration.test_remote_imaging import (
     instance,
     journal_with,
     new_study,
-    platform,  # noqa: F401 - the fixture
+    city_platform,
     push,
     settled,
     uplink_config,
     write_instance,
 )
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[RemoteImagingSimulator]:
+    async with city_platform() as simulator:
+        yield simulator
+
 
 MPEG2 = UID("1.2.840.10008.1.2.4.100")  # video: no pixel codec decodes it here
 PIXELS = ((np.arange(64 * 64, dtype=np.uint32) * 37) % 4096).astype(np.uint16).reshape(64, 64)
