@@ -23,11 +23,11 @@ from agent.uplinks.remote_imaging.uplink import CODEC_ALERT
 from tests.helpers import eventually
 from tests.integration.test_remote_imaging import (
     Observed,
+    city_platform,
     dispatching,
     instance,
     journal_with,
     new_study,
-    city_platform,
     push,
     settled,
     uplink_config,
