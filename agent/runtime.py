@@ -41,6 +41,8 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
+from agent.uplinks.remote_imaging import jiwei
+from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -307,6 +309,14 @@ class Agent:
                         insurance_launcher(section)
                         for section in uplinks.values()
                         if isinstance(section, InsuranceImagingConfig) and section.viewer.enabled
+                    ),
+                    None,
+                ),
+                apply_forms=next(
+                    (
+                        partial(jiwei.lookup, section.jiwei)
+                        for section in uplinks.values()
+                        if isinstance(section, RemoteImagingConfig) and section.jiwei.enabled
                     ),
                     None,
                 ),

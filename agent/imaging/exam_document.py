@@ -119,7 +119,9 @@ class ExamInfo(_Part):
 
     multiline = frozenset({"physSign", "clinSymp", "clinDiag", "examMemo"})
 
-    applyNo: Required32
+    # Required by the push (基卫 finds the report by it); absent, the domain takes it from the
+    # 基卫 apply forms looked up for the patient (agent/imaging/apply_forms.py).
+    applyNo: Text32 | None = None
     patientID: Text32 | None = None  # 检查号; the uplink checks it against the images
     examStatus: Literal["50", "60", "65", "70"]  # images, preliminary, returned, final report
     examTime: Moment

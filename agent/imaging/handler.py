@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.events import Event
+from agent.imaging.apply_forms import apply_no_for, save_forms
 from agent.imaging.config import ImagingConfig
 from agent.imaging.deletions import delete_images, offer_deletion, reject_instances
 from agent.imaging.exams import attach_files, save_exam
@@ -24,6 +25,7 @@ EXAM_FILE = "imaging.exam_files"
 DELETION = "imaging.deletion"
 STABLE = "imaging.study_stable"
 STATISTICS_DUE = "imaging.statistics_due"
+APPLY_FORMS = "imaging.apply_forms"
 REJECTED = "dicom.rejected"
 STATISTICS = "exam.statistics"
 DISK_REASONS = frozenset({"disk_full", "disk_low", "out_of_space"})
@@ -41,7 +43,7 @@ class ImagingHandler:
     """Handles received instances, exams and their files, deletions, stability, statistics slots
     and DICOM rejections."""
 
-    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED)
+    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED, APPLY_FORMS)
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -65,6 +67,8 @@ class ImagingHandler:
             self._statistics(tx, event.payload)
         elif event.kind == REJECTED:
             tx.raise_alert(rejected_alert(event))
+        elif event.kind == APPLY_FORMS:
+            save_forms(tx.conn, event.payload["forms"], utc_text(event.received_at), event.id)
 
     def _stored(self, tx: Transaction, event: Event) -> None:
         payload = event.payload
@@ -98,6 +102,11 @@ class ImagingHandler:
     def _exam(self, tx: Transaction, event: Event) -> None:
         conn, payload = tx.conn, event.payload
         exam = {k: v for k, v in payload.items() if k not in JOIN_KEYS}
+        info = exam.get("examInfo")
+        if isinstance(info, dict) and not info.get("applyNo"):
+            found = apply_no_for(conn, exam)
+            if found is not None:  # 基卫's form of this patient and kind
+                exam["examInfo"] = {**info, "applyNo": found}
         accession = str(payload.get("accession") or exam.get("accessionNo") or "")
         study_uid = str(payload.get("study_uid") or exam.get("studyUID") or "")
         if not study_uid and accession:

@@ -19,6 +19,7 @@ from agent.journal.alerts import alert_severity, alert_state, open_alerts, open_
 from agent.logs import peer_text
 from agent.reprocessing.state import scope_states
 from agent.web import openapi
+from agent.web.apply_forms import Lookup, add_apply_form_routes
 from agent.web.bodies import read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, answer, refused
 from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
@@ -52,6 +53,7 @@ def make_app(
     qr_uplinks: Sequence[str] = (),
     qr_hint: str = "扫描查看数字影像",
     viewer_launch: Launch | None = None,
+    apply_forms: Lookup | None = None,
     observe: Observe | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
@@ -106,6 +108,7 @@ def make_app(
     add_deletion_routes(app)
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)
+    add_apply_form_routes(app, apply_forms)
     if observe is not None:
         add_observability_routes(app, observe)
     return app

@@ -17,6 +17,7 @@ from agent import __version__
 from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
 from agent.vocabulary.doctors import DoctorLogin
+from agent.web.apply_forms import ApplyFormQuery
 from agent.web.context import answer
 from agent.web.deletions import Deletion
 from agent.web.exams import MAX_LIMIT
@@ -257,6 +258,24 @@ OPERATIONS = (
         parameters=[_in_path("name", {"type": "string", "pattern": "^[0-9a-f]{64}\\.(jpg|png)$"})],
         answers={"200": "The photo (image/jpeg or image/png)", "404": "No such photo"},
     ),
+    Operation(
+        "post",
+        "/api/v1/apply-forms/lookup",
+        "Ask 基卫 for apply forms (seed 003 §3.1; the agent holds the AES key); journaled, they"
+        " give applyNo to exams posted without one. Only with [uplinks.*.jiwei] enabled",
+        ApplyFormQuery,
+        answers={"200": "{forms: [...]} as 基卫 answered", "502": "基卫 unreachable or refusing"},
+    ),
+    Operation(
+        "get",
+        "/api/v1/apply-forms",
+        "The 基卫 apply forms looked up so far, newest first",
+        parameters=[
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in ("fkey", "medicarecode", "yyid00", "businesstype", "type", "applydate")
+        ]
+        + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+    ),
     Operation("get", PATH, "This description"),
 )
 
@@ -374,6 +393,8 @@ def _body_rules(schema: Any) -> Any:
         return schema
     found = {key: _body_rules(value) for key, value in schema.items()}
     kind = found.get("type")
+    if not isinstance(kind, str):  # a property named "type" (its schema), not the keyword
+        return found
     if kind == "string" and "pattern" not in found and "enum" not in found:
         found["pattern"] = IN_YEARS if found.get("format") in {"date", "date-time"} else PRINTABLE
     elif kind in FORM_TEXT:  # read leniently, as pydantic does: true, "yes", 1; 5, "5"

@@ -10,3 +10,20 @@ CREATE TABLE im_statistics_days (
 
 ALTER TABLE im_exams ADD COLUMN hospital_code TEXT;  -- the exam's hospitalCode; NULL: the uplink's
 CREATE INDEX im_exams_exam_date ON im_exams (exam_date);
+
+-- 基卫 apply forms (seed 003 §3.1) looked up through the local API: the source of an exam's
+-- applyNo when RIS posts none.
+CREATE TABLE im_apply_forms (
+    applycode     TEXT PRIMARY KEY,   -- 申请单号码 (examInfo.applyNo)
+    fkey          TEXT,               -- HIS patient number (patientInfo.sickId)
+    medicarecode  TEXT,               -- card number (patientInfo.cardNo)
+    yyid00        TEXT,               -- hospital
+    businesstype  TEXT,               -- 1 outpatient, 2 inpatient, 3 physical exam
+    type          TEXT,               -- 1 ECG, 2 imaging
+    applydate     TEXT,
+    form          TEXT NOT NULL,      -- every field as 基卫 answered (JSON)
+    received_at   TEXT NOT NULL,
+    event_id      TEXT NOT NULL
+);
+CREATE INDEX im_apply_forms_fkey ON im_apply_forms (fkey);
+CREATE INDEX im_apply_forms_card ON im_apply_forms (medicarecode);

@@ -17,6 +17,7 @@ from agent.uplinks.remote_imaging.dictionaries import (
     EXAM_CLASSES,
     MODALITIES,
 )
+from agent.uplinks.remote_imaging.jiwei import JiweiSection
 from agent.uplinks.remote_imaging.sign import (
     DEFAULT_FIELDS,
     BadKeyError,
@@ -64,6 +65,7 @@ class RemoteImagingConfig(TokenPlatformSection):
     # Endian (JPEG, JPEG-LS, JPEG 2000, RLE through pylibjpeg); a syntax no codec decodes is a
     # dead letter. Off: instances go as received.
     decompress: bool = False
+    jiwei: JiweiSection = JiweiSection()  # §3.1: the 基卫 apply-form lookup (local API)
     image_list: Literal["per_study", "per_modality"] = "per_study"
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
