@@ -41,7 +41,7 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
-from agent.uplinks.remote_imaging import jiwei
+from agent.uplinks.remote_imaging import jiwei, viewer
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
@@ -317,6 +317,15 @@ class Agent:
                         partial(jiwei.lookup, section.jiwei)
                         for section in uplinks.values()
                         if isinstance(section, RemoteImagingConfig) and section.jiwei.enabled
+                    ),
+                    None,
+                ),
+                report_viewer=next(
+                    (
+                        partial(viewer.viewer_url, section.report_viewer)
+                        for section in uplinks.values()
+                        if isinstance(section, RemoteImagingConfig)
+                        and section.report_viewer.enabled
                     ),
                     None,
                 ),

@@ -37,6 +37,7 @@ from agent.web.models import (
     Snooze,
 )
 from agent.web.quality import add_quality_routes
+from agent.web.report_viewer import Build, add_report_viewer_route
 from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
 log = structlog.get_logger(__name__)
@@ -54,6 +55,7 @@ def make_app(
     qr_hint: str = "扫描查看数字影像",
     viewer_launch: Launch | None = None,
     apply_forms: Lookup | None = None,
+    report_viewer: Build | None = None,
     observe: Observe | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
@@ -109,6 +111,8 @@ def make_app(
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)
     add_apply_form_routes(app, apply_forms)
+    if report_viewer is not None:
+        add_report_viewer_route(app, report_viewer)
     if observe is not None:
         add_observability_routes(app, observe)
     return app

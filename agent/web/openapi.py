@@ -276,6 +276,24 @@ OPERATIONS = (
         ]
         + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
     ),
+    Operation(
+        "get",
+        "/api/v1/report-viewer-url",
+        "The provincial platform's report-viewing URL for HIS (seed 003 §3.4.3, query.htm):"
+        " at least one parameter; sick_id and exam_no get the '<医院ID>_' prefix",
+        parameters=[
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in (
+                "pat_local_id",
+                "exam_no",
+                "sick_id",
+                "inpatient_no",
+                "outpatient_no",
+                "hospital_id",
+            )
+        ],
+        answers={"200": "{url}"},
+    ),
     Operation("get", PATH, "This description"),
 )
 

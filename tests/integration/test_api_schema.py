@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from agent.journal.writer import Journal
 from agent.observe import Snapshot
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher
+from agent.uplinks.remote_imaging.viewer import ReportViewerSection, viewer_url
 from agent.web.api import make_app
 from agent.web.guard import runner_options
 from agent.web.openapi import OPERATIONS, openapi
@@ -70,6 +72,7 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
         exam_files_dir=tmp_path / "exam-files",
         viewer_launch=viewer_launch(),
         apply_forms=no_forms,
+        report_viewer=report_viewer,
         observe=observe,
     )
     served = {
@@ -79,6 +82,15 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
     }
     described = {(op.method.upper(), op.path) for op in OPERATIONS}
     assert served - NOT_DESCRIBED == described
+
+
+report_viewer = partial(
+    viewer_url,
+    ReportViewerSection.model_validate(
+        {"enabled": True, "url": "http://10.120.6.28:5063/clinic/html/query.htm",
+         "hospital_id": "7173"}
+    ),
+)  # fmt: skip
 
 
 async def no_forms(given: Any) -> list[dict[str, str]]:
@@ -136,6 +148,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             exam_files_dir=state / "exam-files",
             viewer_launch=viewer_launch(),
             apply_forms=no_forms,
+            report_viewer=report_viewer,
             observe=observe,
         )
         runner = web.AppRunner(app, **runner_options())

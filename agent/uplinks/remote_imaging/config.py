@@ -27,6 +27,7 @@ from agent.uplinks.remote_imaging.sign import (
     max_plaintext,
     plaintext,
 )
+from agent.uplinks.remote_imaging.viewer import ReportViewerSection
 
 AeTitle = Annotated[str, Field(pattern=r"^[ -\[\]-~]{1,16}$")]  # printable ASCII but "\"
 Code32 = Annotated[str, Field(min_length=1, max_length=32)]
@@ -66,6 +67,7 @@ class RemoteImagingConfig(TokenPlatformSection):
     # dead letter. Off: instances go as received.
     decompress: bool = False
     jiwei: JiweiSection = JiweiSection()  # §3.1: the 基卫 apply-form lookup (local API)
+    report_viewer: ReportViewerSection = ReportViewerSection()  # §3.4.3 URL for HIS (local API)
     image_list: Literal["per_study", "per_modality"] = "per_study"
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
