@@ -15,17 +15,16 @@ from pydantic import SecretStr
 from agent.config import ApiSection
 from agent.crypto.aes import decrypt_text, encrypt_text
 from agent.imaging.handler import ImagingHandler
-from agent.simulators.remote_imaging import RemoteImagingSimulator, RemoteImagingSimulatorConfig
+from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging import jiwei
 from agent.uplinks.remote_imaging.jiwei import JiweiError, JiweiSection, parse_answer
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from agent.web.api import make_app
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import eventually
-from tests.integration.test_remote_imaging import FAST, uplink_config
+from tests.integration.test_remote_imaging import FAST, city_platform, uplink_config
 from tests.integration.test_remote_imaging_modes import seed_003
 from tests.unit.test_imaging_index import Index, exam_doc
-from tests.unit.test_remote_imaging_codec import APP_ID, HOSPITAL, LICENSE, ORG_ID, key_pair
 
 KEY = "jiwei-key-16byte"
 TOKEN = "jiwei-api-token-0123456789"
@@ -40,24 +39,9 @@ ECG_FORM = {**FORM, "applycode": "SQ20261123002", "type": "1", "checkproject": "
 
 @pytest.fixture
 async def platform() -> AsyncIterator[RemoteImagingSimulator]:
-    simulator = RemoteImagingSimulator(
-        "city",
-        RemoteImagingSimulatorConfig(
-            type="remote_imaging",
-            port=0,
-            dicom_port=0,
-            app_id=APP_ID,
-            org_id=ORG_ID,
-            license=SecretStr(LICENSE),
-            private_key=SecretStr(key_pair().export_key().decode()),
-            hospital_codes=[HOSPITAL],
-            jiwei_key=SecretStr(KEY),
-        ),
-    )
-    simulator.apply_forms = [FORM, ECG_FORM]
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
+    async with city_platform(jiwei_key=KEY) as simulator:
+        simulator.apply_forms = [FORM, ECG_FORM]
+        yield simulator
 
 
 def section(platform: RemoteImagingSimulator, **changes: Any) -> JiweiSection:

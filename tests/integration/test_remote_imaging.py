@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
@@ -146,20 +145,22 @@ def new_study(**changes: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def city_platform() -> AsyncIterator[RemoteImagingSimulator]:
-    """The seed 003 simulator, started, that knows the test hospital and key pair."""
+async def city_platform(**options: Any) -> AsyncIterator[RemoteImagingSimulator]:
+    """The seed 003 simulator, started, that knows the test hospital and key pair (`options`:
+    more of its config keys)."""
+    settings: dict[str, Any] = {
+        "type": "remote_imaging",
+        "port": 0,
+        "dicom_port": 0,
+        "app_id": APP_ID,
+        "org_id": ORG_ID,
+        "license": LICENSE,
+        "private_key": key_pair().export_key().decode(),
+        "hospital_codes": [HOSPITAL],
+        **options,
+    }
     simulator = RemoteImagingSimulator(
-        "city",
-        RemoteImagingSimulatorConfig(
-            type="remote_imaging",
-            port=0,
-            dicom_port=0,
-            app_id=APP_ID,
-            org_id=ORG_ID,
-            license=SecretStr(LICENSE),
-            private_key=SecretStr(key_pair().export_key().decode()),
-            hospital_codes=[HOSPITAL],
-        ),
+        "city", RemoteImagingSimulatorConfig.model_validate(settings)
     )
     await simulator.start()
     try:

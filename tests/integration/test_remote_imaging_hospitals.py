@@ -6,40 +6,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from pydantic import SecretStr
 
 from agent.events import Event
 from agent.imaging.handler import ImagingHandler
 from agent.journal.writer import Journal
-from agent.simulators.remote_imaging import RemoteImagingSimulator, RemoteImagingSimulatorConfig
+from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import eventually
-from tests.integration.test_remote_imaging import FAST, uplink_config
+from tests.integration.test_remote_imaging import FAST, city_platform, uplink_config
 from tests.unit.test_imaging_index import config, exam, exam_doc
-from tests.unit.test_remote_imaging_codec import APP_ID, HOSPITAL, LICENSE, ORG_ID, key_pair
+from tests.unit.test_remote_imaging_codec import HOSPITAL
 
 OTHER = "H0002"
 
 
 @pytest.fixture
 async def platform() -> AsyncIterator[RemoteImagingSimulator]:
-    simulator = RemoteImagingSimulator(
-        "city",
-        RemoteImagingSimulatorConfig(
-            type="remote_imaging",
-            port=0,
-            dicom_port=0,
-            app_id=APP_ID,
-            org_id=ORG_ID,
-            license=SecretStr(LICENSE),
-            private_key=SecretStr(key_pair().export_key().decode()),
-            hospital_codes=[HOSPITAL, OTHER],
-        ),
-    )
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
+    async with city_platform(hospital_codes=[HOSPITAL, OTHER]) as simulator:
+        yield simulator
 
 
 async def delivered(journal: Journal) -> bool | None:

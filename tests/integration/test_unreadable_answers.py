@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import SecretStr
@@ -74,6 +74,20 @@ def message(uplink: str, kind: str, body: dict[str, Any]) -> Event:
     return Event("q", "key-1", {"uplink": uplink, "kind": kind, "body": body})
 
 
+def zhejiang_platform(answer_format: Literal["json", "xml"]) -> ZhejiangEndoscopeSimulator:
+    """The Zhejiang simulator (not started) answering uploads in `answer_format`."""
+    return ZhejiangEndoscopeSimulator(
+        "zj",
+        ZhejiangEndoscopeSimulatorConfig(
+            type="zhejiang_endoscope",
+            port=0,
+            access_key=ZHEJIANG_KEY,
+            access_secret=SecretStr(ZHEJIANG_SECRET),
+            answer_format=answer_format,
+        ),
+    )
+
+
 @dataclass
 class Case:
     platform: SimulatedCloud[Any]
@@ -86,16 +100,7 @@ async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
     """One reading uplink and its platform's simulator."""
     kind = request.param
     if kind.startswith("zhejiang"):
-        sim = ZhejiangEndoscopeSimulator(
-            "zj",
-            ZhejiangEndoscopeSimulatorConfig(
-                type="zhejiang_endoscope",
-                port=0,
-                access_key=ZHEJIANG_KEY,
-                access_secret=SecretStr(ZHEJIANG_SECRET),
-                answer_format="xml" if kind.endswith("xml") else "json",
-            ),
-        )
+        sim = zhejiang_platform("xml" if kind.endswith("xml") else "json")
         await sim.start()
         up: Uplink = ZhejiangEndoscopeUplink("zj", zhejiang.uplink_config(sim.base_url))
         event = message("zj", "rinseWater", dict(EXAMPLES["rinseWater"]))
@@ -198,16 +203,7 @@ async def test_the_http_uplink_reads_no_body_so_a_200_page_is_delivered(open_jou
 
 
 async def test_the_zhejiang_platform_answering_xml_is_understood(open_journal):
-    sim = ZhejiangEndoscopeSimulator(
-        "zj",
-        ZhejiangEndoscopeSimulatorConfig(
-            type="zhejiang_endoscope",
-            port=0,
-            access_key=ZHEJIANG_KEY,
-            access_secret=SecretStr(ZHEJIANG_SECRET),
-            answer_format="xml",
-        ),
-    )
+    sim = zhejiang_platform("xml")
     await sim.start()
     try:
         journal: Journal = await open_journal.open(handlers=(Queue(),))

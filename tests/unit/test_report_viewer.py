@@ -27,7 +27,7 @@ def test_the_seed_s_example_and_the_prefixes():
 def test_at_least_one_known_parameter_and_a_complete_config():
     with pytest.raises(ValueError, match="at least one"):
         viewer_url(section(), {"sick_id": ""})
-    with pytest.raises(ValueError, match="not a parameter of query.htm: SICK_ID"):
+    with pytest.raises(ValueError, match=r"not a parameter of query\.htm: SICK_ID"):
         viewer_url(section(), {"SICK_ID": "x"})
     with pytest.raises(ValueError, match="url and hospital_id are required"):
         ReportViewerSection(enabled=True)
