@@ -149,9 +149,23 @@ def attach_files(
 ) -> None:
     """Record files stored for an exam (the same file again keeps its first record)."""
     conn.executemany(
-        "INSERT OR IGNORE INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(exam_no, f["name"], f["kind"], int(f["size"]), at, event_id) for f in files],
+        "INSERT OR IGNORE INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id,"
+        " path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (exam_no, f["name"], f["kind"], int(f["size"]), at, event_id, f.get("path"))
+            for f in files
+        ],
+    )
+
+
+def report_images(conn: sqlite3.Connection, exam_no: str) -> list[tuple[str, str]]:
+    """(name, path) of the exam's JPEG report images stored with a known path."""
+    return list(
+        conn.execute(
+            "SELECT name, path FROM im_exam_files WHERE exam_no = ? AND kind = 'report_image'"
+            " AND path IS NOT NULL AND name LIKE '%.jpg' ORDER BY rowid",
+            (exam_no,),
+        )
     )
 
 

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
+from agent.imaging import report_images
 from agent.imaging.exams import Saved, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
@@ -38,13 +39,18 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str, push_from: s
         "StudyInstanceUID": study["study_uid"],
         "AccessionNumber": study["accession"],
     }
+    images = {exam_no: report_images.of_exam(conn, study_uid, exam_no) for exam_no, *_ in exams}
     for uplink, offers in plans.items():
         if Offer.EXAM_PUSH in offers:
             for exam_no, document, record in exams:
-                payload = {"exam": document, "record": record, "study": study}
+                payload: dict[str, Any] = {"exam": document, "record": record, "study": study}
+                if images[exam_no]:  # only then: other pushes keep their digest
+                    payload["report_images"] = images[exam_no]
                 _push(tx, uplink, order_key(study_uid), exam_no, payload)
         if Offer.IMAGES not in offers:
             continue
+        for listed in images.values():
+            report_images.queue(tx, uplink, study_uid, listed, expect)
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
             tx.enqueue(
                 uplink=uplink,

@@ -59,6 +59,11 @@ class ImagingHandler:
             payload = event.payload
             at = utc_text(event.received_at)
             attach_files(tx.conn, str(payload["exam_no"]), payload["files"], at, event.id)
+            row = tx.conn.execute(
+                "SELECT study_uid FROM im_exams WHERE exam_no = ?", (str(payload["exam_no"]),)
+            ).fetchone()
+            if row is not None and row[0]:  # report images follow the push, if the study is due
+                forward(tx, row[0], self.config.plans(), at, self.config.push_from_status)
         elif event.kind == DELETION:
             self._deletion(tx, event)
         elif event.kind == STABLE:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pydicom.uid import JPEGBaseline8Bit
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
@@ -17,6 +18,7 @@ from agent.journal.writer import Journal
 from agent.plugins import UPLINKS
 from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
+from tests.dicom_files import JPEG_8X8
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import eventually
 from tests.integration.test_remote_imaging import FAST, city_platform, uplink_config, write_instance
@@ -160,3 +162,36 @@ async def test_an_exam_as_lean_as_the_seed_allows_is_accepted_and_pushed(site):
     await site.run(exam(lean))
     [pushed] = site.platform.received.pushes
     assert pushed["examNo"] == "E5" and "examItemList" not in pushed["examInfo"]
+
+
+async def test_report_images_go_into_the_study_as_secondary_capture(site):
+    jpeg = site.tmp / "report.jpg"
+    jpeg.write_bytes(JPEG_8X8)
+    png = site.tmp / "chart.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    files = [
+        {"name": "a" * 64 + ".jpg", "kind": "report_image", "size": 170, "path": str(jpeg)},
+        {"name": "b" * 64 + ".png", "kind": "report_image", "size": 40, "path": str(png)},
+    ]
+    attached = Event("imaging.exam_files", "api", {"exam_no": "E001", "files": files})
+    await site.index.ingest(site.instance(), exam(exam_doc(accessionNo="ACC001")), attached)
+    rows = await site.run(Event("imaging.study_stable", "imaging", await last_received(site)))
+    assert {r["state"] for r in rows.values()} == {"delivered"}
+    [pushed] = site.platform.received.pushes
+    [listed] = pushed["reportList"]["reportImage"]  # the PNG cannot go by DICOM: not listed
+    assert (listed["rptImgType"], listed["rptImgPath"]) == ("DICOM", "a" * 64 + ".jpg")
+    stored = site.platform.received.instances[listed["sopInstanceUID"]]
+    assert stored.transfer_syntax == JPEGBaseline8Bit
+    assert len(site.platform.received.instances) == 2  # the CT image and the report's
+
+
+async def test_a_report_image_posted_after_the_push_follows_with_a_new_push(site):
+    await stable_study(site, "store")
+    jpeg = site.tmp / "late.jpg"
+    jpeg.write_bytes(JPEG_8X8)
+    files = [{"name": "c" * 64 + ".jpg", "kind": "report_image", "size": 170, "path": str(jpeg)}]
+    await site.run(Event("imaging.exam_files", "api", {"exam_no": "E001", "files": files}))
+    first, second = site.platform.received.pushes
+    assert "reportImage" not in first.get("reportList", {})
+    [listed] = second["reportList"]["reportImage"]
+    assert listed["sopInstanceUID"] in site.platform.received.instances

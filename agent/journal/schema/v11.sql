@@ -8,6 +8,7 @@ CREATE TABLE im_statistics_days (
     final      INTEGER NOT NULL DEFAULT 0   -- 1 once a later date's slot reported it again
 );
 
+ALTER TABLE im_exam_files ADD COLUMN path TEXT;      -- where the local API stored it
 ALTER TABLE im_exams ADD COLUMN hospital_code TEXT;  -- the exam's hospitalCode; NULL: the uplink's
 CREATE INDEX im_exams_exam_date ON im_exams (exam_date);
 

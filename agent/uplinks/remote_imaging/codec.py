@@ -20,6 +20,7 @@ from agent.uplinks.remote_imaging.fields import DATETIME, PUSH, STATISTICS_ITEM,
 PUSH_KIND = "exam.push"
 STATISTICS_KIND = "exam.statistics"
 INSTANCE_KIND = "dicom.instance"
+REPORT_IMAGE_KIND = "report.image"  # a report's JPEG, sent as Secondary Capture after the push
 JOIN_KEYS = ("studyUID", "accessionNo")  # the exam document's join keys: not seed fields
 STATUS_OK, STATUS_FAILED, STATUS_SERVER, STATUS_OTHER = 0, 1, 500, 999
 DICOM_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
@@ -70,10 +71,30 @@ def build_push(
         outside = _outside_images(payload, info.get("patientID"), config)
         if outside:
             body["imageList"] = outside
+    if config.image_mode == "store":
+        _list_report_images(body, payload.get("report_images"))
     problems = [*problems, *translate(info, config)]
     if "examInfo" in body:
         body["examInfo"] = info
     return body, problems + validate(PUSH, body, config.length_unit)
+
+
+def _list_report_images(body: dict[str, Any], images: Any) -> None:
+    """reportList.reportImage entries for the report images sent into the study (DICOM, with
+    their SOP Instance UIDs), beside those the exam document lists itself."""
+    if not isinstance(images, list) or not images:
+        return
+    report = dict(body.get("reportList") or {})
+    listed = [dict(e) for e in report.get("reportImage") or [] if isinstance(e, Mapping)]
+    known = {e.get("sopInstanceUID") for e in listed}
+    for image in images:
+        if isinstance(image, Mapping) and image.get("sop_uid") not in known:
+            listed.append(
+                {"rptImgType": "DICOM", "rptImgPath": image.get("name"),
+                 "sopInstanceUID": image.get("sop_uid")}
+            )  # fmt: skip
+    report["reportImage"] = listed
+    body["reportList"] = report
 
 
 def _outside_images(

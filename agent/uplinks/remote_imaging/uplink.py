@@ -31,6 +31,7 @@ from agent.uplinks.remote_imaging.dicom import (
     file_tags,
     read_instance,
 )
+from agent.uplinks.remote_imaging.report_image import secondary_capture
 from agent.uplinks.remote_imaging.sign import encrypt, plaintext
 
 PUSH_PATH = "v1/exam/push"
@@ -90,9 +91,11 @@ class RemoteImagingUplink(HttpPlatformUplink):
     async def send(self, message: OutboxMessage) -> Outcome:
         """Deliver one exam.push, exam.statistics or dicom.instance message."""
         kind = message.kind
-        if kind == codec.INSTANCE_KIND:
+        if kind in (codec.INSTANCE_KIND, codec.REPORT_IMAGE_KIND):
             if self.config.image_mode != "store":  # the platform pulls them, or has a viewer
                 return Delivered(f"not sent: image_mode = {self.config.image_mode!r}")
+            if kind == codec.REPORT_IMAGE_KIND:
+                return await self._store_report_image(message.payload)
             return await self._store(message.payload)
         body: Any
         if kind == codec.PUSH_KIND:
@@ -143,6 +146,30 @@ class RemoteImagingUplink(HttpPlatformUplink):
             return await asyncio.to_thread(self._store_blocking, payload)
         finally:
             self._release_when_idle()
+
+    async def _store_report_image(self, payload: Mapping[str, Any]) -> Outcome:
+        try:
+            return await asyncio.to_thread(self._report_image_blocking, payload)
+        finally:
+            self._release_when_idle()
+
+    def _report_image_blocking(self, payload: Mapping[str, Any]) -> Outcome:
+        name = str(payload.get("name") or "")
+        try:
+            ds = secondary_capture(Path(str(payload.get("path") or "")).read_bytes(), payload)
+        except FileNotFoundError:
+            return Reject(f"report.image {name}: file missing", alert=MISSING_ALERT)
+        except ValueError as err:
+            return Reject(f"report.image {name}: {err}")
+        except OSError as err:
+            return Retry(f"report.image {name}: cannot read the file ({err.strerror or err})")
+        try:
+            status, comment = self.scu.store(ds)
+        except NoContextError as err:
+            return Reject(f"report.image {name}: {err}")
+        except (AssociationError, OSError) as err:
+            return Retry(str(err))
+        return codec.dicom_outcome(status, comment)
 
     def _store_blocking(self, payload: Mapping[str, Any]) -> Outcome:
         path = Path(str(payload.get("path") or ""))
