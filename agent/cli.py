@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import structlog
 
 from agent import __version__
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError, ConfigError, JournalCorruptError
 from agent.events import with_iso_times
 from agent.simulators.commands import add_parser as add_simulate_parser
 from agent.windows.commands import add_service_parser
@@ -101,10 +101,26 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
-    backup = commands.add_parser("backup", help="consistent copy of the journal, while running")
+    backup = commands.add_parser(
+        "backup", help="consistent copy of the journal and the images, while running"
+    )
     config_option(backup)
-    backup.add_argument("destination", type=Path, help="file to write (must not exist)")
+    backup.add_argument(
+        "destination",
+        type=Path,
+        help="new folder to write (journal.db, spool/, exam-files/, photos/, MANIFEST.json);"
+        " a name ending in .db writes the journal alone",
+    )
     backup.set_defaults(func=cmd_backup)
+
+    restore = commands.add_parser(
+        "restore", help="restore a backup folder into a new, empty state directory"
+    )
+    restore.add_argument("backup", type=Path, help="the folder `edge-agent backup` wrote")
+    restore.add_argument(
+        "--state-dir", type=Path, required=True, help="where to restore it (new or empty)"
+    )
+    restore.set_defaults(func=cmd_restore)
 
     add_simulate_parser(commands)  # edge-agent simulate PLATFORM (agent/simulators/commands.py)
     _add_outbox(commands)
@@ -115,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent import platform_commands  # it uses this module's helpers
 
     platform_commands.add_parser(commands)
+    from agent import lookback_commands  # it uses this module's helpers
+
+    lookback_commands.add_parser(commands)
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 
@@ -233,6 +252,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(Agent(config).run())
+    except JournalCorruptError as err:  # the recovery steps, readable, where the operator looks
+        print(f"edge-agent: {err}", file=sys.stderr)
+        structlog.get_logger("agent").error("agent.refused", error="journal failed integrity check")
+        return EXIT_FAILURE
     except (AgentError, OSError) as err:  # e.g. journal unreadable, a port already in use
         structlog.get_logger("agent").error("agent.failed", error=str(err))
         return EXIT_FAILURE
@@ -339,15 +362,38 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    """Copy the journal with SQLite's online backup; safe while the daemon writes."""
+    """Copy the journal with SQLite's online backup, then the files it refers to; safe while
+    the daemon writes."""
+    from agent.journal.backup import backup_state
     from agent.journal.database import backup
 
     destination: Path = args.destination
     if destination.exists():
         print(f"edge-agent: {destination} exists: choose a new file", file=sys.stderr)
         return EXIT_FAILURE
-    pages = backup(_database(args.config), destination)
-    print(f"backed up {pages} pages to {destination}")
+    database = _database(args.config)
+    if destination.suffix == ".db":
+        pages = backup(database, destination)
+        print(f"backed up {pages} pages to {destination} (the journal only: no images)")
+        return 0
+    manifest = backup_state(database.parent, destination)
+    print(
+        f"backed up {manifest.journal_pages} journal pages (schema v{manifest.schema_version})"
+        f" and {manifest.files} files ({manifest.bytes / 1e6:,.1f} MB) to {destination}"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a backup folder into a new state directory (the agent is not running on it)."""
+    from agent.journal.backup import restore_state
+
+    manifest = restore_state(args.backup, args.state_dir)
+    print(
+        f"restored {manifest.files} files and the journal (schema v{manifest.schema_version},"
+        f" backed up {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(manifest.created_at))})"
+        f" into {args.state_dir}; set [agent] state_dir to it and start the agent"
+    )
     return 0
 
 

@@ -360,6 +360,8 @@ def load_config(
         "skip_secrets": skip_secrets,
         # Domains resolve their forward_to against these (agent/imaging/plans.py).
         "uplink_plans": _uplink_plans(raw, plugins),
+        # Where the agent keeps its files, for plugins that read them (e.g. report PDFs).
+        "state_dir": _state_dir_of(raw, path.parent.resolve()),
     }
     problems: list[str] = []
     for section, registry in plugins.items():
@@ -404,6 +406,13 @@ def _check_feeders(path: Path, raw: dict[str, Any], plugins: PluginKinds) -> lis
                 lines = check(uplink, feeder) if check is not None else []
                 problems.extend(f"{path}: {section}.{name}.{line}" for line in lines)
     return problems
+
+
+def _state_dir_of(raw: dict[str, Any], base: Path) -> Path:
+    """[agent] state_dir as the config gives it (relative to the config), or the default."""
+    table = raw.get("agent")
+    given = table.get("state_dir") if isinstance(table, dict) else None
+    return base / given if isinstance(given, str) else default_state_dir()
 
 
 def _uplink_plans(raw: dict[str, Any], plugins: PluginKinds) -> dict[str, frozenset[str]]:

@@ -41,3 +41,4 @@ class Endpoints:
     settings: PlatformListener
     routes: list[RouteDef]
     verify: Verify | None = None
+    close: Callable[[], Awaitable[None]] | None = None  # run when the listener stops

@@ -28,6 +28,10 @@ class JournalError(AgentError):
     """The local journal (SQLite) cannot be opened, migrated or written."""
 
 
+class JournalCorruptError(JournalError):
+    """The journal fails SQLite's integrity check: the agent refuses to start on it."""
+
+
 class UnstorableEventError(JournalError):
     """An event the journal cannot store as it is: a value JSON cannot hold, a time out of range."""
 

@@ -9,28 +9,40 @@ from functools import partial
 from typing import Any
 
 from agent.config import PluginSection
-from agent.endpoints import Endpoints
+from agent.endpoints import Endpoints, RouteDef
 from agent.imaging import exams as imaging_exams
 from agent.imaging import instances as imaging_instances
 from agent.imaging import plugin as imaging
 from agent.imaging.plans import CLASSIC, Offer
 from agent.imaging.study_index import StudyIndexReader
+from agent.lab import config as lab_config
+from agent.lab import plugin as lab
 from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
+from agent.simulators import idcas_archive as idcas_archive_sim
 from agent.simulators import insurance_imaging as insurance_imaging_sim
 from agent.simulators import remote_imaging as remote_imaging_sim
+from agent.simulators import results_sharing as results_sharing_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
+from agent.uplinks.idcas_archive import routes as idcas_archive_routes
+from agent.uplinks.idcas_archive import statistics as idcas_archive_statistics
+from agent.uplinks.idcas_archive import uplink as idcas_archive_uplink
+from agent.uplinks.idcas_archive.config import IdcasArchiveConfig
 from agent.uplinks.insurance_imaging import uplink as insurance_imaging_uplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.results_sharing import daily as results_sharing_daily
+from agent.uplinks.results_sharing import gate as results_sharing_gate
+from agent.uplinks.results_sharing import uplink as results_sharing_uplink
+from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.zhejiang_endoscope import feeders as zhejiang_endoscope_feeders
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
-from drivers import mqtt, synthetic
+from drivers import mqtt, report_folder, synthetic
 from drivers.dicom import capture as image_capture
 from drivers.dicom import scp as dicom_scp
 from drivers.dicom.capture_config import ImageCaptureConfig
@@ -48,8 +60,9 @@ class Plugin:
     build: Callable[[str, Any], Any] | None = None
     handlers: Callable[[str, Any], list[Any]] | None = None
     startup: Callable[[str, Any], list[Callable[[sqlite3.Connection], Any]]] | None = None
-    # Background jobs of a domain (e.g. a scheduler that journals "study stable" events); each
-    # is run supervised as `job(ctx)` with the runtime's TaskContext.
+    # Background jobs of a domain (e.g. a scheduler that journals "study stable" events) or an
+    # uplink (a daily reconciliation); each is run supervised as `job(ctx)` with the runtime's
+    # TaskContext.
     tasks: Callable[[str, Any], list[Callable[[Any], Awaitable[None]]]] | None = None
     # HTTP routes the platform (or the hospital's PACS/HIS) calls on the agent, served on the
     # plugin's own listener when its settings enable it (agent/web/listener.py).
@@ -60,6 +73,10 @@ class Plugin:
     # An uplink's check of a section that names it (a domain feeding it records): lines
     # "key: reason" for values the platform's tables would refuse, so check-config fails at start.
     check_feeder: Callable[[Any, Any], list[str]] | None = None
+    # An uplink's routes on the local API, and on its own listener, that need the built uplink
+    # (e.g. its token cache): called with (name, section, uplink).
+    api_routes: Callable[[str, Any, Any], list[RouteDef]] | None = None
+    uplink_endpoints: Callable[[str, Any, Any], Endpoints] | None = None
 
 
 # Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
@@ -95,6 +112,26 @@ UPLINKS = {
             images=imaging_instances.QUERIES,
         ),
     ),
+    # Seed 002: signed page links and WebApis for HIS/PACS; print flags and the daily
+    # recognition statistics through the outbox.
+    "idcas_archive": Plugin(
+        IdcasArchiveConfig,
+        idcas_archive_uplink.build,
+        handlers=idcas_archive_statistics.handlers,
+        tasks=idcas_archive_statistics.tasks,
+        api_routes=idcas_archive_routes.api_routes,
+        uplink_endpoints=idcas_archive_routes.endpoints,
+    ),
+    # Seed 001: each audited report's index (again on correction), then its report PDFs.
+    "results_sharing": Plugin(
+        ResultsSharingConfig,
+        results_sharing_uplink.build,
+        handlers=results_sharing_daily.handlers,
+        tasks=results_sharing_daily.tasks,
+        # 检查8-12: the viewer gate, UID query and WADO-URI other hospitals call
+        endpoints=partial(results_sharing_gate.endpoints, images=imaging_instances.QUERIES),
+        plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
+    ),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
@@ -102,6 +139,8 @@ SOURCES = {
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
     "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
+    # Report PDFs exported into a folder (seed 001: systems that can only export files).
+    "report_folder": Plugin(report_folder.ReportFolderConfig, report_folder.build),
     # The Q/R SCP and image capture read the imaging domain's study index (drivers never import
     # domains: the wiring hands it to them).
     "dicom_scp": Plugin(
@@ -123,10 +162,20 @@ SIMULATORS = {
     "insurance_imaging": Plugin(
         insurance_imaging_sim.InsuranceImagingSimulatorConfig, insurance_imaging_sim.build
     ),
+    "results_sharing": Plugin(
+        results_sharing_sim.ResultsSharingSimulatorConfig, results_sharing_sim.build
+    ),
     "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
+    "idcas_archive": Plugin(idcas_archive_sim.IdcasArchiveSimulatorConfig, idcas_archive_sim.build),
 }
 DOMAINS = {
-    "imaging": Plugin(imaging.ImagingConfig, handlers=imaging.handlers, tasks=imaging.tasks),
+    "imaging": Plugin(
+        imaging.ImagingConfig,
+        handlers=imaging.handlers,
+        tasks=imaging.tasks,
+        startup=imaging.startup,
+    ),
+    "lab": Plugin(lab.LabConfig, handlers=lab.handlers),
     "reprocessing": Plugin(
         reprocessing.ReprocessingConfig,
         handlers=reprocessing.handlers,

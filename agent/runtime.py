@@ -21,11 +21,13 @@ from agent import __version__
 from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
-from agent.errors import AgentError, StateDirLockedError
+from agent.endpoints import RouteDef
+from agent.errors import AgentError, JournalClosedError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox
 from agent.journal.publish import publish, set_publish_routes
+from agent.journal.readers import Readers
 from agent.journal.writer import Journal
 from agent.observe import (
     ListenerState,
@@ -37,12 +39,15 @@ from agent.observe import (
 )
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
+from agent.reprocessing.lookback import LookbackAudit
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
 from agent.uplinks.remote_imaging import jiwei, viewer
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+from agent.uplinks.results_sharing.config import ResultsSharingConfig
+from agent.uplinks.results_sharing.queries import queries as sharing_queries
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -155,7 +160,9 @@ class Agent:
         self.notifier = notifier or Notifier()
         self.supervisor = Supervisor(config.supervisor)
         self.dispatchers: dict[str, Dispatcher] = {}
+        self._uplinks: dict[str, Any] = {}  # built uplinks, for routes that need one
         self.journal: Journal | None = None
+        self.readers: Readers | None = None  # the journal's read-only side (pages, probes)
         self._stop = asyncio.Event()
         self._simulators: list[Any] = []
         self._background: list[asyncio.Task[None]] = []
@@ -170,16 +177,22 @@ class Agent:
         return self.config.agent.state_dir
 
     async def observe(self) -> Snapshot:
-        """The agent as /metrics and /healthz show it; the database is probed with a write slot."""
+        """The agent as /metrics and /healthz show it: counts read off the writer (a scrape never
+        waits behind commits), and the writer unhealthy when a commit has run too long."""
         counts: dict[str, dict[str, int]] = {}
         oldest: dict[str, float] = {}
         alerts: dict[str, int] = {}
         error = ""
         try:
-            assert self.journal is not None, "the journal is not open"
+            assert self.journal is not None and self.readers is not None, "journal not open"
+            if self.journal.closed:
+                raise JournalClosedError(f"{self.journal.path}: journal is closed")
             async with asyncio.timeout(PROBE_TIMEOUT):
-                counts, oldest = await self.journal.run(outbox_counts)
-                alerts = await self.journal.run(alert_counts)
+                counts, oldest = await self.readers.run(outbox_counts)
+                alerts = await self.readers.run(alert_counts)
+            stalled = self.journal.busy_for()
+            if stalled > PROBE_TIMEOUT:
+                error = f"JournalStalled: the journal writer is in one commit for {stalled:.0f} s"
         except (AssertionError, TimeoutError, AgentError, sqlite3.Error) as err:
             error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         now = time.time()
@@ -260,7 +273,7 @@ class Agent:
                 simulator = build(SIMULATORS, name, section)
                 await simulator.start()
                 self._simulators.append(simulator)
-        handlers: list[Any] = [alerts.Acknowledgements()]
+        handlers: list[Any] = [alerts.Acknowledgements(), LookbackAudit()]
         startup: list[Any] = []
         uplinks = {n: s for n, s in config.uplinks.items() if s.enabled}
         domains = {n: s for n, s in config.domains.items() if s.enabled}
@@ -275,6 +288,7 @@ class Agent:
             config.database_path, handlers, max_batch=config.journal.max_batch
         )
         self.journal = journal
+        self.readers = Readers(config.database_path)
         recovered = await journal.run(outbox.recover_inflight)
         if recovered:
             log.warning("outbox.leases_recovered", messages=recovered)
@@ -286,9 +300,14 @@ class Agent:
         )
         for job in startup:
             await journal.run(job)
+        api_routes: list[RouteDef] = []
         for name, section in uplinks.items():
             uplink = build(UPLINKS, name, section)
             self.dispatchers[name] = Dispatcher(journal, uplink, dispatch_settings(section))
+            self._uplinks[name] = uplink
+            make_routes = UPLINKS[section.type].api_routes
+            if make_routes is not None:
+                api_routes.extend(make_routes(name, section, uplink))
         journal.on_commit(self._wake_dispatchers)
         for name, dispatcher in self.dispatchers.items():
             self.supervisor.start(f"uplink:{name}", dispatcher.run)
@@ -296,7 +315,7 @@ class Agent:
             app = make_app(
                 config.api,
                 self.emit,
-                self.journal.run,
+                self.readers.run,
                 photos_dir=config.agent.state_dir / "photos",
                 exam_files_dir=config.agent.state_dir / "exam-files",
                 qr_uplinks=[
@@ -330,6 +349,16 @@ class Agent:
                     None,
                 ),
                 observe=self.observe,
+                reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
+                routes=api_routes,
+                sharing_queries=next(
+                    (
+                        sharing_queries(name, section)
+                        for name, section in uplinks.items()
+                        if isinstance(section, ResultsSharingConfig)
+                    ),
+                    None,
+                ),
             )
             if config.api.dashboard:
                 assert config.api.token is not None  # required when enabled
@@ -337,7 +366,7 @@ class Agent:
                     app,
                     token=config.api.token,
                     observe=self.observe,
-                    query=self.journal.run,
+                    query=self.readers.run,
                     database=config.database_path,
                     read_only_open=config.api.dashboard_read_only_open,
                     reprocessing=[s for s in domains.values() if isinstance(s, ReprocessingConfig)],
@@ -352,10 +381,8 @@ class Agent:
                 driver = build(SOURCES, name, section)
                 self.sources[name] = (section.type, driver)
                 self.supervisor.start(f"source:{name}", partial(driver.run, self))
-        for name, section in domains.items():
-            make_tasks = DOMAINS[section.type].tasks
-            for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
-                self.supervisor.start(f"source:{name}:task{n}", partial(task, self))
+        self._start_tasks(DOMAINS, domains, "task")
+        self._start_tasks(UPLINKS, uplinks, "uplink-task")
         self._background = [
             asyncio.create_task(self._purge_loop(), name="retention"),
             asyncio.create_task(self._stats_loop(), name="stats"),
@@ -363,6 +390,15 @@ class Agent:
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._replay_loop(), name="replays"),
         ]
+
+    def _start_tasks(
+        self, registry: dict[str, Plugin], sections: Mapping[str, PluginSection], label: str
+    ) -> None:
+        """Supervise the background jobs of plugins (a domain's scheduler, an uplink's slots)."""
+        for name, section in sections.items():
+            make_tasks = registry[section.type].tasks
+            for n, task in enumerate(make_tasks(name, section) if make_tasks else []):
+                self.supervisor.start(f"source:{name}:{label}{n}", partial(task, self))
 
     async def _start_listeners(
         self, kinds: list[tuple[dict[str, Plugin], Mapping[str, PluginSection]]]
@@ -372,11 +408,15 @@ class Agent:
             for name, section in sections.items():
                 make_endpoints = registry[section.type].endpoints
                 endpoints = make_endpoints(name, section) if make_endpoints else None
+                with_uplink = registry[section.type].uplink_endpoints
+                if with_uplink is not None and name in self._uplinks:
+                    endpoints = with_uplink(name, section, self._uplinks[name])
                 if endpoints is None or not endpoints.settings.enabled:
                     continue
                 counters = self.listener_counters.setdefault(name, ListenerCounters())
+                assert self.readers is not None  # platforms' queries are reads, off the writer
                 self._listeners.append(
-                    await start_listener(name, endpoints, self.emit, self.query, counters)
+                    await start_listener(name, endpoints, self.emit, self.readers.run, counters)
                 )
 
     def _wake_dispatchers(self, uplinks: set[str]) -> None:
@@ -400,6 +440,8 @@ class Agent:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.readers is not None:
+            await self.readers.close()
         if self.journal is not None:
             await self.journal.close()
         for simulator in self._simulators:

@@ -132,7 +132,8 @@ def report(command: str, directory: Path, args: argparse.Namespace, found: dict[
     return f"""{BEGIN}
 ## Outbox counts (/metrics, /healthz, dashboard, `edge-agent status`)
 
-Every scrape of /metrics and every /healthz probe asks the journal's writer thread for the number
+Every scrape of /metrics and every /healthz probe asks the journal (through the writer thread
+until issue 22, through read-only connections since) for the number
 of messages per uplink and state; until schema v7 that was a `GROUP BY` over the whole outbox,
 where delivered messages stay for `retention_days` (three years by default: one message per
 forwarded image). Since v7 open messages (pending, in flight, dead) are counted through the

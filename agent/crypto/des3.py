@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from Crypto.Cipher import DES, DES3
@@ -13,6 +14,7 @@ from agent.errors import CryptoError
 Mode = Literal["CBC", "ECB"]
 KEY_SIZE = 24
 BLOCK = 8
+SHORT = 6 * BLOCK  # bytes CBC-encrypted block by block over a kept cipher (H5 values, dates)
 SEED_002_IV = "TomTaw#7"  # recovered from seed 002's examples; the seed never states it
 
 
@@ -33,20 +35,46 @@ def _iv(iv: str | bytes | None, mode: Mode, setting: str) -> bytes:
     return raw
 
 
-def _cipher(key: bytes, mode: Mode, iv: bytes) -> Any:
-    """A DES3 cipher, or single DES where the key degenerates (which DES3 refuses)."""
+@functools.lru_cache(maxsize=64)
+def _scheme(key: bytes) -> tuple[Any, bytes]:
+    """(DES3, key), or (DES, the one key) where the key degenerates (which DES3 refuses)."""
     k1, k2, k3 = (bytes(b & 0xFE for b in key[i : i + BLOCK]) for i in (0, 8, 16))
     if k1 == k2:  # E_K3(D_K2(E_K1 x)) = E_K3 x
-        module: Any = DES
-        key = key[16:24]
-    elif k2 == k3:  # = E_K1 x; e.g. any key text of at most 8 bytes
-        module = DES
-        key = key[0:8]
-    else:
-        module = DES3
+        return DES, key[16:24]
+    if k2 == k3:  # = E_K1 x; e.g. any key text of at most 8 bytes
+        return DES, key[0:8]
+    return DES3, key
+
+
+@functools.lru_cache(maxsize=64)
+def _block_cipher(key: bytes) -> Any:
+    """The key's ECB cipher: stateless, so one per key is kept (its key schedule costs most)."""
+    module, raw = _scheme(key)
+    return module.new(raw, module.MODE_ECB)
+
+
+def _cipher(key: bytes, mode: Mode, iv: bytes) -> Any:
+    """A DES3 cipher, or single DES where the key degenerates."""
+    module, raw = _scheme(key)
     if mode == "CBC":
-        return module.new(key, module.MODE_CBC, iv=iv)
-    return module.new(key, module.MODE_ECB)
+        return module.new(raw, module.MODE_CBC, iv=iv)
+    return module.new(raw, module.MODE_ECB)
+
+
+def _cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """CBC over the kept ECB cipher, C_i = E(P_i xor C_i-1) with C_0 = IV, for short data (one
+    call a block); longer data through a new CBC cipher (its key schedule then costs less)."""
+    if len(data) > SHORT:
+        return bytes(_cipher(key, "CBC", iv).encrypt(data))
+    ecb = _block_cipher(key)
+    out = bytearray()
+    previous = int.from_bytes(iv, "big")
+    for i in range(0, len(data), BLOCK):
+        block = (int.from_bytes(data[i : i + BLOCK], "big") ^ previous).to_bytes(BLOCK, "big")
+        encrypted = ecb.encrypt(block)
+        previous = int.from_bytes(encrypted, "big")
+        out += encrypted
+    return bytes(out)
 
 
 def encrypt(
@@ -59,8 +87,10 @@ def encrypt(
     iv_setting: str = "des_iv",
 ) -> bytes:
     """3DES-EDE ciphertext of `data` padded with PKCS#7."""
-    cipher = _cipher(key_bytes(key, setting), mode, _iv(iv, mode, iv_setting))
-    return bytes(cipher.encrypt(pad(data, BLOCK)))
+    raw, vector = key_bytes(key, setting), _iv(iv, mode, iv_setting)
+    if mode == "CBC":
+        return _cbc_encrypt(raw, vector, pad(data, BLOCK))
+    return bytes(_block_cipher(raw).encrypt(pad(data, BLOCK)))
 
 
 def decrypt(

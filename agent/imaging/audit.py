@@ -130,7 +130,8 @@ def _unsettled_paths(conn: sqlite3.Connection, root: Path) -> set[str]:
     return {
         os.path.abspath(root / path)
         for (path,) in conn.execute(
-            "SELECT json_extract(payload, '$.path') FROM outbox"
+            "SELECT COALESCE(json_extract(payload, '$.spool_path'),"
+            " json_extract(payload, '$.path')) FROM outbox"
             f" WHERE kind = 'dicom.instance' AND state IN ({marks})",
             UNSETTLED,
         )

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from typing import Any
 
 from agent.imaging import report_images
-from agent.imaging.exams import Saved, study_exams
+from agent.imaging.exams import Saved, exam_by_number, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
 from agent.journal.transaction import Transaction
+from agent.vocabulary.spool import journal_spool_root, spool_file
 
 PUSH = "exam.push"
 INSTANCE = "dicom.instance"
 AUDITED = "report.audited"
+REPORT_FILE = "report.file"
 
 
 def order_key(study_uid: str) -> str:
@@ -51,6 +54,7 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str, push_from: s
             continue
         for listed in images.values():
             report_images.queue(tx, uplink, study_uid, listed, expect)
+        root = journal_spool_root(conn)
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
             tx.enqueue(
                 uplink=uplink,
@@ -59,7 +63,10 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str, push_from: s
                 # Per received file: an instance overwritten later is sent again.
                 dedupe_key=f"{INSTANCE}:{sop_uid}:{event_id}",
                 payload={
-                    "path": path,
+                    # The file as found now, and as the index keeps it (re-based at start when
+                    # the state directory has moved: see rebase_queued_files).
+                    "path": spool_file(path, root),
+                    "spool_path": path,
                     "sop_uid": sop_uid,
                     "sop_class": sop_class,
                     "transfer_syntax": syntax,
@@ -103,6 +110,27 @@ def _status(document: Any) -> str:
     return str(info.get("examStatus") or "") if isinstance(info, dict) else ""
 
 
+def report_files(tx: Transaction, exam_no: str, plans: Plans) -> None:
+    """Queue `report.file` for each report PDF of an audited exam, after its `report.audited`
+    (same order key; once per file and uplink: a corrected report brings a new file)."""
+    wanted = [uplink for uplink, offers in plans.items() if Offer.REPORT_FILES in offers]
+    if not wanted:
+        return
+    record = exam_by_number(tx.conn, exam_no)
+    if record is None or record.get("exam_no") != exam_no or record.get("status") != "final":
+        return  # no audited report yet: its audit queues the files
+    files = [f for f in record.pop("files", []) if f["kind"] == "report_pdf"]
+    for uplink in wanted:
+        for file in files:
+            tx.enqueue(
+                uplink=uplink,
+                kind=REPORT_FILE,
+                order_key=f"exam:{exam_no}",
+                dedupe_key=f"{REPORT_FILE}:{exam_no}:{file['name']}",
+                payload={"record": record, "file": dict(file)},
+            )
+
+
 def _push(tx: Transaction, uplink: str, key: str, exam_no: str, payload: dict[str, Any]) -> None:
     """Queue the push unless the key's last push of this exam carried the same content."""
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -135,3 +163,32 @@ def _last_push(
         if head == prefix:
             return digest, int(seq)
     return None
+
+
+def rebase_queued_files(conn: sqlite3.Connection) -> int:
+    """Point the undelivered images' `path` at the spool beside the journal (the state directory
+    was moved or restored elsewhere); return how many messages changed."""
+    root = journal_spool_root(conn)
+    if root is None:
+        return 0
+    prefix = str(root) + os.sep
+    # Every uplink's open messages through the outbox_queue index (uplink, state, id): the
+    # uplinks are enumerated by a loose index scan, not by reading years of delivered messages.
+    uplinks = [
+        name
+        for (name,) in conn.execute(
+            "WITH RECURSIVE u(name) AS (SELECT MIN(uplink) FROM outbox UNION ALL"
+            " SELECT (SELECT MIN(uplink) FROM outbox WHERE uplink > u.name) FROM u"
+            " WHERE u.name IS NOT NULL) SELECT name FROM u WHERE name IS NOT NULL"
+        )
+    ]
+    cursor = conn.execute(
+        "UPDATE outbox SET payload = json_set(payload, '$.path',"
+        " ?1 || json_extract(payload, '$.spool_path'))"
+        " WHERE uplink IN (SELECT value FROM json_each(?3))"
+        " AND state IN ('pending', 'inflight', 'dead') AND kind = ?2"
+        " AND json_extract(payload, '$.spool_path') NOT LIKE '/%'"
+        " AND json_extract(payload, '$.path') IS NOT ?1 || json_extract(payload, '$.spool_path')",
+        (prefix, INSTANCE, json.dumps(uplinks)),
+    )
+    return cursor.rowcount

@@ -12,7 +12,7 @@ from agent.imaging.apply_forms import apply_no_for, save_forms
 from agent.imaging.config import ImagingConfig
 from agent.imaging.deletions import delete_images, offer_deletion, reject_instances
 from agent.imaging.exams import attach_files, save_exam
-from agent.imaging.forwarding import forward, push_without_images, report_audited
+from agent.imaging.forwarding import forward, push_without_images, report_audited, report_files
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
 from agent.imaging.statistics import counts, days_to_report
@@ -64,6 +64,7 @@ class ImagingHandler:
             ).fetchone()
             if row is not None and row[0]:  # report images follow the push, if the study is due
                 forward(tx, row[0], self.config.plans(), at, self.config.push_from_status)
+            report_files(tx, str(payload["exam_no"]), self.config.plans())
         elif event.kind == DELETION:
             self._deletion(tx, event)
         elif event.kind == STABLE:
@@ -143,6 +144,7 @@ class ImagingHandler:
             push_without_images(tx, saved, exam, plans)
         if saved.report_changed and saved.record.get("status") == "final":
             report_audited(tx, saved, self.config.plans())
+            report_files(tx, saved.record["exam_no"], self.config.plans())
 
     def _deletion(self, tx: Transaction, event: Event) -> None:
         payload = dict(event.payload)

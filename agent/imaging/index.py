@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Literal
 
+from agent.vocabulary.spool import journal_spool_root, stored_path
+
 Stored = Literal["new", "kept_first", "replaced"]
 
 
@@ -28,9 +30,10 @@ def add_instance(
 ) -> Stored:
     """Index one `dicom.stored` instance received at `at` (ISO UTC) under the duplicate policy."""
     sop_uid, study_uid = _text(payload, "sop_instance_uid"), _text(payload, "study_uid")
+    path = stored_path(str(payload["path"]), journal_spool_root(conn))
     old = conn.execute("SELECT path FROM im_instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
     # The same file received again (a re-send to the same spool path) is not a duplicate copy.
-    if old is not None and duplicates == "keep_first" and old[0] != payload["path"]:
+    if old is not None and duplicates == "keep_first" and old[0] != path:
         return "kept_first"
     _patient(conn, payload)
     _study(conn, payload, at)
@@ -41,7 +44,7 @@ def add_instance(
         _text(payload, "sop_class_uid"),
         _text(payload, "transfer_syntax"),
         _number(payload, "instance_number"),
-        str(payload["path"]),
+        path,
         int(payload["size"]),
         at,
         _text(payload, "calling_ae"),
@@ -60,7 +63,7 @@ def add_instance(
             (study_uid,),
         )
     else:
-        if old[0] != payload["path"]:  # another file: the uplinks that had the old one get it
+        if old[0] != path:  # another file: the uplinks that had the old one get it
             conn.execute("DELETE FROM im_forwarded WHERE sop_uid = ?", (sop_uid,))
         conn.execute(
             "UPDATE im_instances SET series_uid = ?, study_uid = ?, sop_class = ?,"

@@ -24,13 +24,21 @@ class Offer(StrEnum):
     REPORT_AUDITED = "imaging.report_audited"
     # Images PACS deleted, of one accession (`study.deleted`, seed 004's notice).
     STUDY_DELETED = "imaging.study_deleted"
+    # A report PDF of an exam whose report is audited: queued after that exam's
+    # `report.audited` (same order key), when either comes last (`report.file`, seed 001).
+    REPORT_FILES = "imaging.report_files"
     # Declared for the next platforms; nothing produces it yet (see PRODUCED).
     DAILY_REPORT = "imaging.daily_report"  # the day's exams summed up (seed 001)
 
 
 # What every imaging uplink received before plans existed (seed 003's three).
 CLASSIC = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
-PRODUCED = CLASSIC | {Offer.REPORT_AUDITED, Offer.STUDY_DELETED, Offer.EXAM_WITHOUT_IMAGES}
+PRODUCED = CLASSIC | {
+    Offer.REPORT_AUDITED,
+    Offer.STUDY_DELETED,
+    Offer.REPORT_FILES,
+    Offer.EXAM_WITHOUT_IMAGES,
+}
 
 # Uplink name -> the offers it receives.
 Plans = Mapping[str, frozenset[Offer]]

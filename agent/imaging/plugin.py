@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.imaging.config import ImagingConfig
+from agent.imaging.forwarding import rebase_queued_files
 from agent.imaging.handler import ImagingHandler
 from agent.imaging.scheduler import ImagingScheduler
 
-__all__ = ["ImagingConfig", "handlers", "tasks"]
+__all__ = ["ImagingConfig", "handlers", "startup", "tasks"]
 
 
 def handlers(name: str, config: ImagingConfig) -> list[ImagingHandler]:
@@ -20,3 +22,8 @@ def handlers(name: str, config: ImagingConfig) -> list[ImagingHandler]:
 def tasks(name: str, config: ImagingConfig) -> list[Callable[[Any], Awaitable[None]]]:
     """The scheduler: quiet studies become stable, statistics fire at their local times."""
     return [ImagingScheduler(name, config).run]
+
+
+def startup(name: str, config: ImagingConfig) -> list[Callable[[sqlite3.Connection], Any]]:
+    """Re-point undelivered images at the spool beside the journal (a moved state directory)."""
+    return [rebase_queued_files]

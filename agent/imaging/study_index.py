@@ -10,6 +10,7 @@ from urllib.request import pathname2url
 from pydicom.dataset import Dataset
 
 from agent.imaging.qr_query import Query, retrieve_query
+from agent.vocabulary.spool import SpoolLayout, spool_file
 from agent.vocabulary.study_index import IndexUnavailable, Instance, Matches
 
 
@@ -27,7 +28,10 @@ class StudyIndexReader:
     def instances(self, identifier: Dataset, *, patient_root: bool) -> list[Instance]:
         """The instances a C-MOVE/C-GET identifier names; BadIdentifier, IndexUnavailable."""
         sql, params = retrieve_query(identifier, patient_root=patient_root)
-        return cast(list[Instance], self._rows(sql, params))
+        root = SpoolLayout.of(self.db_path.parent).root  # the journal is in the state directory
+        return [
+            cast(Instance, (*row[:3], spool_file(row[3], root))) for row in self._rows(sql, params)
+        ]
 
     def study_of_accession(self, accession: str) -> tuple[str, str] | None:
         """(study UID, patient ID) of the first-received study with `accession`, if indexed."""

@@ -30,12 +30,16 @@ class Alert:
     severity: Severity = "critical"
 
 
-def raise_alert(conn: sqlite3.Connection, alert: Alert) -> list[str] | None:
-    """Record `alert` once per (code, origin) and queue it for every alert route.
+def raise_alert(
+    conn: sqlite3.Connection, alert: Alert, *, at: float | None = None
+) -> list[str] | None:
+    """Record `alert` once per (code, origin) as of `at` (when its cause happened; default now)
+    and queue it for every alert route.
 
     Returns the uplinks it was queued for, or None if it had already been raised.
     """
-    at = time.time()
+    recorded = time.time()
+    at = recorded if at is None else at
     cursor = conn.execute(
         "INSERT OR IGNORE INTO alerts (at, severity, code, subject, message, origin)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -60,6 +64,7 @@ def raise_alert(conn: sqlite3.Connection, alert: Alert) -> list[str] | None:
             "message": alert.message,
             "origin": alert.origin,
             "snoozed": snoozed is not None,
+            "recorded_at": datetime.fromtimestamp(recorded, UTC).isoformat(timespec="seconds"),
             "topic_suffix": alert.severity,
         },
         ensure_ascii=False,
@@ -69,7 +74,7 @@ def raise_alert(conn: sqlite3.Connection, alert: Alert) -> list[str] | None:
         conn.execute(
             "INSERT OR IGNORE INTO outbox (uplink, kind, order_key, dedupe_key, payload,"
             " created_at, next_attempt_at) VALUES (?, 'alert', 'alerts', ?, ?, ?, ?)",
-            (uplink, f"alert:{alert_id}", payload, at, at),
+            (uplink, f"alert:{alert_id}", payload, recorded, recorded),
         )
     return routes
 

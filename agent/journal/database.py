@@ -8,7 +8,7 @@ from contextlib import closing
 from importlib import resources
 from pathlib import Path
 
-from agent.errors import JournalError
+from agent.errors import JournalCorruptError, JournalError
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -40,8 +40,13 @@ def latest_version() -> int:
     return migrations()[-1][0]
 
 
+# SQLite's words for a file that is damaged or not a database at all (sqlite3.DatabaseError).
+DAMAGED = ("malformed", "not a database", "corrupt")
+
+
 def open_database(path: Path, *, check_integrity: bool = True) -> sqlite3.Connection:
-    """Open (or create) the journal at `path`, verify it and migrate it to the latest schema."""
+    """Open (or create) the journal at `path`, verify it and migrate it to the latest schema;
+    JournalCorruptError, saying how to recover, if it fails the integrity check."""
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in PRAGMAS:
@@ -49,11 +54,34 @@ def open_database(path: Path, *, check_integrity: bool = True) -> sqlite3.Connec
         if check_integrity:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
-                raise JournalError(f"{path}: integrity check failed: {'; '.join(problems[:5])}")
+                conn.close()
+                raise JournalCorruptError(refusal(path, "; ".join(problems[:5])))
         migrate(conn)
+    except sqlite3.DatabaseError as err:
+        if any(word in str(err) for word in DAMAGED):
+            raise JournalCorruptError(refusal(path, str(err))) from err
+        raise JournalError(f"{path}: {err}") from err
     except sqlite3.Error as err:
         raise JournalError(f"{path}: {err}") from err
     return conn
+
+
+def refusal(path: Path, problem: str) -> str:
+    """Why the agent will not start on the journal at `path`, and the recovery steps."""
+    state = path.parent
+    return (
+        f"{path}: the journal failed its integrity check ({problem}); the agent will not start"
+        " on a damaged journal, since it could lose or resend records. To recover"
+        ' (docs/operations.md, "Backup and restore"):\n'
+        f"  1. keep the damaged state as evidence: cp -a {state} {state}.damaged\n"
+        "  2. restore the latest backup into a fresh state directory:"
+        f" edge-agent restore BACKUP_DIR --state-dir {state}.restored, then point"
+        " [agent] state_dir at it (or move it in place of the old one)\n"
+        "  3. without a backup, salvage what SQLite can read:"
+        f" sqlite3 {path} .recover | sqlite3 {state}.restored/journal.db"
+        f" (copy {state}/spool beside it), then check it: edge-agent status\n"
+        "  4. start the agent again; undelivered messages are sent, delivered ones are not"
+    )
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -162,7 +162,7 @@ def replay(
                 raise LookupError(f"no handler {failure.handler!r} is configured now")
             if event is None:
                 raise LookupError("the event is no longer in the journal (retention)")
-            handler.handle(Transaction(conn, event.id, mine), event)
+            handler.handle(Transaction(conn, event.id, mine, event.occurred_at.timestamp()), event)
         except Exception as err:
             conn.execute("ROLLBACK TO replay")
             error = describe(err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent.events import Event
@@ -39,12 +40,22 @@ class Handler(Protocol):
 class Transaction:
     """What a handler may touch: the open connection and the outbox, inside the ingest commit."""
 
-    __slots__ = ("_touched", "conn", "event_id", "now")
+    __slots__ = ("_touched", "at", "conn", "event_id", "now")
 
-    def __init__(self, conn: sqlite3.Connection, event_id: str | None, touched: set[str]) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str | None,
+        touched: set[str],
+        occurred_at: float | None = None,
+    ) -> None:
         self.conn = conn
         self.event_id = event_id
-        self.now = time.time()
+        self.now = time.time()  # when messages are queued (and first due)
+        # When what they report happened: the event's device clock, else now. Alerts and
+        # published messages carry it, not the commit time (a backlog replayed hours later
+        # still says when the scope was used).
+        self.at = self.now if occurred_at is None else occurred_at
         self._touched = touched
 
     def enqueue(
@@ -80,16 +91,21 @@ class Transaction:
     def publish(self, subject: Subject, key: str, payload: dict[str, Any]) -> None:
         """Queue a status message (scope state, health) for the uplinks following `subject`."""
         dedupe = f"{subject}:{key}:{self.event_id}"
+        stamped = {"at": _iso(self.at), **payload}
         self._touched.update(
             publish(
-                self.conn, subject, key=key, dedupe=dedupe, payload=payload, event_id=self.event_id
+                self.conn, subject, key=key, dedupe=dedupe, payload=stamped, event_id=self.event_id
             )
         )
 
     def raise_alert(self, alert: Alert) -> bool:
         """Record `alert` once per (code, origin) and queue it for the alert routes."""
-        routes = raise_alert(self.conn, alert)
+        routes = raise_alert(self.conn, alert, at=self.at)
         if routes is None:
             return False
         self._touched.update(routes)
         return True
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

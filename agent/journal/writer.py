@@ -8,6 +8,7 @@ import fnmatch
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Journal:
         self._listeners: list[Callable[[set[str]], None]] = []
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self.commits = 0
+        self._busy_since: float | None = None  # monotonic start of the commit under way
         # SQLite's auto-checkpoint runs inside COMMIT, before the waiters can be answered; the
         # writer checkpoints itself right after answering them instead (see `_checkpoint`).
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -89,6 +91,17 @@ class Journal:
         journal = cls(conn, path, handlers, asyncio.get_running_loop(), max_batch)
         journal._thread.start()
         return journal
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called: nothing more is written."""
+        return self._closed
+
+    def busy_for(self) -> float:
+        """Seconds the writer has been in its current commit (0 when idle): a probe that never
+        waits for the writer, so /healthz can say it is stuck without being stuck behind it."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def on_commit(self, listener: Callable[[set[str]], None]) -> None:
         """Call `listener(uplinks)` on the loop after each commit that queued messages for them."""
@@ -170,6 +183,7 @@ class Journal:
                     backlog.extend(item)
             jobs = [backlog.popleft() for _ in range(min(len(backlog), self._max_batch))]
             outcome = _Outcome()
+            self._busy_since = time.monotonic()
             try:
                 self._commit(jobs, outcome)
             except BaseException as err:  # task boundary: every waiter must hear about it
@@ -179,6 +193,7 @@ class Journal:
                     job.error = failure
                 outcome = _Outcome()
             self._post(jobs, outcome)
+            self._busy_since = None
             self._since_checkpoint += 1
             if self._since_checkpoint >= self._checkpoint_every:
                 self._checkpoint()
@@ -303,7 +318,7 @@ class Journal:
             fresh.append(True)
             for handler in self._handlers_for(event.kind):
                 if outcome is None:
-                    handler.handle(Transaction(conn, event.id, touched), event)
+                    handler.handle(Transaction(conn, event.id, touched, _at(event)), event)
                 else:
                     self._run_handler(handler, event, touched, outcome)
         return fresh
@@ -317,12 +332,12 @@ class Journal:
         mine: set[str] = set()
         conn.execute("SAVEPOINT handler")
         try:
-            handler.handle(Transaction(conn, event.id, mine), event)
+            handler.handle(Transaction(conn, event.id, mine, _at(event)), event)
             touched |= mine
         except Exception as err:
             conn.execute("ROLLBACK TO handler")
             alert = failures.record(conn, event, handler.name, err)
-            Transaction(conn, event.id, touched).raise_alert(alert)
+            Transaction(conn, event.id, touched).raise_alert(alert)  # failed now
             outcome.handler_failures.append((event.kind, handler.name, type(err).__name__))
         conn.execute("RELEASE handler")
 
@@ -387,6 +402,11 @@ def _event_row(event: Event) -> tuple[str, str, str, str, str, str]:
         )
     except (ValueError, OverflowError) as err:
         raise UnstorableEventError(f"{event.kind} event from {event.source}: {err}") from err
+
+
+def _at(event: Event) -> float:
+    """When the event happened (device clock), as alerts and published messages carry it."""
+    return event.occurred_at.timestamp()
 
 
 def _answer_thread(job: _Job) -> None:

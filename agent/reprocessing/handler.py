@@ -183,7 +183,15 @@ class ReprocessingHandler:
             self._close_step(tx, scope, step_row, at)
             reprocessed = clean_id if state == "open" else None
             self.compliance.check_before_use(tx, event, scope.number, reprocessed)
-            self._use(tx, event=event, station=station, scope=scope, clean_id=clean_id, user=user)
+            self._use(
+                tx,
+                event=event,
+                station=station,
+                scope=scope,
+                clean_id=clean_id,
+                user=user,
+                reprocessed=reprocessed,
+            )
             return
         if state != "open" or stale or self._starts_over(conn, station, clean_id):
             self._close_step(tx, scope, step_row, at)
@@ -339,6 +347,7 @@ class ReprocessingHandler:
         scope: Endoscope,
         clean_id: str | None,
         user: str,
+        reprocessed: str | None,
     ) -> None:
         conn, at = tx.conn, event.occurred_at
         patient = conn.execute(
@@ -355,6 +364,20 @@ class ReprocessingHandler:
                 "UPDATE rp_cycles SET used_at = ?, patient_id = ? WHERE clean_id = ?",
                 (at.isoformat(), patient_id, clean_id),
             )
+        conn.execute(
+            "INSERT INTO rp_uses (scope, used_at, patient_id, patient_name, clean_id, station,"
+            " operator, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                scope.number,
+                at.isoformat(),
+                patient_id,
+                patient_name,
+                reprocessed,
+                station.reader,
+                user,
+                event.id,
+            ),
+        )
         conn.execute(
             "UPDATE rp_scopes SET cycle_state = 'used', step_row = NULL, last_use_at = ?"
             " WHERE number = ?",

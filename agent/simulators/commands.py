@@ -13,7 +13,8 @@ CONTROL_OFFSET = 100  # the control API's default port: the platform's port plus
 
 
 def add_parser(commands: Any) -> None:
-    """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging`."""
+    """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging |
+    idcas-archive | results-sharing`."""
     simulate = commands.add_parser(
         "simulate",
         help="run a fake cloud in the foreground, with a control API (docs/simulators.md)",
@@ -73,6 +74,42 @@ def add_parser(commands: Any) -> None:
         "--report-url", help="the agent's report service, for polling from the control API"
     )
     insurance.set_defaults(func=cmd_simulate_insurance_imaging)
+    idcas = platforms.add_parser(
+        "idcas-archive",
+        aliases=["idcas_archive"],
+        help="IDCAS cloud archive (seed 002): auth centre, gateway WebApis, portal pages that"
+        " verify signed links",
+    )
+    _common_options(idcas, 8793)
+    idcas.add_argument("--client-id", default="edge-agent", help="the client_id it accepts")
+    idcas.add_argument("--client-secret", default="simulator-secret", help="its client_secret")
+    idcas.add_argument("--username", default="his", help="the account it accepts")
+    idcas.add_argument("--password", default="simulator-password", help="the account's password")
+    idcas.add_argument(
+        "--des-key", default="eWorldTomTaw#7=*", help="3DES key (the seed's test key)"
+    )
+    idcas.add_argument("--md5-key", default="TomtawMD5Key", help="MD5 key (the seed's test key)")
+    idcas.add_argument(
+        "--user-token-ttl", type=float, default=43200.0, help="user token lifetime (%(default)s s)"
+    )
+    idcas.set_defaults(func=cmd_simulate_idcas_archive)
+    sharing = platforms.add_parser(
+        "results-sharing",
+        aliases=["results_sharing"],
+        help="results-sharing platform (seed 001), validating with a mapping set",
+    )
+    _common_options(sharing, 8793)
+    sharing.add_argument("--app-id", default="edge-agent", help="the appId it accepts")
+    sharing.add_argument("--app-secret", default="simulator-secret", help="the secret it accepts")
+    sharing.add_argument(
+        "--mappings",
+        type=Path,
+        help="the mapping folder (platform.toml, fields.toml) the uplink uses (default: ours)",
+    )
+    sharing.add_argument(
+        "--token-ttl", type=float, default=7200.0, help="token lifetime, seconds (%(default)s)"
+    )
+    sharing.set_defaults(func=cmd_simulate_results_sharing)
 
 
 def _common_options(parser: argparse.ArgumentParser, port: int) -> None:
@@ -206,6 +243,73 @@ def cmd_simulate_insurance_imaging(args: argparse.Namespace) -> int:
     return _run(
         serve(
             InsuranceImagingSimulatorConfig.model_validate(settings),
+            ready=ready,
+            control=_control(args),
+            control_ready=_print_control,
+            state_dir=args.state_dir,
+        )
+    )
+
+
+def cmd_simulate_idcas_archive(args: argparse.Namespace) -> int:
+    """Serve the IDCAS cloud archive simulator until interrupted."""
+    from agent.simulators.idcas_archive import IdcasArchiveSimulatorConfig, serve
+
+    config = IdcasArchiveSimulatorConfig.model_validate(
+        {
+            "type": "idcas_archive",
+            "host": args.host,
+            "port": args.port,
+            "client_id": args.client_id,
+            "client_secret": args.client_secret,
+            "username": args.username,
+            "password": args.password,
+            "des_key": args.des_key,
+            "md5_key": args.md5_key,
+            "user_token_ttl": args.user_token_ttl,
+        }
+    )
+
+    def ready(sim: Any) -> None:
+        print(f"auth_url = {sim.url}/auth", flush=True)
+        print(f"gateway_url = {sim.url}/api", flush=True)
+        print(f"doc_gateway_url = {sim.url}/doc", flush=True)
+        print(f"portal_url = {sim.url}", flush=True)
+        print(f"sev = {sim.sev}", flush=True)
+
+    return _run(
+        serve(
+            config,
+            ready=ready,
+            control=_control(args),
+            control_ready=_print_control,
+            state_dir=args.state_dir,
+        )
+    )
+
+
+def cmd_simulate_results_sharing(args: argparse.Namespace) -> int:
+    """Serve the results-sharing platform simulator until interrupted."""
+    from agent.simulators.results_sharing import ResultsSharingSimulatorConfig, serve
+
+    settings: dict[str, Any] = {
+        "type": "results_sharing",
+        "host": args.host,
+        "port": args.port,
+        "app_id": args.app_id,
+        "app_secret": args.app_secret,
+        "token_ttl": args.token_ttl,
+    }
+    if args.mappings is not None:
+        settings["mappings"] = args.mappings.resolve()
+
+    def ready(sim: Any) -> None:
+        print(f"base_url = {sim.base_url}", flush=True)
+        print(f"mappings = {sim.mapping.folder}", flush=True)
+
+    return _run(
+        serve(
+            ResultsSharingSimulatorConfig.model_validate(settings),
             ready=ready,
             control=_control(args),
             control_ready=_print_control,

@@ -13,10 +13,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.config import ApiSection
+from agent.endpoints import RouteDef
 from agent.events import Event, with_iso_times
 from agent.inputs import Body
 from agent.journal.alerts import alert_severity, alert_state, open_alerts, open_among
 from agent.logs import peer_text
+from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.state import scope_states
 from agent.web import openapi
 from agent.web.apply_forms import Lookup, add_apply_form_routes
@@ -28,6 +30,8 @@ from agent.web.exam_files import add_exam_file_routes
 from agent.web.exam_qr import add_exam_qr_routes
 from agent.web.exams import add_exam_routes
 from agent.web.guard import guard
+from agent.web.lab import add_lab_routes
+from agent.web.lookback import add_lookback_routes
 from agent.web.metrics import Observe, add_observability_routes
 from agent.web.models import (
     Acknowledgement,
@@ -38,6 +42,7 @@ from agent.web.models import (
 )
 from agent.web.quality import add_quality_routes
 from agent.web.report_viewer import Build, add_report_viewer_route
+from agent.web.sharing_queries import Queries, add_sharing_query_route
 from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
 log = structlog.get_logger(__name__)
@@ -57,6 +62,9 @@ def make_app(
     apply_forms: Lookup | None = None,
     report_viewer: Build | None = None,
     observe: Observe | None = None,
+    reprocessing: Sequence[ReprocessingConfig] = (),
+    routes: Sequence[RouteDef] = (),
+    sharing_queries: Queries | None = None,
 ) -> web.Application:
     """The API application; every route needs `Authorization: Bearer <token>` (see `open`), or
     the session cookie (and CSRF header) of the dashboard added by `add_dashboard_routes`."""
@@ -107,6 +115,8 @@ def make_app(
     if exam_files_dir is not None:
         add_exam_file_routes(app, exam_files_dir, settings.max_report_file_bytes)
     add_exam_qr_routes(app, qr_uplinks, qr_hint)
+    add_lab_routes(app, exam_files_dir, settings.max_report_file_bytes)
+    add_sharing_query_route(app, sharing_queries)
     add_deletion_routes(app)
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)
@@ -115,6 +125,9 @@ def make_app(
         add_report_viewer_route(app, report_viewer)
     if observe is not None:
         add_observability_routes(app, observe)
+    add_lookback_routes(app, reprocessing)
+    for route in routes:  # plugins' own routes (e.g. IDCAS links), behind the same token
+        app.router.add_route(route.method, route.path, route.handler)
     return app
 
 

@@ -123,6 +123,13 @@ def make_listener_app(
     app[LISTENER_KEY] = name
     for route in endpoints.routes:
         app.router.add_route(route.method, route.path, route.handler)
+    if endpoints.close is not None:
+        close = endpoints.close
+
+        async def cleanup(_: web.Application) -> None:
+            await close()
+
+        app.on_cleanup.append(cleanup)
     return app
 
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from agent import __version__
 from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
+from agent.lab.documents import LabDevice, LabReport, QcRun, Recognition, Viewing
 from agent.vocabulary.doctors import DoctorLogin
 from agent.web.apply_forms import ApplyFormQuery
 from agent.web.context import answer
@@ -55,6 +56,11 @@ REFUSALS = {
 }
 
 
+class PlatformParameters(RootModel[dict[str, str | float | None]]):
+    """A platform's parameters by name, as its seed names them (IDCAS pages and WebApis:
+    docs/platforms/idcas_archive.md); each route names a wrong or missing one with 422."""
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One route: what it does, the body it takes, its parameters, what it answers."""
@@ -67,6 +73,7 @@ class Operation:
     files: bool = False  # a report file: multipart `file` parts, or the raw file itself
     parameters: list[dict[str, Any]] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=lambda: {"200": "OK"})
+    content: dict[str, Any] | None = None  # a body other than JSON (CSV, a lab PDF)
 
 
 def _in_path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +81,20 @@ def _in_path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 CREATED = {"201": "Journaled; forwarded from now on"}
+IDCAS_DOWN = "The IDCAS platform cannot be reached now (or gives no token)"
+IDCAS_RELAYED = {
+    "200": "The platform's {code, msg, data}",
+    "404": "No such WebApi",
+    "502": "The platform refused: {error, code, msg}",
+    "503": IDCAS_DOWN,
+}
+
+
+def _named(name: str) -> dict[str, Any]:
+    """A page or WebApi name in the path."""
+    return _in_path(name, {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"})
+
+
 CONTROL = "\\u0000-\\u001f\\u007f"
 EXAM_NO = _in_path(
     "exam_no",
@@ -102,6 +123,37 @@ REPORT_FILE = {
     },
 }
 ROW = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+LAB_PDF = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+}
+SHARING_QUERY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "description": "id_card_no, patient_name, start_date, end_date (YYYY-MM-DD),"
+            " other_org_code, exam_no, report_no, study_uid: what the query's map reads",
+            "additionalProperties": {"type": "string"},
+        }
+    }
+}
+CATALOGUE_CSV = {
+    "text/csv": {
+        "schema": {
+            "type": "string",
+            "description": "UTF-8 CSV, header domain,local_code,local_name,platform_code,"
+            "platform_name; domain is exam or lab",
+        }
+    }
+}
 OPERATIONS = (
     Operation(
         "post",
@@ -294,7 +346,144 @@ OPERATIONS = (
         ],
         answers={"200": "{url}"},
     ),
+    Operation(
+        "get",
+        "/api/v1/lookback",
+        "Clinical lookback (audited): every use of a scope since a time or cycle with the cycle"
+        " before it; a patient's scopes; a washer's or disinfectant batch's cycles over a period"
+        " and the uses after them. Patients masked unless full=true",
+        parameters=[
+            {
+                "name": "kind",
+                "in": "query",
+                "required": True,
+                "schema": {"enum": ["scope", "patient", "washer", "batch"]},
+            },
+            {
+                "name": "subject",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "scope number, RFID or steel number; patient id; washer id; batch",
+            },
+            {
+                "name": "by",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "who asks (kept in the audit trail)",
+            },
+            *(
+                {"name": name, "in": "query", "schema": {"type": "string"}, "description": text}
+                for name, text in (
+                    ("since", "2026-12-01 or 2026-12-01T08:30 (the centre's wall time)"),
+                    ("until", "up to, not including (washer and batch: required with since)"),
+                    ("cycle", "scope: from this cycle (cleanId) on, instead of since"),
+                )
+            ),
+            {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
+            {"name": "full", "in": "query", "schema": {"enum": ["true", "false"]}},
+        ],
+        answers={
+            "200": "{question, entries} or the CSV export (Chinese headings)",
+            "422": "A missing or malformed value (every problem listed), or a question that"
+            " cannot be answered (an unknown cycle, a period without its end)",
+        },
+    ),
+    Operation(
+        "post",
+        "/api/v1/lab/reports",
+        "A lab report with its results from the LIS (uploaded once audited)",
+        LabReport,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/lab/reports/{report_no}/files",
+        "A lab report's PDF (multipart `file`, or the raw PDF); uploaded after the report",
+        parameters=[{**EXAM_NO, "name": "report_no"}],
+        content=LAB_PDF,
+        answers={**CREATED, "507": "The file could not be stored"},
+    ),
+    Operation(
+        "post", "/api/v1/lab/devices", "A lab device (master data)", LabDevice, answers=CREATED
+    ),
+    Operation("post", "/api/v1/lab/qc", "A lab QC run", QcRun, answers=CREATED),
+    Operation(
+        "post",
+        "/api/v1/lab/catalogue",
+        "The exam and lab item catalogue with the platform's codes (CSV); replaces the last",
+        content=CATALOGUE_CSV,
+        answers={"201": "Journaled: {event_id, items}"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/recognitions",
+        "A doctor accepted or refused an outside exam or lab result (mutual recognition)",
+        Recognition,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/viewings",
+        "A doctor station reminded of, or viewed, a shared exam or lab result",
+        Viewing,
+        answers=CREATED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/queries/{name}",
+        "A doctor station's query to the results-sharing platform (outside exams and labs,"
+        " their PDFs, abnormal results, a viewerKey), answered synchronously",
+        parameters=[_in_path("name", {"type": "string"})],
+        content=SHARING_QUERY,
+        answers={
+            "200": "{source: platform or local, data: the platform's data}",
+            "404": "No such query, or no results_sharing uplink",
+            "502": "The platform refused the query (its words)",
+            "503": "The platform cannot be reached",
+        },
+    ),
     Operation("get", PATH, "This description"),
+    # IDCAS (seed 002): served when an idcas_archive uplink is configured. GET /idcas/open/{page}
+    # (a browser's 302, on this API and on the uplink's HIS-facing listener) is described there.
+    Operation(
+        "post",
+        "/api/v1/idcas/links/{page}",
+        "A page of the IDCAS portal, signed now: {page, url}",
+        PlatformParameters,
+        parameters=[_named("page")],
+        answers={"200": "{page, url}", "404": "No such page", "503": IDCAS_DOWN},
+    ),
+    Operation(
+        "get",
+        "/api/v1/idcas/webapi/{api}",
+        "An IDCAS WebApi relayed (its parameters in the query): the platform's {code, msg, data}",
+        parameters=[_named("api")],
+        answers=IDCAS_RELAYED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/idcas/webapi/{api}",
+        "An IDCAS WebApi relayed (its parameters in the body): the platform's {code, msg, data}",
+        PlatformParameters,
+        parameters=[_named("api")],
+        answers=IDCAS_RELAYED,
+    ),
+    Operation(
+        "post",
+        "/api/v1/idcas/print-flag",
+        "An IDCAS print flag (7.9), journaled and sent by the outbox",
+        PlatformParameters,
+        answers={"202": "Journaled: {event_id}"},
+    ),
+    Operation(
+        "post",
+        "/api/v1/idcas/statistics",
+        "A day's counts for the IDCAS statistics (6.2): {day, patients_cnt, work_stations?}",
+        PlatformParameters,
+        answers={"202": "Journaled: {event_id, day}"},
+    ),
 )
 
 
@@ -326,7 +515,7 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
     refusals = ["401"]
     if operation.parameters:
         refusals.append("400")
-    if operation.body is not None or operation.files:
+    if operation.body is not None or operation.files or operation.content is not None:
         refusals += ["400", "413", "415", "422"]
     problem = {"application/json": {"schema": PROBLEM}}
     answers: dict[str, Any] = {
@@ -350,6 +539,8 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
         found["requestBody"] = {"required": True, "content": content}
     if operation.files:
         found["requestBody"] = {"required": True, "content": REPORT_FILE}
+    if operation.content is not None:
+        found["requestBody"] = {"required": True, "content": operation.content}
     return found
 
 

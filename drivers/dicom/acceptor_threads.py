@@ -15,6 +15,7 @@ from pynetdicom import association, dul
 from pynetdicom.fsm import InvalidEventError
 
 # PS3.8 events made from a local primitive: association, release and abort requests, replies, data
+DUL_IDLE = 0.05  # seconds: a bound for what might not wake the DUL thread; nothing known
 _LOCAL_REQUESTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
 
 
@@ -88,7 +89,7 @@ class _Sleep:
         return getattr(time, name)
 
     def sleep(self, seconds: float) -> None:
-        """Wait at most `seconds`: at once when the thread's work arrives, if it says so."""
+        """Sleep `seconds`, or, in a thread that waits for its work (`_edge_wait`), wait for it."""
         wait = getattr(threading.current_thread(), "_edge_wait", None)
         if wait is None:
             time.sleep(seconds)
@@ -114,13 +115,19 @@ class Wakeups:
     pynetdicom 3.0 polls: the DUL thread sleeps 1 ms whenever its socket and its send queue are
     empty, the association thread sleeps 1 ms before each look at its message queue. With a
     synchronous peer each image waits on both. Here the DUL thread waits in select() on its
-    socket and a pipe written when a primitive is queued for sending, and the association
-    thread on an Event set when a DIMSE message is queued; the timeouts stay pynetdicom's, so
-    its timers and kill flags are checked as often as before.
+    socket and a pipe written when a primitive is queued for sending or the thread is told to
+    end, and the association thread on an Event set when a DIMSE message is queued.
+
+    The DUL thread's wait is DUL_IDLE (or until its ARTIM timer is due), not 1 ms, until the
+    association is over (Sta1): everything it acts on wakes it, and a thousand wake-ups a
+    second each take the GIL from the thread doing the work (a C-MOVE's sub-operations ran at
+    half speed). The association thread keeps pynetdicom's 1 ms: it also watches flags
+    (release, abort) that nothing signals.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, dul: Any = None) -> None:
         self.sock = sock
+        self.dul = dul
         self.reader, self.writer = socket.socketpair()
         self.reader.setblocking(False)
         self.writer.setblocking(False)
@@ -129,8 +136,15 @@ class Wakeups:
     @classmethod
     def install(cls, assoc: Any, sock: socket.socket) -> None:
         """Before the association starts: replace its queues and mark its threads."""
-        wakeups = cls(sock)
+        wakeups = cls(sock, assoc.dul)
         assoc.dul.to_provider_queue = _NotifyingQueue(wakeups.wake)
+        kill_dul = assoc.dul.kill_dul
+
+        def kill_and_wake() -> None:
+            kill_dul()
+            wakeups.wake()
+
+        assoc.dul.kill_dul = kill_and_wake
         assoc.dimse.msg_queue = _NotifyingQueue(wakeups.message.set)
         assoc.dul._run_loop_delay = 0.001
         assoc.dul._edge_wait = wakeups
@@ -144,9 +158,16 @@ class Wakeups:
             pass
 
     def __call__(self, seconds: float) -> None:
-        """The DUL thread's idle sleep: until the peer sends, a primitive is queued, or timeout."""
+        """The DUL thread's idle sleep: until the peer sends, a primitive is queued, the thread
+        is told to end, or DUL_IDLE (at most until its ARTIM timer is due)."""
+        wait = DUL_IDLE
+        if self.dul is not None:
+            if self.dul.state_machine.current_state == "Sta1":
+                wait = seconds  # over: pynetdicom's stop_dul sets a flag and polls for the end
+            else:
+                wait = max(0.0, min(wait, float(self.dul.artim_timer.remaining)))
         try:
-            ready, _, _ = select.select([self.sock, self.reader], [], [], seconds)
+            ready, _, _ = select.select([self.sock, self.reader], [], [], wait)
             if self.reader in ready:
                 self.reader.recv(4096)
         except (OSError, ValueError):  # the socket is closed: pynetdicom notices on its own

@@ -2,7 +2,8 @@
 
 pynetdicom's Q/R service sends what the handler yields with `Association.send_c_store`, which
 re-encodes a Dataset through pydicom (dropping group lengths: not the bytes that were stored).
-A `StoredInstance` is sent instead as the spool file's data set, streamed from disk after its
+A `StoredInstance` is sent instead (by C-GET over pynetdicom's association, by C-MOVE over a
+`store_link.StoreLink`) as the spool file's data set, streamed from disk after its
 file meta, when the peer accepted the stored syntax; otherwise it is converted to the first
 accepted syntax it can be converted to. When none can, the sub-operation fails with a reason and
 pynetdicom counts it (Failed SOP Instance UID List): the other instances still go.
@@ -11,11 +12,13 @@ pynetdicom counts it (Failed SOP Instance UID List): the other instances still g
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 from pydicom import dcmread
@@ -28,11 +31,12 @@ from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.presentation import PresentationContext
 
 from drivers.dicom import wire
-from drivers.dicom.acceptor_threads import Wakeups
 
 log = structlog.get_logger(__name__)
 
 MAX_FRAGMENT = 1 << 20  # a peer without a PDU limit still gets the data set in 1 MiB PDUs
+READ_BLOCK = 1 << 20  # bytes of a spool file read (and sent in one call) at a time
+IOV_MAX = 1024  # buffers per sendmsg (POSIX's minimum IOV_MAX is 16; Linux and BSDs: 1024)
 _SWAP_UNITS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}  # other-VRs pydicom keeps as bytes
 
 
@@ -103,6 +107,26 @@ def swap_other_words(ds: Dataset) -> None:
         element.value = bytes(swapped)
 
 
+Payload = Path | bytes  # a spool file whose data set goes as stored, or converted bytes
+
+
+def payload_for(
+    contexts: list[PresentationContext], instance: StoredInstance
+) -> tuple[PresentationContext, Payload]:
+    """The accepted context to send `instance` on and its data set: as stored when the peer
+    accepted the stored syntax, else converted to the first it can be; NotSent if none."""
+    mine = [cx for cx in contexts if cx.abstract_syntax == instance.SOPClassUID]
+    for cx in mine:
+        if cx.transfer_syntax[0] == instance.stored_syntax:
+            return cx, instance.path
+    for cx in mine:
+        if converts(instance.stored_syntax, cx.transfer_syntax[0]):
+            return cx, encoded(instance, cx.transfer_syntax[0])
+    if not mine:
+        raise NotSent("the peer accepted no context for the SOP class")
+    raise NotSent("no accepted transfer syntax the stored one converts to")
+
+
 def send_stored(
     assoc: Association,
     instance: StoredInstance,
@@ -115,11 +139,7 @@ def send_stored(
     """One C-STORE of `instance` on `assoc`; the response status, as `send_c_store` returns it."""
     if not assoc.is_established:
         raise RuntimeError("the association is not established")
-    contexts = [
-        cx
-        for cx in assoc.accepted_contexts
-        if cx.abstract_syntax == instance.SOPClassUID and cx.as_scu
-    ]
+    contexts = [cx for cx in assoc.accepted_contexts if cx.as_scu]
     req = C_STORE()
     req.MessageID = msg_id
     req.Priority = priority
@@ -127,116 +147,116 @@ def send_stored(
     req.MoveOriginatorMessageID = originator_id
     req.AffectedSOPClassUID = instance.SOPClassUID
     req.AffectedSOPInstanceUID = instance.SOPInstanceUID
+    context, payload = chosen(contexts, instance)
+    if isinstance(payload, bytes):
+        req.DataSet = BytesIO(payload)
+    else:
+        req._dataset_path = (payload, dataset_offset(payload))  # streamed from the file
+    return _exchange(assoc, req, int(context.context_id or 0))
+
+
+def chosen(
+    contexts: list[PresentationContext], instance: StoredInstance
+) -> tuple[PresentationContext, Payload]:
+    """`payload_for`, with the reason logged when the instance cannot be sent."""
     try:
-        context = _as_stored(contexts, instance, req) or _converted(contexts, instance, req)
+        return payload_for(contexts, instance)
     except (NotSent, OSError, ValueError) as err:
         log.warning(
             "qr.instance_not_sent",
             sop_class=str(instance.SOPClassUID),
             stored_syntax=instance.stored_syntax.name,
-            accepted=sorted({str(cx.transfer_syntax[0].name) for cx in contexts}),
+            accepted=sorted(
+                {
+                    str(cx.transfer_syntax[0].name)
+                    for cx in contexts
+                    if cx.abstract_syntax == instance.SOPClassUID
+                }
+            ),
             reason=str(err) if isinstance(err, NotSent) else type(err).__name__,
         )
         raise
-    lean = assoc.is_requestor and req._dataset_path is not None
-    return _exchange(assoc, req, int(context.context_id or 0), lean)
-
-
-def _as_stored(
-    contexts: list[PresentationContext], instance: StoredInstance, req: C_STORE
-) -> PresentationContext | None:
-    for cx in contexts:
-        if cx.transfer_syntax[0] == instance.stored_syntax:
-            offset = dataset_offset(instance.path)
-            req._dataset_path = (instance.path, offset)  # streamed from the file, as stored
-            return cx
-    return None
 
 
 def dataset_offset(path: Path) -> int:
     """Where the data set starts in a DICOM file: after its File Meta group."""
     with path.open("rb") as file:
-        head = file.read(144)
+        return _offset_in(file, path)
+
+
+def _offset_in(file: BinaryIO, path: Path) -> int:
+    head = file.read(144)
     # Preamble, DICM, then (0002,0000) UL 4 <length>, as the SCP and pydicom write the spool's.
     if len(head) == 144 and head[128:140] == b"DICM\x02\x00\x00\x00UL\x04\x00":
         return 144 + int.from_bytes(head[140:144], "little")
     return split_dataset(path)[1]  # another layout: pydicom reads the whole group
 
 
-def _write_stored(assoc: Association, req: C_STORE, context_id: int) -> None:
-    """Write the C-STORE-RQ and the file's data set straight to the socket, as P-DATA-TF PDUs.
-
-    pynetdicom queues each PDU to its DUL thread (a state machine step and a thread switch per
-    16 KB fragment for a dcmtk peer): for a small image that costs more than the sending. Only on
-    an association the agent requested for a C-MOVE, where this thread is the only one with
-    anything to send while a sub-operation is under way (the DUL thread only reads, and only
-    sends on release or abort, which cannot happen while we wait for the response).
-    """
-    assert req._dataset_path is not None
-    originator = None
-    if req.MoveOriginatorApplicationEntityTitle is not None:
-        originator = (
-            str(req.MoveOriginatorApplicationEntityTitle),
-            req.MoveOriginatorMessageID or 0,
-        )
-    command = wire.encode_store_request(
-        int(req.MessageID or 0),
-        str(req.AffectedSOPClassUID),
-        str(req.AffectedSOPInstanceUID),
-        int(req.Priority),
-        originator,
-    )
-    path, offset = (
-        req._dataset_path if isinstance(req._dataset_path, tuple) else (req._dataset_path, 0)
-    )
-    peer_max = int(assoc.acceptor.maximum_length or 0)
+def write_c_store(
+    sock: socket.socket, context_id: int, peer_max: int, command: bytes, payload: Payload
+) -> None:
+    """Write a C-STORE-RQ's command set and data set to `sock` as P-DATA-TF PDUs (the data set
+    streamed from its file, in fragments that fit the peer's maximum PDU length)."""
     room = min(peer_max - 6, MAX_FRAGMENT) if peer_max > 6 else MAX_FRAGMENT
-    transport = assoc.dul.socket
-    sock = None if transport is None else transport.socket
-    if sock is None:
-        raise ConnectionResetError("the association's connection is closed")
-    sock.sendall(wire.p_data_command(context_id, command, peer_max))
-    with Path(path).open("rb") as file:
+    start: list[bytes | memoryview] = [wire.p_data_command(context_id, command, peer_max)]
+    if isinstance(payload, bytes):
+        send_parts(sock, start + fragments(context_id, room, memoryview(payload), True))
+        return
+    try:  # an unreadable file fails this instance alone, before anything is sent
+        file = payload.open("rb")
+        offset = _offset_in(file, payload)
+    except (OSError, ValueError) as err:
+        raise NotSent(f"the spool file cannot be read: {type(err).__name__}") from err
+    with file:
         remaining = os.fstat(file.fileno()).st_size - offset
         file.seek(offset)
+        block = max(READ_BLOCK - READ_BLOCK % room, room)  # whole fragments but the last
+        parts: list[bytes | memoryview] = start
         while True:
-            chunk = file.read(min(room, remaining))
-            remaining -= len(chunk)
-            last = remaining <= 0 or not chunk
-            sock.sendall(wire.p_data_header(context_id, len(chunk), 0x02 if last else 0x00) + chunk)
+            data = file.read(min(block, remaining))
+            remaining -= len(data)
+            last = remaining <= 0 or not data
+            send_parts(sock, parts + fragments(context_id, room, memoryview(data), last))
             if last:
                 return
+            parts = []
 
 
-def _converted(
-    contexts: list[PresentationContext], instance: StoredInstance, req: C_STORE
-) -> PresentationContext:
-    for cx in contexts:
-        if converts(instance.stored_syntax, cx.transfer_syntax[0]):
-            req.DataSet = BytesIO(encoded(instance, cx.transfer_syntax[0]))
-            return cx
-    if not contexts:
-        raise NotSent("the peer accepted no context for the SOP class")
-    raise NotSent("no accepted transfer syntax the stored one converts to")
+def fragments(context_id: int, room: int, data: memoryview, last: bool) -> list[bytes | memoryview]:
+    """PDU headers and data of P-DATA-TF PDUs carrying `data` (`last`: it ends the data set)."""
+    parts: list[bytes | memoryview] = []
+    for start in range(0, max(len(data), 1), room):
+        chunk = data[start : start + room]
+        control = 0x02 if last and start + room >= len(data) else 0x00
+        parts += (wire.p_data_header(context_id, len(chunk), control), chunk)
+    return parts
 
 
-def _exchange(assoc: Association, req: C_STORE, context_id: int, lean: bool) -> Dataset:
+def send_parts(sock: socket.socket, parts: Sequence[bytes | memoryview]) -> None:
+    """Send `parts` in order: gathered by sendmsg where there is one (one system call for a
+    block of PDUs instead of one per 16 KB fragment), else joined."""
+    if not hasattr(sock, "sendmsg"):  # Windows
+        sock.sendall(b"".join(parts))
+        return
+    views = [memoryview(part) for part in parts if len(part)]
+    while views:
+        sent = sock.sendmsg(views[:IOV_MAX])
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if views and sent:
+            views[0] = views[0][sent:]
+
+
+def _exchange(assoc: Association, req: C_STORE, context_id: int) -> Dataset:
     """Send the request and wait for its response (the end of pynetdicom's `send_c_store`)."""
-    # Pause the reactor so that it does not take our response: for C-GET it is this thread
-    # (already serving the request), for C-MOVE the storage association's own thread. Its
-    # checkpoint is reactor_pause's: from another thread, clear() returns once it is parked.
-    if threading.current_thread() is not assoc:
-        waker = getattr(getattr(assoc, "_edge_wait", None), "__self__", None)
-        if isinstance(waker, Wakeups):
-            waker.message.set()  # the reactor waits for a message: it parks now, not in 1 ms
+    # Pause the reactor so that it does not take our response (for C-GET this thread is the
+    # reactor's, serving the request). Its checkpoint is reactor_pause's.
     assoc._reactor_checkpoint.clear()
     while not assoc._is_paused:
         time.sleep(0.0001)
     try:
-        if lean:
-            _write_stored(assoc, req, context_id)
-        else:
-            assoc.dimse.send_msg(req, context_id)
+        assoc.dimse.send_msg(req, context_id)
         _, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()

@@ -25,6 +25,7 @@ from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.receiver import Network, Receiver
 from drivers.dicom.server import GatedServer
 from drivers.dicom.store import Spool
+from drivers.dicom.store_link import LinkSettings, MovingAE
 from drivers.dicom.syntaxes import (
     ANY_AE,
     TRANSFER_SYNTAXES,
@@ -194,7 +195,7 @@ class DicomScp(Driver):
     def _make_ae(self, ctx: DriverContext) -> tuple[AE, list[Any], FastStore | None]:
         assert self.receiver is not None
         config = self.config
-        ae = AE(ae_title=config.ae_title)
+        ae = MovingAE(ae_title=config.ae_title)
         ae.maximum_pdu_size = config.max_pdu
         ae.maximum_associations = config.max_associations
         ae.acse_timeout = config.acse_timeout
@@ -223,7 +224,7 @@ class DicomScp(Driver):
             )
         handlers = self.receiver.handlers()
         if config.query_retrieve and self.study_index is not None:
-            qr = _query_retrieve(ctx, config, self.study_index)
+            qr = _query_retrieve(ctx, config, self.study_index, ae)
             if qr is not None:
                 for sop_class in qr.contexts():
                     ae.add_supported_context(sop_class, UNCOMPRESSED)
@@ -290,19 +291,20 @@ def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> N
     _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.STORE_RECV_CHUNKED_DATASET = receive == "file"
     use_wakeups()
-    reactor_pause.install()  # the C-MOVE sub-operations' responses reach the sending thread
+    reactor_pause.install()  # a C-STORE's response reaches the thread that sent it
     # pynetdicom has no per-AE temporary folder; its factory is replaced so that the received
     # bytes land on the spool's filesystem (a rename, not a copy) and a full disk is answered.
     setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010
 
 
 def _query_retrieve(
-    ctx: DriverContext, config: DicomScpConfig, study_index: StudyIndexFactory
+    ctx: DriverContext, config: DicomScpConfig, study_index: StudyIndexFactory, ae: AE
 ) -> QueryRetrieve:
     """The Q/R service over the journal's study index and the spool."""
     destinations = {ae: (d.host, d.port) for ae, d in config.move_destinations.items()}
     index = study_index(ctx.state_dir / "journal.db")
-    return QueryRetrieve(index, destinations, config.ae_title, SpoolLayout.of(ctx.state_dir).root)
+    spool = SpoolLayout.of(ctx.state_dir).root
+    return QueryRetrieve(index, destinations, config.ae_title, spool, LinkSettings.of(ae))
 
 
 def build(name: str, config: DicomScpConfig, study_index: StudyIndexFactory) -> DicomScp:

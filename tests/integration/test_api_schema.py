@@ -28,10 +28,14 @@ from schemathesis.specs.openapi.checks import (
 
 from agent.config import ApiSection
 from agent.crypto import sm2, sm2keys
+from agent.endpoints import RouteDef
 from agent.events import Event
 from agent.journal.alerts import Alert, raise_alert
 from agent.journal.writer import Journal
 from agent.observe import Snapshot
+from agent.uplinks.idcas_archive.config import IdcasArchiveConfig
+from agent.uplinks.idcas_archive.routes import api_routes
+from agent.uplinks.idcas_archive.uplink import IdcasArchiveUplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher
 from agent.uplinks.remote_imaging.viewer import ReportViewerSection, viewer_url
@@ -43,7 +47,8 @@ from tests.web_harness import AUTH, TOKEN, handlers
 
 ROOT = Path(__file__).parents[2]
 PUBLISHED = ROOT / "docs" / "openapi.json"
-NOT_DESCRIBED = {("GET", "/metrics"), ("GET", "/healthz")}  # scrapers' routes, documented apart
+# Scrapers' routes, and the browser's redirect to a signed IDCAS page: documented apart.
+NOT_DESCRIBED = {("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/idcas/open/{page}")}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -74,6 +79,7 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
         apply_forms=no_forms,
         report_viewer=report_viewer,
         observe=observe,
+        routes=idcas_routes(),
     )
     served = {
         (route.method, route.resource.canonical)
@@ -96,6 +102,32 @@ report_viewer = partial(
 async def no_forms(given: Any) -> list[dict[str, str]]:
     """A 基卫 that knows no patient (the lookup route's shape is what is checked)."""
     return []
+
+
+IDCAS = IdcasArchiveConfig.model_validate(
+    {
+        "type": "idcas_archive",
+        "auth_url": "http://127.0.0.1:9/auth",
+        "gateway_url": "http://127.0.0.1:9/api",
+        "doc_gateway_url": "http://127.0.0.1:9/doc",
+        "portal_url": "https://portal.example",
+        "org_code": "2470",
+        "client_id": "c",
+        "client_secret": "s",
+        "username": "u",
+        "password": "p",
+        "des_key": "eWorldTomTaw#7=*",
+        "md5_key": "k",
+        "sev": "SEV",
+        "request_timeout": 2.0,
+        "webapi_timeout": 2.0,
+    }
+)  # fmt: skip  (port 9, discard: nothing answers, so the relayed WebApis answer 503)
+
+
+def idcas_routes(uplink: IdcasArchiveUplink | None = None) -> list[RouteDef]:
+    """The IDCAS routes of an uplink whose platform is unreachable."""
+    return api_routes("idcas", IDCAS, uplink or IdcasArchiveUplink("idcas", IDCAS))
 
 
 def viewer_launch() -> Launch:
@@ -140,6 +172,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         async def observe() -> Snapshot:
             return Snapshot(True, "", [], [], {}, 0)
 
+        idcas = IdcasArchiveUplink("idcas", IDCAS)
         app = make_app(
             ApiSection(enabled=True, token=SecretStr(TOKEN)),
             emit,
@@ -150,6 +183,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             apply_forms=no_forms,
             report_viewer=report_viewer,
             observe=observe,
+            routes=idcas_routes(idcas),
         )
         runner = web.AppRunner(app, **runner_options())
         await runner.setup()
@@ -159,6 +193,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ready.set()
         await stop.wait()
         await runner.cleanup()
+        await idcas.close()
         await journal.close()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)

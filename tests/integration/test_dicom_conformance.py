@@ -23,6 +23,7 @@ from drivers.dicom.qr import (
     STUDY_ROOT_MOVE,
 )
 from drivers.dicom.scp import DicomScp, DicomScpConfig
+from drivers.dicom.store_link import MovingAE
 from drivers.dicom.syntaxes import UNCOMPRESSED
 from tests.integration.test_dicom_move_race import (
     IMAGES,
@@ -125,7 +126,7 @@ async def test_a_missing_spool_file_fails_that_sub_operation_only(tmp_path: Path
     lost = sorted(files)[3]
     files[lost].unlink()
     move_port = _free_port()
-    server, port = serve(tmp_path / "state", move_port, AE("EDGE"))
+    server, port = serve(tmp_path / "state", move_port, MovingAE("EDGE"))
     receiver, stored = destination(move_port)
     try:
         some = await asyncio.to_thread(final_move_response, port)

@@ -1,11 +1,13 @@
-"""Issue 15, defect 3: a C-MOVE's storage association whose reactor thread wakes late.
+"""Issue 15, defect 3: a storage association whose reactor thread wakes late.
 
 pynetdicom's reactor of the move's storage association could take the destination's C-STORE
 response meant for the thread sending the sub-operations (the C-MOVE handler's): 60 s DIMSE
-timeout, abort, and every remaining sub-operation failed. The test forces that interleaving
-(the reactor, notified after one sub-operation, runs only once the next request is on the wire)
-instead of waiting for a loaded machine to produce it; the stress version is in
-test_dicom_move_stress.py (slow).
+timeout, abort, and every remaining sub-operation failed. C-MOVE now sends over a
+`store_link.StoreLink` (one thread, no reactor); the same race remains wherever a C-STORE is
+sent on a pynetdicom association from another thread (the remote-imaging uplink, the demo's
+modality), which `reactor_pause` closes. The test forces that interleaving (the reactor,
+notified after one C-STORE, runs only once the next request is on the wire) instead of waiting
+for a loaded machine to produce it; the stress version is in test_dicom_move_stress.py (slow).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -41,9 +44,11 @@ from drivers.dicom import reactor_pause
 from drivers.dicom.qr import STUDY_ROOT_MOVE, QueryRetrieve
 from drivers.dicom.scp import _configure_pynetdicom
 from drivers.dicom.store import Spool
+from drivers.dicom.store_link import LinkSettings, MovingAE
 from tests.integration.test_dicom_qr import _free_port, _index, _instance
 
 STUDY = "1.2.826.0.1.3680043.8.498.1501"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SERIES = f"{STUDY}.1"
 SYNTAXES = [
     ExplicitVRLittleEndian,
@@ -83,10 +88,11 @@ def study(state: Path, syntaxes: Sequence[str] = SYNTAXES) -> dict[str, Path]:
     return _index(state, cast(Any, instances))
 
 
-def serve(state: Path, move_port: int, ae: AE) -> tuple[ThreadedAssociationServer, int]:
+def serve(state: Path, move_port: int, ae: MovingAE) -> tuple[ThreadedAssociationServer, int]:
     """Start the Q/R SCP of `state` on `ae`; C-MOVE to MOVESCU goes to `move_port`."""
     index = StudyIndexReader(state / "journal.db")
-    qr = QueryRetrieve(index, {"MOVESCU": ("127.0.0.1", move_port)}, "EDGE", state / "spool")
+    destinations = {"MOVESCU": ("127.0.0.1", move_port)}
+    qr = QueryRetrieve(index, destinations, "EDGE", state / "spool", LinkSettings.of(ae))
     for uid in qr.contexts():
         ae.add_supported_context(uid)
     for context in StoragePresentationContexts:  # C-GET: the SCU stores, with the SCP role
@@ -98,18 +104,25 @@ def serve(state: Path, move_port: int, ae: AE) -> tuple[ThreadedAssociationServe
     return server, int(server.server_address[1])
 
 
-@pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Archive]:
-    reactor_pause.install()  # what the SCP's start does (_configure_pynetdicom)
-    files = study(tmp_path / "state")
-    ae = AE("EDGE")
-    ae.dimse_timeout = 5  # a stolen response shows as a failure in 5 s, not 60
+@contextmanager
+def serving(state: Path) -> Iterator[Archive]:
+    """The archive of `study` served (as the SCP's start does it: _configure_pynetdicom)."""
+    reactor_pause.install()
+    files = study(state)
+    ae = MovingAE("EDGE")
+    ae.dimse_timeout = 5  # a lost response shows as a failure in 5 s, not 60
     move_port = _free_port()
-    server, port = serve(tmp_path / "state", move_port, ae)
+    server, port = serve(state, move_port, ae)
     try:
         yield Archive(port, ae, files, move_port)
     finally:
         server.shutdown()
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Iterator[Archive]:
+    with serving(tmp_path / "state") as served:
+        yield served
 
 
 class LateReactor:
@@ -209,24 +222,40 @@ def study_identifier() -> Dataset:
     return ds
 
 
-async def test_a_late_reactor_does_not_take_a_sub_operation_response(
-    archive: Archive, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hooks: list[LateReactor] = []
-    associate = archive.ae.associate
+async def test_a_late_reactor_does_not_take_a_c_store_response(archive: Archive) -> None:
+    server, stored = destination(archive.move_port)
+    sender = AE("EDGE")
+    sender.dimse_timeout = 5  # a stolen response shows as a failure in 5 s, not 60
+    sender.add_requested_context(CT_IMAGE_STORAGE, ExplicitVRLittleEndian)
+    images = [_instance(STUDY, SERIES, f"{SERIES}.9{n}", InstanceNumber=n) for n in range(IMAGES)]
+    for ds in images:
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
-    def associate_late(*args: Any, **kwargs: Any) -> Association:
-        assoc = associate(*args, **kwargs)
-        hooks.append(LateReactor(assoc))
-        return assoc
+    def send_all() -> tuple[LateReactor, list[int]]:
+        assoc = sender.associate("127.0.0.1", archive.move_port, ae_title="MOVESCU")
+        assert assoc.is_established
+        hook = LateReactor(assoc)
+        try:
+            return hook, [int(assoc.send_c_store(ds).Status) for ds in images]
+        finally:
+            assoc.release()
 
-    monkeypatch.setattr(archive.ae, "associate", associate_late)
+    try:
+        hook, statuses = await asyncio.to_thread(send_all)  # not the reactor's thread
+    finally:
+        server.shutdown()
+    assert hook.fired  # the interleaving was forced
+    assert statuses == [0x0000] * IMAGES
+    assert sorted(stored) == sorted(str(ds.SOPInstanceUID) for ds in images)
+
+
+async def test_a_move_sends_every_syntax_over_its_store_link(archive: Archive) -> None:
     server, stored = destination(archive.move_port)
     try:
         final = await asyncio.to_thread(move, archive.port, study_identifier())
     finally:
         server.shutdown()
-    assert [hook.fired for hook in hooks] == [True]  # the interleaving was forced
     assert final.Status == 0x0000, final
     assert final.NumberOfCompletedSuboperations == IMAGES
     assert final.NumberOfFailedSuboperations == 0

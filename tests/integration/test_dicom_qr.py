@@ -24,6 +24,7 @@ from agent.journal.database import open_database
 from drivers.dicom import convert
 from drivers.dicom.qr import STUDY_ROOT_FIND, STUDY_ROOT_MOVE, QueryRetrieve
 from drivers.dicom.sidecar import parse_sidecar
+from drivers.dicom.store_link import LinkSettings, MovingAE
 from tests.peers import dcmtk, run_tool
 from tests.unit.test_dicom_convert import SIDECAR, TZ, make_jpeg
 
@@ -156,8 +157,9 @@ def peer(tmp_path: Path, move_port: int) -> Iterator[Peer]:
         ],
     )  # fmt: skip
     index = StudyIndexReader(state / "journal.db")
-    qr = QueryRetrieve(index, {"MOVESCU": ("127.0.0.1", move_port)}, "EDGE", state / "spool")
-    ae = AE("EDGE")
+    ae = MovingAE("EDGE")
+    destinations = {"MOVESCU": ("127.0.0.1", move_port)}
+    qr = QueryRetrieve(index, destinations, "EDGE", state / "spool", LinkSettings.of(ae))
     for uid in qr.contexts():
         ae.add_supported_context(uid)
     for context in StoragePresentationContexts:  # C-GET: the SCU stores, with the SCP role

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from pynetdicom import AE
-
 from agent.imaging.study_index import StudyIndexReader
 from agent.simulators.insurance_imaging import (
     InsuranceImagingSimulator,
@@ -16,6 +14,7 @@ from agent.simulators.insurance_imaging import (
 from drivers.dicom import reactor_pause
 from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.retrieve import dataset_offset
+from drivers.dicom.store_link import LinkSettings, MovingAE
 from tests.integration.test_dicom_move_race import STUDY, study
 from tests.mosquitto import free_port
 
@@ -28,8 +27,8 @@ async def test_the_portal_ae_pulls_a_study_byte_for_byte(tmp_path: Path) -> None
     simulator = InsuranceImagingSimulator("insurance", config)
     index = StudyIndexReader(state / "journal.db")
     destinations = {config.portal_ae: ("127.0.0.1", config.portal_port)}  # move_destinations
-    qr = QueryRetrieve(index, destinations, "EDGE", state / "spool")
-    ae = AE("EDGE")
+    ae = MovingAE("EDGE")
+    qr = QueryRetrieve(index, destinations, "EDGE", state / "spool", LinkSettings.of(ae))
     for uid in [*qr.contexts(), "1.2.840.10008.1.1"]:
         ae.add_supported_context(uid)
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=cast(Any, qr.handlers()))

@@ -92,3 +92,64 @@ breaker_threshold = 2
     # ... and nothing identifying made it out.
     for identifier in IDENTIFIERS:
         assert identifier not in output, f"{identifier!r} leaked into the log"
+
+
+async def test_idcas_traffic_logs_no_key_token_sev_password_or_patient_identifier(tmp_path):
+    """Issue 18: links for every page, WebApis, a refusal, an outage and the outbox, at debug."""
+    import aiohttp
+
+    from agent.simulators.idcas_archive import IdcasArchiveSimulator, IdcasArchiveSimulatorConfig
+    from tests.integration.test_idcas_e2e import AUTH, ID_CARD, PAGES, PATIENT_NAME, write_config
+    from tests.mosquitto import free_port
+    from tests.watched_agent import WatchedAgent
+
+    sim = IdcasArchiveSimulator("idcas", IdcasArchiveSimulatorConfig(type="idcas_archive", port=0))
+    await sim.start()
+    ports = {name: free_port() for name in ("api", "his")}
+    config = write_config(tmp_path, sim, ports)
+    config.write_text(config.read_text().replace('level = "info"', 'level = "debug"'))
+    agent = WatchedAgent(config, tmp_path)
+    urls: list[str] = []
+    issued: list[str] = []
+    try:
+        await agent.start()
+        base = f"http://127.0.0.1:{ports['api']}/api/v1/idcas"
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            for page, values in PAGES.items():
+                async with http.post(f"{base}/links/{page}", json=values) as answer:
+                    urls.append((await answer.json())["url"])
+            bad = {"work_no": ID_CARD, "org_code": PATIENT_NAME, "colour": ID_CARD}
+            async with http.post(f"{base}/links/clinic-view", json=bad) as answer:
+                assert answer.status == 422
+            async with http.post(f"{base}/webapi/all-exams", json={"id_card_no": ID_CARD}) as a:
+                assert a.status == 200
+            async with http.get(f"{base}/webapi/exam-detail?id=999") as answer:
+                assert answer.status == 502
+            issued = list(sim._tokens)  # the client and user tokens, before they all expire
+            sim.expire_tokens()
+            await sim.go_down("unavailable")
+            async with http.post(f"{base}/webapi/all-exams", json={"id_card_no": ID_CARD}) as a:
+                assert a.status == 503
+            flag = {"id_card_no": ID_CARD, "accession_number": "CT-1", "client_host": "10.0.0.9",
+                    "print_time": "2026-12-07 10:00:00", "client_name": PATIENT_NAME}  # fmt: skip
+            async with http.post(f"{base}/print-flag", json=flag) as answer:
+                assert answer.status == 202
+            await agent.wait_log(lambda line: line.get("event") == "uplink.unavailable", 30)
+            await sim.come_up()
+            async with asyncio.timeout(30):
+                await sim.wait_until(lambda r: bool(r.print_flags))
+        assert await agent.stop() == 0
+    finally:
+        if agent.proc is not None and agent.proc.returncode is None:
+            await agent.kill()
+        await sim.stop()
+    logged = await agent.output()
+    assert "idcas.link_built" in logged  # it did log, at debug level
+    cfg = sim.config
+    secrets = [sim.sev, cfg.des_key, cfg.md5_key, cfg.password, cfg.client_secret, ID_CARD]
+    secrets += [PATIENT_NAME, json.dumps(PATIENT_NAME)[1:-1], *issued, *sim._tokens]
+    secrets += [
+        value for url in urls for value in url.split("?", 1)[-1].split("&") if len(value) > 12
+    ]
+    leaked = [s for s in secrets if s and s in logged]
+    assert not leaked, leaked

@@ -233,7 +233,8 @@ async def test_topic_suffixes_alerts_and_unpublishable_messages(
     ]
     assert alerted.topic == f"{PREFIX}/alert/critical"
     assert set(alerted.payload) == {
-        *("id", "at", "severity", "code", "subject", "message", "origin", "snoozed")
+        *("id", "at", "severity", "code", "subject", "message", "origin", "snoozed"),
+        "recorded_at",
     }
     assert alerted.payload["message"] == "未清洗" and alerted.payload["severity"] == "critical"
     dead = [r["last_error"] for r in found if r["state"] == "dead"]

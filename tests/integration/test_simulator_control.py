@@ -144,6 +144,8 @@ async def test_fault_switches_reach_a_running_agent_and_reset_restores_them(tmp_
         ("remote-imaging", "base_url", ["--dicom-port=0"]),
         ("http-cloud", "url", []),
         ("insurance-imaging", "deletion_url", []),
+        ("idcas-archive", "auth_url", []),
+        ("results-sharing", "base_url", []),
     ],
 )
 async def test_every_simulate_command_goes_down_and_comes_up(tmp_path, platform, url_of, args):

@@ -41,6 +41,17 @@ async def receive(tmp_path: Path, duplicates: str, *batches: list[Path]) -> Jour
     return journal
 
 
+async def queue_for_forwarding(journal: Journal, study: str) -> None:
+    """Join an exam to the study and make it stable: its images are queued for the uplink."""
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    await journal.ingest([exam(exam_doc(studyUID=study), at=later)])
+    last = (
+        await journal.run(lambda c: c.execute("SELECT last_received FROM im_studies").fetchone())
+    )[0]
+    stable = {"study_uid": study, "last_received": last}
+    await journal.ingest([Event("imaging.study_stable", "imaging", stable, received_at=later)])
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "agent.toml"
@@ -55,9 +66,10 @@ def audit(config: Path, capsys: pytest.CaptureFixture[str], *options: str) -> tu
 
 
 def indexed_paths(tmp_path: Path) -> dict[str, str]:
-    """SOP Instance UID → the file the index points at."""
+    """SOP Instance UID → the file the index points at (it keeps them relative to the spool)."""
     with closing(sqlite3.connect(tmp_path / "state" / "journal.db")) as conn:
-        return dict(conn.execute("SELECT sop_uid, path FROM im_instances").fetchall())
+        rows = conn.execute("SELECT sop_uid, path FROM im_instances").fetchall()
+    return {sop: str(tmp_path / "state" / "spool" / path) for sop, path in rows}
 
 
 def sop_uid(path: Path | str) -> str:
@@ -120,13 +132,7 @@ async def test_an_overwritten_file_still_queued_for_an_uplink_is_not_a_copy(
     first, *_ = slices = make_ct_slices(tmp_path / "in", 2, rows=8, columns=8)
     journal = await receive(tmp_path, "overwrite", slices)
     study = str(dcmread(first, stop_before_pixels=True).StudyInstanceUID)
-    later = datetime.now(UTC) + timedelta(minutes=2)
-    await journal.ingest([exam(exam_doc(studyUID=study), at=later)])
-    last = (
-        await journal.run(lambda c: c.execute("SELECT last_received FROM im_studies").fetchone())
-    )[0]
-    stable = {"study_uid": study, "last_received": last}
-    await journal.ingest([Event("imaging.study_stable", "imaging", stable, received_at=later)])
+    await queue_for_forwarding(journal, study)
     await journal.close()
     queued = indexed_paths(tmp_path)[sop_uid(first)]
 

@@ -259,7 +259,7 @@ async def test_wrong_credentials_or_scheme_keep_messages_queued(open_journal, pl
                 lambda: _when(rows(journal), lambda r: all(x["attempts"] >= 2 for x in r.values()))
             )
         ).values()
-    assert row["state"] == "pending"
+    assert row["state"] in ("pending", "inflight")  # still queued (maybe on its next attempt)
     assert "code 403: 签名错误" in row["last_error"]
     assert SECRET not in row["last_error"]
 

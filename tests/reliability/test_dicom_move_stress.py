@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
 
 from drivers.dicom import reactor_pause
+from drivers.dicom.store_link import MovingAE
 from tests.helpers import eventually
 from tests.integration.test_dicom_move_race import (
     IMAGES,
@@ -97,7 +97,7 @@ async def test_concurrent_moves_and_gets_complete_every_sub_operation(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     await eventually(lambda: listening(move_port))
-    ae = AE("EDGE")
+    ae = MovingAE("EDGE")
     ae.maximum_associations = 2 * (MOVES + GETS)
     ae.dimse_timeout = 20  # a lost response fails the round in 20 s instead of 60
     server, port = serve(tmp_path / "state", move_port, ae)

@@ -41,3 +41,18 @@ def test_the_last_error_has_its_time_and_is_dimmed_once_a_delivery_succeeded():
     past = str(error_cell(board, viewer, LastError("HTTP 503", failed_at, True)))  # type: ignore[arg-type]
     assert 'class="error"' in current and "12-06 13:46:40" in current and "已恢复" not in current
     assert 'class="error recovered"' in past and "已恢复" in past
+
+
+def test_the_platforms_completeness_of_the_latest_day_is_one_line_per_uplink():
+    from agent.web.dashboard.views.uplinks import reconciliation_lines
+
+    lines = str(
+        reconciliation_lines(
+            [
+                ("sharing", "2026-12-06", "unreconciled", 40, 2),
+                ("other", "2026-12-06", "complete", 7, 0),
+            ]
+        )
+    )
+    assert "sharing 2026-12-06: 补传后仍缺失" in lines and "2 缺失" in lines
+    assert "other 2026-12-06: 平台数据完整" in lines and "(7 条" in lines

@@ -1,17 +1,21 @@
-"""What C-GET/C-MOVE can convert without a codec, and the byte swap big endian needs."""
+"""What C-GET/C-MOVE can convert without a codec, the byte swap big endian needs, and how
+often a C-MOVE reports progress."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
+import pytest
 from pydicom import uid
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_MOVE, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 
-from drivers.dicom import wire
+from drivers.dicom import qr, retrieve, wire
 from drivers.dicom.retrieve import converts, dataset_offset, swap_other_words
 
 
@@ -73,3 +77,63 @@ def test_the_data_set_offset_is_read_from_the_meta_group_length(tmp_path: Path) 
     data = Path(str(get_testdata_file("CT_small.dcm"))).read_bytes()
     without.write_bytes(data[:132] + data[144:])
     assert dataset_offset(without) == split_dataset(without)[1]
+
+
+def test_a_move_sends_pending_responses_at_most_every_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[tuple[int, float]] = []
+    clock = [0.0]
+    monkeypatch.setattr("drivers.dicom.qr.time.monotonic", lambda: clock[0])
+
+    class Dimse:
+        def send_msg(self, primitive: C_MOVE, context_id: int) -> None:
+            sent.append((int(primitive.Status or 0), clock[0]))
+
+    assoc = SimpleNamespace(dimse=Dimse())
+    qr.fewer_pending_responses(assoc)
+    qr.fewer_pending_responses(assoc)  # a second move on the association: not wrapped twice
+    for step in range(10):
+        clock[0] = step * 0.1
+        pending = C_MOVE()
+        pending.Status = qr.PENDING
+        assoc.dimse.send_msg(pending, 1)
+    final = C_MOVE()
+    final.Status = 0x0000
+    assoc.dimse.send_msg(final, 1)
+    assert [status for status, _ in sent] == [qr.PENDING] * 4 + [0x0000]
+    assert [round(at, 1) for _, at in sent[:4]] == [0.0, 0.3, 0.6, 0.9]
+
+
+class _Trickle:
+    """A socket whose every send takes at most `most` bytes, as a full buffer does."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.out, self.calls = most, bytearray(), 0
+
+    def sendmsg(self, buffers: list[memoryview]) -> int:
+        self.calls += 1
+        assert len(buffers) <= retrieve.IOV_MAX
+        data = b"".join(buffers)[: self.most]
+        self.out += data
+        return len(data)
+
+
+@pytest.mark.parametrize("most", [1, 7, 4096, 1 << 30])
+def test_gathered_sends_survive_partial_writes(most: int) -> None:
+    data = memoryview(bytes(range(256)) * 300)
+    parts = [b"command", *retrieve.fragments(1, 1000, data, True), b"", b"tail"]
+    sock = _Trickle(most)
+    retrieve.send_parts(cast(Any, sock), parts)
+    assert bytes(sock.out) == b"".join(parts)
+    if most == 1 << 30:
+        assert sock.calls == 1  # 78 PDUs in one system call
+
+
+def test_fragments_flag_only_the_last_pdu_of_the_data_set() -> None:
+    parts = retrieve.fragments(3, 10, memoryview(bytes(25)), True)
+    headers = [wire.pdu_header(bytes(h[:6])) for h in parts[::2]]
+    controls = [bytes(h)[11] for h in parts[::2]]
+    assert headers == [(wire.P_DATA_TF, 16), (wire.P_DATA_TF, 16), (wire.P_DATA_TF, 11)]
+    assert controls == [0x00, 0x00, 0x02]
+    assert retrieve.fragments(3, 10, memoryview(bytes(20)), False)[-2][11] == 0x00

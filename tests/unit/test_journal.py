@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.errors import JournalError, UnstorableEventError
+from agent.errors import JournalCorruptError, JournalError, UnstorableEventError
 from agent.events import Event
 from agent.journal import failures, outbox
 from agent.journal.database import latest_version, open_database
@@ -216,8 +216,10 @@ def test_corrupt_database_fails_the_integrity_check(tmp_path):
     data = bytearray(path.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # wreck the first page's b-tree
     path.write_bytes(bytes(data))
-    with pytest.raises(JournalError):
+    with pytest.raises(JournalCorruptError, match="integrity check") as refused:
         open_database(path)
+    steps = str(refused.value)  # what to do, not only what is wrong
+    assert f"cp -a {tmp_path}" in steps and "edge-agent restore" in steps and ".recover" in steps
 
 
 async def test_retention_purges_old_events_and_settled_messages_only(open_journal, tmp_path):

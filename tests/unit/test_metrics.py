@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.config import load_config
+from agent.journal.readers import Readers
 from agent.observe import QueueState, Snapshot, SourceState
 from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
@@ -66,8 +67,10 @@ async def test_a_closed_journal_makes_the_agent_report_its_database_down(open_jo
     config_path.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
     agent = Agent(load_config(config_path, PLUGIN_KINDS))
     agent.journal = await open_journal.open()
+    agent.readers = Readers(agent.journal.path)
     assert (await agent.observe()).database_ok
     await agent.journal.close()
     snapshot = await agent.observe()
+    await agent.readers.close()
     assert not snapshot.database_ok and "closed" in snapshot.database_error
     assert health(snapshot)[1] == 503

@@ -75,17 +75,22 @@ $before
 """
 
 
+# Pages that are not live fragments (their own routes): (name, path, Chinese, English).
+OTHER_PAGES = (("lookback", "/lookback", "追溯", "Lookback"),)
+
+
 def nav(current: str) -> Markup:
     """Links to every page, the current one marked."""
+    pages = [(p.name, p.path, p.chinese, p.english) for p in PAGES.values()] + [*OTHER_PAGES]
     return join(
         render(
             '<a href="$path" class="$cls"$aria>$label</a>',
-            path=page.path,
-            cls="current" if page.name == current else "",
-            aria=Markup(' aria-current="page"') if page.name == current else Markup(""),
-            label=both(page.chinese, page.english),
+            path=path,
+            cls="current" if name == current else "",
+            aria=Markup(' aria-current="page"') if name == current else Markup(""),
+            label=both(chinese, english),
         )
-        for page in PAGES.values()
+        for name, path, chinese, english in pages
     )
 
 

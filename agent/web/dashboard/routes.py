@@ -22,6 +22,7 @@ from agent.web.bodies import read_form
 from agent.web.context import ROW_ID, Query
 from agent.web.dashboard import actions
 from agent.web.dashboard.context import DASHBOARD_KEY, Dashboard, Viewer
+from agent.web.dashboard.lookback_page import add_lookback_page
 from agent.web.dashboard.pages import PAGES, Page, layout, notice
 from agent.web.dashboard.render import Markup, both, render
 from agent.web.dashboard.sessions import (
@@ -98,6 +99,7 @@ def add_dashboard_routes(
     route("POST", "/scopes/{number}/override", actions.override, "override")
     route("POST", f"/dead-letters/{{message_id:{ROW_ID}}}/retry", actions.retry, "retry")
     route("POST", f"/dead-letters/{{message_id:{ROW_ID}}}/discard", actions.discard, "discard")
+    add_lookback_page(app)
     app.router.add_static("/static", STATIC, name=f"{ROUTE_PREFIX}static")
 
 

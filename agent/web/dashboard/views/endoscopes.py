@@ -11,6 +11,7 @@ from typing import Any
 from agent.events import utcnow
 from agent.reprocessing.config import Endoscope, ReprocessingConfig
 from agent.reprocessing.state import scope_states
+from agent.vocabulary.masking import mask_id, mask_name
 from agent.vocabulary.records import REPROCESSING_RECORDS
 from agent.vocabulary.steps import STEP_NAMES, Disinfectant, StepKind
 from agent.web.dashboard.context import Dashboard, Viewer
@@ -21,8 +22,6 @@ from agent.web.dashboard.render import (
     icon,
     join,
     local_time,
-    mask_id,
-    mask_name,
     parse_time,
     render,
 )

@@ -6,8 +6,9 @@ from functools import partial
 from typing import Any
 
 from agent.imaging.state import recent_studies
+from agent.vocabulary.masking import mask_id
 from agent.web.dashboard.context import Dashboard, Viewer
-from agent.web.dashboard.render import Markup, both, icon, join, local_time, mask_id, render
+from agent.web.dashboard.render import Markup, both, icon, join, local_time, render
 
 RECENT = 50
 STATE = {"receiving": ("progress", "接收中", "receiving"), "stable": ("ready", "完整", "stable")}

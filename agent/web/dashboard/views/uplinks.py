@@ -80,10 +80,54 @@ def readable(error: str) -> str:
     return f"{head.rstrip(' :')}: {said}".lstrip(": ") if said else error
 
 
+RECONCILED = {  # a results-sharing day's state (agent/uplinks/results_sharing/reconcile.py)
+    "reported": ("warning", "日报已报，待校验", "reported, to check"),
+    "resent": ("warning", "平台缺失，已补传", "missing records re-sent"),
+    "complete": ("ready", "平台数据完整", "complete at the platform"),
+    "unreconciled": ("blocked", "补传后仍缺失", "still missing after re-sends"),
+}
+
+
+def reconciliations(conn: sqlite3.Connection) -> list[tuple[str, str, str, int, int]]:
+    """(uplink, day, state, records, missing) of each uplink's latest reconciled day."""
+    try:
+        return list(
+            conn.execute(
+                "SELECT uplink, day, state, records, missing FROM rs_daily r WHERE day ="
+                " (SELECT MAX(day) FROM rs_daily WHERE uplink = r.uplink) ORDER BY uplink"
+            )
+        )
+    except sqlite3.OperationalError:  # a journal from before the table
+        return []
+
+
+def reconciliation_lines(rows: list[tuple[str, str, str, int, int]]) -> Markup:
+    """One line per uplink: the platform's completeness check of the latest day."""
+    lines = []
+    for uplink, day, state, records, missing in rows:
+        icon_name, zh, en = RECONCILED.get(state, ("warning", state, state))
+        lines.append(
+            render(
+                '<p class="reconciled" id="reconciled-$u">$icon $u $day: $zh <span class="en">$en'
+                "</span> ($records $rec$missing)</p>",
+                icon=icon(icon_name),
+                u=uplink,
+                day=day,
+                zh=zh,
+                en=en,
+                records=records,
+                rec=both("条", "records"),
+                missing=render(", $n $t", n=missing, t=both("缺失", "missing")) if missing else "",
+            )
+        )
+    return join(lines)
+
+
 async def uplinks(dashboard: Dashboard, viewer: Viewer) -> Markup:
-    """The live part of the Uplinks page: one row per uplink."""
+    """The live part of the Uplinks page: one row per uplink, then the platforms' completeness."""
     snapshot = await dashboard.observe()
     errors, rates = await dashboard.query(uplink_details)
+    checked = reconciliation_lines(await dashboard.query(reconciliations))
     rows = []
     for q in snapshot.queues:
         icon_name, zh, en = BREAKER.get(q.breaker, ("warning", q.breaker, q.breaker))
@@ -119,7 +163,8 @@ async def uplinks(dashboard: Dashboard, viewer: Viewer) -> Markup:
     return render(
         '<table class="grid"><thead><tr><th>$n</th><th>$b</th><th>$p</th><th>$i</th><th>$d</th>'
         "<th>$o</th><th>$r</th><th>$t</th><th>$e</th></tr></thead><tbody>$rows</tbody></table>"
-        '<p><a href="/dead-letters">$dl</a></p>',
+        '$checked<p><a href="/dead-letters">$dl</a></p>',
+        checked=checked,
         n=both("平台", "Uplink"),
         b=both("熔断器", "Breaker"),
         p=both("待发", "Pending"),

@@ -1,0 +1,102 @@
+"""Seed 001 检查4-7, 检验7-9: a doctor station asks the results-sharing platform through the local
+API and gets its data at once; lab queries are answered locally once asked (L223)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from agent.config import ApiSection
+from agent.journal.writer import Journal
+from agent.simulators.results_sharing import ResultsSharingSimulator
+from agent.uplinks.results_sharing.queries import SharingQueries
+from agent.web.api import make_app
+from tests.integration.test_results_sharing import sharing, start_platform
+
+TOKEN = "query-api-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ID_CARD = "340102198001011234"
+HELD = {"orgCode": "XC0002", "examNo": "X1", "idCardNo": ID_CARD, "patientName": "张三",
+        "examClass": "CT", "abnormalFlag": "1"}  # fmt: skip
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[ResultsSharingSimulator]:
+    simulator = await start_platform()
+    simulator.received.records["uploadExamIndex"] = {"XC0002|X1": HELD}  # another hospital's
+    simulator.received.records["uploadLabReport"] = {
+        "XC0002|L1": {"orgCode": "XC0002", "reportNo": "L1", "idCardNo": ID_CARD}
+    }
+    yield simulator
+    await simulator.stop()
+
+
+@pytest.fixture
+async def api(
+    platform, open_journal, tmp_path
+) -> AsyncIterator[tuple[TestClient[Any, Any], SharingQueries]]:
+    journal: Journal = await open_journal.open()
+
+    async def emit(event: Any) -> bool:
+        return (await journal.ingest([event]))[0]
+
+    queries = SharingQueries("sharing", sharing(platform.base_url, tmp_path))
+    settings = ApiSection(enabled=True, token=SecretStr(TOKEN))
+    app = make_app(settings, emit, journal.run, sharing_queries=queries)
+    async with TestClient(TestServer(app)) as client:
+        yield client, queries
+
+
+async def ask(client: TestClient[Any, Any], name: str, body: Any) -> tuple[int, Any]:
+    answer = await client.post(f"/api/v1/sharing/queries/{name}", json=body, headers=AUTH)
+    return answer.status, await answer.json()
+
+
+async def test_outside_exams_abnormal_results_and_a_viewer_key(api, platform):
+    client, _ = api
+    status, body = await ask(client, "exams", {"id_card_no": ID_CARD})
+    assert status == 200 and body == {"source": "platform", "data": [HELD]}
+    status, body = await ask(client, "exam_abnormal", {"id_card_no": ID_CARD})
+    assert status == 200 and body["data"] == [HELD]
+    status, body = await ask(
+        client, "viewer_key", {"other_org_code": "XC0002", "study_uid": "1.2.3.4"}
+    )
+    assert status == 200
+    key = body["data"]["viewerKey"]  # the platform issued it for that study
+    verified = await platform._verify_key(
+        "verifyViewerKey", "viewer", {"orgCode": "XC0002", "viewerKey": key, "studyUid": "1.2.3.4"}
+    )
+    assert json.loads(verified.text)["code"] == 200
+
+
+async def test_lab_data_is_answered_locally_once_asked(api, platform):
+    client, _ = api
+    first = await ask(client, "labs", {"id_card_no": ID_CARD})
+    asked = platform.received.requests
+    second = await ask(client, "labs", {"id_card_no": ID_CARD})
+    assert first[0] == second[0] == 200
+    assert (first[1]["source"], second[1]["source"]) == ("platform", "local")
+    assert (
+        first[1]["data"]
+        == second[1]["data"]
+        == [{"orgCode": "XC0002", "reportNo": "L1", "idCardNo": ID_CARD}]
+    )
+    assert platform.received.requests == asked  # the platform was not asked again
+
+
+async def test_bad_parameters_unknown_queries_and_an_unreachable_platform(api, platform):
+    client, _ = api
+    status, body = await ask(client, "exams", {})
+    assert status == 422 and body["problems"] == ["idCardNo: required field is missing"]
+    status, body = await ask(client, "exams", {"id_card": ID_CARD})
+    assert status == 422 and body["problems"][0].startswith("id_card: not a parameter")
+    status, body = await ask(client, "nonsense", {})
+    assert status == 404 and "exams" in body["queries"]
+    await platform.go_down()
+    status, body = await ask(client, "exams", {"id_card_no": ID_CARD})
+    assert status == 503

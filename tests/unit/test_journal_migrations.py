@@ -1,0 +1,57 @@
+"""Every shipped schema version migrates to the current one with its data in it (issue 22)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.journal.alerts import open_alerts
+from agent.journal.database import latest_version, open_database
+from agent.observe import outbox_counts
+from agent.reprocessing.lookback import Question, answer
+from agent.reprocessing.state import scope_states
+from tests.journal_fixtures import CLEAN_ID, FOLDER, PATIENT, load
+
+FIXTURES = sorted(FOLDER.glob("v*.sql"), key=lambda p: int(re.sub(r"\D", "", p.stem)))
+
+
+def test_there_is_a_fixture_of_every_version_before_the_current_one():
+    found = [int(path.stem[1:]) for path in FIXTURES]
+    assert found == list(range(1, latest_version())), "run: python -m tests.journal_fixtures"
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
+def test_a_journal_of_each_version_migrates_with_its_data(fixture: Path, tmp_path):
+    version = load(fixture, tmp_path / "journal.db")
+    conn = open_database(tmp_path / "journal.db")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version()
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
+        by_state = dict(conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
+        counts, _ = outbox_counts(conn)  # v7's tallies agree with the rows they count
+        tallied: dict[str, int] = {}
+        for states in counts.values():
+            for state, n in states.items():
+                tallied[state] = tallied.get(state, 0) + n
+        assert tallied == by_state and by_state["delivered"] == 1 and by_state["dead"] == 1
+        assert conn.execute("SELECT attempts FROM handler_failures").fetchone()[0] >= 1
+        if version >= 2:  # the use its cycle kept is a lookback row (v11)
+            (entry,) = answer(conn, Question("patient", PATIENT))
+            assert entry["use"]["scope"] == "GIF-001" and entry["cycle"]["clean_id"] == CLEAN_ID
+            assert scope_states(conn)[0]["clean_id"] == CLEAN_ID
+        if version >= 3:
+            assert [a["code"] for a in open_alerts(conn)] == ["scope_not_reprocessed"]
+        if version >= 5:  # spool paths relative to the spool, queued images say so too (v11)
+            path = conn.execute("SELECT path FROM im_instances").fetchone()[0]
+            assert path == "2026/11/24/0192a6e4-7c1d.dcm"
+            (payload,) = conn.execute(
+                "SELECT payload FROM outbox WHERE kind = 'dicom.instance'"
+            ).fetchone()
+            assert json.loads(payload)["spool_path"] == path
+            exam = conn.execute("SELECT patient_id, exam_at FROM im_exams").fetchone()
+            assert exam == ("P001", "2026-11-23T10:00:00")  # v10 read them from the document
+    finally:
+        conn.close()
