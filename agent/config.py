@@ -8,7 +8,7 @@ import stat
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -204,6 +204,9 @@ class UplinkSection(PluginSection):
     dead_letter_blocks_key: bool = False
     # Messages of one order key sent one after another by one task and settled in one commit.
     send_run: Annotated[int, Field(ge=1, le=1000)] = 1
+    # Answers the uplink cannot read (an HTML page with 200, JSON cut short) in a row before the
+    # message becomes a dead letter with an alert (uplink_answer_unreadable).
+    unreadable_answer_attempts: Annotated[int, Field(ge=1)] = 10
 
 
 MIN_TOKEN_LENGTH = 16
@@ -331,6 +334,12 @@ class PluginType(Protocol):
         """What an uplink of this type asks the domains for (their offers); empty for others."""
         ...
 
+    @property
+    def check_feeder(self) -> Callable[[Any, Any], list[str]] | None:
+        """An uplink type's check of a section that names it (uplink, feeder) → "key: reason"
+        lines about the feeder's values the platform would refuse; None: no check."""
+        ...
+
 
 # Plugin section ("uplinks", "sources", …) -> type name -> plugin type; the wiring passes its
 # registry in (agent.plugins.PLUGIN_KINDS), so the core never imports the plugins.
@@ -370,6 +379,7 @@ def load_config(
                 del table[name]  # still validate everything else, so every problem is listed
             else:
                 table[name] = model
+    problems.extend(_check_feeders(path, raw, plugins))
     try:
         config = Config.model_validate({**raw, "path": path}, context=context)
     except ValidationError as err:
@@ -377,6 +387,27 @@ def load_config(
     if not problems:
         return config
     raise ConfigError(problems)
+
+
+def _check_feeders(path: Path, raw: dict[str, Any], plugins: PluginKinds) -> list[str]:
+    """What each enabled uplink's type finds wrong in the validated sections that feed it."""
+    table = raw.get("uplinks")
+    uplinks: dict[str, Any] = table if isinstance(table, dict) else {}
+    problems: list[str] = []
+    for section in plugins:
+        feeders = raw.get(section)
+        for name, feeder in feeders.items() if isinstance(feeders, dict) else ():
+            if not isinstance(feeder, PluginSection) or not feeder.enabled:
+                continue
+            for used in feeder.uplinks_used():
+                uplink = uplinks.get(used)
+                if not isinstance(uplink, PluginSection) or not uplink.enabled:
+                    continue
+                kind = plugins.get("uplinks", {}).get(uplink.type)
+                check = kind.check_feeder if kind is not None else None
+                lines = check(uplink, feeder) if check is not None else []
+                problems.extend(f"{path}: {section}.{name}.{line}" for line in lines)
+    return problems
 
 
 def _state_dir_of(raw: dict[str, Any], base: Path) -> Path:

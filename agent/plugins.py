@@ -39,6 +39,7 @@ from agent.uplinks.results_sharing import daily as results_sharing_daily
 from agent.uplinks.results_sharing import gate as results_sharing_gate
 from agent.uplinks.results_sharing import uplink as results_sharing_uplink
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
+from agent.uplinks.zhejiang_endoscope import feeders as zhejiang_endoscope_feeders
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, report_folder, synthetic
@@ -69,6 +70,9 @@ class Plugin:
     # An uplink's forwarding plan: the domains' offers it receives (e.g. imaging.Offer); a domain
     # naming it in forward_to sends it only those, and an uplink asking for none is a config error.
     plan: frozenset[str] = frozenset()
+    # An uplink's check of a section that names it (a domain feeding it records): lines
+    # "key: reason" for values the platform's tables would refuse, so check-config fails at start.
+    check_feeder: Callable[[Any, Any], list[str]] | None = None
     # An uplink's routes on the local API, and on its own listener, that need the built uplink
     # (e.g. its token cache): called with (name, section, uplink).
     api_routes: Callable[[str, Any, Any], list[RouteDef]] | None = None
@@ -77,13 +81,22 @@ class Plugin:
 
 # Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
 # the statistics slots.
-SEED_003_PLAN = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
+SEED_003_PLAN = frozenset(
+    {Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS, Offer.EXAM_WITHOUT_IMAGES}
+)
 UPLINKS = {
     # The generic JSON POST forwards what it is given: what imaging offered before plans.
     "http": Plugin(
         http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
     ),
-    "zhejiang_endoscope": Plugin(ZhejiangEndoscopeConfig, zhejiang_endoscope_uplink.build),
+    # Seed 000's tables also check what the reprocessing domain's config feeds into records.
+    "zhejiang_endoscope": Plugin(
+        ZhejiangEndoscopeConfig,
+        zhejiang_endoscope_uplink.build,
+        check_feeder=lambda uplink, domain: zhejiang_endoscope_feeders.check(
+            uplink, reprocessing.fed_values(domain) if reprocessing.feeds_records(domain) else ()
+        ),
+    ),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
     "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
     # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for

@@ -44,6 +44,8 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
+from agent.uplinks.remote_imaging import jiwei, viewer
+from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.queries import queries as sharing_queries
 from agent.web.api import make_app
@@ -76,6 +78,7 @@ def dispatch_settings(section: UplinkSection) -> DispatchSettings:
         breaker_open_seconds=section.breaker_open_seconds,
         dead_letter_blocks_key=section.dead_letter_blocks_key,
         send_run=section.send_run,
+        unreadable_attempts=section.unreadable_answer_attempts,
     )
 
 
@@ -326,6 +329,23 @@ class Agent:
                         insurance_launcher(section)
                         for section in uplinks.values()
                         if isinstance(section, InsuranceImagingConfig) and section.viewer.enabled
+                    ),
+                    None,
+                ),
+                apply_forms=next(
+                    (
+                        partial(jiwei.lookup, section.jiwei)
+                        for section in uplinks.values()
+                        if isinstance(section, RemoteImagingConfig) and section.jiwei.enabled
+                    ),
+                    None,
+                ),
+                report_viewer=next(
+                    (
+                        partial(viewer.viewer_url, section.report_viewer)
+                        for section in uplinks.values()
+                        if isinstance(section, RemoteImagingConfig)
+                        and section.report_viewer.enabled
                     ),
                     None,
                 ),

@@ -15,11 +15,12 @@ from agent.dispatch.outcomes import Outcome, Reject, Retry
 from agent.dispatch.policy import Backoff, Breaker, BreakerState
 from agent.dispatch.uplink import Uplink
 from agent.journal import outbox
-from agent.journal.alerts import Alert, raise_alert
+from agent.journal.alerts import Alert, Severity, raise_alert
 from agent.journal.outbox import OutboxMessage
 from agent.journal.writer import Journal
 
 log = structlog.get_logger(__name__)
+UNREADABLE_ALERT = "uplink_answer_unreadable"  # a message dead-lettered for unreadable answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class DispatchSettings:
     # settled in one commit: fewer commits per message, at the price of resending up to this
     # many per key after a crash (duplicates stay bounded: at most once per message per crash).
     send_run: int = 1
+    unreadable_attempts: int = 10  # unreadable answers in a row before a dead letter + alert
 
 
 @dataclass(slots=True)
@@ -63,11 +65,13 @@ def dead_letter(
     reason: str,
     response: str | None,
     alert: str | None,
+    severity: Severity = "critical",
 ) -> None:
     """Make the message a dead letter and, if the refusal calls for one, raise its alert."""
     outbox.mark_dead(conn, message.id, reason, response)
     if alert:
-        raise_alert(conn, Alert(alert, message.order_key, reason, f"outbox:{message.id}"))
+        origin = f"outbox:{message.id}"
+        raise_alert(conn, Alert(alert, message.order_key, reason, origin, severity))
 
 
 class Dispatcher:
@@ -89,6 +93,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # by the run's first message id
         self._runs: dict[int, _Run] = {}
+        # Unreadable answers in a row per message, counted by this process (a restart recounts).
+        self._unreadable: dict[int, int] = {}
         self._stopping = False
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
@@ -196,6 +202,7 @@ class Dispatcher:
         try:
             for message in run.messages:
                 outcome = await self._attempt_authenticated(message)
+                outcome = self._give_up_unreadable(message, outcome)
                 run.outcomes.append(outcome)
                 self._account(message, outcome)
                 if not self._run_goes_on(message, outcome):
@@ -250,6 +257,19 @@ class Dispatcher:
             self._auth_generation += 1
             log.info("uplink.reauthenticated", uplink=self.name)
             return None
+
+    def _give_up_unreadable(self, message: OutboxMessage, outcome: Outcome) -> Outcome:
+        """`outcome`, or a Reject once the platform's answers were unreadable too often in a row."""
+        if not (isinstance(outcome, Retry) and outcome.unreadable):
+            self._unreadable.pop(message.id, None)
+            return outcome
+        count = self._unreadable.get(message.id, 0) + 1
+        if count < self.settings.unreadable_attempts:
+            self._unreadable[message.id] = count
+            return outcome
+        self._unreadable.pop(message.id, None)
+        reason = f"{count} unreadable answers in a row (unreadable_answer_attempts): "
+        return Reject(reason + outcome.reason, outcome.response, UNREADABLE_ALERT)
 
     def _account(self, message: OutboxMessage, outcome: Outcome) -> None:
         """Count the outcome, feed the breaker and log what changed (before it is written)."""
@@ -326,6 +346,7 @@ class Dispatcher:
                 reason=outcome.reason,
                 response=outcome.response,
                 alert=outcome.alert,
+                severity="error" if outcome.alert == UNREADABLE_ALERT else "critical",
             )
         else:
             outbox.mark_delivered(conn, message.id, outcome.response)

@@ -19,6 +19,9 @@ class Retry:
     `reauthenticate` says the credentials expired: the dispatcher refreshes them once
     (single-flight) and retries at once. `deferred` says the platform is fine and only this
     message must wait (e.g. for a record it depends on): the circuit breaker is not charged.
+    `unreadable` says the platform answered something the uplink cannot read (an HTML page with
+    200, truncated JSON): after the uplink's `unreadable_answer_attempts` such answers in a row
+    the dispatcher makes the message a dead letter with an alert instead of retrying forever.
     """
 
     reason: str
@@ -26,6 +29,7 @@ class Retry:
     response: str | None = None
     reauthenticate: bool = False
     deferred: bool = False
+    unreadable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

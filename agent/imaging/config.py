@@ -35,6 +35,9 @@ class ImagingConfig(PluginSection):
     quiet_seconds: Seconds = 60.0  # a study without a new instance this long is stable
     duplicates: Literal["keep_first", "overwrite"] = "keep_first"  # a SOP Instance UID again
     forward_to: list[str] = ["remote_imaging"]  # uplinks; each gets what its type's plan asks for
+    # Exams are pushed from this examStatus on (50 images, 60 preliminary, 65 returned, 70 final);
+    # a study's images wait for its first push. "70": only diagnosed exams (seed 003 §3.2.1.2).
+    push_from_status: Literal["50", "60", "65", "70"] = "50"
     statistics_times: list[ClockTime] = ["12:00", "20:00"]  # local times of the daily uploads
     statistics_days: Annotated[int, Field(ge=1, le=31)] = 1  # 2: today and yesterday
     timezone: TimeZoneName = "Asia/Shanghai"  # exam times and statistics dates are local

@@ -59,9 +59,10 @@ class _Part(Body):
 class Identity(_Part):
     """One of the patient's ID documents."""
 
-    idType: Literal["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "99"]
-    idName: Required32
-    idNumber: Required32
+    # The seed marks none of an identity's fields required (§3.2.3.1): neither does the API.
+    idType: Literal["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "99"] | None = None
+    idName: Text32 | None = None
+    idNumber: Text32 | None = None
 
 
 class PatientInfo(_Part):
@@ -114,24 +115,28 @@ class ExamOrgan(_Part):
 
 
 class ExamInfo(_Part):
-    """examInfo: the order and how far it got (hospital codes are the uplink's to fill)."""
+    """examInfo: the order and how far it got (hospital codes default to the uplink's)."""
 
     multiline = frozenset({"physSign", "clinSymp", "clinDiag", "examMemo"})
 
-    applyNo: Required32
+    # Required by the push (基卫 finds the report by it); absent, the domain takes it from the
+    # 基卫 apply forms looked up for the patient (agent/imaging/apply_forms.py).
+    applyNo: Text32 | None = None
     patientID: Text32 | None = None  # 检查号; the uplink checks it against the images
     examStatus: Literal["50", "60", "65", "70"]  # images, preliminary, returned, final report
     examTime: Moment
     examClass: Required32
     examSubClass: Text32 | None = None
     commonName: Text32 | None = None
-    examItemList: Annotated[list[ExamItem], Field(min_length=1)]
-    examOrganList: Annotated[list[ExamOrgan], Field(min_length=1)]
+    # Only their entries' itemName / organName are required in the seed, not the lists.
+    examItemList: list[ExamItem] | None = None
+    examOrganList: list[ExamOrgan] | None = None
     device: Text128 | None = None
     performDeptCode: Text32 | None = None
     performDeptName: Text64 | None = None
     technicanCode: Text32 | None = None
     technicanName: Text32 | None = None
+    reqHospitalCode: Text32 | None = None  # the requesting hospital (医共体); default hospitalCode
     reqHospitalName: Text64 | None = None
     reqWardCode: Text32 | None = None
     reqWardName: Text64 | None = None
@@ -170,8 +175,8 @@ class Category(_Part):
 class ReportImage(_Part):
     """An image of the report."""
 
-    rptImgType: Annotated[str, _vc(16, required=True)]  # BMP/JPG/DICOM
-    rptImgPath: Annotated[str, _vc(128, required=True)]
+    rptImgType: Annotated[str, _vc(16)] | None = None  # BMP/JPG/DICOM (optional in the seed)
+    rptImgPath: Annotated[str, _vc(128)] | None = None
     rptImgPos: Text32 | None = None
     rptImgDesc: Text32 | None = None
     sopInstanceUID: Annotated[str, _vc(256)] | None = None
@@ -200,6 +205,7 @@ class Exam(_Part):
     """POST /api/v1/exams: an order or report, joined to a study by studyUID or accessionNo."""
 
     examNo: Required32
+    hospitalCode: Text32 | None = None  # the exam's hospital where one front-end serves several
     patientInfo: PatientInfo
     examInfo: ExamInfo
     reportList: Report | None = None

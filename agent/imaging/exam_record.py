@@ -86,6 +86,7 @@ EXAM_INFO: tuple[Rule, ...] = (
     ("performDeptName", "order.performing_dept_name", ""),
     ("technicanCode", "order.technician_code", ""),
     ("technicanName", "order.technician_name", ""),
+    ("reqHospitalCode", "order.requesting_hospital_code", ""),
     ("reqHospitalName", "order.requesting_hospital_name", ""),
     ("reqWardCode", "order.requesting_ward_code", ""),
     ("reqWardName", "order.requesting_ward_name", ""),
@@ -140,6 +141,7 @@ REPORT: tuple[Rule, ...] = (
 )
 DOCUMENT: tuple[Rule, ...] = (
     ("examNo", "exam_no", ""),
+    ("hospitalCode", "hospital_code", ""),
     ("accessionNo", "accession", ""),
     ("studyUID", "study_uid", ""),
 )

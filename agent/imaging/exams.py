@@ -58,8 +58,8 @@ def save_exam(
     conn.execute(
         "INSERT INTO im_exams (exam_no, apply_no, accession, study_uid, exam_status, exam_class,"
         " exam_date, payload, updated_at, event_id, record, patient_id, exam_at, registered_at,"
-        " written_at, audited_at, refunded_at, cancelled_at, modified_at, report_digest)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " written_at, audited_at, refunded_at, cancelled_at, modified_at, report_digest,"
+        " hospital_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (exam_no) DO UPDATE SET apply_no = excluded.apply_no,"
         " accession = COALESCE(NULLIF(excluded.accession, ''), accession),"
         " study_uid = COALESCE(excluded.study_uid, study_uid),"
@@ -70,7 +70,8 @@ def save_exam(
         " exam_at = excluded.exam_at, registered_at = excluded.registered_at,"
         " written_at = excluded.written_at, audited_at = excluded.audited_at,"
         " refunded_at = excluded.refunded_at, cancelled_at = excluded.cancelled_at,"
-        " modified_at = excluded.modified_at, report_digest = excluded.report_digest",
+        " modified_at = excluded.modified_at, report_digest = excluded.report_digest,"
+        " hospital_code = excluded.hospital_code",
         (
             exam_no,
             str(info.get("applyNo") or ""),
@@ -92,6 +93,7 @@ def save_exam(
             record.get("cancelled_at"),
             modified,
             digest if report else None,
+            record.get("hospital_code") or None,
         ),
     )
     joined, stored_accession = conn.execute(
@@ -147,9 +149,23 @@ def attach_files(
 ) -> None:
     """Record files stored for an exam (the same file again keeps its first record)."""
     conn.executemany(
-        "INSERT OR IGNORE INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(exam_no, f["name"], f["kind"], int(f["size"]), at, event_id) for f in files],
+        "INSERT OR IGNORE INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id,"
+        " path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (exam_no, f["name"], f["kind"], int(f["size"]), at, event_id, f.get("path"))
+            for f in files
+        ],
+    )
+
+
+def report_images(conn: sqlite3.Connection, exam_no: str) -> list[tuple[str, str]]:
+    """(name, path) of the exam's JPEG report images stored with a known path."""
+    return list(
+        conn.execute(
+            "SELECT name, path FROM im_exam_files WHERE exam_no = ? AND kind = 'report_image'"
+            " AND path IS NOT NULL AND name LIKE '%.jpg' ORDER BY rowid",
+            (exam_no,),
+        )
     )
 
 

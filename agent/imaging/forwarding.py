@@ -8,6 +8,7 @@ import os
 import sqlite3
 from typing import Any
 
+from agent.imaging import report_images
 from agent.imaging.exams import Saved, exam_by_number, study_exams
 from agent.imaging.index import study_summary, unforwarded
 from agent.imaging.plans import Offer, Plans
@@ -25,28 +26,34 @@ def order_key(study_uid: str) -> str:
     return f"study:{study_uid}"
 
 
-def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
-    """Queue what a stable study with a joined exam still owes each uplink by its plan."""
+def forward(tx: Transaction, study_uid: str, plans: Plans, at: str, push_from: str = "50") -> None:
+    """Queue what a stable study with a joined exam (of status `push_from` or later) still owes
+    each uplink by its plan."""
     conn = tx.conn
     row = conn.execute("SELECT state FROM im_studies WHERE study_uid = ?", (study_uid,)).fetchone()
     if row is None or row[0] != "stable":
         return
-    exams = study_exams(conn, study_uid)
+    exams = [e for e in study_exams(conn, study_uid) if _status(e[1]) >= push_from]
     study = study_summary(conn, study_uid)
     if not exams or study is None:
-        return
+        return  # no exam to push yet: its images wait too (they follow a push)
     expect = {
         "PatientID": study["patient_id"],
         "StudyInstanceUID": study["study_uid"],
         "AccessionNumber": study["accession"],
     }
+    images = {exam_no: report_images.of_exam(conn, study_uid, exam_no) for exam_no, *_ in exams}
     for uplink, offers in plans.items():
         if Offer.EXAM_PUSH in offers:
             for exam_no, document, record in exams:
-                payload = {"exam": document, "record": record, "study": study}
-                _push(tx, uplink, study_uid, exam_no, payload)
+                payload: dict[str, Any] = {"exam": document, "record": record, "study": study}
+                if images[exam_no]:  # only then: other pushes keep their digest
+                    payload["report_images"] = images[exam_no]
+                _push(tx, uplink, order_key(study_uid), exam_no, payload)
         if Offer.IMAGES not in offers:
             continue
+        for listed in images.values():
+            report_images.queue(tx, uplink, study_uid, listed, expect)
         root = journal_spool_root(conn)
         for sop_uid, sop_class, syntax, path, event_id in unforwarded(conn, study_uid, uplink):
             tx.enqueue(
@@ -72,6 +79,16 @@ def forward(tx: Transaction, study_uid: str, plans: Plans, at: str) -> None:
             )
 
 
+def push_without_images(tx: Transaction, saved: Saved, document: Any, plans: Plans) -> None:
+    """Queue the push of a final exam that has no study in the spool, for each uplink asking
+    for those: its payload has no study (the uplink says where its images are, if anywhere)."""
+    exam_no = saved.record["exam_no"]
+    for uplink, offers in plans.items():
+        if Offer.EXAM_WITHOUT_IMAGES in offers:
+            payload = {"exam": document, "record": saved.record, "study": None}
+            _push(tx, uplink, f"exam:{exam_no}", exam_no, payload)
+
+
 def report_audited(tx: Transaction, saved: Saved, plans: Plans) -> None:
     """Queue `report.audited` for each uplink asking for it: the record, and its study if known."""
     record = saved.record
@@ -86,6 +103,11 @@ def report_audited(tx: Transaction, saved: Saved, plans: Plans) -> None:
                 dedupe_key=f"{AUDITED}:{record['exam_no']}:{saved.report_digest}",
                 payload={"record": record, "study": study},
             )
+
+
+def _status(document: Any) -> str:
+    info = document.get("examInfo") if isinstance(document, dict) else None
+    return str(info.get("examStatus") or "") if isinstance(info, dict) else ""
 
 
 def report_files(tx: Transaction, exam_no: str, plans: Plans) -> None:
@@ -109,14 +131,12 @@ def report_files(tx: Transaction, exam_no: str, plans: Plans) -> None:
             )
 
 
-def _push(
-    tx: Transaction, uplink: str, study_uid: str, exam_no: str, payload: dict[str, Any]
-) -> None:
-    """Queue the push unless the study's last push of this exam carried the same content."""
+def _push(tx: Transaction, uplink: str, key: str, exam_no: str, payload: dict[str, Any]) -> None:
+    """Queue the push unless the key's last push of this exam carried the same content."""
     text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     prefix = f"{PUSH}:{exam_no}"
-    last = _last_push(tx.conn, uplink, study_uid, prefix)
+    last = _last_push(tx.conn, uplink, key, prefix)
     if last is not None and last[0] == digest:
         return
     # The sequence number makes A → B → A push A again although A's key was used before.
@@ -124,22 +144,22 @@ def _push(
     tx.enqueue(
         uplink=uplink,
         kind=PUSH,
-        order_key=order_key(study_uid),
+        order_key=key,
         dedupe_key=f"{prefix}:{seq}:{digest}",
         payload=payload,
     )
 
 
 def _last_push(
-    conn: sqlite3.Connection, uplink: str, study_uid: str, prefix: str
+    conn: sqlite3.Connection, uplink: str, key: str, prefix: str
 ) -> tuple[str, int] | None:
-    """(digest, sequence) of the newest push of this exam for this study and uplink."""
-    for (key,) in conn.execute(
+    """(digest, sequence) of the newest push of this exam under this order key and uplink."""
+    for (dedupe,) in conn.execute(
         "SELECT dedupe_key FROM outbox WHERE uplink = ? AND order_key = ? AND kind = ?"
         " ORDER BY id DESC",
-        (uplink, order_key(study_uid), PUSH),
+        (uplink, key, PUSH),
     ):
-        head, seq, digest = str(key).rsplit(":", 2)
+        head, seq, digest = str(dedupe).rsplit(":", 2)
         if head == prefix:
             return digest, int(seq)
     return None

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.events import Event
+from agent.imaging.apply_forms import apply_no_for, save_forms
 from agent.imaging.config import ImagingConfig
 from agent.imaging.deletions import delete_images, offer_deletion, reject_instances
 from agent.imaging.exams import attach_files, save_exam
-from agent.imaging.forwarding import forward, report_audited, report_files
+from agent.imaging.forwarding import forward, push_without_images, report_audited, report_files
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
+from agent.imaging.statistics import counts, days_to_report
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
 
@@ -23,9 +25,9 @@ EXAM_FILE = "imaging.exam_files"
 DELETION = "imaging.deletion"
 STABLE = "imaging.study_stable"
 STATISTICS_DUE = "imaging.statistics_due"
+APPLY_FORMS = "imaging.apply_forms"
 REJECTED = "dicom.rejected"
 STATISTICS = "exam.statistics"
-FINAL_REPORT = "70"
 DISK_REASONS = frozenset({"disk_full", "disk_low", "out_of_space"})
 JOIN_KEYS = ("study_uid", "accession")  # event-only keys beside the exam document
 REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -41,7 +43,7 @@ class ImagingHandler:
     """Handles received instances, exams and their files, deletions, stability, statistics slots
     and DICOM rejections."""
 
-    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED)
+    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED, APPLY_FORMS)
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -57,6 +59,11 @@ class ImagingHandler:
             payload = event.payload
             at = utc_text(event.received_at)
             attach_files(tx.conn, str(payload["exam_no"]), payload["files"], at, event.id)
+            row = tx.conn.execute(
+                "SELECT study_uid FROM im_exams WHERE exam_no = ?", (str(payload["exam_no"]),)
+            ).fetchone()
+            if row is not None and row[0]:  # report images follow the push, if the study is due
+                forward(tx, row[0], self.config.plans(), at, self.config.push_from_status)
             report_files(tx, str(payload["exam_no"]), self.config.plans())
         elif event.kind == DELETION:
             self._deletion(tx, event)
@@ -66,6 +73,8 @@ class ImagingHandler:
             self._statistics(tx, event.payload)
         elif event.kind == REJECTED:
             tx.raise_alert(rejected_alert(event))
+        elif event.kind == APPLY_FORMS:
+            save_forms(tx.conn, event.payload["forms"], utc_text(event.received_at), event.id)
 
     def _stored(self, tx: Transaction, event: Event) -> None:
         payload = event.payload
@@ -99,6 +108,11 @@ class ImagingHandler:
     def _exam(self, tx: Transaction, event: Event) -> None:
         conn, payload = tx.conn, event.payload
         exam = {k: v for k, v in payload.items() if k not in JOIN_KEYS}
+        info = exam.get("examInfo")
+        if isinstance(info, dict) and not info.get("applyNo"):
+            found = apply_no_for(conn, exam)
+            if found is not None:  # 基卫's form of this patient and kind
+                exam["examInfo"] = {**info, "applyNo": found}
         accession = str(payload.get("accession") or exam.get("accessionNo") or "")
         study_uid = str(payload.get("study_uid") or exam.get("studyUID") or "")
         if not study_uid and accession:
@@ -117,8 +131,17 @@ class ImagingHandler:
             event_id=event.id,
             updated_at=utc_text(event.received_at),
         )
-        if saved.study_uid:
-            forward(tx, saved.study_uid, self.config.plans(), utc_text(event.received_at))
+        at, plans = utc_text(event.received_at), self.config.plans()
+        in_spool = (
+            saved.study_uid is not None
+            and conn.execute(
+                "SELECT 1 FROM im_studies WHERE study_uid = ?", (saved.study_uid,)
+            ).fetchone()
+        )
+        if in_spool:
+            forward(tx, str(saved.study_uid), plans, at, self.config.push_from_status)
+        elif saved.record.get("status") == "final":  # its images are elsewhere, or none
+            push_without_images(tx, saved, exam, plans)
         if saved.report_changed and saved.record.get("status") == "final":
             report_audited(tx, saved, self.config.plans())
             report_files(tx, saved.record["exam_no"], self.config.plans())
@@ -169,25 +192,14 @@ class ImagingHandler:
             " WHERE study_uid = ?",
             (at, study_uid),
         )
-        forward(tx, study_uid, self.config.plans(), at)
+        forward(tx, study_uid, self.config.plans(), at, self.config.push_from_status)
 
     def _statistics(self, tx: Transaction, payload: dict[str, Any]) -> None:
         last = date.fromisoformat(str(payload["date"]))
-        days = [
-            (last - timedelta(days=n)).isoformat()
-            for n in reversed(range(self.config.statistics_days))
-        ]
-        items = [
-            {"examDate": day, "examClass": exam_class, "accordCount": count}
-            for day in days
-            for exam_class, count in tx.conn.execute(
-                "SELECT exam_class, SUM(apply_no != '' AND exam_status = ?) FROM im_exams"
-                " WHERE exam_date = ? GROUP BY exam_class ORDER BY exam_class",
-                (FINAL_REPORT, day),
-            )
-        ]
-        if not items:
-            return  # no exam on those dates: nothing to state
+        slot = str(payload["slot"])
+        days = days_to_report(tx.conn, last, slot, self.config.statistics_days)
+        items = counts(tx.conn, days)
+        # Queued even with no exam: an uplink may report its classes with count 0 (its choice).
         for uplink, offers in self.config.plans().items():
             if Offer.STATISTICS not in offers:
                 continue
@@ -195,8 +207,8 @@ class ImagingHandler:
                 uplink=uplink,
                 kind=STATISTICS,
                 order_key="statistics",
-                dedupe_key=f"statistics:{payload['date']}:{payload['slot']}",
-                payload={"date": str(payload["date"]), "items": items},
+                dedupe_key=f"statistics:{payload['date']}:{slot}",
+                payload={"date": str(payload["date"]), "dates": days, "items": items},
             )
 
 

@@ -14,6 +14,9 @@ class Offer(StrEnum):
     EXAM_PUSH = "imaging.exam_push"
     # Each image of such a study, once per received file (seed 003 C-STORE, `dicom.instance`).
     IMAGES = "imaging.images"
+    # An exam with a final report and no study in the spool (ECG, pathology, images kept in the
+    # hospital's PACS): its push without images (`exam.push`, order key `exam:<examNo>`).
+    EXAM_WITHOUT_IMAGES = "imaging.exam_without_images"
     # Per date and exam class, the final reports at statistics_times (`exam.statistics`).
     STATISTICS = "imaging.statistics"
     # An exam's report audited (status final), again when it changes after (`report.audited`,
@@ -30,7 +33,12 @@ class Offer(StrEnum):
 
 # What every imaging uplink received before plans existed (seed 003's three).
 CLASSIC = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
-PRODUCED = CLASSIC | {Offer.REPORT_AUDITED, Offer.STUDY_DELETED, Offer.REPORT_FILES}
+PRODUCED = CLASSIC | {
+    Offer.REPORT_AUDITED,
+    Offer.STUDY_DELETED,
+    Offer.REPORT_FILES,
+    Offer.EXAM_WITHOUT_IMAGES,
+}
 
 # Uplink name -> the offers it receives.
 Plans = Mapping[str, frozenset[Offer]]

@@ -16,6 +16,7 @@ import structlog
 from agent.events import Event, utcnow
 from agent.imaging.config import ImagingConfig
 from agent.imaging.handler import STABLE, STATISTICS_DUE, utc_text
+from agent.imaging.statistics import has_exams
 from agent.tasks import TaskContext
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,7 @@ class ImagingScheduler:
         self.zone = ZoneInfo(config.timezone)
         self._day = ""  # the local date `_done` is about
         self._done: set[str] = set()  # statistics event ids journaled that day
+        self._first_tick = True
 
     async def run(self, ctx: TaskContext) -> None:
         """Scan and fire statistics slots until cancelled (slots missed today fire at once)."""
@@ -92,7 +94,16 @@ class ImagingScheduler:
                     ),
                 )
             )
-        for event in self.due_statistics(now):
+        due = self.due_statistics(now)
+        if self._first_tick:
+            self._first_tick = False
+            if due and not await ctx.query(has_exams):
+                # A first start with no exam has nothing to report: the next slot is the first.
+                self._done.update(e.id for e in due)
+                due = []
+        # Slots missed while down report what the latest of them reports: only it is journaled.
+        self._done.update(e.id for e in due[:-1])
+        for event in due[-1:]:
             if await ctx.emit(event):
                 log.info(
                     "imaging.statistics_due", date=event.payload["date"], slot=event.payload["slot"]
@@ -106,7 +117,7 @@ class ImagingScheduler:
         if today != self._day:
             self._day, self._done = today, set()
         due = []
-        for slot in self.config.statistics_times:
+        for slot in sorted(self.config.statistics_times):
             at = datetime.combine(local.date(), time.fromisoformat(slot), self.zone)
             event_id = str(uuid.uuid5(NAMESPACE, f"{self.name}:statistics:{today}:{slot}"))
             if at <= local and event_id not in self._done:

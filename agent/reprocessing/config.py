@@ -110,7 +110,9 @@ class ReprocessingConfig(PluginSection):
     # of the same scope is the same use (MQTT delivers at least once)
     patient_code_pattern: str = r"^[A-Za-z0-9-]{4,32}$"  # unknown tags at the use station
     default_upload_user: Annotated[str, Field(min_length=1, max_length=32)] = "edge-agent"
-    institution: Institution
+    # The platform's codes of the hospital. Absent (recommended): the uplink's own unique_code
+    # and credit_code are sent, configured once; present, check-config wants them equal.
+    institution: Institution | None = None
     stations: list[Station]
     endoscopes: list[Endoscope] = []
     staff: list[StaffBadge] = []

@@ -9,8 +9,14 @@ from typing import Any
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.handler import ReprocessingHandler
 from agent.reprocessing.quality import QualityHandler
+from agent.reprocessing.records import fed_values
 
-__all__ = ["ReprocessingConfig", "handlers", "startup"]
+__all__ = ["ReprocessingConfig", "fed_values", "feeds_records", "handlers", "startup"]
+
+
+def feeds_records(section: Any) -> bool:
+    """Whether a config section is this domain's (whose records an uplink may check)."""
+    return isinstance(section, ReprocessingConfig)
 
 
 def handlers(name: str, config: ReprocessingConfig) -> list[ReprocessingHandler | QualityHandler]:

@@ -142,10 +142,12 @@ class QualityHandler:
         """cleaningEffectTesting: a channel cleaning-effect test of one scope, 1-3 photos."""
         number = str(payload["scope"])
         scope = self.scopes.get(number)
-        # A configured scope is named as every other record names it (scope_ref).
+        # A configured scope is named as every other record names it (scope_ref, or the
+        # uplink's choice among its names); an unknown one by the number entered.
+        names = self.records.scope_names(scope) if scope is not None else {"scope_ref": number}
         record: dict[str, Any] = {
             **self.records.institution,
-            "scope_ref": self.records.scope_ref(scope) if scope is not None else number,
+            **names,
             "tested_at": self.records.time(tested_at),
             "inspector": payload["inspector"],
         }

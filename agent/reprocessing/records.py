@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,11 +34,10 @@ class RecordBuilder:
     def __init__(self, config: ReprocessingConfig) -> None:
         self.config = config
         self.zone = ZoneInfo(config.timezone)
-        self.institution: dict[str, Any] = {
-            "vocabulary": REPROCESSING_RECORDS,
-            "institution_code": config.institution.unique_code,
-            "institution_credit_code": config.institution.credit_code,
-        }
+        self.institution: dict[str, Any] = {"vocabulary": REPROCESSING_RECORDS}
+        if config.institution is not None:  # else the uplink adds its own codes
+            self.institution["institution_code"] = config.institution.unique_code
+            self.institution["institution_credit_code"] = config.institution.credit_code
 
     def time(self, moment: datetime) -> str:
         """ISO 8601 in the domain's zone: the wall clock the platform is sent, with its offset."""
@@ -46,6 +46,18 @@ class RecordBuilder:
     def scope_ref(self, scope: Endoscope) -> str:
         """How the records name this scope where the platform takes either (scope_ref)."""
         return scope.rfid if self.config.scope_ref == "rfid" else scope.number
+
+    def scope_names(self, scope: Endoscope) -> dict[str, str]:
+        """The scope by every name, for an uplink choosing per record kind (`scope_ref` is the
+        domain's choice): number, RFID and, when configured, steel (钢印) number."""
+        names = {
+            "scope_ref": self.scope_ref(scope),
+            "scope_number": scope.number,
+            "scope_rfid": scope.rfid,
+        }
+        if scope.steel_number:
+            names["scope_steel_number"] = scope.steel_number
+        return names
 
     def read_data(
         self, clean_id: str, at: datetime, scope: Endoscope, reader_id: str, user: str
@@ -111,7 +123,7 @@ class RecordBuilder:
         return {
             **self.institution,
             "cycle_id": clean_id,
-            "scope_ref": self.scope_ref(scope),
+            **self.scope_names(scope),
             "user": user,
             "started_at": self.time(span[0]),
             "ended_at": self.time(span[1]),
@@ -124,7 +136,7 @@ class RecordBuilder:
         return {
             **self.institution,
             "cabinet": cabinet,
-            "scope_ref": self.scope_ref(scope),
+            **self.scope_names(scope),
             "stored_at": self.time(stored),
             "taken_at": self.time(taken),
         }
@@ -206,3 +218,39 @@ def content_key(kind: str, key: str, payload: dict[str, Any]) -> str:
     """A dedupe key that changes exactly when the record's content changes."""
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return f"{kind}:{key}:{digest}"
+
+
+def fed_values(config: ReprocessingConfig) -> Iterator[tuple[str, str, object]]:
+    """(config key, record field, value) of everything the config feeds into records, for an
+    uplink to check at start (the institution codes and photo base URL too)."""
+    for i, station in enumerate(config.stations):
+        key = f"stations.{i}"
+        yield f"{key}.name", "step_name", station.name
+        yield f"{key}.step_id", "step_id", station.step_id
+        yield f"{key}.order", "order", station.order
+        yield f"{key}.reader_rfid", "reader_id", station.platform_reader_id
+        yield f"{key}.parent", "parent", station.parent
+        yield f"{key}.cabinet", "cabinet", station.cabinet
+        yield f"{key}.ratio_number", "ratio_number", station.ratio_number
+        if station.min_interval is not None:
+            yield f"{key}.min_interval", "min_interval_s", station.min_interval
+    ref = "rfid" if config.scope_ref == "rfid" else "number"
+    for i, scope in enumerate(config.endoscopes):
+        key = f"endoscopes.{i}"
+        yield f"{key}.number", "scope_number", scope.number
+        yield f"{key}.rfid", "scope_rfid", scope.rfid
+        yield f"{key}.{ref}", "scope_ref", getattr(scope, ref)
+        yield f"{key}.steel_number", "scope_steel_number", scope.steel_number
+        for name in ("type_name", "brand", "steel_number", "alias"):
+            yield f"{key}.{name}", name, getattr(scope, name)
+    for i, badge in enumerate(config.staff):
+        yield f"staff.{i}.{config.upload_user}", "user", getattr(badge, config.upload_user)
+    yield "default_upload_user", "user", config.default_upload_user
+    for i, washer in enumerate(config.washers):
+        for kind, step_id in washer.phase_steps.items():
+            yield f"washers.{i}.id", "reader_id", phase_reader(washer, kind)
+            yield f"washers.{i}.phase_steps.{kind}", "step_id", step_id
+    if config.institution is not None:
+        yield "institution.unique_code", "institution_code", config.institution.unique_code
+        yield "institution.credit_code", "institution_credit_code", config.institution.credit_code
+    yield "quality.photo_base_url", "photo_base_url", config.quality.photo_base_url

@@ -27,6 +27,7 @@ DownMode = Literal["refuse", "unavailable"]
 BODY_LIMIT = 4096  # characters of a non-JSON body kept in the received list
 _SECRET_FIELD = re.compile(r"secret|password|license", re.IGNORECASE)
 GARBLED = '{"code": 200, "msg": "ok", "data": {'  # a 200 answer cut short: not JSON
+PORTAL = "<!DOCTYPE html><html><body><h1>Gateway login</h1></body></html>"  # a proxy's page, 200
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Faults:
     delay: float = 0.0  # seconds before answering (timeouts); ends early at stop()
     hang_next: int = 0  # never answer the next N requests (the client times out)
     garble_next: int = 0  # answer the next N requests HTTP 200 with a body cut short
+    portal_next: int = 0  # answer the next N requests HTTP 200 with an HTML page
     reset_next: int = 0  # drop the connection of the next N requests without an answer
     hold: bool = False  # keep every request waiting until release_held()
     # An outage that recovers: HTTP 503 to every request while
@@ -291,6 +293,9 @@ class SimulatedCloud(ABC, Generic[R]):
         if faults.garble_next > 0:
             faults.garble_next -= 1
             return web.Response(text=GARBLED, content_type="application/json")
+        if faults.portal_next > 0:
+            faults.portal_next -= 1
+            return web.Response(text=PORTAL, content_type="text/html")
         if faults.fail_next > 0:
             faults.fail_next -= 1
             return web.json_response({"error": "busy"}, status=faults.fail_status)

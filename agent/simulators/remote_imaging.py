@@ -20,9 +20,11 @@ from pydantic import Field
 from agent.config import Secret, TimeZoneName
 from agent.simulators.base import Counts, DownMode, Faults, SimulatedCloud
 from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
+from agent.simulators.jiwei import add_jiwei_route
 from agent.simulators.ledger import Verdict
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.kit.fields import LengthUnit
+from agent.uplinks.remote_imaging.dictionaries import EXAM_CLASSES, MODALITIES
 from agent.uplinks.remote_imaging.fields import (
     DATETIME,
     PUSH,
@@ -56,6 +58,9 @@ class RemoteImagingSimulatorConfig(ControlOptions):
     token_ttl: Annotated[float, Field(gt=0)] = 8100.0  # the seed: 2 h plus 15 min of grace
     token_header: str = "token"  # noqa: S105 - a header name
     hospital_codes: list[str] = []  # accepted hospitalCode values (empty: any)
+    strict_dictionaries: bool = True  # examClass must be in WNCV5103_01 (§3.2.4.1)
+    jiwei_key: Secret | None = None  # set: serve the 基卫 apply forms (§3.1) at jiwei_path
+    jiwei_path: str = "/jiwei/applyInfo"
     length_unit: LengthUnit = "chars"
 
 
@@ -100,6 +105,7 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         self._key = load_key(pem) if pem else _key_pair(state_dir)
         self._scp = StorageScp(config, self.faults, self.received, self.arrived)
         self._scp.record = self.record
+        self.apply_forms: list[dict[str, str]] = []  # what 基卫 answers, when served
 
     @property
     def dicom_port(self) -> int:
@@ -122,6 +128,9 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         app.router.add_post(f"{prefix}/v1/auth/getToken", self._token)
         app.router.add_post(f"{prefix}/v1/exam/push", self._push)
         app.router.add_post(f"{prefix}/v1/exam/uploadStatistics", self._statistics)
+        if self.config.jiwei_key is not None:
+            key = self.config.jiwei_key.get_secret_value()
+            add_jiwei_route(app, self.config.jiwei_path, key, lambda: self.apply_forms)
 
     async def _listen(self) -> None:
         """Listen for HTTP and DICOM (port 0: a free port, kept across down/up)."""
@@ -265,6 +274,10 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         for index, image in enumerate(body.get("imageList") or []):
             if image["patientID"] != body["examInfo"]["patientID"]:
                 problems.append(f"imageList[{index}].patientID: differs from examInfo.patientID")
+            if image.get("modality") not in (None, *MODALITIES):
+                problems.append(f"imageList[{index}].modality: not DX/CT/MR/XA/NM/US/ES/GM")
+        if self.config.strict_dictionaries and body["examInfo"]["examClass"] not in EXAM_CLASSES:
+            problems.append("examInfo.examClass: not in WNCV5103_01")
         return problems
 
     def _check_statistics(self, body: Any) -> list[str]:
@@ -273,6 +286,8 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         problems: list[str] = []
         for index, item in enumerate(body):
             problems += validate(STATISTICS_ITEM, item, self.config.length_unit, f"[{index}].")
+            if self.config.strict_dictionaries and item.get("examClass") not in EXAM_CLASSES:
+                problems.append(f"[{index}].examClass: not in WNCV5103_01")
         return problems
 
     async def _refuse(self, endpoint: str, status: int, message: str) -> web.Response:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field, SecretStr
@@ -52,6 +53,8 @@ class ZhejiangEndoscopeSimulatorConfig(ControlOptions):
     fail_every: Annotated[int, Field(ge=0)] = 0  # every Nth upload answers HTTP 503 (0 = never)
     outage_after: Annotated[float, Field(ge=0)] = 0.0  # seconds after start: uploads answer 503
     outage_for: Annotated[float, Field(ge=0)] = 0.0  # ... for this long, then recover (0 = none)
+    # Uploads answered as the seed's 返回DEMO shows (xml: <JsonResult>); the token always in JSON.
+    answer_format: Literal["json", "xml"] = "json"
 
 
 @dataclass
@@ -104,6 +107,15 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
         app.router.add_get(f"{prefix}/auth/getAccessToken", self._token)
         for endpoint in ENDPOINTS:
             app.router.add_post(f"{prefix}/endoscope/{endpoint}", self._upload)
+
+    def _verdict_of(self, response: web.StreamResponse) -> tuple[Verdict, int | None, str]:
+        raw = response.body if isinstance(response, web.Response) else None
+        if isinstance(raw, bytes) and raw.startswith(b"<JsonResult>"):
+            root = ET.fromstring(raw)  # noqa: S314 - our own answer
+            found = root.findtext("code") or ""
+            answer = {"code": int(found) if found.isdigit() else found, "msg": root.findtext("msg")}
+            return self.judge(response.status, answer)
+        return super()._verdict_of(response)
 
     def judge(self, status: int, answer: Any) -> tuple[Verdict, int | None, str]:
         """Accepted: HTTP 200 with code 200; refused: any other code, in `msg`."""
@@ -169,7 +181,18 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
             self._record(endpoint, form)
             self.received.accepted[endpoint].append(form)
             self.arrived.notify_all()
-        return _answer(CODE_OK, "上传成功")
+        return self._answer(CODE_OK, "上传成功")
+
+    def _answer(self, code: int, msg: str) -> web.Response:
+        """An upload's answer, in JSON or in the seed's XML."""
+        if self.config.answer_format == "json":
+            return _answer(code, msg)
+        root = ET.Element("JsonResult")
+        ET.SubElement(root, "data")
+        ET.SubElement(root, "code").text = str(code)
+        ET.SubElement(root, "msg").text = msg
+        body = ET.tostring(root, encoding="unicode")
+        return web.Response(text=body, content_type="application/xml", charset="utf-8")
 
     def _check(
         self, endpoint: str, form: dict[str, str], header_token: str | None
@@ -210,7 +233,7 @@ class ZhejiangEndoscopeSimulator(SimulatedCloud[Received]):
         async with self.arrived:
             self.received.refused.append((endpoint, code, msg))
             self.arrived.notify_all()
-        return _answer(code, msg)
+        return self._answer(code, msg)
 
 
 def _answer(code: int, msg: str, data: object = None) -> web.Response:

@@ -95,6 +95,7 @@ class Order(TypedDict, total=False):
     performing_dept_name: str
     technician_code: str
     technician_name: str
+    requesting_hospital_code: str
     requesting_hospital_name: str
     requesting_ward_code: str
     requesting_ward_name: str
@@ -163,6 +164,7 @@ class ExamRecord(TypedDict, total=False):
     """One exam: order, report, states and times (exam_no is always present)."""
 
     exam_no: str
+    hospital_code: str  # the exam's hospital (several behind one front-end); absent: the uplink's
     apply_no: str
     accession: str
     study_uid: str

@@ -1,7 +1,8 @@
 """The neutral records the reprocessing domain queues: its own words, mapped by each uplink.
 
-Every payload carries `vocabulary` = REPROCESSING_RECORDS and the institution it belongs to
-(`institution_code`, `institution_credit_code`); times are ISO 8601 with the offset of the
+Every payload carries `vocabulary` = REPROCESSING_RECORDS and, when the domain configures one,
+the institution it belongs to (`institution_code`, `institution_credit_code`; else the uplink
+sends its own); times are ISO 8601 with the offset of the
 domain's time zone (`reprocessing.timezone`). The message kind names the record; its fields:
 """
 
@@ -30,6 +31,9 @@ RECORD_FIELDS: Final[dict[str, dict[str, str]]] = {
     "uploadEnzymeWashData": {
         "cycle_id": "the cycle",
         "scope_ref": "the scope as reprocessing.scope_ref names it (tag or number)",
+        "scope_number": "the scope's number (optional: records queued before; also below)",
+        "scope_rfid": "the scope's tag (optional)",
+        "scope_steel_number": "its steel-stamp number, when configured (optional)",
         "user": "who washed",
         "started_at": "start of the enzyme step",
         "ended_at": "its end",
@@ -38,6 +42,9 @@ RECORD_FIELDS: Final[dict[str, dict[str, str]]] = {
     "sterProcess": {
         "cycle_id": "the cycle",
         "scope_ref": "the scope as reprocessing.scope_ref names it",
+        "scope_number": "the scope's number (optional: records queued before; also below)",
+        "scope_rfid": "the scope's tag (optional)",
+        "scope_steel_number": "its steel-stamp number, when configured (optional)",
         "user": "who disinfected",
         "started_at": "start of the step",
         "ended_at": "its end",
@@ -47,6 +54,9 @@ RECORD_FIELDS: Final[dict[str, dict[str, str]]] = {
     "endoscopeSave": {
         "cabinet": "the storage cabinet",
         "scope_ref": "the scope as reprocessing.scope_ref names it",
+        "scope_number": "the scope's number (optional: records queued before; also below)",
+        "scope_rfid": "the scope's tag (optional)",
+        "scope_steel_number": "its steel-stamp number, when configured (optional)",
         "stored_at": "put in",
         "taken_at": "taken out",
     },
@@ -89,6 +99,9 @@ RECORD_FIELDS: Final[dict[str, dict[str, str]]] = {
     },
     "cleaningEffectTesting": {
         "scope_ref": "the scope as reprocessing.scope_ref names it (else the number entered)",
+        "scope_number": "the scope's number (optional: a configured scope)",
+        "scope_rfid": "the scope's tag (optional)",
+        "scope_steel_number": "its steel-stamp number, when configured (optional)",
         "tested_at": "when it was tested",
         "inspector": "who tested",
         "photo_url_1": "the first photo's address; photo_url_2, photo_url_3 optional",

@@ -21,6 +21,7 @@ from agent.logs import peer_text
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.state import scope_states
 from agent.web import openapi
+from agent.web.apply_forms import Lookup, add_apply_form_routes
 from agent.web.bodies import read_json_object
 from agent.web.context import EMIT_KEY, QUERY_KEY, ROW_ID, Emit, Query, answer, refused
 from agent.web.dashboard.sessions import SESSIONS_KEY, as_bytes, is_dashboard_route
@@ -40,6 +41,7 @@ from agent.web.models import (
     Snooze,
 )
 from agent.web.quality import add_quality_routes
+from agent.web.report_viewer import Build, add_report_viewer_route
 from agent.web.sharing_queries import Queries, add_sharing_query_route
 from agent.web.viewer_launch import Launch, add_viewer_launch_route
 
@@ -57,6 +59,8 @@ def make_app(
     qr_uplinks: Sequence[str] = (),
     qr_hint: str = "扫描查看数字影像",
     viewer_launch: Launch | None = None,
+    apply_forms: Lookup | None = None,
+    report_viewer: Build | None = None,
     observe: Observe | None = None,
     reprocessing: Sequence[ReprocessingConfig] = (),
     routes: Sequence[RouteDef] = (),
@@ -116,6 +120,9 @@ def make_app(
     add_deletion_routes(app)
     if viewer_launch is not None:
         add_viewer_launch_route(app, viewer_launch)
+    add_apply_form_routes(app, apply_forms)
+    if report_viewer is not None:
+        add_report_viewer_route(app, report_viewer)
     if observe is not None:
         add_observability_routes(app, observe)
     add_lookback_routes(app, reprocessing)

@@ -70,7 +70,9 @@ async def attach(store: FileStore, request: web.Request) -> web.Response:
         {"name": name, "kind": kind or DEFAULT_KIND[name.rsplit(".", 1)[1]], "size": len(data)}
         for name, data in zip(names, files, strict=True)
     ]
-    event = Event(EXAM_FILE, "api", {"exam_no": exam_no, "files": stored})
+    # The domain is told where each file is (uplinks send report images from there).
+    journaled = [{**f, "path": str(store.directory / f["name"])} for f in stored]
+    event = Event(EXAM_FILE, "api", {"exam_no": exam_no, "files": journaled})
     await request.app[EMIT_KEY](event)
     log.info("imaging.files_attached", files=len(stored))
     return answer({"event_id": event.id, "files": stored}, status=201)

@@ -18,6 +18,7 @@ from agent.imaging.exam_document import Exam
 from agent.inputs import EARLIEST_YEAR
 from agent.lab.documents import LabDevice, LabReport, QcRun, Recognition, Viewing
 from agent.vocabulary.doctors import DoctorLogin
+from agent.web.apply_forms import ApplyFormQuery
 from agent.web.context import answer
 from agent.web.deletions import Deletion
 from agent.web.exams import MAX_LIMIT
@@ -310,6 +311,42 @@ OPERATIONS = (
         answers={"200": "The photo (image/jpeg or image/png)", "404": "No such photo"},
     ),
     Operation(
+        "post",
+        "/api/v1/apply-forms/lookup",
+        "Ask 基卫 for apply forms (seed 003 §3.1; the agent holds the AES key); journaled, they"
+        " give applyNo to exams posted without one. Only with [uplinks.*.jiwei] enabled",
+        ApplyFormQuery,
+        answers={"200": "{forms: [...]} as 基卫 answered", "502": "基卫 unreachable or refusing"},
+    ),
+    Operation(
+        "get",
+        "/api/v1/apply-forms",
+        "The 基卫 apply forms looked up so far, newest first",
+        parameters=[
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in ("fkey", "medicarecode", "yyid00", "businesstype", "type", "applydate")
+        ]
+        + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+    ),
+    Operation(
+        "get",
+        "/api/v1/report-viewer-url",
+        "The provincial platform's report-viewing URL for HIS (seed 003 §3.4.3, query.htm):"
+        " at least one parameter; sick_id and exam_no get the '<医院ID>_' prefix",
+        parameters=[
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in (
+                "pat_local_id",
+                "exam_no",
+                "sick_id",
+                "inpatient_no",
+                "outpatient_no",
+                "hospital_id",
+            )
+        ],
+        answers={"200": "{url}"},
+    ),
+    Operation(
         "get",
         "/api/v1/lookback",
         "Clinical lookback (audited): every use of a scope since a time or cycle with the cycle"
@@ -565,6 +602,8 @@ def _body_rules(schema: Any) -> Any:
         return schema
     found = {key: _body_rules(value) for key, value in schema.items()}
     kind = found.get("type")
+    if not isinstance(kind, str):  # a property named "type" (its schema), not the keyword
+        return found
     if kind == "string" and "pattern" not in found and "enum" not in found:
         found["pattern"] = IN_YEARS if found.get("format") in {"date", "date-time"} else PRINTABLE
     elif kind in FORM_TEXT:  # read leniently, as pydantic does: true, "yes", 1; 5, "5"

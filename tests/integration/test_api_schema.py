@@ -9,7 +9,9 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -36,6 +38,7 @@ from agent.uplinks.idcas_archive.routes import api_routes
 from agent.uplinks.idcas_archive.uplink import IdcasArchiveUplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher
+from agent.uplinks.remote_imaging.viewer import ReportViewerSection, viewer_url
 from agent.web.api import make_app
 from agent.web.guard import runner_options
 from agent.web.openapi import OPERATIONS, openapi
@@ -73,6 +76,8 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
         photos_dir=tmp_path / "photos",
         exam_files_dir=tmp_path / "exam-files",
         viewer_launch=viewer_launch(),
+        apply_forms=no_forms,
+        report_viewer=report_viewer,
         observe=observe,
         routes=idcas_routes(),
     )
@@ -83,6 +88,20 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
     }
     described = {(op.method.upper(), op.path) for op in OPERATIONS}
     assert served - NOT_DESCRIBED == described
+
+
+report_viewer = partial(
+    viewer_url,
+    ReportViewerSection.model_validate(
+        {"enabled": True, "url": "http://10.120.6.28:5063/clinic/html/query.htm",
+         "hospital_id": "7173"}
+    ),
+)  # fmt: skip
+
+
+async def no_forms(given: Any) -> list[dict[str, str]]:
+    """A 基卫 that knows no patient (the lookup route's shape is what is checked)."""
+    return []
 
 
 IDCAS = IdcasArchiveConfig.model_validate(
@@ -161,6 +180,8 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             photos_dir=state / "photos",
             exam_files_dir=state / "exam-files",
             viewer_launch=viewer_launch(),
+            apply_forms=no_forms,
+            report_viewer=report_viewer,
             observe=observe,
             routes=idcas_routes(idcas),
         )

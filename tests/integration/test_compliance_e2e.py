@@ -88,6 +88,7 @@ def write_config(
                 "uplink": "zhejiang",
                 "institution": {"unique_code": UNIQUE, "credit_code": CREDIT},
                 "rules": {"required_steps": ["disinfect", "final_rinse"]},
+                "quality": {"photo_base_url": "https://agent.hospital.example/photos/"},
             }
         },
     }

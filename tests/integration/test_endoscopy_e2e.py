@@ -187,6 +187,7 @@ def write_config(
                     "type": "reprocessing",
                     "uplink": "zhejiang",
                     "institution": {"unique_code": UNIQUE, "credit_code": CREDIT},
+                    "quality": {"photo_base_url": "https://agent.hospital.example/photos/"},
                 }
             },
         }
@@ -469,7 +470,7 @@ def expected_records(taps: list[Tap], journaled: list[JournaledTap]) -> dict[str
                     "endoscopeSave",
                     {
                         "storagetNumber": CABINET,
-                        "rfidNumber": scope.rfid,
+                        "rfidNumber": scope.number,  # scope_refs: 内镜编号 (the default)
                         "storeTime": local(stored[scope.number]),
                         "takeoutTime": local(at),
                         **INSTITUTION,
@@ -486,7 +487,7 @@ def expected_records(taps: list[Tap], journaled: list[JournaledTap]) -> dict[str
         step = open_steps.get(scope.number)
         if step is not None and step.station.kind in ("enzyme", "disinfect"):
             span = {"startTime": local(step.started), "endTime": local(at)}
-            who = {"rfidNumber": scope.rfid, "userName": step.user, "cleanId": clean_id}
+            who = {"rfidNumber": scope.number, "userName": step.user, "cleanId": clean_id}
             if step.station.kind == "enzyme":
                 out.append(("uploadEnzymeWashData", {**who, **span, **INSTITUTION}))
             else:

@@ -72,7 +72,7 @@ async def test_numbers_are_taken_as_the_seed_s_strings(client, index):
 
 
 async def test_an_invalid_exam_is_refused_with_every_problem(client, index):
-    doc = exam_doc(hospitalCode="0001", studyUID="not a uid")
+    doc = exam_doc(hospitalCode="0" * 33, studyUID="not a uid")  # VC(32)
     del doc["examNo"]
     doc["patientInfo"]["name"] = "名" * 33
     doc["patientInfo"]["sex"] = "M"

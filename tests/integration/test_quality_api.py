@@ -239,7 +239,7 @@ async def test_cleaning_effect_multipart_with_three_photos(client, journal, phot
     record = valid_form("cleaningEffectTesting", message["payload"])
     assert [record[f"pic{n}"] for n in (1, 2, 3)] == [BASE_URL + n for n in names]
     assert (record["rfidNumber"], record["inspector"], record["result"]) == (
-        "00D507D0",
+        "GIF-001",  # the scope's number: scope_refs' default for cleaningEffectTesting
         "李医生",
         "0",
     )

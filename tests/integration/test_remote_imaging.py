@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
@@ -147,20 +146,22 @@ def new_study(**changes: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def city_platform() -> AsyncIterator[RemoteImagingSimulator]:
-    """The seed 003 simulator, started, that knows the test hospital and key pair."""
+async def city_platform(**options: Any) -> AsyncIterator[RemoteImagingSimulator]:
+    """The seed 003 simulator, started, that knows the test hospital and key pair (`options`:
+    more of its config keys)."""
+    settings: dict[str, Any] = {
+        "type": "remote_imaging",
+        "port": 0,
+        "dicom_port": 0,
+        "app_id": APP_ID,
+        "org_id": ORG_ID,
+        "license": LICENSE,
+        "private_key": key_pair().export_key().decode(),
+        "hospital_codes": [HOSPITAL],
+        **options,
+    }
     simulator = RemoteImagingSimulator(
-        "city",
-        RemoteImagingSimulatorConfig(
-            type="remote_imaging",
-            port=0,
-            dicom_port=0,
-            app_id=APP_ID,
-            org_id=ORG_ID,
-            license=SecretStr(LICENSE),
-            private_key=SecretStr(key_pair().export_key().decode()),
-            hospital_codes=[HOSPITAL],
-        ),
+        "city", RemoteImagingSimulatorConfig.model_validate(settings)
     )
     await simulator.start()
     try:
@@ -321,7 +322,7 @@ async def test_missing_file_is_a_dead_letter_with_an_alert(open_journal, platfor
 async def test_platform_refusals_are_dead_letters_with_its_words(open_journal, platform, tmp_path):
     journal = await journal_with(open_journal)
     invalid = new_study()
-    invalid["exam"]["examInfo"]["examClass"] = "C" * 33
+    invalid["exam"]["examInfo"]["examSubClass"] = "C" * 33
     orphan_study = new_study()["study"]  # never pushed: the platform refuses its images
     orphan = instance(write_instance(tmp_path, orphan_study), orphan_study)
     payload = new_study()
@@ -335,7 +336,7 @@ async def test_platform_refusals_are_dead_letters_with_its_words(open_journal, p
         await journal.ingest(events[3:])
         found = await eventually(lambda: settled(journal, *events))
     assert found[events[0].id]["last_error"] == (
-        "exam.push not sent: examInfo.examClass: 33 characters, at most 32 allowed (VC(32))"
+        "exam.push not sent: examInfo.examSubClass: 33 characters, at most 32 allowed (VC(32))"
     )
     assert platform.received.pushes[0]["examNo"] == payload["exam"]["examNo"]
     assert found[orphan.id]["last_error"] == (

@@ -16,6 +16,7 @@ from tests.unit.test_remote_imaging_codec import config_for
 T = "2026-12-01 09:30:00"
 EVERY_FIELD: dict[str, Any] = {
     "examNo": "E1",
+    "hospitalCode": "H2",
     "studyUID": "1.2.3",
     "accessionNo": "ACC1",
     "patientInfo": {
@@ -37,7 +38,8 @@ EVERY_FIELD: dict[str, Any] = {
         ],
         "examOrganList": [{"organName": "胸部"}, {"organName": "腹部"}],
         "device": "CT-1", "performDeptCode": "D1", "performDeptName": "放射科",
-        "technicanCode": "T1", "technicanName": "李技师", "reqHospitalName": "县医院",
+        "technicanCode": "T1", "technicanName": "李技师",
+        "reqHospitalCode": "H9", "reqHospitalName": "县医院",
         "reqWardCode": "W1", "reqWardName": "三病区", "reqDeptCode": "RD1",
         "reqDeptName": "呼吸科", "reqPhysicianCode": "P1", "reqPhysicianName": "王医生",
         "reqTime": "2026-12-01 08:00:00", "scheduledTime": "2026-12-01 09:00:00",
@@ -114,6 +116,23 @@ def test_the_record_has_the_domain_names_codes_translated_and_iso_times():
     assert record["report"]["findings"] == "右下肺斑片影"
     assert (record["report"]["written_by"], record["report"]["audited_by"]) == ("赵医生", "钱主任")
     assert "examNo" not in record and "patientInfo" not in record
+    assert record["hospital_code"] == "H2"
+    assert record["order"]["requesting_hospital_code"] == "H9"
+
+
+def test_an_exam_names_its_hospital_or_is_the_uplink_s():
+    study = {"study_uid": "1.2.3", "patient_id": "CT000001", "accession": "ACC1"}
+    document = copy.deepcopy(EVERY_FIELD)
+    pushed = {"record": exam_record(document), "study": study}
+    body, problems = codec.build_push(pushed, config_for())
+    assert (body["hospitalCode"], body["examInfo"]["reqHospitalCode"], problems) == ("H2", "H9", [])
+    del document["hospitalCode"], document["examInfo"]["reqHospitalCode"]
+    body, _ = codec.build_push({"record": exam_record(document), "study": study}, config_for())
+    assert body["hospitalCode"] == body["examInfo"]["reqHospitalCode"] == config_for().hospital_code
+    _, problems = codec.build_push(
+        {"record": exam_record(EVERY_FIELD), "study": study}, config_for(hospital_codes=["H1"])
+    )
+    assert problems == ["hospitalCode: not one of this uplink's hospital_codes"]
 
 
 def without_agent_fields(document: dict[str, Any]) -> dict[str, Any]:

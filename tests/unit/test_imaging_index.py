@@ -348,7 +348,10 @@ async def test_statistics_count_final_reports_with_an_apply_number_per_date_and_
     assert (kind, key) == ("exam.statistics", "statistics")
     assert payload == {
         "date": "2026-11-23",
+        # The first slot ever also reports the day before, which has an exam no slot counted.
+        "dates": ["2026-11-22", "2026-11-23"],
         "items": [
+            {"examDate": "2026-11-22", "examClass": "CT", "accordCount": 1},
             {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 2},
             {"examDate": "2026-11-23", "examClass": "MR", "accordCount": 1},
         ],
@@ -363,6 +366,48 @@ async def test_statistics_days_include_the_days_before(open_journal):
     await index.ingest(Event("imaging.statistics_due", "imaging", due))
     ((_, _, payload),) = await index.messages()
     assert payload["items"] == [{"examDate": "2026-11-22", "examClass": "CT", "accordCount": 1}]
+
+
+async def statistics(index: Any, day: str, slot: str) -> dict[str, Any]:
+    """The exam.statistics payload the slot queued."""
+    await index.ingest(Event("imaging.statistics_due", "imaging", {"date": day, "slot": slot}))
+    [found] = await index.rows(
+        "SELECT payload FROM outbox WHERE dedupe_key = ?", f"statistics:{day}:{slot}"
+    )
+    return dict(json.loads(found[0]))
+
+
+async def test_a_day_s_final_counts_reach_the_platform_with_the_next_day_s_first_slot(index):
+    await index.ingest(exam(exam_doc("E1", status="70", time="2026-11-23 09:00:00")))
+    assert (await statistics(index, "2026-11-23", "12:00"))["dates"] == ["2026-11-23"]
+    assert (await statistics(index, "2026-11-23", "20:00"))["dates"] == ["2026-11-23"]
+    # After the day's last slot: an exam of the 23rd (21:30) and a late final report.
+    await index.ingest(
+        exam(exam_doc("E2", status="70", time="2026-11-23 21:30:00")),
+        exam(exam_doc("E3", status="70", time="2026-11-24 08:00:00")),
+    )
+    next_day = await statistics(index, "2026-11-24", "12:00")
+    assert next_day["dates"] == ["2026-11-23", "2026-11-24"]
+    assert next_day["items"] == [
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 2},
+        {"examDate": "2026-11-24", "examClass": "CT", "accordCount": 1},
+    ]
+    # Reported final once: the day's next slot covers the day only.
+    assert (await statistics(index, "2026-11-24", "20:00"))["dates"] == ["2026-11-24"]
+
+
+async def test_days_the_agent_was_down_for_are_reported_by_the_next_slot(index):
+    await index.ingest(exam(exam_doc("E1", status="70", time="2026-11-20 09:00:00")))
+    await statistics(index, "2026-11-20", "20:00")
+    await index.ingest(exam(exam_doc("E2", status="70", time="2026-11-21 10:00:00")))  # posted late
+    back = await statistics(index, "2026-11-23", "12:00")
+    assert back["dates"] == ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"]
+    assert [i["examDate"] for i in back["items"]] == ["2026-11-20", "2026-11-21"]
+
+
+async def test_a_slot_with_no_exam_is_queued_with_no_items(index):
+    payload = await statistics(index, "2026-11-23", "12:00")
+    assert payload == {"date": "2026-11-23", "dates": ["2026-11-23"], "items": []}
 
 
 @pytest.mark.parametrize(
@@ -382,3 +427,20 @@ async def test_rejected_instance_raises_an_error_alert_without_patient_data(
     assert (alert["code"], alert["severity"], alert["subject"]) == (code, "error", "dicom:pacs")
     assert "AE CT01" in alert["message"] and shown in alert["message"]
     assert "张三" not in alert["message"]
+
+
+async def test_statistics_of_two_hospitals_are_per_hospital_and_class(index):
+    await index.ingest(
+        exam(exam_doc("E1", hospitalCode="H1")),
+        exam(exam_doc("E2", hospitalCode="H2")),
+        exam(exam_doc("E3", hospitalCode="H2", exam_class="MR")),
+        exam(exam_doc("E4", hospitalCode="H2", status="60")),
+        exam(exam_doc("E5")),  # no hospital named: the uplink's own
+    )
+    payload = await statistics(index, "2026-11-23", "12:00")
+    assert payload["items"] == [
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1},
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1, "hospitalCode": "H1"},
+        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1, "hospitalCode": "H2"},
+        {"examDate": "2026-11-23", "examClass": "MR", "accordCount": 1, "hospitalCode": "H2"},
+    ]

@@ -116,10 +116,10 @@ def test_an_uplink_whose_plan_offers_nothing_produced_is_a_config_error(tmp_path
 
 
 def test_the_existing_platforms_plans():
-    assert UPLINKS["remote_imaging"].plan == SEED_003_PLAN == CLASSIC
+    assert UPLINKS["remote_imaging"].plan == SEED_003_PLAN == CLASSIC | {Offer.EXAM_WITHOUT_IMAGES}
     assert UPLINKS["http"].plan == CLASSIC  # the generic JSON POST: what it had before plans
-    produced = CLASSIC | {Offer.REPORT_AUDITED, Offer.STUDY_DELETED, Offer.REPORT_FILES}
-    assert produced == PRODUCED
+    others = {Offer.REPORT_AUDITED, Offer.STUDY_DELETED, Offer.REPORT_FILES}
+    assert CLASSIC | others | {Offer.EXAM_WITHOUT_IMAGES} == PRODUCED
     assert {Offer.REPORT_AUDITED, Offer.STUDY_DELETED} == UPLINKS["insurance_imaging"].plan
     assert UPLINKS["mqtt"].plan == UPLINKS["zhejiang_endoscope"].plan == frozenset()
 

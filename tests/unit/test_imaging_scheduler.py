@@ -144,19 +144,22 @@ async def test_statistics_fire_at_their_local_time_once_a_day(ctx):
     rows = await ctx.journal.run(
         lambda conn: conn.execute("SELECT dedupe_key, payload FROM outbox").fetchall()
     )
-    assert [key for key, _ in rows] == ["statistics:2026-11-23:12:00"]  # no exam on the 24th
-    assert json.loads(rows[0][1])["items"] == [
-        {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1}
-    ]
+    keys = ["statistics:2026-11-23:12:00", "statistics:2026-11-24:12:00"]
+    assert [key for key, _ in rows] == keys
+    item = {"examDate": "2026-11-23", "examClass": "CT", "accordCount": 1}
+    assert json.loads(rows[0][1])["items"] == [item]
+    # The 24th's first slot also sends the 23rd's final counts (no exam on the 24th itself).
+    assert json.loads(rows[1][1])["dates"] == ["2026-11-23", "2026-11-24"]
+    assert json.loads(rows[1][1])["items"] == [item]
 
 
 async def test_a_slot_missed_while_down_fires_at_start_and_only_once(ctx):
     await ctx.journal.ingest([exam(exam_doc())])
     clock = FakeClock(datetime(2026, 11, 23, 13, 0, tzinfo=UTC))  # 21:00 local, both slots past
-    task = await running(ctx, clock, statistics_times=["12:00", "20:00"])
+    task = await running(ctx, clock, statistics_times=["20:00", "12:00"])
     await stopped(task)
     slots = [e.payload["slot"] for e in ctx.emitted]
-    assert slots == ["12:00", "20:00"]
+    assert slots == ["20:00"]  # the latest reports what the missed 12:00 would have
     # A restart the same day: the same deterministic ids, so nothing is journaled twice.
     task = await running(ctx, FakeClock(clock.current + timedelta(minutes=5)))
     await stopped(task)
@@ -165,8 +168,19 @@ async def test_a_slot_missed_while_down_fires_at_start_and_only_once(ctx):
             "SELECT COUNT(*) FROM events WHERE kind = 'imaging.statistics_due'"
         ).fetchone()[0]
     )
-    assert events == 2
-    assert len(ctx.emitted) == 4  # re-emitted, refused as known by the journal
+    assert events == 1
+    assert len(ctx.emitted) == 2  # re-emitted, refused as known by the journal
+
+
+async def test_a_first_start_with_no_exam_waits_for_the_next_slot(ctx):
+    clock = FakeClock(datetime(2026, 11, 23, 14, 58, tzinfo=UTC))  # 22:58 local, both slots past
+    task = await running(ctx, clock, statistics_times=["12:00", "20:00"])
+    try:
+        assert ctx.emitted == []
+        await clock.advance(13 * 3600 + 2 * 60 + 5)  # the next day, 12:00:05
+        assert ctx.kinds() == [("imaging.statistics_due", {"date": "2026-11-24", "slot": "12:00"})]
+    finally:
+        await stopped(task)
 
 
 async def test_before_the_first_slot_nothing_is_caught_up(ctx):

@@ -11,6 +11,7 @@ from agent.uplinks.kit.answers import (
     BUSY,
     HOLD,
     REJECTED,
+    UNREADABLE,
     AnswerRules,
     CodeRule,
     classify,
@@ -60,7 +61,7 @@ def body(code: object, msg: str = "") -> str:
         (200, body(1, "系统繁忙"), "", BUSY, "busy: code 1: 系统繁忙"),
         (200, body(403, "签名错误"), "", HOLD, "check the keys: code 403: 签名错误"),
         (200, body(400), "", REJECTED, "code 400"),
-        (200, "<html>portal</html>", "", HOLD, "unexpected answer: HTTP 200: <html>portal</html>"),
+        (200, "<html>x</html>", "", UNREADABLE, "unexpected answer: HTTP 200: <html>x</html>"),
         (200, "参数错误: name", "", REJECTED, "refused: HTTP 200: 参数错误: name"),
         (404, "not found", "", REJECTED, "HTTP 404: not found"),
     ],
@@ -123,3 +124,30 @@ def test_token_endpoints_answer_an_envelope_or_raise() -> None:
 def test_rules_are_data_a_config_can_adjust() -> None:
     stricter = replace(JSON, rules=())
     assert classify(stricter, 200, body(1, "系统繁忙")).verdict == REJECTED
+
+
+def test_auto_reads_json_and_else_xml() -> None:
+    auto = AnswerRules(body="auto", roots=("", "JsonResult"))
+    xml = "<JsonResult><data/><code>200</code><msg>上传成功</msg></JsonResult>"
+    assert classify(auto, 200, xml).verdict == "delivered"
+    assert classify(auto, 200, body(200)).verdict == "delivered"
+    refused = "<JsonResult><data/><code>400</code><msg>参数错误</msg></JsonResult>"
+    assert classify(auto, 200, refused).reason == "code 400: 参数错误"
+    assert classify(replace(auto, body="json"), 200, xml).verdict == UNREADABLE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<!DOCTYPE html><html><body>Gateway login</body></html>",
+        "<html>portal</html>",
+        '{"code": 200, "msg": "ok", "data": {',
+        "",
+    ],
+)
+def test_a_2xx_answer_that_is_no_envelope_is_an_unreadable_retry(text: str) -> None:
+    for body_kind in ("json", "auto"):
+        result = judge(replace(JSON, body=body_kind), 200, text)
+        assert isinstance(result, Retry) and result.unreadable, (body_kind, text)
+    assert not judge(JSON, 503, text).unreadable  # type: ignore[union-attr]
+    assert not judge(JSON, 200, body(403, "x")).unreadable  # type: ignore[union-attr]

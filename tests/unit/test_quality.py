@@ -98,8 +98,12 @@ def test_cleaning_effect_names_a_configured_scope_as_the_other_records_do():
         "cleaningEffectTesting",
         handler(photo_base_url=base).cleaning_effect_record(payload, AT),
     )
-    assert form["rfidNumber"] == "00D507D0"  # scope_ref = "rfid" (the default)
+    assert form["rfidNumber"] == "GIF-001"  # scope_refs: the seed's 内镜编号 (the default)
     assert [form[f"pic{n}"] for n in (1, 2, 3)] == [base + NAME] * 3
+    record = handler(photo_base_url=base).cleaning_effect_record(payload, AT)
+    as_domain = UPLINK.model_copy(update={"scope_refs": {"cleaningEffectTesting": "domain"}})
+    form, _ = build_form("cleaningEffectTesting", record, as_domain)
+    assert form["rfidNumber"] == "00D507D0"  # [domains.*] scope_ref = "rfid" (its default)
     assert (form["testingTime"], form["inspector"], form["result"]) == (
         "2026-11-23 09:30:00",
         "李医生",

@@ -168,11 +168,89 @@ def test_request_hospital_from_the_exam_is_kept():
     assert body["examInfo"]["reqHospitalName"] == "县医院"
 
 
+def push_with(config: Any = None, study: dict[str, Any] | None = None, **info: Any) -> Any:
+    payload = exam_payload()
+    payload["exam"]["examInfo"].update(info)
+    if study is not None:
+        payload["study"].update(study)
+    return codec.build_push(payload, config or config_for())
+
+
+@pytest.mark.parametrize(
+    ("posted", "sent"),
+    [("CT", "CT"), ("DR", "X-Ray"), ("超声", "US"), ("心电", "ECG"), ("Microscopy", "Microscopy")],
+)
+def test_exam_class_is_translated_into_wncv5103_01(posted, sent):
+    body, problems = push_with(examClass=posted)
+    assert (body["examInfo"]["examClass"], problems) == (sent, [])
+
+
+def test_an_exam_class_without_a_code_is_refused_before_sending_unless_unchecked():
+    _, problems = push_with(examClass="胃肠造影")
+    assert problems == ["examInfo.examClass: '胃肠造影' is not in WNCV5103_01 (exam_class_map)"]
+    body, problems = push_with(
+        config_for(exam_class_map={"胃肠造影": "X-Ray"}), examClass="胃肠造影"
+    )
+    assert (body["examInfo"]["examClass"], problems) == ("X-Ray", [])
+    body, problems = push_with(config_for(check_exam_class=False), examClass="胃肠造影")
+    assert (body["examInfo"]["examClass"], problems) == ("胃肠造影", [])
+    with pytest.raises(ValueError, match="not a seed code: XR"):
+        config_for(exam_class_map={"放射": "XR"})
+
+
+@pytest.mark.parametrize(
+    ("series", "modality", "problem"),
+    [
+        ([("CR", 3)], "DX", None),
+        ([("RF", 2), ("SR", 5)], "XA", None),  # SR is no image modality: left out of the choice
+        ([("PT", 4), ("CT", 2)], "NM", None),
+        ([("OT", 1)], None, "imageList.modality: OT has no seed code (modality_map)"),
+    ],
+)
+def test_dicom_modalities_become_the_seed_s(series, modality, problem):
+    study = {"series": [{"modality": m, "instance_count": n} for m, n in series],
+             "modalities": [m for m, _ in series]}  # fmt: skip
+    body, problems = push_with(study=study)
+    assert body["imageList"][0].get("modality") == modality
+    assert problems == ([problem] if problem else [])
+    body, problems = push_with(config_for(modality_map={"OT": "GM"}), study=study)
+    assert problems == []
+
+
+def test_body_parts_as_codes_and_specimen_categories_when_configured():
+    organs = [{"organName": "胸部"}, {"organName": "10"}]
+    body, problems = push_with(config_for(organ_names="codes"), examOrganList=organs)
+    assert (body["examInfo"]["examOrganList"], problems) == (
+        [{"organName": "06"}, {"organName": "10"}],
+        [],
+    )
+    _, problems = push_with(config_for(organ_names="codes"), examOrganList=[{"organName": "肘"}])
+    assert problems == ["examInfo.examOrganList[0].organName: not a §3.2.4.2 body part"]
+    _, problems = push_with(config_for(check_specimen_category=True), specimenCategory="{")
+    assert problems == []  # 白带: the seed's code, odd as it is
+    _, problems = push_with(config_for(check_specimen_category=True), specimenCategory="XYZ")
+    assert problems == ["examInfo.specimenCategory: not a §3.2.4.3 specimen category"]
+    _, problems = push_with(specimenCategory="XYZ")  # unchecked by default
+    assert problems == []
+
+
+def test_statistics_classes_are_translated_and_merged():
+    payload = {"date": "2024-01-01", "items": [
+        {"examDate": "2024-01-01", "examClass": "DR", "accordCount": 2},
+        {"examDate": "2024-01-01", "examClass": "CR", "accordCount": 3},
+        {"examDate": "2024-01-01", "examClass": "胃肠造影", "accordCount": 1},
+    ]}  # fmt: skip
+    rows, problems = codec.build_statistics(payload, config_for(statistics_count_as_string=False))
+    assert [(r["examClass"], r["accordCount"]) for r in rows] == [("X-Ray", 5), ("胃肠造影", 1)]
+    assert problems == ["[2].examClass: '胃肠造影' is not in WNCV5103_01"]
+
+
 def test_image_list_per_modality_and_image_url():
     config = config_for(image_list="per_modality", image_url_template="https://v/{study_uid}")
     body, problems = codec.build_push(exam_payload(accession=""), config)
     assert problems == []
-    assert [(i["modality"], i["imageCount"]) for i in body["imageList"]] == [("CT", 2), ("SR", 1)]
+    # SR has no seed modality (DX/CT/MR/XA/NM/US/ES/GM): not listed by modality
+    assert [(i["modality"], i["imageCount"]) for i in body["imageList"]] == [("CT", 2)]
     assert all("accessionNo" not in i for i in body["imageList"])
     assert body["imageList"][0]["imageUrl"] == f"https://v/{STUDY_UID}"
 
@@ -259,6 +337,28 @@ def test_statistics_body_adds_hospital_code_and_counts_as_strings():
     ]
     rows, _ = codec.build_statistics(payload, config_for(statistics_count_as_string=False))
     assert rows[0]["accordCount"] == 55
+
+
+def test_statistics_of_several_days_and_hospitals_report_missing_classes_as_zero():
+    payload = {
+        "date": "2024-01-02",
+        "dates": ["2024-01-01", "2024-01-02"],
+        "items": [
+            {"examDate": "2024-01-01", "examClass": "CT", "accordCount": 3},
+            {"examDate": "2024-01-02", "hospitalCode": "H2", "examClass": "CT", "accordCount": 1},
+        ],
+    }
+    config = config_for(statistics_classes=["CT"], statistics_count_as_string=False)
+    rows, problems = codec.build_statistics(payload, config)
+    assert problems == []
+    assert {(r["examDate"], r["hospitalCode"], r["accordCount"]) for r in rows} == {
+        ("2024-01-01", HOSPITAL, 3),
+        ("2024-01-01", "H2", 0),
+        ("2024-01-02", HOSPITAL, 0),
+        ("2024-01-02", "H2", 1),
+    }
+    rows, _ = codec.build_statistics({**payload, "items": []}, config_for())
+    assert rows == []  # no class configured: nothing to report on an empty day
 
 
 def test_statistics_violations():

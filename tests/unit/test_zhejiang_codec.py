@@ -137,3 +137,25 @@ def test_an_unclean_scope_is_retried_within_the_window_then_rejected():
 )
 def test_the_token_is_found_in_the_answers_data(data, expected):
     assert codec.parse_token(data) == expected
+
+
+def xml_answer(code: Any, msg: str = "") -> str:
+    return f"<JsonResult><data></data><code>{code}</code><msg>{msg}</msg></JsonResult>"
+
+
+def test_xml_answers_as_the_seed_shows_are_read_like_json_ones():
+    assert isinstance(outcome(200, xml_answer(200, "上传成功")), Delivered)
+    refused = outcome(200, xml_answer(400, "参数wteNumber不能为空"))
+    assert isinstance(refused, Reject) and "code 400: 参数wteNumber不能为空" in refused.reason
+    uncleaned = outcome(200, xml_answer(404, "该内镜未清洗"), kind="uploadUseStepData")
+    assert isinstance(uncleaned, Retry) and uncleaned.deferred
+    token = outcome(200, xml_answer(401, "token无效或已过期"))
+    assert isinstance(token, Retry) and token.reauthenticate
+
+
+def test_answer_format_json_or_xml_reads_only_that_one():
+    assert isinstance(outcome(200, answer(200), answer_format="json"), Delivered)
+    assert isinstance(outcome(200, xml_answer(200), answer_format="xml"), Delivered)
+    for fmt, text in (("json", xml_answer(200)), ("xml", answer(200))):
+        result = outcome(200, text, answer_format=fmt)
+        assert isinstance(result, Retry) and result.unreadable

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from agent.uplinks.zhejiang_endoscope import codec
+from agent.uplinks.zhejiang_endoscope.codec import SCOPE_NAMES
+from agent.uplinks.zhejiang_endoscope.config import SCOPE_REF_DEFAULTS
 from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.fields import AUTH_FIELDS, ENDPOINTS
 from agent.uplinks.zhejiang_endoscope.records import MAPS
@@ -97,6 +99,8 @@ def test_every_map_fills_fields_of_its_table_from_the_vocabulary():
         vocabulary = set(RECORD_FIELDS[kind])
         if kind == "cleaningEffectTesting":
             vocabulary |= {"photo_url_2", "photo_url_3"}
+        if kind in SCOPE_REF_DEFAULTS:  # the uplink picks one of them as scope_ref (scope_refs)
+            vocabulary -= set(SCOPE_NAMES.values())
         assert sources == vocabulary | common, kind
 
 
@@ -121,3 +125,43 @@ def test_the_dashboard_reads_the_last_use_in_either_shape(payload):
 def test_the_disinfectant_dictionary_of_the_map_file_matches_the_vocabulary():
     rule = next(r for r in MAPS["uploadDisinfectData"].fields if r.target == "disinfectantConc")
     assert dict(rule.translate) == {d.value: d.platform_code for d in Disinfectant}
+
+
+NAMED = {**NEUTRAL["sterProcess"], "scope_ref": "E200001", "scope_number": "GIF-001",
+         "scope_rfid": "E200001", "scope_steel_number": "H290123"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("choice", "sent"),
+    [
+        (None, "GIF-001"),  # the default: the seed's 内镜编号
+        ("number", "GIF-001"),
+        ("rfid", "E200001"),
+        ("steel_number", "H290123"),
+        ("domain", "E200001"),  # [domains.*] scope_ref (here: the tag)
+    ],
+)
+def test_each_endpoint_names_the_scope_as_its_scope_refs_choice_says(choice, sent):
+    refs = {} if choice is None else {"sterProcess": choice}
+    form, problems = codec.build_form(
+        "sterProcess", {**INSTITUTION, **NAMED}, config(scope_refs=refs)
+    )
+    assert (form.get("rfidNumber"), problems) == (sent, [])
+
+
+def test_a_scope_without_the_chosen_name_is_refused_and_an_old_record_keeps_its_own():
+    record = {**INSTITUTION, **NAMED}
+    del record["scope_steel_number"]
+    steel = config(scope_refs={"endoscopeSave": "steel_number", "sterProcess": "steel_number"})
+    _, problems = codec.build_form("sterProcess", record, steel)
+    assert problems == [
+        "rfidNumber: the scope has no steel_number (scope_refs.sterProcess = 'steel_number')"
+    ]
+    old = {**INSTITUTION, **NEUTRAL["sterProcess"]}  # queued before records named the scope so
+    form, problems = codec.build_form("sterProcess", old, steel)
+    assert (form["rfidNumber"], problems) == ("E200001", [])
+
+
+def test_scope_refs_names_only_endpoints_with_a_scope_field():
+    with pytest.raises(ValueError, match="no scope to choose in rinseWater"):
+        config(scope_refs={"rinseWater": "number"})

@@ -19,6 +19,9 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 # A verdict the kit turns into an outcome; a platform may name its own (its uplink handles it).
 DELIVERED, TOKEN, BUSY, HOLD, REJECTED = "delivered", "token", "busy", "hold", "rejected"
+# A 2xx answer that is not the platform's envelope (a proxy page, JSON cut short): retried, and
+# a dead letter with an alert once the uplink's unreadable_answer_attempts are used up.
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class CodeRule:
 class AnswerRules:
     """One platform's answer shape and the meaning of its codes: data, one instance a platform."""
 
-    body: Literal["json", "xml", "none"] = "json"  # "none": any 2xx is delivered
+    body: Literal["json", "xml", "auto", "none"] = "json"  # "auto": JSON, else XML; "none": any 2xx
     roots: tuple[str, ...] = ("",)  # dotted paths to the envelope, tried in order
     code_key: str = "code"
     message_key: str = "msg"
@@ -121,7 +124,7 @@ def classify(rules: AnswerRules, status: int, text: str, kind: str = "") -> Verd
             return Verdict(rule.verdict, f"{rule.reason}{shown}", env)
         if rules.body == "none":
             return Verdict(DELIVERED, "", env)
-        return Verdict(HOLD, f"unexpected answer: {shown}", env)  # a proxy or portal page
+        return Verdict(UNREADABLE, f"unexpected answer: {shown}", env)  # a proxy or portal page
     rule = next((r for r in rules.rules if r.matches(env.code, env.message, kind)), None)
     if rule is None:
         return Verdict(REJECTED, shown, env)
@@ -138,6 +141,8 @@ def outcome(verdict: Verdict, text: str, retry_after: float | None = None) -> Ou
         return Retry(verdict.reason, after=retry_after, response=text)
     if verdict.verdict == HOLD:
         return Retry(verdict.reason, response=text)
+    if verdict.verdict == UNREADABLE:
+        return Retry(verdict.reason, response=text, unreadable=True)
     return Reject(verdict.reason, response=text)
 
 
@@ -160,12 +165,13 @@ def token_envelope(rules: AnswerRules, status: int, text: str, endpoint: str) ->
 
 
 def _parse(body: str, text: str) -> Any:
-    if body == "json":
+    if body in ("json", "auto"):
         try:
             return json.loads(text)
         except ValueError:
-            return None
-    if body == "xml" and "<!DOCTYPE" not in text.upper():
+            if body == "json":
+                return None
+    if body in ("xml", "auto") and "<!DOCTYPE" not in text.upper():
         try:
             root = ET.fromstring(text)  # noqa: S314 - no DOCTYPE, so no entity expansion
         except ET.ParseError:

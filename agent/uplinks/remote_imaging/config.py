@@ -11,6 +11,13 @@ from pydantic import Field, model_validator
 from agent.config import ConfigPath, Seconds, Secret, TimeZoneName
 from agent.uplinks.kit.config import TokenPlatformSection
 from agent.uplinks.kit.fields import LengthUnit
+from agent.uplinks.remote_imaging.dictionaries import (
+    DEFAULT_EXAM_CLASS_MAP,
+    DEFAULT_MODALITY_MAP,
+    EXAM_CLASSES,
+    MODALITIES,
+)
+from agent.uplinks.remote_imaging.jiwei import JiweiSection
 from agent.uplinks.remote_imaging.sign import (
     DEFAULT_FIELDS,
     BadKeyError,
@@ -20,6 +27,7 @@ from agent.uplinks.remote_imaging.sign import (
     max_plaintext,
     plaintext,
 )
+from agent.uplinks.remote_imaging.viewer import ReportViewerSection
 
 AeTitle = Annotated[str, Field(pattern=r"^[ -\[\]-~]{1,16}$")]  # printable ASCII but "\"
 Code32 = Annotated[str, Field(min_length=1, max_length=32)]
@@ -46,11 +54,32 @@ class RemoteImagingConfig(TokenPlatformSection):
     busy_keywords: list[str] = ["繁忙", "稍后", "超时", "busy", "timeout"]
     hospital_code: Code32
     hospital_name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # Several hospitals behind this front-end (医共体): the hospitalCode values an exam may name
+    # (empty: an exam's hospitalCode is sent as posted); exams without one are hospital_code's.
+    hospital_codes: list[Code32] = []
     length_unit: LengthUnit = "chars"
+    # Where the platform gets the images (§3.2.1.2, §3.2.3.2.2): "store" C-STORE after the push;
+    # "qr" the push only (the platform retrieves from our Q/R SCP); "url" the push with imageUrl
+    # (image_url_template), no C-STORE; "none" the push without imageList.
+    image_mode: Literal["store", "qr", "url", "none"] = "store"
+    # §3.2.3.2.1 "不能经过特殊格式压缩": send compressed instances decoded to Explicit VR Little
+    # Endian (JPEG, JPEG-LS, JPEG 2000, RLE through pylibjpeg); a syntax no codec decodes is a
+    # dead letter. Off: instances go as received.
+    decompress: bool = False
+    jiwei: JiweiSection = JiweiSection()  # §3.1: the 基卫 apply-form lookup (local API)
+    report_viewer: ReportViewerSection = ReportViewerSection()  # §3.4.3 URL for HIS (local API)
     image_list: Literal["per_study", "per_modality"] = "per_study"
     image_type: Annotated[str, Field(max_length=32)] = "DICOM"
     image_url_template: str | None = None  # imageUrl: "{study_uid}", "{accession}" replaced
     statistics_classes: list[Code32] = []  # always reported, "0" when a class had no exam
+    # §3.2.4 dictionaries, applied before sending (a value without a code refuses the message):
+    # DICOM modality → imageList.modality; the exam's class → examClass (WNCV5103_01). Entries
+    # here are added to (or replace) the defaults in dictionaries.py.
+    modality_map: dict[str, str] = {}
+    exam_class_map: dict[str, str] = {}
+    check_exam_class: bool = True  # False: examClass sent as posted (the seed's VC(32) only)
+    organ_names: Literal["as_posted", "codes"] = "as_posted"  # "codes": §3.2.4.2 code per organ
+    check_specimen_category: bool = False  # specimenCategory must be a §3.2.4.3 code
     statistics_count_as_string: bool = True  # accordCount "55" as in the seed's example
     dicom_host: str | None = None  # default: the host of base_url
     dicom_port: Annotated[int, Field(ge=1, le=65535)] = 104
@@ -82,9 +111,23 @@ class RemoteImagingConfig(TokenPlatformSection):
                 self.image_url_template.format(study_uid="", accession="")
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(f"image_url_template: {err!r}") from err
+        bad = sorted(v for v in self.modality_map.values() if v not in MODALITIES)
+        bad += sorted(v for v in self.exam_class_map.values() if v not in EXAM_CLASSES)
+        if bad:
+            raise ValueError(f"not a seed code: {', '.join(bad)} (modality_map, exam_class_map)")
+        if self.image_mode == "url" and self.image_url_template is None:
+            raise ValueError('image_mode = "url" needs image_url_template')
         if self.association_idle >= self.network_timeout:
             raise ValueError("association_idle must be below network_timeout")
         return self
+
+    def modalities(self) -> dict[str, str]:
+        """DICOM modality → the seed's code (the defaults and this config's entries)."""
+        return {**DEFAULT_MODALITY_MAP, **self.modality_map}
+
+    def exam_classes(self) -> dict[str, str]:
+        """The exam's class as posted → WNCV5103_01 (the defaults and this config's entries)."""
+        return {**DEFAULT_EXAM_CLASS_MAP, **self.exam_class_map}
 
     def rsa_key(self) -> RSA.RsaKey:
         """The platform's public key (checked at start)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as pynetdicom_config
@@ -28,6 +29,29 @@ class AssociationError(AgentError):
 
 class NoContextError(AgentError):
     """The platform accepted no presentation context this instance can be sent with."""
+
+
+class NoCodecError(AgentError):
+    """No installed codec decodes the instance's compressed pixel data."""
+
+
+def decompressed(ds: Dataset) -> Dataset:
+    """The data set in Explicit VR Little Endian with native pixels (the same SOP Instance UID);
+    unchanged when not compressed. NoCodecError when no installed codec decodes it."""
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    if not syntax.is_compressed:
+        return ds
+    try:
+        available = bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # no decoder is written for it (the video syntaxes)
+        available = False
+    if not available:
+        raise NoCodecError(f"no installed codec decodes {syntax.name}")
+    try:
+        ds.decompress(generate_instance_uid=False)
+    except Exception as err:  # a codec's own error on data it cannot decode
+        raise NoCodecError(f"{syntax.name} could not be decoded: {type(err).__name__}") from err
+    return ds
 
 
 def read_instance(path: Path) -> Dataset:
@@ -66,21 +90,22 @@ class StoreScu:
         self._last_used = 0.0
         self._message_id = 0
 
-    def store(self, ds: Dataset, path: Path) -> tuple[int | None, str]:
-        """(status, error comment) of one C-STORE of the file at `path` (`ds`: its header, as
-        `read_instance` gives it); status None when no response came."""
+    def store(self, ds: Dataset, source: Path | Dataset) -> tuple[int | None, str]:
+        """(status, error comment) of one C-STORE of `source`: a spool file (`ds` its header, as
+        `read_instance` gives it) or a whole data set (`ds` itself, e.g. decompressed or made
+        here); status None when no response came."""
         sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
         syntax = str(ds.file_meta.TransferSyntaxUID)
         with self._lock:
             reused = self._reusable((sop_class, syntax))
             if not reused:
                 self._associate((sop_class, syntax))
-            result = self._send((sop_class, syntax), path)
+            result = self._send((sop_class, syntax), source)
             if result[0] is None and reused:
                 # A kept association the platform dropped meanwhile: one fresh try.
                 self._drop()
                 self._associate((sop_class, syntax))
-                result = self._send((sop_class, syntax), path)
+                result = self._send((sop_class, syntax), source)
             if result[0] is None:
                 self._drop()
             return result
@@ -141,7 +166,7 @@ class StoreScu:
         self._assoc = assoc
         self._pairs = frozenset(requested)
 
-    def _send(self, pair: tuple[str, str], path: Path) -> tuple[int | None, str]:
+    def _send(self, pair: tuple[str, str], source: Path | Dataset) -> tuple[int | None, str]:
         assoc = self._assoc
         assert assoc is not None
         self._message_id = self._message_id % 0xFFFF + 1
@@ -152,7 +177,7 @@ class StoreScu:
         # The file's own syntax accepted: its bytes after the meta go out as they are, read in
         # chunks (no decode, no encode: most of a forwarded image's CPU). Otherwise the full
         # dataset, which pynetdicom converts to an accepted little-endian syntax.
-        what: Path | Dataset = path if exact else dcmread(path)
+        what = source if exact or isinstance(source, Dataset) else dcmread(source)
         try:
             status = assoc.send_c_store(what, msg_id=self._message_id)
         except ValueError as err:  # no accepted context for this SOP class / transfer syntax

@@ -36,7 +36,7 @@ class ScuPool:
         with self._lock:
             return any(scu.kept for scu in self._scus.values())
 
-    def store(self, key: str, ds: Dataset, path: Path) -> tuple[int | None, str]:
+    def store(self, key: str, ds: Dataset, source: Path | Dataset) -> tuple[int | None, str]:
         """(status, error comment) of one C-STORE on `key`'s association (opened if need be)."""
         with self._lock:
             scu = self._scus.pop(key, None) or StoreScu(self.config, self.host)
@@ -46,7 +46,7 @@ class ScuPool:
         for old in evicted:  # the least recently used idle studies: release theirs
             old.close()
         try:
-            return scu.store(ds, path)
+            return scu.store(ds, source)
         finally:
             with self._lock:
                 self._busy[key] -= 1

@@ -12,7 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from agent.dispatch.outcomes import Delivered, Outcome, Reject, Retry
 from agent.journal.outbox import OutboxMessage
@@ -24,10 +27,13 @@ from agent.uplinks.remote_imaging import codec
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.dicom import (
     AssociationError,
+    NoCodecError,
     NoContextError,
+    decompressed,
     file_tags,
     read_instance,
 )
+from agent.uplinks.remote_imaging.report_image import secondary_capture
 from agent.uplinks.remote_imaging.scu_pool import ScuPool
 from agent.uplinks.remote_imaging.sign import encrypt, plaintext
 
@@ -35,6 +41,7 @@ PUSH_PATH = "v1/exam/push"
 STATISTICS_PATH = "v1/exam/uploadStatistics"
 MISSING_ALERT = "imaging_instance_missing"  # the spool lost a file it had acknowledged
 UNREADABLE_ALERT = "imaging_instance_unreadable"
+CODEC_ALERT = "imaging_instance_not_decodable"  # decompress = true, and no codec decodes it
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -88,7 +95,11 @@ class RemoteImagingUplink(HttpPlatformUplink):
     async def send(self, message: OutboxMessage) -> Outcome:
         """Deliver one exam.push, exam.statistics or dicom.instance message."""
         kind = message.kind
-        if kind == codec.INSTANCE_KIND:
+        if kind in (codec.INSTANCE_KIND, codec.REPORT_IMAGE_KIND):
+            if self.config.image_mode != "store":  # the platform pulls them, or has a viewer
+                return Delivered(f"not sent: image_mode = {self.config.image_mode!r}")
+            if kind == codec.REPORT_IMAGE_KIND:
+                return await self._store_report_image(message.order_key, message.payload)
             return await self._store(message.order_key, message.payload)
         body: Any
         if kind == codec.PUSH_KIND:
@@ -140,6 +151,30 @@ class RemoteImagingUplink(HttpPlatformUplink):
         finally:
             self._release_when_idle()
 
+    async def _store_report_image(self, key: str, payload: Mapping[str, Any]) -> Outcome:
+        try:
+            return await asyncio.to_thread(self._report_image_blocking, key, payload)
+        finally:
+            self._release_when_idle()
+
+    def _report_image_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
+        name = str(payload.get("name") or "")
+        try:
+            ds = secondary_capture(Path(str(payload.get("path") or "")).read_bytes(), payload)
+        except FileNotFoundError:
+            return Reject(f"report.image {name}: file missing", alert=MISSING_ALERT)
+        except ValueError as err:
+            return Reject(f"report.image {name}: {err}")
+        except OSError as err:
+            return Retry(f"report.image {name}: cannot read the file ({err.strerror or err})")
+        try:
+            status, comment = self.scu.store(key, ds, ds)
+        except NoContextError as err:
+            return Reject(f"report.image {name}: {err}")
+        except (AssociationError, OSError) as err:
+            return Retry(str(err))
+        return codec.dicom_outcome(status, comment)
+
     def _store_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         path = Path(str(payload.get("path") or ""))
         sop = str(payload.get("sop_uid") or "")
@@ -157,8 +192,16 @@ class RemoteImagingUplink(HttpPlatformUplink):
         if differ:
             verb = "differs" if len(differ) == 1 else "differ"
             return Reject(f"{', '.join(differ)} {verb} from the pushed exam")
+        source: Path | Dataset = path
+        if self.config.decompress and UID(ds.file_meta.TransferSyntaxUID).is_compressed:
+            try:
+                ds = source = decompressed(dcmread(path))
+            except NoCodecError as err:
+                return Reject(f"dicom.instance {sop}: {err} (decompress = true)", alert=CODEC_ALERT)
+            except (OSError, InvalidDicomError, ValueError, EOFError) as err:
+                return Retry(f"dicom.instance {sop}: cannot read the file ({type(err).__name__})")
         try:
-            status, comment = self.scu.store(key, ds, path)
+            status, comment = self.scu.store(key, ds, source)
         except NoContextError as err:
             return Reject(f"dicom.instance {sop}: {err}")
         except (AssociationError, OSError) as err:

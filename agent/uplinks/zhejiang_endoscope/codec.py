@@ -28,6 +28,8 @@ UNCLEANED_ALERT = "scope_used_without_cleaning"  # a compliance event: raised as
 """Dead-letter reasons of use steps the platform kept refusing with 404 start with this."""
 UNCLEANED_VERDICT = "uncleaned"  # a use step refused with 404: its cleaning may be on its way
 _OK = frozenset({200})
+# The scope's names a neutral record may carry, by scope_refs choice.
+SCOPE_NAMES = {"rfid": "scope_rfid", "number": "scope_number", "steel_number": "scope_steel_number"}
 
 
 def build_form(
@@ -43,6 +45,9 @@ def build_form(
     if payload.get("vocabulary") == REPROCESSING_RECORDS:
         if kind not in MAPS:
             return {}, [f"no map of neutral {kind} records"]
+        payload, chosen = _choose_scope(kind, payload, config)
+        if chosen:
+            return {}, [chosen]
         formats = {"DT": config.time_format, "date": config.date_format}
         payload, mapping_problems = apply(MAPS[kind], payload, formats)
         if mapping_problems:
@@ -58,14 +63,38 @@ def build_form(
     return form, problems
 
 
+def _choose_scope(
+    kind: str, record: Mapping[str, Any], config: ZhejiangEndoscopeConfig
+) -> tuple[Mapping[str, Any], str]:
+    """The record with `scope_ref` set as the endpoint's scope_refs choice says, or a problem.
+    Records queued before they named the scope every way keep their scope_ref."""
+    choice = config.scope_ref(kind)
+    if choice == "domain" or not record.get("scope_number"):
+        return record, ""
+    name = record.get(SCOPE_NAMES[choice])
+    if is_empty(name):
+        return record, f"rfidNumber: the scope has no {choice} (scope_refs.{kind} = {choice!r})"
+    return {**record, "scope_ref": name}, ""
+
+
 # The seed's answers: {code, msg, data}, code 200 delivered; the config adds the other codes.
-ANSWERS = AnswerRules(code_key="code", message_key="msg", data_key="data", delivered_codes=_OK)
+# Its upload answers are labelled "xml格式数据" (<JsonResult><data/><code/><msg/></JsonResult>),
+# its token answer JSON: both are read unless answer_format says which one.
+ANSWERS = AnswerRules(
+    body="auto",
+    roots=("", "JsonResult"),
+    code_key="code",
+    message_key="msg",
+    data_key="data",
+    delivered_codes=_OK,
+)
 
 
 def answer_rules(config: ZhejiangEndoscopeConfig) -> AnswerRules:
     """The seed's answer rules with the codes and keywords this config names."""
     return replace(
         ANSWERS,
+        body=config.answer_format,
         token_codes=frozenset(config.token_error_codes),
         token_keywords=tuple(config.token_error_keywords),
         rules=(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.config import Seconds, Secret
 from agent.uplinks.kit.config import TokenPlatformSection
@@ -12,6 +12,15 @@ from agent.uplinks.zhejiang_endoscope.fields import DEFAULT_TIME_FORMAT
 from agent.uplinks.zhejiang_endoscope.sign import DEFAULT_SCHEME, SchemeName
 
 TEST_BASE_URL = "http://test.zhihuiweijian.com/openapi"
+ScopeRef = Literal["domain", "rfid", "number", "steel_number"]
+# What each rfidNumber field carries, after its description in the seed: 本次酶洗内镜编号 (3.3.6),
+# 内镜编号 (3.3.8), 内镜编号或内镜钢印编号 (3.4.0, 3.4.1): the scope's number everywhere.
+SCOPE_REF_DEFAULTS: dict[str, ScopeRef] = {
+    "uploadEnzymeWashData": "number",
+    "sterProcess": "number",
+    "endoscopeSave": "number",
+    "cleaningEffectTesting": "number",
+}
 
 
 class ZhejiangEndoscopeConfig(TokenPlatformSection):
@@ -32,5 +41,23 @@ class ZhejiangEndoscopeConfig(TokenPlatformSection):
     busy_codes: list[int] = [429, 500, 502, 503, 504]
     busy_keywords: list[str] = ["繁忙", "稍后", "busy"]
     sign_error_codes: list[int] = [403]
+    answer_format: Literal["auto", "json", "xml"] = "auto"  # upload answers (seed: XML; JSON seen)
+    # Per endpoint with a scope in `rfidNumber`: "number", "rfid", "steel_number" (钢印), or
+    # "domain" (what [domains.*] scope_ref says); endpoints not named keep SCOPE_REF_DEFAULTS.
+    scope_refs: dict[str, ScopeRef] = {}
+
+    @field_validator("scope_refs")
+    @classmethod
+    def _scope_endpoints(cls, value: dict[str, ScopeRef]) -> dict[str, ScopeRef]:
+        unknown = sorted(set(value) - set(SCOPE_REF_DEFAULTS))
+        if unknown:
+            known = ", ".join(SCOPE_REF_DEFAULTS)
+            raise ValueError(f"no scope to choose in {', '.join(unknown)} (only {known})")
+        return {**SCOPE_REF_DEFAULTS, **value}
+
+    def scope_ref(self, endpoint: str) -> ScopeRef:
+        """What `endpoint`'s rfidNumber carries."""
+        return {**SCOPE_REF_DEFAULTS, **self.scope_refs}.get(endpoint, "domain")
+
     uncleaned_retry_window: Seconds = 1800.0
     uncleaned_retry_interval: Seconds = 60.0

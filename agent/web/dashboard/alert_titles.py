@@ -22,10 +22,12 @@ TITLES: dict[str, tuple[str, str]] = {
     "dicom_duplicate_kept_first": ("重复影像未入库", "Duplicate images not indexed"),
     "imaging_instance_missing": ("已接收影像文件丢失", "Received image missing"),
     "imaging_instance_unreadable": ("已接收影像文件损坏", "Received image unreadable"),
+    "imaging_instance_not_decodable": ("影像无法解压，未发送", "Image not decodable: not sent"),
     # Results sharing (seed 001): the daily completeness check.
     "results_sharing_unreconciled": ("平台数据校验：补传后仍缺失", "Platform still lacks records"),
     # The agent itself.
     "handler_failed": ("记录处理失败，待重放", "Record handling failed: replay it"),
+    "uplink_answer_unreadable": ("平台应答无法解析，已转死信", "Unreadable answers: dead letter"),
 }
 RULE_TITLES: dict[str, tuple[str, str]] = {  # WS 507-2016 rules: ws507.<rule>
     "step_order": ("洗消步骤顺序错误", "Steps out of order"),
