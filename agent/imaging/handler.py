@@ -14,6 +14,8 @@ from agent.imaging.exams import attach_files, save_exam
 from agent.imaging.forwarding import forward, report_audited
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
+from agent.imaging.pressure import apply_pressure, apply_purge
+from agent.imaging.retention import PRESSURE, PURGE
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
 
@@ -38,10 +40,10 @@ def utc_text(moment: datetime) -> str:
 
 
 class ImagingHandler:
-    """Handles received instances, exams and their files, deletions, stability, statistics slots
-    and DICOM rejections."""
+    """Handles received instances, exams and their files, deletions, stability, statistics slots,
+    DICOM rejections, disk pressure and purges."""
 
-    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED)
+    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED, PRESSURE, PURGE)
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -65,6 +67,10 @@ class ImagingHandler:
             self._statistics(tx, event.payload)
         elif event.kind == REJECTED:
             tx.raise_alert(rejected_alert(event))
+        elif event.kind == PRESSURE:
+            apply_pressure(tx, event)
+        elif event.kind == PURGE:
+            apply_purge(tx, event, self.config)
 
     def _stored(self, tx: Transaction, event: Event) -> None:
         payload = event.payload
