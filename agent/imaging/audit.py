@@ -119,7 +119,8 @@ def _indexed(conn: sqlite3.Connection, root: Path) -> list[Indexed]:
     return [
         Indexed(sop_uid, study_uid, os.path.abspath(root / path), size)
         for sop_uid, study_uid, path, size in conn.execute(
-            "SELECT sop_uid, study_uid, path, size FROM im_instances"
+            # A purged image's file is gone by policy, not missing.
+            "SELECT sop_uid, study_uid, path, size FROM im_instances WHERE purged_at IS NULL"
         )
     ]
 
