@@ -22,6 +22,8 @@ TITLES: dict[str, tuple[str, str]] = {
     "dicom_duplicate_kept_first": ("重复影像未入库", "Duplicate images not indexed"),
     "imaging_instance_missing": ("已接收影像文件丢失", "Received image missing"),
     "imaging_instance_unreadable": ("已接收影像文件损坏", "Received image unreadable"),
+    "disk_space_warning": ("影像磁盘空间偏低", "Image disk space low"),
+    "disk_space_critical": ("影像磁盘空间告急，提前清理已上传影像", "Image disk critical: purging"),
     # The agent itself.
     "handler_failed": ("记录处理失败，待重放", "Record handling failed: replay it"),
 }
