@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agent.events import Event
+from agent.imaging.audit import audit_spool
 from agent.imaging.handler import ImagingHandler
 from agent.imaging.purger import SpoolKeeper
 from agent.journal.alerts import open_alerts
@@ -190,3 +191,16 @@ async def test_an_image_received_again_after_its_purge_takes_the_new_file(site):
     await site.emit(stored("1", path=str(again), at=T0 + timedelta(days=32)))
     assert await site.purged() == []
     assert await site.rows("SELECT path FROM im_instances") == [("again.dcm",)]
+
+
+async def test_a_purged_file_left_behind_by_a_stop_is_an_audit_copy_not_missing(site):
+    files = await site.receive("1", "2")
+    await site.settle("1", "delivered", T0)
+    await keeper(site, Clock(T0 + timedelta(days=31))).tick(site)
+    files["1"].write_bytes(
+        b"DICM"
+    )  # the deletion did not happen: the agent stopped after the commit
+    sops = {files[n]: f"{STUDY}.1.{n}" for n in files}
+    found = audit_spool(site.state_dir, read_sop_uid=sops.get, min_age=0)
+    assert found.missing == [] and found.unindexed == []
+    assert found.copies == [str(files["1"])]
