@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -103,7 +103,6 @@ def free_bytes(path: Path) -> int | None:
     while not path.exists() and path != path.parent:
         path = path.parent
     try:
-        st = os.statvfs(path)
+        return shutil.disk_usage(path).free
     except OSError:
         return None
-    return st.f_bavail * st.f_frsize

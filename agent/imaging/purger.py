@@ -4,7 +4,7 @@ files of images the retention policy lets go, in small batches, off the event lo
 from __future__ import annotations
 
 import asyncio
-import os
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -31,8 +31,7 @@ def free_mb(path: Path) -> float:
     """Free space for unprivileged writers on the filesystem of `path` (or its nearest parent)."""
     while not path.exists() and path != path.parent:
         path = path.parent
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize / MIB
+    return shutil.disk_usage(path).free / MIB
 
 
 class SpoolKeeper:
@@ -120,6 +119,8 @@ class SpoolKeeper:
                 partial(_batch, after=after, policy=policy, limit=self.config.purge_batch)
             )
             if not batch:
+                if deleted:  # once a pass, not once a batch
+                    log.info("imaging.purged", files=deleted, critical=critical or None)
                 return deleted
             after = batch[-1][:2]
             if chosen:
@@ -148,7 +149,6 @@ class SpoolKeeper:
         files = await ctx.query(partial(purged_files, proposed=proposed))
         count = await asyncio.to_thread(_unlink, [spool_file(f, root) for f in files])
         self.purged += count
-        log.info("imaging.purged", files=count, critical=critical or None)
         return count
 
 

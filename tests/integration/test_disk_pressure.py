@@ -3,19 +3,22 @@ alert fire, delivered images are purged early, undelivered ones never, RFID taps
 journaled when C-STORE is refused at its reserve, and intake resumes when space returns.
 
 The journal and the spool share a 32 MiB tmpfs when the test runs as root (mount allowed); else
-the filesystem is faked at the statvfs boundary: 32 MiB less what the files under it take."""
+the filesystem is faked at the disk_usage (statvfs) boundary: 32 MiB less what the files under
+it take."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from pydicom import dcmread
@@ -36,24 +39,30 @@ RESERVE_MB, CRITICAL_MB, WARNING_MB = 6, 12, 18
 OUT_OF_RESOURCES = 0xA700
 
 
+class Usage(NamedTuple):
+    """What shutil.disk_usage answers."""
+
+    total: int
+    used: int
+    free: int
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A SIZE_MB filesystem: a real tmpfs if it can be mounted, else a statvfs fake."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = os.geteuid() == 0 and _mount(disk)
+    mounted = sys.platform == "linux" and os.geteuid() == 0 and _mount(disk)
     if not mounted:
-        real = os.statvfs
+        real = shutil.disk_usage
 
-        def statvfs(path: Any) -> os.statvfs_result:
-            found = real(path)
+        def disk_usage(path: Any) -> Usage:
             if not Path(path).resolve().is_relative_to(disk.resolve()):
-                return found
+                return Usage(*real(path))
             used = sum(f.stat().st_size for f in disk.rglob("*") if f.is_file())
-            blocks, free = SIZE_MB * MIB // 4096, max(0, SIZE_MB * MIB - used) // 4096
-            return os.statvfs_result((4096, 4096, blocks, free, free, *found[5:]))
+            return Usage(SIZE_MB * MIB, used, max(0, SIZE_MB * MIB - used))
 
-        monkeypatch.setattr(os, "statvfs", statvfs)
+        monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     try:
         yield disk
     finally:
