@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from pydicom import dcmread
+from pynetdicom import dimse_messages
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
@@ -143,7 +144,13 @@ def study_uid(path: Path) -> str:
     return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
 
 
-async def test_a_small_disk_filled_with_images(small_disk: Path, tmp_path: Path) -> None:
+async def test_a_small_disk_filled_with_images(
+    small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SCP points pynetdicom's receive (process-wide) at its spool, which is unmounted after
+    # the test: give the next pynetdicom receiver in this process the factory it had before.
+    factory = getattr(dimse_messages, "NamedTemporaryFile")  # noqa: B009
+    monkeypatch.setattr(dimse_messages, "NamedTemporaryFile", factory)
     state = small_disk / "state"
     state.mkdir()
     imaging = ImagingConfig.model_validate(
