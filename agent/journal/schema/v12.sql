@@ -15,3 +15,7 @@ CREATE TABLE disk_pressure (
     critical_free_mb  INTEGER NOT NULL,
     changed_at        REAL    NOT NULL   -- unix seconds
 );
+
+-- The keeper asks, per image, which uplinks it was queued for: by SOP Instance UID alone, which
+-- the (uplink, sop_uid) key cannot answer without scanning every row.
+CREATE INDEX im_forwarded_sop ON im_forwarded (sop_uid);
