@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent.journal import outbox
 
@@ -44,6 +46,16 @@ class ListenerState:
 
 
 @dataclass(frozen=True, slots=True)
+class DiskState:
+    """The spool's filesystem: free space now, and the pressure level the imaging domain set."""
+
+    free_bytes: int | None  # None: it could not be read
+    level: str  # ok, warning, critical ("ok" before the first measure)
+    warning_free_mb: int
+    critical_free_mb: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The whole agent at one moment."""
 
@@ -54,6 +66,7 @@ class Snapshot:
     open_alerts: dict[str, int]  # by severity
     commits: int
     listeners: list[ListenerState] = field(default_factory=list)
+    disk: DiskState | None = None  # None: no imaging domain measures it
     taken_at: float = field(default_factory=time.time)
 
 
@@ -75,3 +88,21 @@ def alert_counts(conn: sqlite3.Connection) -> dict[str, int]:
         "SELECT severity, COUNT(*) FROM alerts WHERE acknowledged_at IS NULL GROUP BY severity"
     ).fetchall()
     return dict(rows)
+
+
+def disk_pressure(conn: sqlite3.Connection) -> tuple[str, int, int] | None:
+    """(level, warning_free_mb, critical_free_mb) as last recorded, or None if never measured."""
+    row = conn.execute(
+        "SELECT level, warning_free_mb, critical_free_mb FROM disk_pressure WHERE id = 1"
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space for unprivileged writers on the filesystem of `path` (or its nearest parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None

@@ -30,11 +30,14 @@ from agent.journal.publish import publish, set_publish_routes
 from agent.journal.readers import Readers
 from agent.journal.writer import Journal
 from agent.observe import (
+    DiskState,
     ListenerState,
     QueueState,
     Snapshot,
     SourceState,
     alert_counts,
+    disk_pressure,
+    free_bytes,
     outbox_counts,
 )
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
@@ -48,6 +51,7 @@ from agent.uplinks.remote_imaging import jiwei, viewer
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.queries import queries as sharing_queries
+from agent.vocabulary.spool import SpoolLayout
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
 from agent.web.guard import runner_options, start_site
@@ -183,6 +187,7 @@ class Agent:
         counts: dict[str, dict[str, int]] = {}
         oldest: dict[str, float] = {}
         alerts: dict[str, int] = {}
+        pressure: tuple[str, int, int] | None = None
         error = ""
         try:
             assert self.journal is not None and self.readers is not None, "journal not open"
@@ -191,6 +196,7 @@ class Agent:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 counts, oldest = await self.readers.run(outbox_counts)
                 alerts = await self.readers.run(alert_counts)
+                pressure = await self.readers.run(disk_pressure)
             stalled = self.journal.busy_for()
             if stalled > PROBE_TIMEOUT:
                 error = f"JournalStalled: the journal writer is in one commit for {stalled:.0f} s"
@@ -225,7 +231,11 @@ class Agent:
             ListenerState(name, c.requests, dict(c.refused))
             for name, c in sorted(self.listener_counters.items())
         ]
-        return Snapshot(not error, error, queues, sources, alerts, commits, listeners)
+        disk = None
+        if pressure is not None:
+            free = await asyncio.to_thread(free_bytes, SpoolLayout.of(self.state_dir).root)
+            disk = DiskState(free, *pressure)
+        return Snapshot(not error, error, queues, sources, alerts, commits, listeners, disk)
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""

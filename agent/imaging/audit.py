@@ -70,6 +70,8 @@ def audit_spool(
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
             conn.execute("PRAGMA busy_timeout=10000")
             indexed = _indexed(conn, spool.root)
+            # A purged image's file left behind by a stop between the purge and the deletion.
+            purged = {sop for (sop,) in conn.execute(_PURGED_SOPS)}
             referenced = {row.path for row in indexed} | _unsettled_paths(conn, spool.root)
     except sqlite3.Error as err:
         raise JournalError(f"{database}: {err}") from err
@@ -99,7 +101,8 @@ def audit_spool(
         if sop_uid is None:
             result.unreadable.append(path)
             continue
-        (result.copies if sop_uid in sop_uids else result.unindexed).append(path)
+        known = sop_uid in sop_uids or sop_uid in purged
+        (result.copies if known else result.unindexed).append(path)
     return result
 
 
@@ -115,11 +118,15 @@ def delete_copies(audit: SpoolAudit) -> int:
     return deleted
 
 
+_PURGED_SOPS = "SELECT sop_uid FROM im_instances WHERE purged_at IS NOT NULL"
+
+
 def _indexed(conn: sqlite3.Connection, root: Path) -> list[Indexed]:
     return [
         Indexed(sop_uid, study_uid, os.path.abspath(root / path), size)
         for sop_uid, study_uid, path, size in conn.execute(
-            "SELECT sop_uid, study_uid, path, size FROM im_instances"
+            # A purged image's file is gone by policy, not missing.
+            "SELECT sop_uid, study_uid, path, size FROM im_instances WHERE purged_at IS NULL"
         )
     ]
 

@@ -42,6 +42,20 @@ class ImagingConfig(PluginSection):
     statistics_days: Annotated[int, Field(ge=1, le=31)] = 1  # 2: today and yesterday
     timezone: TimeZoneName = "Asia/Shanghai"  # exam times and statistics dates are local
     scan_interval: Seconds = 5.0  # how often the scheduler looks for studies that went quiet
+    # Spool retention: an image's file is deleted (its index row kept, marked purged) keep_days
+    # after every forward_to uplink that takes images has it delivered, never while a message
+    # for it is pending, in flight or dead, and not before pull_keep_days after its study (or
+    # its exam/report) last changed, for the platforms that pull images (C-MOVE, WADO).
+    retention: bool = True
+    keep_days: Annotated[float, Field(ge=0)] = 30.0
+    pull_keep_days: Annotated[float, Field(ge=0)] = 0.0
+    purge_batch: Annotated[int, Field(ge=1, le=10_000)] = 200  # images looked at per step
+    purge_interval: Seconds = 60.0  # between passes over the spool (and disk checks)
+    # Disk pressure on the spool's filesystem (free MiB), above the DICOM sources' min_free_mb
+    # reserve: warning raises an alert; critical also purges what is delivered at once,
+    # ignoring keep_days. 0 turns a level off.
+    disk_warning_free_mb: Annotated[int, Field(ge=0)] = 4096
+    disk_critical_free_mb: Annotated[int, Field(ge=0)] = 2048
 
     # forward_to resolved against the uplinks' plans when loaded with the plugin registry.
     _plans: dict[str, frozenset[Offer]] | None = PrivateAttr(default=None)
@@ -60,6 +74,13 @@ class ImagingConfig(PluginSection):
         uplink_plans = (info.context or {}).get("uplink_plans")
         if uplink_plans is not None:
             self._plans = resolve(self.forward_to, uplink_plans)
+        return self
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> Self:
+        both = self.disk_critical_free_mb and self.disk_warning_free_mb
+        if both and self.disk_critical_free_mb >= self.disk_warning_free_mb:
+            raise ValueError("disk_critical_free_mb must be below disk_warning_free_mb")
         return self
 
     @field_validator("forward_to", "statistics_times")

@@ -15,6 +15,8 @@ from agent.imaging.exams import attach_files, save_exam
 from agent.imaging.forwarding import forward, push_without_images, report_audited, report_files
 from agent.imaging.index import add_instance
 from agent.imaging.plans import Offer
+from agent.imaging.pressure import apply_pressure, apply_purge
+from agent.imaging.retention import PRESSURE, PURGE
 from agent.imaging.statistics import counts, days_to_report
 from agent.journal.alerts import Alert
 from agent.journal.transaction import Transaction
@@ -40,10 +42,21 @@ def utc_text(moment: datetime) -> str:
 
 
 class ImagingHandler:
-    """Handles received instances, exams and their files, deletions, stability, statistics slots
-    and DICOM rejections."""
+    """Handles received instances, exams and their files, deletions, stability, statistics slots,
+    DICOM rejections, disk pressure and purges."""
 
-    kinds = (STORED, EXAM, EXAM_FILE, DELETION, STABLE, STATISTICS_DUE, REJECTED, APPLY_FORMS)
+    kinds = (
+        STORED,
+        EXAM,
+        EXAM_FILE,
+        DELETION,
+        STABLE,
+        STATISTICS_DUE,
+        REJECTED,
+        APPLY_FORMS,
+        PRESSURE,
+        PURGE,
+    )
 
     def __init__(self, name: str, config: ImagingConfig) -> None:
         self.name = name
@@ -75,6 +88,10 @@ class ImagingHandler:
             tx.raise_alert(rejected_alert(event))
         elif event.kind == APPLY_FORMS:
             save_forms(tx.conn, event.payload["forms"], utc_text(event.received_at), event.id)
+        elif event.kind == PRESSURE:
+            apply_pressure(tx, event)
+        elif event.kind == PURGE:
+            apply_purge(tx, event, self.config)
 
     def _stored(self, tx: Transaction, event: Event) -> None:
         payload = event.payload

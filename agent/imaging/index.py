@@ -31,9 +31,12 @@ def add_instance(
     """Index one `dicom.stored` instance received at `at` (ISO UTC) under the duplicate policy."""
     sop_uid, study_uid = _text(payload, "sop_instance_uid"), _text(payload, "study_uid")
     path = stored_path(str(payload["path"]), journal_spool_root(conn))
-    old = conn.execute("SELECT path FROM im_instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
-    # The same file received again (a re-send to the same spool path) is not a duplicate copy.
-    if old is not None and duplicates == "keep_first" and old[0] != path:
+    old = conn.execute(
+        "SELECT path, purged_at FROM im_instances WHERE sop_uid = ?", (sop_uid,)
+    ).fetchone()
+    # The same file received again (a re-send to the same spool path) is not a duplicate copy;
+    # an image whose file was purged takes the new one whatever the duplicate policy.
+    if old is not None and duplicates == "keep_first" and old[0] != path and old[1] is None:
         return "kept_first"
     _patient(conn, payload)
     _study(conn, payload, at)
@@ -68,7 +71,7 @@ def add_instance(
         conn.execute(
             "UPDATE im_instances SET series_uid = ?, study_uid = ?, sop_class = ?,"
             " transfer_syntax = ?, number = ?, path = ?, size = ?, received_at = ?,"
-            " calling_ae = ?, event_id = ? WHERE sop_uid = ?",
+            " calling_ae = ?, event_id = ?, purged_at = NULL WHERE sop_uid = ?",
             row,
         )
     refresh_modalities(conn, study_uid)

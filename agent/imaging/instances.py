@@ -9,7 +9,10 @@ from typing import Any
 from agent.vocabulary.images import ImageQueries, InstanceFile
 from agent.vocabulary.spool import journal_spool_root, spool_file
 
-_COLUMNS = "i.study_uid, i.series_uid, i.sop_uid, i.transfer_syntax, i.path, i.size"
+_COLUMNS = (
+    "i.study_uid, i.series_uid, i.sop_uid, i.transfer_syntax, i.path, i.size,"
+    " i.purged_at IS NOT NULL"
+)
 
 
 def instance_file(conn: sqlite3.Connection, sop_uid: str) -> InstanceFile | None:
@@ -34,8 +37,9 @@ def study_files(conn: sqlite3.Connection, study_uid: str) -> list[InstanceFile]:
 
 def _file(row: tuple[Any, ...], root: Path | None) -> InstanceFile:
     """The row's instance with its path as the file is found now (the index keeps it relative)."""
-    study_uid, series_uid, sop_uid, syntax, path, size = row
-    return InstanceFile(study_uid, series_uid, sop_uid, syntax, spool_file(path, root), size)
+    study_uid, series_uid, sop_uid, syntax, path, size, purged = row
+    file = spool_file(path, root)
+    return InstanceFile(study_uid, series_uid, sop_uid, syntax, file, size, bool(purged))
 
 
 QUERIES = ImageQueries(instance=instance_file, study=study_files)

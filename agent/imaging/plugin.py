@@ -9,6 +9,7 @@ from typing import Any
 from agent.imaging.config import ImagingConfig
 from agent.imaging.forwarding import rebase_queued_files
 from agent.imaging.handler import ImagingHandler
+from agent.imaging.purger import SpoolKeeper
 from agent.imaging.scheduler import ImagingScheduler
 
 __all__ = ["ImagingConfig", "handlers", "startup", "tasks"]
@@ -20,8 +21,9 @@ def handlers(name: str, config: ImagingConfig) -> list[ImagingHandler]:
 
 
 def tasks(name: str, config: ImagingConfig) -> list[Callable[[Any], Awaitable[None]]]:
-    """The scheduler: quiet studies become stable, statistics fire at their local times."""
-    return [ImagingScheduler(name, config).run]
+    """The scheduler (quiet studies become stable, statistics fire at their local times) and the
+    spool's keeper (disk pressure, retention)."""
+    return [ImagingScheduler(name, config).run, SpoolKeeper(name, config).run]
 
 
 def startup(name: str, config: ImagingConfig) -> list[Callable[[sqlite3.Connection], Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from agent.vocabulary.study_index import NO_MATCH_CLASS, BadIdentifier
+from agent.vocabulary.study_index import NO_MATCH_CLASS, PURGED_PATH, BadIdentifier
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _LEVEL_TAG, _CHARSET_TAG, _RETRIEVE_AE_TAG = 0x00080052, 0x00080005, 0x00080054
@@ -64,6 +64,12 @@ KEYS: dict[str, tuple[int, str, str]] = {
     "SOPClassUID": (3, "i.sop_class", "uid"),
     "InstanceNumber": (3, "i.number", "int"),
     "AvailableTransferSyntaxUID": (3, "i.transfer_syntax", "uid"),
+    # UNAVAILABLE: the spool retention policy deleted the file (PS3.4 C.4.1.1.3.2).
+    "InstanceAvailability": (
+        3,
+        "CASE WHEN i.purged_at IS NULL THEN 'ONLINE' ELSE 'UNAVAILABLE' END",
+        "text",
+    ),
 }
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
@@ -238,7 +244,8 @@ def retrieve_query(identifier: Dataset, *, patient_root: bool) -> tuple[str, lis
         where.append(f"{expr} IN ({', '.join('?' * len(values))})")
         params.extend(values)
     sql = (
-        f"SELECT i.sop_uid, i.sop_class, i.transfer_syntax, i.path FROM {_FROM[3]}"
+        f"SELECT i.sop_uid, i.sop_class, i.transfer_syntax,"
+        f" CASE WHEN i.purged_at IS NULL THEN i.path ELSE '{PURGED_PATH}' END FROM {_FROM[3]}"
         f" WHERE {' AND '.join(where)} ORDER BY s.study_uid, r.number, i.series_uid, i.number"
     )
     return sql, params

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 
 from agent.imaging.qr_query import Query, retrieve_query
 from agent.vocabulary.spool import SpoolLayout, spool_file
-from agent.vocabulary.study_index import IndexUnavailable, Instance, Matches
+from agent.vocabulary.study_index import PURGED_PATH, IndexUnavailable, Instance, Matches
 
 
 class StudyIndexReader:
@@ -30,7 +30,10 @@ class StudyIndexReader:
         sql, params = retrieve_query(identifier, patient_root=patient_root)
         root = SpoolLayout.of(self.db_path.parent).root  # the journal is in the state directory
         return [
-            cast(Instance, (*row[:3], spool_file(row[3], root))) for row in self._rows(sql, params)
+            cast(
+                Instance, (*row[:3], row[3] if row[3] == PURGED_PATH else spool_file(row[3], root))
+            )
+            for row in self._rows(sql, params)
         ]
 
     def study_of_accession(self, accession: str) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ class InstanceFile:
     transfer_syntax: str
     path: str
     size: int
+    purged: bool = False  # the spool retention policy deleted its file (the row is kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 
 NO_MATCH_CLASS, UNABLE = 0xA900, 0xC000  # statuses a bad identifier is answered with
 Instance = tuple[str, str, str, str]  # sop_uid, sop_class, transfer_syntax, path in the spool
+PURGED_PATH = ""  # an Instance's path when the spool retention policy deleted its file
 
 
 class BadIdentifier(Exception):

@@ -17,6 +17,7 @@ Observe = Callable[[], Awaitable[Snapshot]]
 OBSERVE_KEY: web.AppKey[Observe] = web.AppKey("observe")
 OUTBOX_STATES = ("pending", "inflight", "delivered", "dead")
 BREAKER_STATES = ("closed", "open", "half_open")
+DISK_LEVELS = ("ok", "warning", "critical")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -44,6 +45,34 @@ class SnapshotCollector(Collector):
         for severity in ("critical", "error", "warning"):
             alerts.add_metric([severity], s.open_alerts.get(severity, 0))
         yield alerts
+        yield from self._disk()
+
+    def _disk(self) -> Iterator[Metric]:
+        disk = self.snapshot.disk
+        if disk is None:
+            return
+        if disk.free_bytes is not None:
+            free = GaugeMetricFamily(
+                "edge_agent_spool_free_bytes", "free space on the spool's filesystem"
+            )
+            free.add_metric([], disk.free_bytes)
+            yield free
+        level = GaugeMetricFamily(
+            "edge_agent_disk_pressure_level",
+            "1 for the spool disk's pressure level (ok, warning, critical)",
+            labels=["level"],
+        )
+        for name in DISK_LEVELS:
+            level.add_metric([name], 1 if disk.level == name else 0)
+        yield level
+        thresholds = GaugeMetricFamily(
+            "edge_agent_disk_pressure_threshold_bytes",
+            "free space below which a pressure level starts (0: off)",
+            labels=["level"],
+        )
+        thresholds.add_metric(["warning"], disk.warning_free_mb * 1024 * 1024)
+        thresholds.add_metric(["critical"], disk.critical_free_mb * 1024 * 1024)
+        yield thresholds
 
     def _queues(self) -> Iterator[Metric]:
         messages = GaugeMetricFamily(
@@ -122,7 +151,8 @@ def render(snapshot: Snapshot) -> bytes:
 
 def health(snapshot: Snapshot) -> tuple[dict[str, Any], int]:
     """The /healthz body and status: 503 when the journal fails or a breaker is open;
-    "degraded" (still 200: the agent records and forwards) while a device is away."""
+    "degraded" (still 200: the agent records and forwards) while a device is away or the
+    spool's disk is at its warning or critical level."""
     problems = [] if snapshot.database_ok else ["database"]
     problems += [f"uplink:{q.uplink}" for q in snapshot.queues if q.breaker == "open"]
     degraded = [
@@ -131,7 +161,10 @@ def health(snapshot: Snapshot) -> tuple[dict[str, Any], int]:
         for s in snapshot.sources
         if s.component == "down" or (s.component == "running" and s.online is False)
     ]
-    body = {
+    disk = snapshot.disk
+    if disk is not None and disk.level != "ok":
+        degraded.append(f"disk: {disk.level} (spool's free space below its threshold)")
+    body: dict[str, Any] = {
         "status": "unhealthy" if problems else "degraded" if degraded else "ok",
         "problems": problems,
         "degraded": degraded,
@@ -151,6 +184,13 @@ def health(snapshot: Snapshot) -> tuple[dict[str, Any], int]:
         },
         "open_alerts": snapshot.open_alerts,
     }
+    if disk is not None:
+        body["disk"] = {
+            "level": disk.level,
+            "free_bytes": disk.free_bytes,
+            "warning_free_mb": disk.warning_free_mb,
+            "critical_free_mb": disk.critical_free_mb,
+        }
     return body, 503 if problems else 200
 
 

@@ -19,6 +19,7 @@ from pynetdicom.presentation import PresentationContext
 
 from agent.logs import peer_text
 from agent.vocabulary.study_index import (
+    PURGED_PATH,
     UNABLE,
     BadIdentifier,
     IndexUnavailable,
@@ -154,7 +155,9 @@ class QueryRetrieve:
                 yield CANCEL, None
                 return
             # Not read here: `retrieve` streams the file's data set as stored, or converts it.
-            yield PENDING, StoredInstance(self.spool_dir / relative, sop_class, sop_uid, syntax)
+            stored = StoredInstance(self.spool_dir / relative, sop_class, sop_uid, syntax)
+            stored.purged = relative == PURGED_PATH  # a failed sub-operation, said why
+            yield PENDING, stored
 
 
 def _storage_contexts(matches: list[Instance]) -> list[PresentationContext]:

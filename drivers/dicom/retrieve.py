@@ -53,6 +53,7 @@ class StoredInstance(Dataset):
         self.SOPInstanceUID = sop_instance
         self.path = path
         self.stored_syntax = UID(syntax)
+        self.purged = False  # its file was deleted by the spool retention policy
 
 
 def converts(stored: UID, target: UID) -> bool:
@@ -160,6 +161,8 @@ def chosen(
 ) -> tuple[PresentationContext, Payload]:
     """`payload_for`, with the reason logged when the instance cannot be sent."""
     try:
+        if instance.purged:
+            raise NotSent("purged: the spool retention policy deleted its file after delivery")
         return payload_for(contexts, instance)
     except (NotSent, OSError, ValueError) as err:
         log.warning(

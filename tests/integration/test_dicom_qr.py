@@ -93,7 +93,7 @@ def _index(state: Path, datasets: list[tuple[Dataset, str]]) -> dict[str, Path]:
              ds.get("SeriesDescription", ""), ""),
         )  # fmt: skip
         conn.execute(
-            "INSERT INTO im_instances VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO im_instances VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL)",
             (ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.SOPClassUID,
              syntax, ds.InstanceNumber, relative, files[ds.SOPInstanceUID].stat().st_size,
              now, "MODALITY", f"e{number}"),
@@ -330,3 +330,32 @@ def test_the_index_is_opened_read_only(peer: Peer) -> None:
     with index._connect() as conn, pytest.raises(Exception, match="readonly"):
         conn.execute("INSERT INTO im_patients (patient_id) VALUES (?)", (uid,))
     assert (peer.state / "journal.db").stat().st_mtime_ns == before
+
+
+async def test_a_purged_image_is_unavailable_in_c_find_and_a_failed_sub_operation_in_c_move(
+    peer: Peer, tmp_path: Path, move_port: int
+) -> None:
+    purged = f"{SERIES_A}.2"
+    conn = open_database(peer.state / "journal.db")  # what the spool's keeper leaves behind
+    conn.execute("UPDATE im_instances SET purged_at = '2026-12-01' WHERE sop_uid = ?", (purged,))
+    conn.close()
+    peer.files[purged].unlink()
+    images = await _find(
+        peer, tmp_path / "f", "-S", "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={STUDY_A}",
+        "SOPInstanceUID", "InstanceAvailability",
+    )  # fmt: skip
+    assert [(i.SOPInstanceUID, i.InstanceAvailability) for i in images] == [
+        (f"{SERIES_A}.1", "ONLINE"), (purged, "UNAVAILABLE")
+    ]  # fmt: skip
+    out = tmp_path / "moved"
+    out.mkdir()
+    mover = await asyncio.create_subprocess_exec(
+        dcmtk("movescu"), "-v", "-S", "-aet", "MOVESCU", "-aem", "MOVESCU", "-aec", "EDGE",
+        "+P", str(move_port), "+xa", "-k", "QueryRetrieveLevel=STUDY",
+        "-k", f"StudyInstanceUID={STUDY_A}", "127.0.0.1", str(peer.port),
+        cwd=out, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    said = (await asyncio.wait_for(mover.communicate(), 60))[0].decode()
+    assert [str(dcmread(p).SOPInstanceUID) for p in out.iterdir()] == [f"{SERIES_A}.1"]
+    # The final response: warning B000, the purged instance listed as a failed sub-operation.
+    assert "Final Move Response (Warning: SubOperationsCompleteOneOrMoreFailures)" in said, said

@@ -97,6 +97,21 @@ async def test_a_file_gone_from_the_spool_is_404_not_an_error(journal, tmp_path)
             assert answer.status == 404
 
 
+async def test_a_purged_image_is_410_gone_with_the_reason(journal, tmp_path):
+    async with getway(journal, settings()) as ask, aiohttp.ClientSession() as client:
+        (link, _) = await links_of(ask)
+        await journal.run(  # what the spool's keeper leaves: the row, marked, and no file
+            lambda conn: conn.execute(
+                "UPDATE im_instances SET purged_at = '2026-12-01' WHERE sop_uid = ?",
+                (f"{STUDY}.1.1",),
+            )
+        )
+        (tmp_path / "spool-1.dcm").unlink()
+        async with client.get(link) as answer:
+            assert answer.status == 410
+            assert (await answer.json())["error"].startswith("purged: ")
+
+
 async def test_signed_links_need_their_token_and_expire(journal):
     signed = settings(link_key=KEY, link_lifetime=600)
     async with getway(journal, signed) as ask, aiohttp.ClientSession() as client:

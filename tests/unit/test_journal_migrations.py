@@ -47,6 +47,8 @@ def test_a_journal_of_each_version_migrates_with_its_data(fixture: Path, tmp_pat
         if version >= 5:  # spool paths relative to the spool, queued images say so too (v11)
             path = conn.execute("SELECT path FROM im_instances").fetchone()[0]
             assert path == "2026/11/24/0192a6e4-7c1d.dcm"
+            purged = conn.execute("SELECT purged_at FROM im_instances").fetchone()[0]
+            assert purged is None  # every image migrated keeps its file (v12: spool retention)
             (payload,) = conn.execute(
                 "SELECT payload FROM outbox WHERE kind = 'dicom.instance'"
             ).fetchone()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from agent.config import load_config
 from agent.journal.readers import Readers
-from agent.observe import QueueState, Snapshot, SourceState
+from agent.observe import DiskState, QueueState, Snapshot, SourceState
 from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
 from agent.web.metrics import health, render
@@ -74,3 +76,25 @@ async def test_a_closed_journal_makes_the_agent_report_its_database_down(open_jo
     await agent.readers.close()
     assert not snapshot.database_ok and "closed" in snapshot.database_error
     assert health(snapshot)[1] == 503
+
+
+def test_disk_pressure_degrades_health_and_reaches_the_exposition():
+    disk = DiskState(300 * 1024 * 1024, "warning", 500, 200)
+    body, status = health(replace(snapshot(), disk=disk))
+    assert status == 200 and body["status"] == "degraded"
+    assert body["degraded"] == ["disk: warning (spool's free space below its threshold)"]
+    assert body["disk"] == {
+        "level": "warning",
+        "free_bytes": 300 * 1024 * 1024,
+        "warning_free_mb": 500,
+        "critical_free_mb": 200,
+    }
+    found = samples(render(replace(snapshot(), disk=disk)).decode())
+    assert found[("edge_agent_spool_free_bytes", ())] == 300 * 1024 * 1024
+    assert found[("edge_agent_disk_pressure_level", (("level", "warning"),))] == 1
+    assert found[("edge_agent_disk_pressure_level", (("level", "critical"),))] == 0
+    assert found[("edge_agent_disk_pressure_threshold_bytes", (("level", "critical"),))] == (
+        200 * 1024 * 1024
+    )
+    ok = replace(disk, level="ok")
+    assert health(replace(snapshot(), disk=ok))[0]["status"] == "ok"

@@ -91,7 +91,8 @@ class WadoService:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """400 a malformed request, 406 another content type, 403 a bad or expired token, 404
-        an instance not indexed (or under other study/series UIDs) or gone from the spool."""
+        an instance not indexed (or under other study/series UIDs) or gone from the spool, 410
+        one whose file the spool retention policy deleted."""
         query = request.query
         if query.get("requestType") != "WADO":
             return _refuse(400, "requestType: must be WADO")
@@ -110,6 +111,8 @@ class WadoService:
         expires, token = query.get("expires", ""), query.get("token", "")
         if not self.settings.signed_right(uids, expires, token, time.time()):
             return _refuse(403, "token: missing, wrong or expired")
+        if image.purged:
+            return _refuse(410, PURGED)
         path = Path(image.path)
         if not await asyncio.to_thread(path.is_file):
             log.warning("wado.file_missing", path=str(path))
@@ -132,6 +135,8 @@ class WadoService:
         if not self.settings.signed_right((study, "", ""), expires, token, time.time()):
             return _refuse(403, "token: missing, wrong or expired")
         images = await request.app[QUERY_KEY](lambda conn: self.images.study(conn, study))
+        if any(i.purged for i in images):
+            return _refuse(410, PURGED)
         paths = [Path(i.path) for i in images]
         if not images or not all(await asyncio.to_thread(lambda: [p.is_file() for p in paths])):
             log.warning("wado.study_incomplete", images=len(images))
@@ -139,6 +144,9 @@ class WadoService:
         files = [(f"{i.series_uid}/{i.sop_uid}.dcm", p) for i, p in zip(images, paths, strict=True)]
         log.info("wado.study_served", images=len(files))
         return await send_zip(request, files, f"{study}.zip")
+
+
+PURGED = "purged: the spool retention policy deleted this image's file after its delivery"
 
 
 def _is_uid(value: str) -> bool:

@@ -25,6 +25,8 @@ TITLES: dict[str, tuple[str, str]] = {
     "imaging_instance_not_decodable": ("影像无法解压，未发送", "Image not decodable: not sent"),
     # Results sharing (seed 001): the daily completeness check.
     "results_sharing_unreconciled": ("平台数据校验：补传后仍缺失", "Platform still lacks records"),
+    "disk_space_warning": ("影像磁盘空间偏低", "Image disk space low"),
+    "disk_space_critical": ("影像磁盘空间告急，提前清理已上传影像", "Image disk critical: purging"),
     # The agent itself.
     "handler_failed": ("记录处理失败，待重放", "Record handling failed: replay it"),
     "uplink_answer_unreadable": ("平台应答无法解析，已转死信", "Unreadable answers: dead letter"),

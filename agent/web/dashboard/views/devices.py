@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent.observe import DiskState
 from agent.web.dashboard.context import Dashboard, Viewer
 from agent.web.dashboard.render import Markup, both, icon, join, local_time, render
 
@@ -46,6 +47,11 @@ COUNTERS = {  # what a source counts: reads, receipts, images, and rejects by re
     "bad_tag": ("标签错误", "bad tag"),
 }
 RECENT_EVENTS = 5000  # how far back "last event" looks: a bounded scan, not the whole journal
+DISK_LEVELS = {  # the spool disk's pressure level: css class, Chinese, English
+    "ok": ("ok", "正常", "ok"),
+    "warning": ("bad", "空间偏低", "low"),
+    "critical": ("bad", "空间告急，正在清理已上传影像", "critical: purging delivered images"),
+}
 COMPONENT = {
     "running": ("ready", "运行", "running"),
     "finished": ("none", "已结束", "finished"),
@@ -110,8 +116,36 @@ async def devices(dashboard: Dashboard, viewer: Viewer) -> Markup:
                 kind=kind,
             )
         )
+    disk = disk_line(snapshot.disk)
     if not rows:
-        return render('<p class="empty">$t</p>', t=both("未配置设备", "No sources configured"))
+        empty = render('<p class="empty">$t</p>', t=both("未配置设备", "No sources configured"))
+        return join([disk, empty])
+    return join([disk, table(rows)])
+
+
+def disk_line(disk: DiskState | None) -> Markup:
+    """The spool disk: its pressure level, free space and thresholds (nothing without imaging)."""
+    if disk is None:
+        return render("")
+    css, zh, en = DISK_LEVELS.get(disk.level, ("bad", disk.level, disk.level))
+    free = "?" if disk.free_bytes is None else f"{disk.free_bytes / 2**30:.1f} GiB"
+    return render(
+        '<p id="disk" class="$css">$label: $state — $free_t $free'
+        ' <span class="muted">($w $wv MiB, $c $cv MiB)</span></p>',
+        css=css,
+        label=both("影像磁盘", "Image disk"),
+        state=both(zh, en),
+        free_t=both("可用", "free"),
+        free=free,
+        w=both("预警", "warning below"),
+        wv=disk.warning_free_mb,
+        c=both("告急", "critical below"),
+        cv=disk.critical_free_mb,
+    )
+
+
+def table(rows: list[Markup]) -> Markup:
+    """The sources' table."""
     return render(
         '<table class="grid"><thead><tr><th>$n</th><th>$t</th><th>$s</th><th>$l</th><th>$c</th>'
         "<th>$e</th></tr></thead><tbody>$rows</tbody></table>",
