@@ -100,6 +100,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return document
 
 
+async def read_raw_file(request: web.Request, limit: int) -> bytes:
+    """The body as one file, streamed (not bounded by the API's max_body); 413 over `limit`."""
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise Refused(413, [f"file: larger than {limit} bytes"])
+    return bytes(data)
+
+
 async def read_form(request: web.Request, file_limits: Mapping[str, int] | None = None) -> Form:
     """A urlencoded or multipart form; files only in the parts named in `file_limits` (their
     byte limits). Refused: 415 another type, 400 malformed, 413 a part too large."""

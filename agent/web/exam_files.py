@@ -13,7 +13,7 @@ from aiohttp import web
 from agent.events import Event
 from agent.imaging.exams import exam_files
 from agent.imaging.handler import EXAM_FILE
-from agent.web.bodies import Refused, only_query, read_form
+from agent.web.bodies import Refused, only_query, read_form, read_raw_file
 from agent.web.context import EMIT_KEY, QUERY_KEY, answer
 from agent.web.files import FileStore, file_type
 
@@ -47,7 +47,7 @@ async def attach(store: FileStore, request: web.Request) -> web.Response:
     only_query(request, "kind")
     if request.content_type in RAW_TYPES:
         files, kind, found = (
-            [await _raw(request, store.max_bytes)],
+            [await read_raw_file(request, store.max_bytes)],
             request.query.get("kind", ""),
             [],
         )
@@ -76,16 +76,6 @@ async def attach(store: FileStore, request: web.Request) -> web.Response:
     await request.app[EMIT_KEY](event)
     log.info("imaging.files_attached", files=len(stored))
     return answer({"event_id": event.id, "files": stored}, status=201)
-
-
-async def _raw(request: web.Request, limit: int) -> bytes:
-    """The body as one file, streamed (not bounded by the API's max_body); 413 over `limit`."""
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            raise Refused(413, [f"file: larger than {limit} bytes"])
-    return bytes(data)
 
 
 def _problems(kind: str, files: list[bytes]) -> list[str]:

@@ -21,7 +21,7 @@ from agent.lab.documents import (
     read_catalogue,
 )
 from agent.lab.handler import CATALOGUE, DEVICE, FILES, QC, RECOGNITION, REPORT, VIEWING
-from agent.web.bodies import Refused, only_query, read_form, read_json_object
+from agent.web.bodies import Refused, only_query, read_form, read_json_object, read_raw_file
 from agent.web.context import EMIT_KEY, answer, refused
 from agent.web.exam_files import EXAM_NO
 from agent.web.files import FileStore, file_type
@@ -91,7 +91,7 @@ async def attach(store: FileStore, request: web.Request) -> web.Response:
         raise Refused(400, ["report_no: 1-32 characters, no control characters or outer spaces"])
     only_query(request)
     if request.content_type == "application/pdf":
-        files = [await _raw(request, store.max_bytes)]
+        files = [await read_raw_file(request, store.max_bytes)]
         found: list[str] = []
     else:
         posted = await read_form(request, {"file": store.max_bytes})
@@ -111,12 +111,3 @@ async def attach(store: FileStore, request: web.Request) -> web.Response:
     await request.app[EMIT_KEY](event)
     log.info("lab.files_attached", files=len(stored))
     return answer({"event_id": event.id, "files": stored}, status=201)
-
-
-async def _raw(request: web.Request, limit: int) -> bytes:
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            raise Refused(413, [f"file: larger than {limit} bytes"])
-    return bytes(data)

@@ -188,16 +188,9 @@ class FastStore:
         accept.result = 0x00
         accept.result_source = 0x01
         accept.presentation_context_definition_results_list = results
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.max_pdu
-        implementation = ImplementationClassUIDNotification()
-        implementation.implementation_class_uid = self.implementation_uid
-        items: list[Any] = [max_length, implementation]
-        if self.implementation_version:
-            version = ImplementationVersionNameNotification()
-            version.implementation_version_name = self.implementation_version
-            items.append(version)
-        accept.user_information = items
+        accept.user_information = user_information(
+            self.max_pdu, self.implementation_uid, self.implementation_version
+        )
         pdu = A_ASSOCIATE_AC()
         pdu.from_primitive(accept)
         return pdu.encode()
@@ -383,6 +376,20 @@ class _Association:
         pending, self.pending = self.pending, None
         if pending is not None and pending.file is not None:
             pending.file.discard()
+
+
+def user_information(max_pdu: int, implementation_uid: str, version: str) -> list[Any]:
+    """The A-ASSOCIATE user information items the agent sends (as requestor or acceptor)."""
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = max_pdu
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = implementation_uid
+    items: list[Any] = [max_length, implementation]
+    if version:
+        name = ImplementationVersionNameNotification()
+        name.implementation_version_name = version
+        items.append(name)
+    return items
 
 
 def peek_request(sock: socket.socket, timeout: float) -> bytes | None:

@@ -25,14 +25,13 @@ from pynetdicom import AE
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
     MaximumLengthNotification,
 )
 from pynetdicom.presentation import PresentationContext
 
 from agent.logs import peer_text
 from drivers.dicom import wire
+from drivers.dicom.fast_store import user_information
 from drivers.dicom.retrieve import NotSent, StoredInstance, chosen, write_c_store
 
 log = structlog.get_logger(__name__)
@@ -253,16 +252,9 @@ def _request_pdu(
     request.calling_ae_title = settings.calling_ae
     request.called_ae_title = called_ae
     request.presentation_context_definition_list = contexts
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = settings.max_pdu
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = settings.implementation_uid
-    items: list[Any] = [max_length, implementation]
-    if settings.implementation_version:
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = settings.implementation_version
-        items.append(version)
-    request.user_information = items
+    request.user_information = user_information(
+        settings.max_pdu, settings.implementation_uid, settings.implementation_version
+    )
     pdu = A_ASSOCIATE_RQ()
     pdu.from_primitive(request)
     return bytes(pdu.encode())
