@@ -11,6 +11,7 @@ from typing import Any
 
 from pynetdicom import association, dul
 
+_ENDING = frozenset({"Sta1", "Sta13"})  # over, or awaiting the close after a release/reject/abort
 DUL_IDLE = 0.05  # seconds: a bound for what might not wake the DUL thread; nothing known
 
 
@@ -51,10 +52,10 @@ class Wakeups:
     end, and the association thread on an Event set when a DIMSE message is queued.
 
     The DUL thread's wait is DUL_IDLE (or until its ARTIM timer is due), not 1 ms, until the
-    association is over (Sta1): everything it acts on wakes it, and a thousand wake-ups a
-    second each take the GIL from the thread doing the work (a C-MOVE's sub-operations ran at
-    half speed). The association thread keeps pynetdicom's 1 ms: it also watches flags
-    (release, abort) that nothing signals.
+    association is ending (Sta13) or over (Sta1): everything it acts on wakes it, and a
+    thousand wake-ups a second each take the GIL from the thread doing the work (a C-MOVE's
+    sub-operations ran at half speed). The association thread keeps pynetdicom's 1 ms: it also
+    watches flags (release, abort) that nothing signals.
     """
 
     def __init__(self, sock: socket.socket, dul: Any = None) -> None:
@@ -94,8 +95,8 @@ class Wakeups:
         is told to end, or DUL_IDLE (at most until its ARTIM timer is due)."""
         wait = DUL_IDLE
         if self.dul is not None:
-            if self.dul.state_machine.current_state == "Sta1":
-                wait = seconds  # over: pynetdicom's stop_dul sets a flag and polls for the end
+            if self.dul.state_machine.current_state in _ENDING:
+                wait = seconds  # ending: pynetdicom sets flags and polls for the end
             else:
                 wait = max(0.0, min(wait, float(self.dul.artim_timer.remaining)))
         try:
