@@ -23,6 +23,7 @@ from tests.integration.test_dicom_scp import (
     RecordingContext,
     dataset_bytes,
     make_scp,
+    rejection,
     request,
     send_files,
     serving,
@@ -189,15 +190,7 @@ async def test_beyond_max_associations_a_request_is_rejected_transiently(tmp_pat
         holder = await asyncio.to_thread(RawPeer, port)
         await asyncio.to_thread(holder.associate)
 
-        def second() -> tuple[int, int, int]:
-            ae = AE(ae_title="SECOND")
-            ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-            assoc = ae.associate("127.0.0.1", port, ae_title="EDGE")
-            rj = assoc.acceptor.primitive
-            assert assoc.is_rejected and rj is not None
-            return int(rj.result or 0), int(rj.result_source or 0), int(rj.diagnostic or 0)
-
-        assert await asyncio.to_thread(second) == (0x02, 0x03, 0x02)
+        assert await asyncio.to_thread(rejection, port, "SECOND") == (0x02, 0x03, 0x02)
         holder.sock.close()
 
         async def freed() -> bool:
