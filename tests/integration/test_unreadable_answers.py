@@ -33,13 +33,17 @@ from agent.simulators.zhejiang_endoscope import (
 from agent.uplinks.http.uplink import HttpUplink, HttpUplinkConfig
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import InsuranceImagingUplink
+from agent.uplinks.provincial_imaging.elements import normalise
+from agent.uplinks.provincial_imaging.uplink import APPLY_KIND
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET, eventually
+from tests.integration import test_provincial_imaging as provincial
 from tests.integration import test_remote_imaging as imaging
 from tests.integration import test_zhejiang_endoscope as zhejiang
+from tests.unit.test_provincial_elements import seed_order
 
 ATTEMPTS = 3
 SETTINGS = DispatchSettings(
@@ -95,7 +99,9 @@ class Case:
     event: Event
 
 
-@pytest.fixture(params=["zhejiang_json", "zhejiang_xml", "remote_imaging", "insurance_qr"])
+@pytest.fixture(
+    params=["zhejiang_json", "zhejiang_xml", "remote_imaging", "insurance_qr", "provincial_imaging"]
+)
 async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
     """One reading uplink and its platform's simulator."""
     kind = request.param
@@ -110,6 +116,10 @@ async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
         async with imaging.city_platform() as city:
             up = RemoteImagingUplink("city", imaging.uplink_config(city))
             yield Case(city, up, message("city", "exam.push", imaging.new_study()))
+    elif kind == "provincial_imaging":
+        async with provincial.platform_and_uplink() as (province, up):
+            order = {"order": normalise(seed_order())}
+            yield Case(province, up, message(up.name, APPLY_KIND, order))
     else:
         front = InsuranceImagingSimulator(
             "ins", InsuranceImagingSimulatorConfig(type="insurance_imaging", port=0)

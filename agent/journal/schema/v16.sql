@@ -1,0 +1,19 @@
+-- v16: seed 003 §3.4 (scenario 3). Each apply form HIS posted for the provincial imaging
+-- platform (SynApplyInfo), and the exam status the platform last reported for it
+-- (SynStatusInfo): one row per uplink and ApplyNo (as the platform knows it, prefixed).
+CREATE TABLE pi_orders (
+    uplink            TEXT NOT NULL,
+    apply_no          TEXT NOT NULL,
+    action            TEXT,             -- INSERT/UPDATE/DELETE last posted; NULL: only the platform named it
+    event_id          TEXT,             -- that action's event (its outbox message: the delivery)
+    posted_at         REAL,             -- unix seconds
+    exam_status       TEXT,             -- 00 检查取消, 20 检查确认, 50 收到影像, 70 确认报告
+    exam_status_name  TEXT,
+    exam_no           TEXT,
+    image_url         TEXT,
+    operated_at       TEXT,             -- OperateDate OperateTime as the platform sent them (local)
+    status_event_id   TEXT,
+    status_at         REAL,             -- unix seconds, when it was journaled
+    PRIMARY KEY (uplink, apply_no)
+);
+CREATE INDEX pi_orders_recent ON pi_orders (uplink, posted_at);
