@@ -159,11 +159,11 @@ def attach_files(
 
 
 def report_images(conn: sqlite3.Connection, exam_no: str) -> list[tuple[str, str]]:
-    """(name, path) of the exam's JPEG report images stored with a known path."""
+    """(name, path) of the exam's report images (JPEG, PNG, BMP) stored with a known path."""
     return list(
         conn.execute(
             "SELECT name, path FROM im_exam_files WHERE exam_no = ? AND kind = 'report_image'"
-            " AND path IS NOT NULL AND name LIKE '%.jpg' ORDER BY rowid",
+            " AND path IS NOT NULL ORDER BY rowid",
             (exam_no,),
         )
     )

@@ -111,7 +111,7 @@ EXAM_NO = _in_path(
         "pattern": f"^[^{CONTROL}\\s](?:[^{CONTROL}]*[^{CONTROL}\\s])?$",
     },
 )
-FILE_NAME = {"type": "string", "pattern": "^[0-9a-f]{64}\\.(pdf|jpg|png)$"}
+FILE_NAME = {"type": "string", "pattern": "^[0-9a-f]{64}\\.(pdf|jpg|png|bmp)$"}
 REPORT_FILE = {
     "multipart/form-data": {
         "schema": {
@@ -125,7 +125,7 @@ REPORT_FILE = {
     },
     **{
         kind: {"schema": {"type": "string", "format": "binary"}}
-        for kind in ("application/pdf", "image/jpeg", "image/png")
+        for kind in ("application/pdf", "image/jpeg", "image/png", "image/bmp")
     },
 }
 ROW = {"type": "string", "pattern": "^[0-9]{1,18}$"}
@@ -234,7 +234,7 @@ OPERATIONS = (
         "One file of an exam",
         parameters=[EXAM_NO, _in_path("name", FILE_NAME)],
         answers={
-            "200": "The file (application/pdf, image/jpeg or image/png)",
+            "200": "The file (application/pdf, image/jpeg, image/png or image/bmp)",
             "404": "No such file for this exam",
         },
     ),

@@ -159,6 +159,8 @@ class RemoteImagingUplink(HttpPlatformUplink):
 
     def _report_image_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         name = str(payload.get("name") or "")
+        if codec.by_path(name, self.config) is not None:
+            return Delivered("not sent: report_images = 'path' (listed in the push)")
         try:
             ds = secondary_capture(Path(str(payload.get("path") or "")).read_bytes(), payload)
         except FileNotFoundError:
