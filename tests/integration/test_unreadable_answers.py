@@ -18,6 +18,7 @@ from agent.dispatch.policy import Backoff
 from agent.dispatch.uplink import Uplink
 from agent.events import Event
 from agent.journal.outbox import OutboxMessage
+from agent.journal.queries import connect, retry
 from agent.journal.transaction import Transaction
 from agent.journal.writer import Journal
 from agent.simulators.base import SimulatedCloud
@@ -240,3 +241,33 @@ async def _both_settled(journal: Journal) -> dict[str, Any] | None:
     rows = await outbox_rows(journal)
     done = len(rows) == 2 and all(r["state"] in ("delivered", "dead") for r in rows.values())
     return rows if done else None
+
+
+async def test_a_restart_keeps_the_count_and_an_operator_retry_starts_it_again(
+    open_journal, tmp_path
+):
+    garbled = Retry("unexpected answer: HTTP 200: <html>", unreadable=True)
+    path = tmp_path / "journal.db"
+    journal: Journal = await open_journal.open(path, handlers=(Queue(),))
+    first = Scripted([garbled, garbled])  # ATTEMPTS - 1 unreadable answers, then a restart
+    async with run_dispatcher(journal, first, SETTINGS):
+        await journal.ingest([message("scripted", "any", {})])
+        await eventually(lambda: _attempted(journal, ATTEMPTS - 1))
+    await journal.close()
+    journal = await open_journal.open(path, handlers=(Queue(),))
+    async with run_dispatcher(journal, Scripted([garbled]), SETTINGS):  # a new process
+        row = await eventually(lambda: dead(journal))
+    assert row["attempts"] == ATTEMPTS  # not ATTEMPTS more after the restart
+    assert row["last_error"].startswith(f"{ATTEMPTS} unreadable answers in a row")
+
+    async with connect(path) as db:
+        assert await retry(db, [1], actor="test") == [1]
+    again = Scripted([garbled, Delivered("ok")])  # one unreadable answer no longer gives up
+    async with run_dispatcher(journal, again, SETTINGS):
+        row = await eventually(lambda: _delivered(journal))
+    assert row["attempts"] == ATTEMPTS + 2
+
+
+async def _attempted(journal: Journal, count: int) -> dict[str, Any] | None:
+    [row] = (await outbox_rows(journal)).values()
+    return row if row["attempts"] == count and row["state"] == "pending" else None

@@ -1,4 +1,9 @@
--- v16: seed 003 §3.4 (scenario 3). Each apply form HIS posted for the provincial imaging
+-- v16: (1) the platform's unreadable answers in a row per outbox message, so a restart does not
+-- reset the count the dispatcher gives up after (unreadable_answer_attempts); an operator's
+-- retry starts it again. (2) Seed 003 §3.4 (scenario 3), below.
+ALTER TABLE outbox ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0;
+
+-- (2) Seed 003 §3.4 (scenario 3). Each apply form HIS posted for the provincial imaging
 -- platform (SynApplyInfo), and the exam status the platform last reported for it
 -- (SynStatusInfo): one row per uplink and ApplyNo (as the platform knows it, prefixed).
 CREATE TABLE pi_orders (
