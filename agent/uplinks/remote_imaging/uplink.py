@@ -142,7 +142,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
         envelope = token_envelope(codec.ANSWERS, answer.status, answer.text, "getToken")
         token = codec.parse_token(envelope.data)
         if token is None:
-            raise TokenError("getToken answered without a token")
+            raise TokenError("getToken answered without a token", unreadable=True)
         return Token(token)  # the seed states no lifetime: token_lifetime
 
     async def _store(self, key: str, payload: Mapping[str, Any]) -> Outcome:
