@@ -17,6 +17,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
+from agent.imaging.forwarding import rebase_queued_files
 from agent.imaging.handler import ImagingHandler
 from agent.journal.writer import Journal
 from agent.plugins import UPLINKS
@@ -265,3 +266,31 @@ async def test_a_report_image_posted_after_the_push_follows_with_a_new_push(site
     assert "reportImage" not in first.get("reportList", {})
     [listed] = second["reportList"]["reportImage"]
     assert listed["sopInstanceUID"] in site.platform.received.instances
+
+
+async def test_a_moved_state_folder_still_sends_its_queued_report_images(open_journal, tmp_path):
+    state = tmp_path / "state"
+    (state / "exam-files").mkdir(parents=True)
+    handler = ImagingHandler("imaging", seed_003())
+    async with city_platform() as platform:
+        journal = await open_journal.open(state / "journal.db", handlers=(handler,))
+        site = Site(Index(journal), platform, tmp_path)
+        await stable_study(site, "store")  # the push and the CT image are delivered
+        name = "e" * 64 + ".jpg"
+        (state / "exam-files" / name).write_bytes(JPEG_8X8)
+        files = [{"name": name, "kind": "report_image", "size": len(JPEG_8X8),
+                  "path": str(state / "exam-files" / name)}]  # fmt: skip
+        await site.index.ingest(
+            Event("imaging.exam_files", "api", {"exam_no": "E001", "files": files})
+        )
+        assert await site.index.rows("SELECT path FROM im_exam_files") == [(f"exam-files/{name}",)]
+        await journal.close()  # the report image is still queued when the folder moves
+        moved = tmp_path / "restored"
+        state.rename(moved)
+        journal = await open_journal.open(moved / "journal.db", handlers=(handler,))
+        assert await journal.run(rebase_queued_files) == 1  # what the runtime runs at start
+        rows = await Site(Index(journal), platform, tmp_path).run()
+    assert {r["state"] for r in rows.values()} == {"delivered"}
+    second = platform.received.pushes[-1]
+    [listed] = second["reportList"]["reportImage"]
+    assert listed["sopInstanceUID"] in platform.received.instances
