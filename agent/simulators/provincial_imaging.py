@@ -6,6 +6,7 @@ calls the hospital's SynStatusInfo back with exam statuses 00/20/50/70."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from pydantic import Field, SecretStr
 
 from agent.config import Secret
 from agent.simulators.base import Counts, Faults, SimulatedCloud
-from agent.simulators.control import ControlOptions, attach
+from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 from agent.uplinks.provincial_imaging import elements, soap
 
 log = structlog.get_logger(__name__)
@@ -30,7 +31,7 @@ class ProvincialImagingSimulatorConfig(ControlOptions):
     """[simulators.<name>] type = "provincial_imaging" """
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8790
+    port: Annotated[int, Field(ge=0, le=65535)] = 8794
     license: Secret = SecretStr("F9BDEFC9EDD6426E57E9DFEFE3A74FA2")  # the seed's example
     hospital_id: str = "7173"
     namespace: str = "http://service.ylz.com"
@@ -264,3 +265,16 @@ def build(
 ) -> ProvincialImagingSimulator:
     """Make the simulator from its validated config."""
     return attach(ProvincialImagingSimulator(name, config, state_dir), config)
+
+
+async def serve(
+    config: ProvincialImagingSimulatorConfig,
+    *,
+    ready: Callable[[ProvincialImagingSimulator], None] | None = None,
+    control: tuple[str, int] | None = None,
+    control_ready: Callable[[ControlServer], None] | None = None,
+    state_dir: Path | None = None,
+) -> None:
+    """Run the simulator until cancelled (`edge-agent simulate provincial-imaging`)."""
+    simulator = ProvincialImagingSimulator("provincial_imaging", config, state_dir)
+    await run_until_cancelled(simulator, control, ready, control_ready)
