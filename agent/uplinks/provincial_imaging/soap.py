@@ -12,16 +12,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-import zeep
-from zeep.exceptions import Error as ZeepError
-from zeep.exceptions import Fault
-from zeep.wsdl.utils import etree_to_string
-
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 APPLY = ("SynApplyInfo", "req")  # (operation, its parameter) as §3.4.1.1 names them
 STATUS = ("SynStatusInfo", "inputString")  # §3.4.2.1
-SETTINGS = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
 
 
 class SoapError(ValueError):
@@ -92,18 +86,25 @@ class SoapClient:
     """One operation of a WSDL: the request envelope for a string, the string of the answer."""
 
     def __init__(self, operation: str, wsdl_text: str | None, wsdl_file: Path | None) -> None:
+        import zeep  # here, not at import: zeep, lxml and requests cost every start 0.3 s
+
+        settings = zeep.Settings(
+            strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
         source: Any = (
             str(wsdl_file)
             if wsdl_file is not None
             else io.BytesIO((wsdl_text or "").encode("utf-8"))
         )
         self.operation = operation
-        self._client = zeep.Client(source, settings=SETTINGS)  # type: ignore[no-untyped-call]
+        self._client = zeep.Client(source, settings=settings)  # type: ignore[no-untyped-call]
         self._binding = self._client.service._binding
         self._op = self._binding.get(operation)
 
     def request(self, text: str) -> tuple[bytes, dict[str, str]]:
         """The envelope carrying `text` as the operation's one argument, and its HTTP headers."""
+        from zeep.wsdl.utils import etree_to_string
+
         envelope = self._client.create_message(  # type: ignore[no-untyped-call]
             self._client.service, self.operation, text
         )
@@ -113,6 +114,9 @@ class SoapClient:
 
     def answer(self, status: int, content: bytes, content_type: str) -> str:
         """The string the operation returned; SoapError when the answer is no such envelope."""
+        from zeep.exceptions import Error as ZeepError
+        from zeep.exceptions import Fault
+
         reply = _Reply(status, content, {"Content-Type": content_type or "text/xml"})
         try:
             result = self._binding.process_reply(self._client, self._op, reply)
