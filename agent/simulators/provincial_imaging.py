@@ -185,7 +185,8 @@ class ProvincialImagingSimulator(SimulatedCloud[Received]):
     def _note(self, order: dict[str, Any], code: str, apply_no: str | None = None) -> None:
         call = {"action": order["Action"], "apply_no": apply_no, "code": code, "order": order}
         self.received.calls.append(call)
-        self.record("SynApplyInfo", "accepted" if code == "0" else "refused", int(code), code)
+        accepted = code == "0"
+        self.record("SynApplyInfo", "accepted" if accepted else "refused", int(code), code)
         self.save()
 
     def _report_after_insert(self, apply_no: str) -> None:

@@ -500,7 +500,7 @@ OPERATIONS = (
         answers={
             "202": "Journaled: {event_id, apply_no (prefixed), action}",
             "400": "{error, problems}: the body is not a JSON object",
-            "422": "{error, problems}: the elements the table refuses",
+            "422": "{error, problems}: the elements the table refuses, or a query parameter",
         },
     ),
     Operation(
@@ -522,7 +522,11 @@ OPERATIONS = (
         "One apply form (ApplyNo with or without the '<医院ID>_' prefix): its last action,"
         " delivery {state, last_error, attempts} and exam status 00/20/50/70 (SynStatusInfo)",
         parameters=[_in_path("apply_no", {"type": "string", "minLength": 1})],
-        answers={"200": "The order's state", "404": "No such order"},
+        answers={
+            "200": "The order's state",
+            "404": "No such order",
+            "422": "{error, problems}: a query parameter",
+        },
     ),
 )
 

@@ -22,16 +22,29 @@ log = structlog.get_logger(__name__)
 ORDERS_PATH = "/api/v1/his-orders"
 ORDER_PATH = "/api/v1/his-orders/{apply_no}"
 MAX_LIMIT = 500
+CODE = "code"  # the attribute of coded elements (ExamStatus, PerformDept, Operater)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=partial(json.dumps, ensure_ascii=False))
 
 
+def _strays(request: web.Request, *known: str) -> web.Response | None:
+    """422 naming query parameters the route does not take (a typo must not pass unseen)."""
+    unknown = sorted({k for k in request.query if k not in known})
+    if not unknown and all(len(request.query.getall(k)) == 1 for k in known if k in request.query):
+        return None
+    problems = [f"{k}: no such parameter" for k in unknown] or ["a parameter given twice"]
+    return _json({"error": "bad query", "problems": problems}, 422)
+
+
 async def post_order(
     name: str, config: ProvincialImagingConfig, request: web.Request
 ) -> web.Response:
     """POST /api/v1/his-orders: an order checked against §3.4.1.1's table; 202 once journaled."""
+    stray = _strays(request)
+    if stray is not None:
+        return stray
     try:
         document = json.loads(await request.read())
         order = elements.normalise(document)
@@ -53,6 +66,9 @@ async def get_order(
     name: str, config: ProvincialImagingConfig, request: web.Request
 ) -> web.Response:
     """GET /api/v1/his-orders/{apply_no} (with or without the prefix): 200 its state, or 404."""
+    stray = _strays(request)
+    if stray is not None:
+        return stray
     apply_no = elements.prefixed(request.match_info["apply_no"], config.hospital_id)
     found = await request.app[QUERY_KEY](partial(find_orders, uplink=name, apply_no=apply_no))
     if not found:
@@ -62,6 +78,9 @@ async def get_order(
 
 async def list_orders(name: str, request: web.Request) -> web.Response:
     """GET /api/v1/his-orders?limit=: the newest orders with their state."""
+    stray = _strays(request, "limit")
+    if stray is not None:
+        return stray
     raw = request.query.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         return _json({"error": "bad query", "problems": [f"limit: 1 to {MAX_LIMIT}"]}, 422)
@@ -108,17 +127,17 @@ def read_status(text: str, hospital_id: str) -> dict[str, Any]:
         raise soap.SoapError("no Exam element")
     apply_no = (exam.findtext("ApplyNo") or "").strip()
     status = exam.find("ExamStatus")
-    code = (status.get("code") or status.text or "").strip() if status is not None else ""
+    said = (status.get(CODE) or status.text or "").strip() if status is not None else ""
     if not apply_no:
         raise soap.SoapError("ApplyNo: required")
-    if code not in EXAM_STATUSES:
+    if said not in EXAM_STATUSES:
         raise soap.SoapError(f"ExamStatus: code must be one of {', '.join(EXAM_STATUSES)}")
     date, time = _text(exam, "OperateDate"), _text(exam, "OperateTime")
     return {
         "apply_no": elements.prefixed(apply_no, hospital_id),
-        "status": code,
+        "status": said,
         "status_name": ((status.text or "").strip() if status is not None else "")
-        or EXAM_STATUSES[code],
+        or EXAM_STATUSES[said],
         "exam_no": _text(exam, "ExamNo"),
         "order_no": _text(exam, "OrderNo"),
         "sick_no": _text(exam, "SickNo"),

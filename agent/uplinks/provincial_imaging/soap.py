@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 CONTENT_TYPE = "text/xml; charset=utf-8"
+CODE = "code"  # the answer's element (<response><code>)
 APPLY = ("SynApplyInfo", "req")  # (operation, its parameter) as §3.4.1.1 names them
 STATUS = ("SynStatusInfo", "inputString")  # §3.4.2.1
 
@@ -175,10 +176,10 @@ def result_xml(code: str, desc: str) -> str:
 def read_result(text: str) -> tuple[str, str]:
     """(code, desc) of a `<response>` document; SoapError when it is none."""
     root = parse(text.encode("utf-8") if isinstance(text, str) else text)
-    code = root.findtext("code")
-    if _local(root.tag) != "response" or code is None:
+    found = root.findtext(CODE)
+    if _local(root.tag) != "response" or found is None:
         raise SoapError("the returned string is not <response><code>…")
-    return code.strip(), (root.findtext("desc") or "").strip()
+    return found.strip(), (root.findtext("desc") or "").strip()
 
 
 def parse(body: bytes) -> ET.Element:
