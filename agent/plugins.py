@@ -21,6 +21,7 @@ from agent.reprocessing import plugin as reprocessing
 from agent.simulators import demo_traffic, http_cloud, rfid_readers
 from agent.simulators import idcas_archive as idcas_archive_sim
 from agent.simulators import insurance_imaging as insurance_imaging_sim
+from agent.simulators import provincial_imaging as provincial_imaging_sim
 from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import results_sharing as results_sharing_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
@@ -33,6 +34,10 @@ from agent.uplinks.insurance_imaging import uplink as insurance_imaging_uplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.mqtt import uplink as mqtt_uplink
 from agent.uplinks.mqtt.config import MqttUplinkConfig
+from agent.uplinks.provincial_imaging import orders as provincial_orders
+from agent.uplinks.provincial_imaging import routes as provincial_routes
+from agent.uplinks.provincial_imaging import uplink as provincial_imaging_uplink
+from agent.uplinks.provincial_imaging.config import ProvincialImagingConfig
 from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing import daily as results_sharing_daily
@@ -132,6 +137,15 @@ UPLINKS = {
         endpoints=partial(results_sharing_gate.endpoints, images=imaging_instances.QUERIES),
         plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
     ),
+    # Seed 003 §3.4 (scenario 3): HIS orders posted to the local API go to SynApplyInfo (SOAP);
+    # the provincial platform calls SynStatusInfo on the listener.
+    "provincial_imaging": Plugin(
+        ProvincialImagingConfig,
+        provincial_imaging_uplink.build,
+        handlers=provincial_orders.handlers,
+        api_routes=provincial_routes.api_routes,
+        endpoints=provincial_routes.endpoints,
+    ),
 }
 SOURCES = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
@@ -167,6 +181,9 @@ SIMULATORS = {
     ),
     "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
     "idcas_archive": Plugin(idcas_archive_sim.IdcasArchiveSimulatorConfig, idcas_archive_sim.build),
+    "provincial_imaging": Plugin(
+        provincial_imaging_sim.ProvincialImagingSimulatorConfig, provincial_imaging_sim.build
+    ),
 }
 DOMAINS = {
     "imaging": Plugin(

@@ -14,6 +14,7 @@ from agent.journal.database import latest_version, migrations, split_statements
 
 FOLDER = Path(__file__).parent / "fixtures" / "journal"
 SPOOL_FILE = "/var/lib/edge-agent/spool/2026/11/24/0192a6e4-7c1d.dcm"  # as v5..v10 stored it
+REPORT_FILE = "/var/lib/edge-agent/exam-files/cd.jpg"  # as v14, v15 stored a report image
 PATIENT = "PAT-20261123-0042"
 CLEAN_ID = "GIF-001-20261123090000-1"
 T = "2026-11-23T01:00:00+00:00"
@@ -100,6 +101,13 @@ ROWS: dict[int, list[str]] = {
     10: [
         "INSERT INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id) VALUES"
         f" ('E001', 'ab.pdf', 'report_pdf', 10, '{T}', 'e-f1')",
+    ],
+    14: [
+        "INSERT INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id, path)"
+        f" VALUES ('E001', 'cd.jpg', 'report_image', 10, '{T}', 'e-f2', '{REPORT_FILE}')",
+        "INSERT INTO outbox (uplink, kind, order_key, dedupe_key, payload, created_at,"
+        " next_attempt_at) VALUES ('city', 'report.image', 'study:1.2.3', 'report.image:1',"
+        f' \'{{"path": "{REPORT_FILE}", "name": "cd.jpg"}}\', {STAMP}, {STAMP})',
     ],
 }
 

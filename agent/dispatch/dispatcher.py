@@ -93,8 +93,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # by the run's first message id
         self._runs: dict[int, _Run] = {}
-        # Unreadable answers in a row per message, counted by this process (a restart recounts).
-        self._unreadable: dict[int, int] = {}
         self._stopping = False
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
@@ -261,13 +259,10 @@ class Dispatcher:
     def _give_up_unreadable(self, message: OutboxMessage, outcome: Outcome) -> Outcome:
         """`outcome`, or a Reject once the platform's answers were unreadable too often in a row."""
         if not (isinstance(outcome, Retry) and outcome.unreadable):
-            self._unreadable.pop(message.id, None)
             return outcome
-        count = self._unreadable.get(message.id, 0) + 1
+        count = message.unreadable + 1  # the count is the outbox row's: a restart keeps it
         if count < self.settings.unreadable_attempts:
-            self._unreadable[message.id] = count
             return outcome
-        self._unreadable.pop(message.id, None)
         reason = f"{count} unreadable answers in a row (unreadable_answer_attempts): "
         return Reject(reason + outcome.reason, outcome.response, UNREADABLE_ALERT)
 
@@ -337,7 +332,10 @@ class Dispatcher:
             delay = outcome.after
             if delay is None:
                 delay = self.settings.backoff.delay(message.attempts, self._rng)
-            outbox.mark_retry(conn, message.id, outcome.reason, now + delay, outcome.response)
+            count = message.unreadable + 1 if outcome.unreadable else 0
+            outbox.mark_retry(
+                conn, message.id, outcome.reason, now + delay, outcome.response, unreadable=count
+            )
             return None if outcome.deferred else outcome.reason
         if isinstance(outcome, Reject):
             dead_letter(

@@ -12,6 +12,7 @@ from typing import Any, cast, get_args
 
 from agent.imaging.exam_record import exam_record
 from agent.vocabulary.exams import ExamQueries, ExamRecord, ReportFile, TimeField
+from agent.vocabulary.spool import journal_state_dir, spool_file, stored_path
 
 _READ = "payload, record, accession, study_uid, modified_at"  # what _record is made of
 TIME_FIELDS: tuple[TimeField, ...] = get_args(TimeField)
@@ -147,26 +148,39 @@ def exam_by_number(conn: sqlite3.Connection, number: str) -> ExamRecord | None:
 def attach_files(
     conn: sqlite3.Connection, exam_no: str, files: list[dict[str, Any]], at: str, event_id: str
 ) -> None:
-    """Record files stored for an exam (the same file again keeps its first record)."""
+    """Record files stored for an exam (the same file again keeps its first record); a path in
+    the state directory is kept relative to it (`exam-files/<name>`): a moved one still has it."""
+    state = journal_state_dir(conn)
     conn.executemany(
         "INSERT OR IGNORE INTO im_exam_files (exam_no, name, kind, size, attached_at, event_id,"
         " path) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (exam_no, f["name"], f["kind"], int(f["size"]), at, event_id, f.get("path"))
+            (
+                exam_no,
+                f["name"],
+                f["kind"],
+                int(f["size"]),
+                at,
+                event_id,
+                stored_path(str(f["path"]), state) if f.get("path") else None,
+            )
             for f in files
         ],
     )
 
 
 def report_images(conn: sqlite3.Connection, exam_no: str) -> list[tuple[str, str]]:
-    """(name, path) of the exam's JPEG report images stored with a known path."""
-    return list(
-        conn.execute(
+    """(name, path) of the exam's report images (JPEG, PNG, BMP) stored with a known path: the
+    file where it is now (below the journal's state directory when stored relative to it)."""
+    state = journal_state_dir(conn)
+    return [
+        (name, spool_file(path, state))
+        for name, path in conn.execute(
             "SELECT name, path FROM im_exam_files WHERE exam_no = ? AND kind = 'report_image'"
-            " AND path IS NOT NULL AND name LIKE '%.jpg' ORDER BY rowid",
+            " AND path IS NOT NULL ORDER BY rowid",
             (exam_no,),
         )
-    )
+    ]
 
 
 def exam_files(conn: sqlite3.Connection, exam_no: str) -> list[ReportFile]:

@@ -166,8 +166,9 @@ def _last_push(
 
 
 def rebase_queued_files(conn: sqlite3.Connection) -> int:
-    """Point the undelivered images' `path` at the spool beside the journal (the state directory
-    was moved or restored elsewhere); return how many messages changed."""
+    """Point the undelivered images' and report images' `path` at the spool and exam files
+    beside the journal (the state directory was moved or restored elsewhere); return how many
+    messages changed."""
     root = journal_spool_root(conn)
     if root is None:
         return 0
@@ -191,4 +192,13 @@ def rebase_queued_files(conn: sqlite3.Connection) -> int:
         " AND json_extract(payload, '$.path') IS NOT ?1 || json_extract(payload, '$.spool_path')",
         (prefix, INSTANCE, json.dumps(uplinks)),
     )
-    return cursor.rowcount
+    reports = conn.execute(
+        "UPDATE outbox SET payload = json_set(payload, '$.path',"
+        " ?1 || json_extract(payload, '$.state_path'))"
+        " WHERE uplink IN (SELECT value FROM json_each(?3))"
+        " AND state IN ('pending', 'inflight', 'dead') AND kind = ?2"
+        " AND json_extract(payload, '$.state_path') NOT LIKE '/%'"
+        " AND json_extract(payload, '$.path') IS NOT ?1 || json_extract(payload, '$.state_path')",
+        (str(root.parent) + os.sep, report_images.KIND, json.dumps(uplinks)),
+    )
+    return cursor.rowcount + reports.rowcount

@@ -9,6 +9,7 @@ from typing import Any
 
 from agent.imaging.exams import report_images
 from agent.journal.transaction import Transaction
+from agent.vocabulary.spool import journal_state_dir, stored_path
 
 KIND = "report.image"
 NAMESPACE = uuid.UUID("0b0d7f3a-6f0e-5d8c-9a2b-4e1c3d5f7a90")
@@ -36,12 +37,19 @@ def queue(
     tx: Transaction, uplink: str, study_uid: str, images: list[dict[str, str]],
     expect: dict[str, Any],
 ) -> None:  # fmt: skip
-    """Queue each image once per uplink (after the push, on the study's order key)."""
+    """Queue each image once per uplink (after the push, on the study's order key); `path` is
+    the file as found now, `state_path` where it is in the state directory (see rebase_queued)."""
+    state = journal_state_dir(tx.conn)
     for image in images:
         tx.enqueue(
             uplink=uplink,
             kind=KIND,
             order_key=f"study:{study_uid}",
             dedupe_key=f"{KIND}:{study_uid}:{image['name']}",
-            payload={**image, "series_uid": series_uid(study_uid), "expect": expect},
+            payload={
+                **image,
+                "state_path": stored_path(image["path"], state),
+                "series_uid": series_uid(study_uid),
+                "expect": expect,
+            },
         )

@@ -26,6 +26,7 @@ class OutboxMessage:
     attempts: int  # including the attempt this lease is for
     created_at: float
     event_id: str | None
+    unreadable: int = 0  # the platform's unreadable answers in a row before this attempt
 
 
 def lease(
@@ -48,8 +49,9 @@ def lease(
     kinds = tuple(dead_blocks)
     marks, kind_marks = ",".join("?" * len(blocking)), ",".join("?" * len(kinds)) or "NULL"
     rows = conn.execute(
-        "SELECT id, uplink, kind, order_key, dedupe_key, payload, attempts, created_at, event_id"
-        " FROM outbox AS o WHERE o.uplink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
+        "SELECT id, uplink, kind, order_key, dedupe_key, payload, attempts, created_at, event_id,"
+        " unreadable FROM outbox AS o"
+        " WHERE o.uplink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
         " AND NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.uplink = o.uplink"
         f"   AND p.order_key = o.order_key AND p.id < o.id AND (p.state IN ({marks})"
         f"   OR (p.state = 'dead' AND p.kind IN ({kind_marks}))))"
@@ -65,7 +67,7 @@ def lease(
         [(now, row[0]) for row in rows],
     )
     return [
-        OutboxMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6] + 1, r[7], r[8])
+        OutboxMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6] + 1, r[7], r[8], r[9])
         for r in rows
     ]
 
@@ -77,13 +79,13 @@ def _followers(conn: sqlite3.Connection, head: Any, most: int, now: float) -> li
     found = []
     for row in conn.execute(
         "SELECT id, uplink, kind, order_key, dedupe_key, payload, attempts, created_at, event_id,"
-        " next_attempt_at FROM outbox WHERE uplink = ? AND order_key = ? AND state = 'pending'"
-        " AND id > ? ORDER BY id LIMIT ?",
+        " unreadable, next_attempt_at FROM outbox WHERE uplink = ? AND order_key = ?"
+        " AND state = 'pending' AND id > ? ORDER BY id LIMIT ?",
         (uplink, key, head[0], most),
     ):
-        if row[9] > now:
+        if row[10] > now:
             break
-        found.append(row[:9])
+        found.append(row[:10])
     if found:
         (stop,) = conn.execute(
             "SELECT MIN(id) FROM outbox WHERE uplink = ? AND order_key = ?"
@@ -113,13 +115,20 @@ def mark_delivered(conn: sqlite3.Connection, message_id: int, response: str | No
 
 
 def mark_retry(
-    conn: sqlite3.Connection, message_id: int, error: str, not_before: float, response: str | None
+    conn: sqlite3.Connection,
+    message_id: int,
+    error: str,
+    not_before: float,
+    response: str | None,
+    *,
+    unreadable: int = 0,
 ) -> None:
-    """Put a message back in the queue to be tried again at `not_before`."""
+    """Put a message back in the queue to be tried again at `not_before`; `unreadable` is the
+    count of unreadable answers in a row so far (kept across restarts)."""
     conn.execute(
         "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?,"
-        " response = COALESCE(?, response) WHERE id = ? AND state = 'inflight'",
-        (not_before, error, response, message_id),
+        " response = COALESCE(?, response), unreadable = ? WHERE id = ? AND state = 'inflight'",
+        (not_before, error, response, unreadable, message_id),
     )
 
 

@@ -180,7 +180,8 @@ async def _operator_change(
             if action == "retry":
                 cursor = await db.execute(
                     "UPDATE outbox SET state = 'pending', next_attempt_at = ?, settled_at = NULL,"
-                    " payload = COALESCE(?, payload) WHERE id = ? AND state IN ('dead', 'pending')",
+                    " unreadable = 0, payload = COALESCE(?, payload)"
+                    " WHERE id = ? AND state IN ('dead', 'pending')",
                     (now, None if payload is None else json.dumps(payload), message_id),
                 )
             else:

@@ -14,7 +14,7 @@ CONTROL_OFFSET = 100  # the control API's default port: the platform's port plus
 
 def add_parser(commands: Any) -> None:
     """Add `simulate zhejiang-endoscope | remote-imaging | http-cloud | insurance-imaging |
-    idcas-archive | results-sharing`."""
+    idcas-archive | results-sharing | provincial-imaging`."""
     simulate = commands.add_parser(
         "simulate",
         help="run a fake cloud in the foreground, with a control API (docs/simulators.md)",
@@ -110,6 +110,26 @@ def add_parser(commands: Any) -> None:
         "--token-ttl", type=float, default=7200.0, help="token lifetime, seconds (%(default)s)"
     )
     sharing.set_defaults(func=cmd_simulate_results_sharing)
+    province = platforms.add_parser(
+        "provincial-imaging",
+        aliases=["provincial_imaging"],
+        help="provincial imaging platform (seed 003 §3.4): SynApplyInfo (SOAP), calls back"
+        " SynStatusInfo",
+    )
+    _common_options(province, 8794)
+    province.add_argument(
+        "--license", default="F9BDEFC9EDD6426E57E9DFEFE3A74FA2", help="the License it accepts"
+    )
+    province.add_argument("--hospital-id", default="7173", help="the prefix of SickNo/ApplyNo")
+    province.add_argument(
+        "--status-url", help="the hospital's SynStatusInfo (the agent's listener)"
+    )
+    province.add_argument(
+        "--auto-status",
+        default="",
+        help="statuses reported after each INSERT, comma-separated (e.g. 20,50,70)",
+    )
+    province.set_defaults(func=cmd_simulate_provincial_imaging)
 
 
 def _common_options(parser: argparse.ArgumentParser, port: int) -> None:
@@ -310,6 +330,36 @@ def cmd_simulate_results_sharing(args: argparse.Namespace) -> int:
     return _run(
         serve(
             ResultsSharingSimulatorConfig.model_validate(settings),
+            ready=ready,
+            control=_control(args),
+            control_ready=_print_control,
+            state_dir=args.state_dir,
+        )
+    )
+
+
+def cmd_simulate_provincial_imaging(args: argparse.Namespace) -> int:
+    """Serve the provincial imaging platform simulator until interrupted."""
+    from agent.simulators.provincial_imaging import ProvincialImagingSimulatorConfig, serve
+
+    config = ProvincialImagingSimulatorConfig.model_validate(
+        {
+            "type": "provincial_imaging",
+            "host": args.host,
+            "port": args.port,
+            "license": args.license,
+            "hospital_id": args.hospital_id,
+            "status_url": args.status_url,
+            "auto_status": [s.strip() for s in args.auto_status.split(",") if s.strip()],
+        }
+    )
+
+    def ready(sim: Any) -> None:
+        print(f"service_url = {sim.service_url}", flush=True)
+
+    return _run(
+        serve(
+            config,
             ready=ready,
             control=_control(args),
             control_ready=_print_control,

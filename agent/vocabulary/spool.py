@@ -33,6 +33,13 @@ def journal_spool_root(conn: sqlite3.Connection) -> Path | None:
     return None
 
 
+def journal_state_dir(conn: sqlite3.Connection) -> Path | None:
+    """The state directory the journal `conn` is open on lives in; None in memory. Files kept
+    there by path (`exam-files/…`) are stored relative to it, as spool files are to the spool."""
+    spool = journal_spool_root(conn)
+    return None if spool is None else spool.parent
+
+
 def stored_path(path: str, root: Path | None) -> str:
     """How the index keeps a spool file: relative to the spool root (POSIX separators) when it
     lies below it, so that a moved state directory still finds it; else as given."""

@@ -19,9 +19,10 @@ from agent.web.files import FileStore, file_type
 
 log = structlog.get_logger(__name__)
 
-KINDS = {"report_pdf": ("pdf",), "report_image": ("jpg", "png")}
-DEFAULT_KIND = {"pdf": "report_pdf", "jpg": "report_image", "png": "report_image"}
-RAW_TYPES = {"application/pdf", "image/jpeg", "image/png"}
+KINDS = {"report_pdf": ("pdf",), "report_image": ("jpg", "png", "bmp")}
+DEFAULT_KIND = {"pdf": "report_pdf", "jpg": "report_image", "png": "report_image",
+                "bmp": "report_image"}  # fmt: skip
+RAW_TYPES = {"application/pdf", "image/jpeg", "image/png", "image/bmp"}
 EXAM_NO = re.compile(r"[^\x00-\x1f\x7f]{1,32}")  # the exam document's examNo: VC(32), required
 
 
@@ -42,7 +43,8 @@ def _exam_no(request: web.Request) -> str:
 
 async def attach(store: FileStore, request: web.Request) -> web.Response:
     """POST a report PDF or image (multipart parts `file`, optional field `kind`, or the raw
-    file as application/pdf, image/jpeg or image/png): store it durably, journal it, 201."""
+    file as application/pdf, image/jpeg, image/png or image/bmp): store it durably, journal it,
+    201."""
     exam_no = _exam_no(request)
     only_query(request, "kind")
     if request.content_type in RAW_TYPES:
@@ -85,7 +87,7 @@ def _problems(kind: str, files: list[bytes]) -> list[str]:
     for n, data in enumerate(files, start=1):
         ext = file_type(data)
         if ext is None:
-            found.append(f"file {n}: not a PDF, JPEG or PNG file")
+            found.append(f"file {n}: not a PDF, JPEG, PNG or BMP file")
         elif kind in KINDS and ext not in KINDS[kind]:
             found.append(f"file {n}: a {ext} file cannot be a {kind}")
     return found
@@ -100,7 +102,7 @@ async def list_files(request: web.Request) -> web.Response:
 
 
 async def serve_file(store: FileStore, request: web.Request) -> web.StreamResponse:
-    """GET one attached file by its name (`<64 hex>.pdf|jpg|png`); anything else is 404."""
+    """GET one attached file by its name (`<64 hex>.pdf|jpg|png|bmp`); anything else is 404."""
     exam_no = _exam_no(request)
     only_query(request)
     name = request.match_info["name"]

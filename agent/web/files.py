@@ -16,12 +16,19 @@ from aiohttp import web
 from agent.web.context import answer
 
 MAGIC = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png", b"%PDF-": "pdf"}
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "pdf": "application/pdf"}
-NAME = re.compile(r"[0-9a-f]{64}\.(?:jpg|png|pdf)")
+CONTENT_TYPES = {
+    "jpg": "image/jpeg", "png": "image/png", "pdf": "application/pdf", "bmp": "image/bmp"
+}  # fmt: skip
+NAME = re.compile(r"[0-9a-f]{64}\.(?:jpg|png|pdf|bmp)")
+# A BMP starts "BM" and, at byte 14, the size of one of the DIB headers Windows defines: two
+# letters alone would take many a text file for an image.
+BMP_HEADERS = frozenset({12, 40, 52, 56, 64, 108, 124})
 
 
 def file_type(data: bytes) -> str | None:
-    """The extension (jpg, png, pdf) the magic bytes call for; None for anything else."""
+    """The extension (jpg, png, pdf, bmp) the magic bytes call for; None for anything else."""
+    if data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in BMP_HEADERS:
+        return "bmp"
     return next((ext for magic, ext in MAGIC.items() if data.startswith(magic)), None)
 
 

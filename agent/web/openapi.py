@@ -61,6 +61,12 @@ class PlatformParameters(RootModel[dict[str, str | float | None]]):
     docs/platforms/idcas_archive.md); each route names a wrong or missing one with 422."""
 
 
+class HisOrder(RootModel[dict[str, Any]]):
+    """An apply form for the provincial platform (seed 003 §3.4.1.1): {Action, Patient, Exam}
+    with the SynApplyInfo XML's element names; coded elements as {code, name}, ExamItems and
+    Samples as arrays of objects, ExamOrgan as an array of names."""
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One route: what it does, the body it takes, its parameters, what it answers."""
@@ -105,7 +111,7 @@ EXAM_NO = _in_path(
         "pattern": f"^[^{CONTROL}\\s](?:[^{CONTROL}]*[^{CONTROL}\\s])?$",
     },
 )
-FILE_NAME = {"type": "string", "pattern": "^[0-9a-f]{64}\\.(pdf|jpg|png)$"}
+FILE_NAME = {"type": "string", "pattern": "^[0-9a-f]{64}\\.(pdf|jpg|png|bmp)$"}
 REPORT_FILE = {
     "multipart/form-data": {
         "schema": {
@@ -119,7 +125,7 @@ REPORT_FILE = {
     },
     **{
         kind: {"schema": {"type": "string", "format": "binary"}}
-        for kind in ("application/pdf", "image/jpeg", "image/png")
+        for kind in ("application/pdf", "image/jpeg", "image/png", "image/bmp")
     },
 }
 ROW = {"type": "string", "pattern": "^[0-9]{1,18}$"}
@@ -228,7 +234,7 @@ OPERATIONS = (
         "One file of an exam",
         parameters=[EXAM_NO, _in_path("name", FILE_NAME)],
         answers={
-            "200": "The file (application/pdf, image/jpeg or image/png)",
+            "200": "The file (application/pdf, image/jpeg, image/png or image/bmp)",
             "404": "No such file for this exam",
         },
     ),
@@ -483,6 +489,44 @@ OPERATIONS = (
         "A day's counts for the IDCAS statistics (6.2): {day, patients_cnt, work_stations?}",
         PlatformParameters,
         answers={"202": "Journaled: {event_id, day}"},
+    ),
+    # Seed 003 §3.4 (scenario 3): served when a provincial_imaging uplink is configured.
+    Operation(
+        "post",
+        "/api/v1/his-orders",
+        "A HIS apply form (INSERT/UPDATE/DELETE) for the provincial platform's SynApplyInfo,"
+        " checked against the seed's element table, journaled, then sent by the outbox",
+        HisOrder,
+        answers={
+            "202": "Journaled: {event_id, apply_no (prefixed), action}",
+            "400": "{error, problems}: the body is not a JSON object",
+            "422": "{error, problems}: the elements the table refuses, or a query parameter",
+        },
+    ),
+    Operation(
+        "get",
+        "/api/v1/his-orders",
+        "The newest apply forms with their delivery and the platform's exam status",
+        parameters=[
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            }
+        ],
+        answers={"200": "{orders: [...]}", "422": "{error, problems}: limit out of range"},
+    ),
+    Operation(
+        "get",
+        "/api/v1/his-orders/{apply_no}",
+        "One apply form (ApplyNo with or without the '<医院ID>_' prefix): its last action,"
+        " delivery {state, last_error, attempts} and exam status 00/20/50/70 (SynStatusInfo)",
+        parameters=[_in_path("apply_no", {"type": "string", "minLength": 1})],
+        answers={
+            "200": "The order's state",
+            "404": "No such order",
+            "422": "{error, problems}: a query parameter",
+        },
     ),
 )
 

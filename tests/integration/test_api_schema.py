@@ -38,6 +38,8 @@ from agent.uplinks.idcas_archive.routes import api_routes
 from agent.uplinks.idcas_archive.uplink import IdcasArchiveUplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher
+from agent.uplinks.provincial_imaging.config import ProvincialImagingConfig
+from agent.uplinks.provincial_imaging.routes import api_routes as provincial_api_routes
 from agent.uplinks.remote_imaging.viewer import ReportViewerSection, viewer_url
 from agent.web.api import make_app
 from agent.web.guard import runner_options
@@ -79,7 +81,7 @@ def test_every_route_of_the_local_api_is_described(tmp_path):
         apply_forms=no_forms,
         report_viewer=report_viewer,
         observe=observe,
-        routes=idcas_routes(),
+        routes=idcas_routes() + provincial_routes(),
     )
     served = {
         (route.method, route.resource.canonical)
@@ -128,6 +130,19 @@ IDCAS = IdcasArchiveConfig.model_validate(
 def idcas_routes(uplink: IdcasArchiveUplink | None = None) -> list[RouteDef]:
     """The IDCAS routes of an uplink whose platform is unreachable."""
     return api_routes("idcas", IDCAS, uplink or IdcasArchiveUplink("idcas", IDCAS))
+
+
+def provincial_routes() -> list[RouteDef]:
+    """Scenario 3's routes (seed 003 §3.4) of a provincial_imaging uplink."""
+    config = ProvincialImagingConfig.model_validate(
+        {
+            "type": "provincial_imaging",
+            "service_url": "http://127.0.0.1:9/YlzSynInfoService/services/service",
+            "license": "F9BDEFC9EDD6426E57E9DFEFE3A74FA2",
+            "hospital_id": "7173",
+        }
+    )
+    return provincial_api_routes("province", config, None)
 
 
 def viewer_launch() -> Launch:
@@ -183,7 +198,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             apply_forms=no_forms,
             report_viewer=report_viewer,
             observe=observe,
-            routes=idcas_routes(idcas),
+            routes=idcas_routes(idcas) + provincial_routes(),
         )
         runner = web.AppRunner(app, **runner_options())
         await runner.setup()

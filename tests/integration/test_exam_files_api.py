@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
@@ -89,7 +91,7 @@ async def test_a_raw_file_larger_than_max_body_is_streamed_and_the_limit_is_its_
     ("body", "problem"),
     [
         (form(), "file: at least one file required"),
-        (form(b"hello"), "file 1: not a PDF, JPEG or PNG file"),
+        (form(b"hello"), "file 1: not a PDF, JPEG, PNG or BMP file"),
         (form(JPEG, kind="report_pdf"), "file 1: a jpg file cannot be a report_pdf"),
         (form(PDF, kind="summary"), "kind: one of report_pdf, report_image"),
     ],
@@ -120,3 +122,22 @@ async def test_the_exam_record_carries_its_states_times_and_files(client):
     assert (await client.get("/api/v1/exams/E404", headers=AUTH)).status == 404
     bad = await client.post("/api/v1/exams/%20E1/files", data=form(PDF), headers=AUTH)
     assert bad.status == 400
+
+
+async def test_a_bmp_report_image_is_taken_raw_and_served_back_as_bmp(client, tmp_path):
+    out = io.BytesIO()
+    Image.new("RGB", (4, 2), (10, 20, 30)).save(out, format="BMP")
+    bmp = out.getvalue()
+    headers = {**AUTH, "Content-Type": "image/bmp"}
+    answer = await client.post("/api/v1/exams/E001/files", data=bmp, headers=headers)
+    assert answer.status == 201
+    [stored] = (await answer.json())["files"]
+    assert (stored["kind"], stored["name"]) == (
+        "report_image", f"{hashlib.sha256(bmp).hexdigest()}.bmp"
+    )  # fmt: skip
+    served = await client.get(f"/api/v1/exams/E001/files/{stored['name']}", headers=AUTH)
+    assert served.content_type == "image/bmp" and await served.read() == bmp
+    # two letters "BM" alone are no BMP
+    text = b"BM is how this note starts, and it is no image at all."
+    refused = await client.post("/api/v1/exams/E001/files", data=form(text), headers=AUTH)
+    assert refused.status == 422

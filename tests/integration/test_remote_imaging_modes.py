@@ -4,15 +4,20 @@ seed's table allows — the imaging domain, the real uplink and the city platfor
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pydicom.uid import JPEGBaseline8Bit
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from agent.events import Event
 from agent.imaging.config import ImagingConfig
+from agent.imaging.forwarding import rebase_queued_files
 from agent.imaging.handler import ImagingHandler
 from agent.journal.writer import Journal
 from agent.plugins import UPLINKS
@@ -164,25 +169,91 @@ async def test_an_exam_as_lean_as_the_seed_allows_is_accepted_and_pushed(site):
     assert pushed["examNo"] == "E5" and "examItemList" not in pushed["examInfo"]
 
 
+def picture(mode: str, fmt: str) -> tuple[bytes, bytes]:
+    """A small image in `fmt` (PNG or BMP) and its pixels as 8-bit RGB or grey bytes."""
+    size = 5 * 3
+    if mode == "RGB":
+        raw = bytes(v for i in range(size) for v in (i * 37 % 256, i * 11 % 256, 200))
+    else:
+        raw = bytes(i * 17 for i in range(size))
+    image = Image.frombytes(mode, (5, 3), raw)
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue(), raw
+
+
+def received_pixels(site: Site, sop_uid: str) -> tuple[str, str, bytes]:
+    """(transfer syntax, photometric interpretation, pixel bytes) the platform got."""
+    stored = site.platform.received.instances[sop_uid]
+    ds = dcmread(io.BytesIO(stored.data), force=True)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(stored.transfer_syntax)
+    return stored.transfer_syntax, ds.PhotometricInterpretation, ds.pixel_array.tobytes()
+
+
 async def test_report_images_go_into_the_study_as_secondary_capture(site):
     jpeg = site.tmp / "report.jpg"
     jpeg.write_bytes(JPEG_8X8)
-    png = site.tmp / "chart.png"
-    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    png_bytes, png_pixels = picture("RGB", "PNG")
+    bmp_bytes, bmp_pixels = picture("L", "BMP")
+    (site.tmp / "chart.png").write_bytes(png_bytes)
+    (site.tmp / "scan.bmp").write_bytes(bmp_bytes)
+    names = {"jpg": "a" * 64 + ".jpg", "png": "b" * 64 + ".png", "bmp": "d" * 64 + ".bmp"}
     files = [
-        {"name": "a" * 64 + ".jpg", "kind": "report_image", "size": 170, "path": str(jpeg)},
-        {"name": "b" * 64 + ".png", "kind": "report_image", "size": 40, "path": str(png)},
-    ]
+        {"name": names["jpg"], "kind": "report_image", "size": 170, "path": str(jpeg)},
+        {"name": names["png"], "kind": "report_image", "size": len(png_bytes),
+         "path": str(site.tmp / "chart.png")},
+        {"name": names["bmp"], "kind": "report_image", "size": len(bmp_bytes),
+         "path": str(site.tmp / "scan.bmp")},
+    ]  # fmt: skip
     attached = Event("imaging.exam_files", "api", {"exam_no": "E001", "files": files})
     await site.index.ingest(site.instance(), exam(exam_doc(accessionNo="ACC001")), attached)
     rows = await site.run(Event("imaging.study_stable", "imaging", await last_received(site)))
     assert {r["state"] for r in rows.values()} == {"delivered"}
     [pushed] = site.platform.received.pushes
-    [listed] = pushed["reportList"]["reportImage"]  # the PNG cannot go by DICOM: not listed
-    assert (listed["rptImgType"], listed["rptImgPath"]) == ("DICOM", "a" * 64 + ".jpg")
-    stored = site.platform.received.instances[listed["sopInstanceUID"]]
-    assert stored.transfer_syntax == JPEGBaseline8Bit
-    assert len(site.platform.received.instances) == 2  # the CT image and the report's
+    listed = {e["rptImgPath"]: e for e in pushed["reportList"]["reportImage"]}
+    assert set(listed) == set(names.values())
+    assert {e["rptImgType"] for e in listed.values()} == {"DICOM"}
+    jpeg_uid = listed[names["jpg"]]["sopInstanceUID"]
+    assert site.platform.received.instances[jpeg_uid].transfer_syntax == JPEGBaseline8Bit
+    # PNG and BMP: decoded, sent lossless; the platform reads the very pixels posted
+    png = received_pixels(site, listed[names["png"]]["sopInstanceUID"])
+    assert png == (ExplicitVRLittleEndian, "RGB", png_pixels)
+    bmp = received_pixels(site, listed[names["bmp"]]["sopInstanceUID"])
+    assert bmp == (ExplicitVRLittleEndian, "MONOCHROME2", bmp_pixels)
+    assert len(site.platform.received.instances) == 4  # the CT image and the report's three
+
+
+async def test_report_images_by_path_are_listed_not_stored(site):
+    jpeg = site.tmp / "report.jpg"
+    jpeg.write_bytes(JPEG_8X8)
+    bmp_bytes, _ = picture("RGB", "BMP")
+    (site.tmp / "scan.bmp").write_bytes(bmp_bytes)
+    png_bytes, png_pixels = picture("RGB", "PNG")
+    (site.tmp / "chart.png").write_bytes(png_bytes)
+    files = [
+        {"name": "a" * 64 + ".jpg", "kind": "report_image", "size": 170, "path": str(jpeg)},
+        {"name": "d" * 64 + ".bmp", "kind": "report_image", "size": len(bmp_bytes),
+         "path": str(site.tmp / "scan.bmp")},
+        {"name": "b" * 64 + ".png", "kind": "report_image", "size": len(png_bytes),
+         "path": str(site.tmp / "chart.png")},
+    ]  # fmt: skip
+    attached = Event("imaging.exam_files", "api", {"exam_no": "E001", "files": files})
+    await site.index.ingest(site.instance(), exam(exam_doc(accessionNo="ACC001")), attached)
+    rows = await site.run(
+        Event("imaging.study_stable", "imaging", await last_received(site)),
+        report_images="path",
+        report_image_path_prefix="rpt/",
+    )
+    assert {r["state"] for r in rows.values()} == {"delivered"}
+    [pushed] = site.platform.received.pushes
+    entries = pushed["reportList"]["reportImage"]
+    by_path = {(e["rptImgType"], e["rptImgPath"]) for e in entries if e["rptImgType"] != "DICOM"}
+    assert by_path == {("JPG", "rpt/" + "a" * 64 + ".jpg"), ("BMP", "rpt/" + "d" * 64 + ".bmp")}
+    [dicom] = [e for e in entries if e["rptImgType"] == "DICOM"]  # PNG: no type of its own
+    assert dicom["rptImgPath"] == "b" * 64 + ".png"
+    assert received_pixels(site, dicom["sopInstanceUID"])[2] == png_pixels
+    assert len(site.platform.received.instances) == 2  # the CT image and the PNG
 
 
 async def test_a_report_image_posted_after_the_push_follows_with_a_new_push(site):
@@ -195,3 +266,31 @@ async def test_a_report_image_posted_after_the_push_follows_with_a_new_push(site
     assert "reportImage" not in first.get("reportList", {})
     [listed] = second["reportList"]["reportImage"]
     assert listed["sopInstanceUID"] in site.platform.received.instances
+
+
+async def test_a_moved_state_folder_still_sends_its_queued_report_images(open_journal, tmp_path):
+    state = tmp_path / "state"
+    (state / "exam-files").mkdir(parents=True)
+    handler = ImagingHandler("imaging", seed_003())
+    async with city_platform() as platform:
+        journal = await open_journal.open(state / "journal.db", handlers=(handler,))
+        site = Site(Index(journal), platform, tmp_path)
+        await stable_study(site, "store")  # the push and the CT image are delivered
+        name = "e" * 64 + ".jpg"
+        (state / "exam-files" / name).write_bytes(JPEG_8X8)
+        files = [{"name": name, "kind": "report_image", "size": len(JPEG_8X8),
+                  "path": str(state / "exam-files" / name)}]  # fmt: skip
+        await site.index.ingest(
+            Event("imaging.exam_files", "api", {"exam_no": "E001", "files": files})
+        )
+        assert await site.index.rows("SELECT path FROM im_exam_files") == [(f"exam-files/{name}",)]
+        await journal.close()  # the report image is still queued when the folder moves
+        moved = tmp_path / "restored"
+        state.rename(moved)
+        journal = await open_journal.open(moved / "journal.db", handlers=(handler,))
+        assert await journal.run(rebase_queued_files) == 1  # what the runtime runs at start
+        rows = await Site(Index(journal), platform, tmp_path).run()
+    assert {r["state"] for r in rows.values()} == {"delivered"}
+    second = platform.received.pushes[-1]
+    [listed] = second["reportList"]["reportImage"]
+    assert listed["sopInstanceUID"] in platform.received.instances

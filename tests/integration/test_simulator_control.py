@@ -146,6 +146,7 @@ async def test_fault_switches_reach_a_running_agent_and_reset_restores_them(tmp_
         ("insurance-imaging", "deletion_url", []),
         ("idcas-archive", "auth_url", []),
         ("results-sharing", "base_url", []),
+        ("provincial-imaging", "service_url", []),
     ],
 )
 async def test_every_simulate_command_goes_down_and_comes_up(tmp_path, platform, url_of, args):

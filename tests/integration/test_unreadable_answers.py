@@ -18,6 +18,7 @@ from agent.dispatch.policy import Backoff
 from agent.dispatch.uplink import Uplink
 from agent.events import Event
 from agent.journal.outbox import OutboxMessage
+from agent.journal.queries import connect, retry
 from agent.journal.transaction import Transaction
 from agent.journal.writer import Journal
 from agent.simulators.base import SimulatedCloud
@@ -33,13 +34,17 @@ from agent.simulators.zhejiang_endoscope import (
 from agent.uplinks.http.uplink import HttpUplink, HttpUplinkConfig
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import InsuranceImagingUplink
+from agent.uplinks.provincial_imaging.elements import normalise
+from agent.uplinks.provincial_imaging.uplink import APPLY_KIND
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET, eventually
+from tests.integration import test_provincial_imaging as provincial
 from tests.integration import test_remote_imaging as imaging
 from tests.integration import test_zhejiang_endoscope as zhejiang
+from tests.unit.test_provincial_elements import seed_order
 
 ATTEMPTS = 3
 SETTINGS = DispatchSettings(
@@ -95,7 +100,9 @@ class Case:
     event: Event
 
 
-@pytest.fixture(params=["zhejiang_json", "zhejiang_xml", "remote_imaging", "insurance_qr"])
+@pytest.fixture(
+    params=["zhejiang_json", "zhejiang_xml", "remote_imaging", "insurance_qr", "provincial_imaging"]
+)
 async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
     """One reading uplink and its platform's simulator."""
     kind = request.param
@@ -110,6 +117,10 @@ async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
         async with imaging.city_platform() as city:
             up = RemoteImagingUplink("city", imaging.uplink_config(city))
             yield Case(city, up, message("city", "exam.push", imaging.new_study()))
+    elif kind == "provincial_imaging":
+        async with provincial.platform_and_uplink() as (province, up):
+            order = {"order": normalise(seed_order())}
+            yield Case(province, up, message(up.name, APPLY_KIND, order))
     else:
         front = InsuranceImagingSimulator(
             "ins", InsuranceImagingSimulatorConfig(type="insurance_imaging", port=0)
@@ -230,3 +241,33 @@ async def _both_settled(journal: Journal) -> dict[str, Any] | None:
     rows = await outbox_rows(journal)
     done = len(rows) == 2 and all(r["state"] in ("delivered", "dead") for r in rows.values())
     return rows if done else None
+
+
+async def test_a_restart_keeps_the_count_and_an_operator_retry_starts_it_again(
+    open_journal, tmp_path
+):
+    garbled = Retry("unexpected answer: HTTP 200: <html>", unreadable=True)
+    path = tmp_path / "journal.db"
+    journal: Journal = await open_journal.open(path, handlers=(Queue(),))
+    first = Scripted([garbled, garbled])  # ATTEMPTS - 1 unreadable answers, then a restart
+    async with run_dispatcher(journal, first, SETTINGS):
+        await journal.ingest([message("scripted", "any", {})])
+        await eventually(lambda: _attempted(journal, ATTEMPTS - 1))
+    await journal.close()
+    journal = await open_journal.open(path, handlers=(Queue(),))
+    async with run_dispatcher(journal, Scripted([garbled]), SETTINGS):  # a new process
+        row = await eventually(lambda: dead(journal))
+    assert row["attempts"] == ATTEMPTS  # not ATTEMPTS more after the restart
+    assert row["last_error"].startswith(f"{ATTEMPTS} unreadable answers in a row")
+
+    async with connect(path) as db:
+        assert await retry(db, [1], actor="test") == [1]
+    again = Scripted([garbled, Delivered("ok")])  # one unreadable answer no longer gives up
+    async with run_dispatcher(journal, again, SETTINGS):
+        row = await eventually(lambda: _delivered(journal))
+    assert row["attempts"] == ATTEMPTS + 2
+
+
+async def _attempted(journal: Journal, count: int) -> dict[str, Any] | None:
+    [row] = (await outbox_rows(journal)).values()
+    return row if row["attempts"] == count and row["state"] == "pending" else None

@@ -55,5 +55,12 @@ def test_a_journal_of_each_version_migrates_with_its_data(fixture: Path, tmp_pat
             assert json.loads(payload)["spool_path"] == path
             exam = conn.execute("SELECT patient_id, exam_at FROM im_exams").fetchone()
             assert exam == ("P001", "2026-11-23T10:00:00")  # v10 read them from the document
+        if version >= 14:  # report files relative to the state folder, queued ones say so (v16)
+            paths = dict(conn.execute("SELECT name, path FROM im_exam_files"))
+            assert paths == {"ab.pdf": None, "cd.jpg": "exam-files/cd.jpg"}
+            (payload,) = conn.execute(
+                "SELECT payload FROM outbox WHERE kind = 'report.image'"
+            ).fetchone()
+            assert json.loads(payload)["state_path"] == "exam-files/cd.jpg"
     finally:
         conn.close()

@@ -74,7 +74,7 @@ class HttpUplink(HttpPlatformUplink):
             body = None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise TokenError("token endpoint answered without access_token")
+            raise TokenError("token endpoint answered without access_token", unreadable=True)
         return Token(token, float(body.get("expires_in", self.config.token_timing()[0])))
 
 

@@ -84,7 +84,7 @@ class TokenChain:
         body = _json(answer.text)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise TokenError(f"{what}: {TOKEN_PATH} answered without access_token")
+            raise TokenError(f"{what}: {TOKEN_PATH} answered without access_token", unreadable=True)
         lifetime = body.get("expires_in")
         return Token(token, float(lifetime) if isinstance(lifetime, int | float) else None)
 
@@ -99,7 +99,7 @@ class TokenChain:
         status, text = answer
         env = token_envelope(self._rules, status, text, KEY_PATH)
         if not isinstance(env.data, str):
-            raise TokenError(f"{KEY_PATH} answered no key in data")
+            raise TokenError(f"{KEY_PATH} answered no key in data", unreadable=True)
         try:
             key = rsa.load_key(env.data, "the platform's RSA key")
         except CryptoError as err:

@@ -157,7 +157,9 @@ def token_envelope(rules: AnswerRules, status: int, text: str, endpoint: str) ->
     """The envelope of a token endpoint's answer; TokenError unless HTTP 200 and a good code."""
     if status != 200:
         raise TokenError(f"{endpoint} answered HTTP {status}")
-    env = read_envelope(rules, text)
+    env = read_envelope(rules, text) if rules.body != "none" else Envelope(None)
+    if env.code is None and rules.body != "none":
+        raise TokenError(f"{endpoint} answered HTTP 200 that is no envelope", unreadable=True)
     if env.code not in rules.delivered_codes:
         shown = f"{rules.code_label} {env.code}: {env.message}".rstrip(": ")
         raise TokenError(f"{endpoint} answered {shown}")

@@ -80,7 +80,7 @@ async def exchange(
     try:
         return await fetch(session, await prepare(), connection.max_body)
     except TokenError as err:
-        return Retry(_scrub(str(err), hide))
+        return Retry(_scrub(str(err), hide), unreadable=err.unreadable)
     except TimeoutError:
         return Retry(f"no answer within request_timeout {connection.timeout:g} s")
     except (aiohttp.ClientError, OSError) as err:

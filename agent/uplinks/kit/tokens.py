@@ -11,7 +11,13 @@ from agent.errors import AgentError
 
 
 class TokenError(AgentError):
-    """The platform's token endpoint did not give us a token."""
+    """The platform's token endpoint did not give us a token; `unreadable` when it answered
+    something we cannot read a token from (an HTML page with 200, JSON cut short or without the
+    token): retried, then a dead letter with an alert like any unreadable answer."""
+
+    def __init__(self, reason: str, *, unreadable: bool = False) -> None:
+        super().__init__(reason)
+        self.unreadable = unreadable
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ from agent.uplinks.remote_imaging.fields import DATETIME, PUSH, STATISTICS_ITEM,
 PUSH_KIND = "exam.push"
 STATISTICS_KIND = "exam.statistics"
 INSTANCE_KIND = "dicom.instance"
-REPORT_IMAGE_KIND = "report.image"  # a report's JPEG, sent as Secondary Capture after the push
+REPORT_IMAGE_KIND = "report.image"  # a report's image, sent as Secondary Capture after the push
+PATH_TYPES = {"jpg": "JPG", "bmp": "BMP"}  # rptImgType of files listed by path (BMP/JPG/DICOM)
 JOIN_KEYS = ("studyUID", "accessionNo")  # the exam document's join keys: not seed fields
 STATUS_OK, STATUS_FAILED, STATUS_SERVER, STATUS_OTHER = 0, 1, 500, 999
 DICOM_WARNINGS = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
@@ -71,28 +72,45 @@ def build_push(
         outside = _outside_images(payload, info.get("patientID"), config)
         if outside:
             body["imageList"] = outside
-    if config.image_mode == "store":
-        _list_report_images(body, payload.get("report_images"))
+    _list_report_images(body, payload.get("report_images"), config)
     problems = [*problems, *translate(info, config)]
     if "examInfo" in body:
         body["examInfo"] = info
     return body, problems + validate(PUSH, body, config.length_unit)
 
 
-def _list_report_images(body: dict[str, Any], images: Any) -> None:
-    """reportList.reportImage entries for the report images sent into the study (DICOM, with
-    their SOP Instance UIDs), beside those the exam document lists itself."""
+def by_path(name: str, config: RemoteImagingConfig) -> str | None:
+    """The seed's rptImgType of a report image listed by path (JPG, BMP), None if it goes as
+    DICOM (report_images = "dicom", or a PNG)."""
+    if config.report_images != "path":
+        return None
+    return PATH_TYPES.get(name.rsplit(".", 1)[-1].lower())
+
+
+def _list_report_images(body: dict[str, Any], images: Any, config: RemoteImagingConfig) -> None:
+    """reportList.reportImage entries for the report images: sent into the study (DICOM, with
+    their SOP Instance UIDs; store mode), or by path; beside those the exam document lists."""
     if not isinstance(images, list) or not images:
         return
     report = dict(body.get("reportList") or {})
     listed = [dict(e) for e in report.get("reportImage") or [] if isinstance(e, Mapping)]
-    known = {e.get("sopInstanceUID") for e in listed}
+    known = {e.get("sopInstanceUID") for e in listed} | {e.get("rptImgPath") for e in listed}
     for image in images:
-        if isinstance(image, Mapping) and image.get("sop_uid") not in known:
+        if not isinstance(image, Mapping):
+            continue
+        name = str(image.get("name") or "")
+        kind = by_path(name, config)
+        if kind is not None:
+            path = config.report_image_path_prefix + name
+            if path not in known:
+                listed.append({"rptImgType": kind, "rptImgPath": path})
+        elif config.image_mode == "store" and image.get("sop_uid") not in known:
             listed.append(
-                {"rptImgType": "DICOM", "rptImgPath": image.get("name"),
+                {"rptImgType": "DICOM", "rptImgPath": name,
                  "sopInstanceUID": image.get("sop_uid")}
             )  # fmt: skip
+    if not listed:
+        return
     report["reportImage"] = listed
     body["reportList"] = report
 

@@ -66,6 +66,13 @@ class RemoteImagingConfig(TokenPlatformSection):
     # Endian (JPEG, JPEG-LS, JPEG 2000, RLE through pylibjpeg); a syntax no codec decodes is a
     # dead letter. Off: instances go as received.
     decompress: bool = False
+    # §3.2.3.1 reportImage: "dicom" each report image (JPEG, PNG, BMP) C-STOREd into the study as
+    # Secondary Capture and listed with its sopInstanceUID (store mode); "path" JPEG and BMP
+    # listed as JPG/BMP with rptImgPath = report_image_path_prefix + the file's name, for a share
+    # or FTP the platform reads (the seed's 图像相对路径); PNG, a type the seed does not list,
+    # still goes as DICOM.
+    report_images: Literal["dicom", "path"] = "dicom"
+    report_image_path_prefix: Annotated[str, Field(max_length=64)] = ""
     jiwei: JiweiSection = JiweiSection()  # §3.1: the 基卫 apply-form lookup (local API)
     report_viewer: ReportViewerSection = ReportViewerSection()  # §3.4.3 URL for HIS (local API)
     image_list: Literal["per_study", "per_modality"] = "per_study"

@@ -142,7 +142,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
         envelope = token_envelope(codec.ANSWERS, answer.status, answer.text, "getToken")
         token = codec.parse_token(envelope.data)
         if token is None:
-            raise TokenError("getToken answered without a token")
+            raise TokenError("getToken answered without a token", unreadable=True)
         return Token(token)  # the seed states no lifetime: token_lifetime
 
     async def _store(self, key: str, payload: Mapping[str, Any]) -> Outcome:
@@ -159,6 +159,8 @@ class RemoteImagingUplink(HttpPlatformUplink):
 
     def _report_image_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         name = str(payload.get("name") or "")
+        if codec.by_path(name, self.config) is not None:
+            return Delivered("not sent: report_images = 'path' (listed in the push)")
         try:
             ds = secondary_capture(Path(str(payload.get("path") or "")).read_bytes(), payload)
         except FileNotFoundError:

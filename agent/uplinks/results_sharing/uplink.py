@@ -230,10 +230,10 @@ class ResultsSharingUplink(HttpPlatformUplink):
         try:
             document = json.loads(answer.text)
         except ValueError:
-            raise TokenError("getToken answered no JSON") from None
+            raise TokenError("getToken answered no JSON", unreadable=True) from None
         value = answer_path(document, spec.token)
         if not isinstance(value, str) or not value:
-            raise TokenError(f"getToken answered no token at {spec.token}")
+            raise TokenError(f"getToken answered no token at {spec.token}", unreadable=True)
         lifetime = answer_path(document, spec.expires_in)
         seconds = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else None
         return Token(value, seconds)

@@ -88,7 +88,7 @@ class ZhejiangEndoscopeUplink(HttpPlatformUplink):
         envelope = token_envelope(codec.ANSWERS, answer.status, answer.text, AUTH_PATH)
         token, lifetime = codec.parse_token(envelope.data)
         if token is None:
-            raise TokenError(f"{AUTH_PATH} answered without a token")
+            raise TokenError(f"{AUTH_PATH} answered without a token", unreadable=True)
         return Token(token, lifetime)
 
 
