@@ -171,7 +171,9 @@ async def test_the_platform_unreachable_means_503_and_the_cache_never_keeps_a_fa
         await platform.come_up()
         async with client.get(f"{url}/wado", params=wado(key)) as answer:
             assert answer.status == 200
-    assert [a["result"] for a in await accesses(journal)] == ["unverifiable"]
+        async with client.get(f"{url}/wado", params=wado(key, "2")) as answer:
+            assert answer.status == 200  # the key's answer cached: not journaled again
+    assert [a["result"] for a in await accesses(journal)] == ["unverifiable", "allowed"]
 
 
 async def test_the_viewer_gate_redirects_a_valid_viewer_key_and_refuses_the_rest(
