@@ -46,6 +46,21 @@ class ResultsSharingSimulatorConfig(ControlOptions):
     app_secret: str = "simulator-secret"  # noqa: S105 - the demo's well-known value
     mappings: ConfigPath | None = None  # the folder the uplink uses (default: ours)
     token_ttl: Annotated[float, Field(gt=0)] = 7200.0  # the seed's 7200 s (shorter for tests)
+    # What the platform itself publishes (公共6, 公共7), by the names queries `search`; the
+    # field names are those of our default mapping (assumed, as it is).
+    reference: dict[str, list[dict[str, str]]] = {
+        "standard_items": [
+            {"itemType": "01", "itemCode": "JC0101", "itemName": "胸部CT平扫"},
+            {"itemType": "01", "itemCode": "JC0201", "itemName": "上腹部彩超"},
+            {"itemType": "02", "itemCode": "JY0001", "itemName": "血常规"},
+            {"itemType": "02", "itemCode": "JY0102", "itemName": "肝功能"},
+        ],
+        "institutions": [
+            {"regionCode": "341802", "orgCode": "XC0001", "orgName": "宣城市某某医院"},
+            {"regionCode": "341802", "orgCode": "XC0002", "orgName": "宣城市人民医院"},
+            {"regionCode": "341821", "orgCode": "XC0101", "orgName": "郎溪县人民医院"},
+        ],
+    }
 
 
 @dataclass
@@ -278,7 +293,8 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             key = self.issue_key(query.issues, str(body.get(study_field, "")))
             data = {f"{query.issues}Key": key}
         else:
-            held = self.received.records.get(query.searches, {}).values()
+            records = self.received.records.get(query.searches)
+            held = records.values() if records else self.config.reference.get(query.searches, [])
             data = [r for r in held if all(r.get(f) == body.get(f) for f in query.by)]
         answer = {shape.code: OK, shape.message: "成功", shape.data: data}
         return web.json_response(answer, dumps=lambda v: json.dumps(v, ensure_ascii=False))

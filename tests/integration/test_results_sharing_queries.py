@@ -100,3 +100,18 @@ async def test_bad_parameters_unknown_queries_and_an_unreachable_platform(api, p
     await platform.go_down()
     status, body = await ask(client, "exams", {"id_card_no": ID_CARD})
     assert status == 503
+
+
+async def test_standard_item_codes_and_institutions_are_fetched_and_kept_a_day(api, platform):
+    client, _ = api
+    status, body = await ask(client, "item_codes", {"domain": "lab"})
+    assert status == 200 and body["source"] == "platform"
+    assert [item["itemCode"] for item in body["data"]] == ["JY0001", "JY0102"]  # 02 = lab
+    status, body = await ask(client, "institutions", {"region_code": "341802"})
+    assert status == 200
+    assert [org["orgCode"] for org in body["data"]] == ["XC0001", "XC0002"]
+    asked = platform.received.requests
+    status, body = await ask(client, "institutions", {"region_code": "341802"})
+    assert (status, body["source"]) == (200, "local") and platform.received.requests == asked
+    status, body = await ask(client, "item_codes", {"domain": "pathology"})
+    assert status == 422 and body["problems"][0].startswith("itemType")

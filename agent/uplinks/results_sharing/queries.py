@@ -21,7 +21,7 @@ from agent.uplinks.results_sharing.uplink import ResultsSharingUplink
 log = structlog.get_logger(__name__)
 PARAMS = frozenset(
     {"id_card_no", "patient_name", "start_date", "end_date", "other_org_code", "exam_no",
-     "report_no", "study_uid"}
+     "report_no", "study_uid", "domain", "region_code"}
 )  # fmt: skip
 MAX_CACHED = 2000
 
