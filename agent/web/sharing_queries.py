@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from agent.web.bodies import only_query, read_json_object
-from agent.web.context import answer
+from agent.web.context import QUERY_KEY, Query, answer
 
 PATH = "/api/v1/sharing/queries/{name}"
 
@@ -18,8 +18,10 @@ PATH = "/api/v1/sharing/queries/{name}"
 class Queries(Protocol):
     """What the wiring hands over: ask one query; close at shutdown."""
 
-    async def ask(self, name: str, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, answer) of one query."""
+    async def ask(
+        self, name: str, params: Mapping[str, Any], run: Query
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, answer) of one query (`run`: the journal, where answers are kept)."""
         ...
 
     async def close(self) -> None:
@@ -45,5 +47,5 @@ async def post_query(queries: Queries | None, request: web.Request) -> web.Respo
     params = await read_json_object(request)
     if queries is None:
         return answer({"error": "no results_sharing uplink is configured"}, status=404)
-    status, body = await queries.ask(request.match_info["name"], params)
+    status, body = await queries.ask(request.match_info["name"], params, request.app[QUERY_KEY])
     return answer(body, status=status)

@@ -4,6 +4,7 @@ API and gets its data at once; lab queries are answered locally once asked (L223
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,3 +116,34 @@ async def test_standard_item_codes_and_institutions_are_fetched_and_kept_a_day(a
     assert (status, body["source"]) == (200, "local") and platform.received.requests == asked
     status, body = await ask(client, "item_codes", {"domain": "pathology"})
     assert status == 422 and body["problems"][0].startswith("itemType")
+
+
+async def test_kept_lab_answers_survive_a_restart_until_they_expire(
+    platform, open_journal, tmp_path
+):
+    journal: Journal = await open_journal.open()
+    config = sharing(platform.base_url, tmp_path)
+    params = {"id_card_no": ID_CARD}
+    first = SharingQueries("sharing", config)
+    try:
+        assert (await first.ask("labs", params, journal.run))[1]["source"] == "platform"
+    finally:
+        await first.close()
+    asked = platform.received.requests
+    later = time.time() + 86400 - 60  # the agent restarted within the day
+    restarted = SharingQueries("sharing", config, clock=lambda: later)
+    status, body = await restarted.ask("labs", params, journal.run)
+    assert (status, body["source"]) == (200, "local") and platform.received.requests == asked
+    assert body["data"] == [{"orgCode": "XC0002", "reportNo": "L1", "idCardNo": ID_CARD}]
+    expired = SharingQueries("sharing", config, clock=lambda: later + 120)
+    try:
+        status, body = await expired.ask("labs", params, journal.run)
+    finally:
+        await expired.close()
+    assert (status, body["source"]) == (200, "platform")
+    (kept,) = await journal.run(
+        lambda c: c.execute("SELECT data, expires_at - fetched_at FROM rs_query_cache").fetchall()
+    )
+    assert kept[1] == 86400 and ID_CARD not in str(
+        await journal.run(lambda c: c.execute("SELECT params_hash FROM rs_query_cache").fetchall())
+    )
