@@ -3,6 +3,8 @@ API and gets its data at once; lab queries are answered locally once asked (L223
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ from agent.journal.writer import Journal
 from agent.simulators.results_sharing import ResultsSharingSimulator
 from agent.uplinks.results_sharing.queries import SharingQueries
 from agent.web.api import make_app
-from tests.integration.test_results_sharing import sharing, start_platform
+from tests.integration.test_results_sharing import PDF, sharing, start_platform
 
 TOKEN = "query-api-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -147,3 +149,34 @@ async def test_kept_lab_answers_survive_a_restart_until_they_expire(
     assert kept[1] == 86400 and ID_CARD not in str(
         await journal.run(lambda c: c.execute("SELECT params_hash FROM rs_query_cache").fetchall())
     )
+
+
+async def test_a_report_pdf_is_fetched_from_the_platform_for_the_doctor_station(api, platform):
+    client, _ = api
+    sha = hashlib.sha256(PDF).hexdigest()
+    platform._pdfs[sha] = PDF  # as if another hospital had uploaded it
+    platform.received.records["uploadExamReportPdf"] = {
+        f"XC0002|X1|{sha}": {"orgCode": "XC0002", "examNo": "X1", "fileHash": sha}
+    }
+    platform.received.records["uploadLabReportPdf"] = {
+        "XC0002|L1": {"orgCode": "XC0002", "reportNo": "L1",
+                      "pdfUrl": base64.b64encode(PDF).decode()},  # given inline, in Base64
+        "XC0003|L1": {"orgCode": "XC0003", "reportNo": "L1",
+                      "pdfUrl": "http://elsewhere.example/L1.pdf"},  # not the platform's
+    }  # fmt: skip
+
+    async def pdf(name: str, body: dict[str, str]) -> tuple[int, str, bytes]:
+        answer = await client.post(f"/api/v1/sharing/queries/{name}/pdf", json=body, headers=AUTH)
+        return answer.status, answer.content_type, await answer.read()
+
+    by_url = await pdf("exam_pdf", {"other_org_code": "XC0002", "exam_no": "X1"})
+    assert by_url == (200, "application/pdf", PDF)
+    inline = await pdf("lab_pdf", {"other_org_code": "XC0002", "report_no": "L1"})
+    assert inline == (200, "application/pdf", PDF)
+    status, _, body = await pdf("exam_pdf", {"other_org_code": "XC0002", "exam_no": "X9"})
+    assert status == 404 and "no PDF" in json.loads(body)["error"]
+    status, _, body = await pdf("lab_pdf", {"other_org_code": "XC0003", "report_no": "L1"})
+    assert status == 502  # our token never goes to an address outside the platform
+    assert "not under the platform's base URLs" in json.loads(body)["reason"]
+    status, _, body = await pdf("exams", {"id_card_no": ID_CARD})
+    assert status == 404 and json.loads(body)["queries"] == ["exam_pdf", "lab_pdf"]

@@ -106,6 +106,9 @@ class Query(_Strict):
     searches: str = ""
     by: list[str] = []
     issues: Literal["", "viewer", "download"] = ""
+    # The field of each answered record that holds its PDF: a URL under the platform's base
+    # URL (fetched with the token) or the file in Base64; POST .../queries/<name>/pdf answers it.
+    pdf: str = ""
 
 
 class PlatformFile(_Strict):

@@ -6,6 +6,8 @@ answered from there until they expire, also after a restart."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import sqlite3
@@ -20,7 +22,7 @@ from agent.dispatch.outcomes import Delivered, Reject
 from agent.endpoints import Query
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.mapping import answer_path
-from agent.uplinks.results_sharing.uplink import ResultsSharingUplink
+from agent.uplinks.results_sharing.uplink import DownloadError, ResultsSharingUplink
 
 log = structlog.get_logger(__name__)
 PARAMS = frozenset(
@@ -28,6 +30,7 @@ PARAMS = frozenset(
      "report_no", "study_uid", "domain", "region_code"}
 )  # fmt: skip
 MISSING = object()
+MAX_PDF = 64 * 1024 * 1024  # bytes: a report PDF larger than this is refused (502)
 
 
 def cached_answer(
@@ -95,10 +98,7 @@ class SharingQueries:
             if kept is not MISSING:
                 log.info("results_sharing.query", query=name, source="local")
                 return 200, {"source": "local", "data": kept}
-        async with self._lock:
-            if not self._opened:
-                await self.uplink.open()
-                self._opened = True
+        await self._open()
         outcome, answer = await self.uplink.ask(query.map, dict(params))
         log.info("results_sharing.query", query=name, outcome=type(outcome).__name__)
         if isinstance(outcome, Reject) and " not sent: " in outcome.reason:
@@ -114,6 +114,44 @@ class SharingQueries:
                            now=self.clock(), seconds=query.cache_seconds)  # fmt: skip
             await run(keep)
         return 200, {"source": "platform", "data": data}
+
+    async def pdf(
+        self, name: str, params: Mapping[str, Any], run: Query
+    ) -> tuple[int, bytes | dict[str, Any]]:
+        """The PDF of the first record the query answers: 200 and its bytes; 404 no such PDF
+        query or no PDF; 502 what the platform gave is not a reachable PDF; else as `ask`."""
+        query = self.queries.get(name)
+        if query is None or not query.pdf:
+            named = sorted(n for n, q in self.queries.items() if q.pdf)
+            return 404, {"error": f"no PDF query {name!r}", "queries": named}
+        status, body = await self.ask(name, params, run)
+        if status != 200:
+            return status, body
+        data = body["data"]
+        records = data if isinstance(data, list) else [data]
+        found = [r[query.pdf] for r in records if isinstance(r, dict) and r.get(query.pdf)]
+        if not found or not isinstance(found[0], str):
+            return 404, {"error": "the platform holds no PDF for these parameters"}
+        try:
+            if found[0].startswith(("http://", "https://")):
+                await self._open()
+                pdf = await self.uplink.download(found[0], MAX_PDF)
+            else:
+                pdf = base64.b64decode(found[0], validate=True)
+        except DownloadError as err:
+            return 502, {"error": "the platform's PDF could not be fetched", "reason": str(err)}
+        except binascii.Error:
+            return 502, {"error": f"{query.pdf}: neither an address nor Base64"}
+        if not pdf.startswith(b"%PDF-"):
+            return 502, {"error": "the platform's file is not a PDF"}
+        log.info("results_sharing.pdf_fetched", query=name, size=len(pdf))
+        return 200, pdf
+
+    async def _open(self) -> None:
+        async with self._lock:
+            if not self._opened:
+                await self.uplink.open()
+                self._opened = True
 
     async def close(self) -> None:
         """Close the HTTP session, if one was opened."""
