@@ -20,7 +20,7 @@ from aiohttp import web
 from agent.dispatch.outcomes import Delivered, Reject
 from agent.endpoints import EMIT_KEY, QUERY_KEY, Endpoints, RouteDef
 from agent.events import Event
-from agent.uplinks.kit.wado import DICOM
+from agent.uplinks.kit.wado import DICOM, PURGED
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.mapping import answer_path
 from agent.uplinks.results_sharing.render import NotRenderable, render_jpeg
@@ -161,6 +161,8 @@ class ImageGate:
             return _json(404, {"error": "no such study"})
         series: dict[str, list[dict[str, str]]] = {}
         for image in images.values():
+            if image.purged:  # its file is gone: not offered
+                continue
             series.setdefault(image.series_uid, []).append(
                 {"objectUID": image.sop_uid, "transferSyntax": image.transfer_syntax}
             )
@@ -188,6 +190,8 @@ class ImageGate:
         image = (await self._instances(request, uids[0])).get(uids[2])
         if image is None or image.series_uid != uids[1]:
             return _json(404, {"error": "no such instance"})
+        if image.purged:
+            return _json(410, {"error": PURGED})
         if dicom:  # as received (a file gone from the spool: 404)
             return await _send_file(request, Path(image.path), image.sop_uid)
         try:
