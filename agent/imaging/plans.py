@@ -27,12 +27,11 @@ class Offer(StrEnum):
     # A report PDF of an exam whose report is audited: queued after that exam's
     # `report.audited` (same order key), when either comes last (`report.file`, seed 001).
     REPORT_FILES = "imaging.report_files"
-    # Declared for the next platforms; nothing produces it yet (see PRODUCED).
-    DAILY_REPORT = "imaging.daily_report"  # the day's exams summed up (seed 001)
 
 
 # What every imaging uplink received before plans existed (seed 003's three).
 CLASSIC = frozenset({Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS})
+# What the handler queues (a plan may also name other domains' offers: they are cut off).
 PRODUCED = CLASSIC | {
     Offer.REPORT_AUDITED,
     Offer.STUDY_DELETED,

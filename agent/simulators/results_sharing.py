@@ -46,6 +46,21 @@ class ResultsSharingSimulatorConfig(ControlOptions):
     app_secret: str = "simulator-secret"  # noqa: S105 - the demo's well-known value
     mappings: ConfigPath | None = None  # the folder the uplink uses (default: ours)
     token_ttl: Annotated[float, Field(gt=0)] = 7200.0  # the seed's 7200 s (shorter for tests)
+    # What the platform itself publishes (公共6, 公共7), by the names queries `search`; the
+    # field names are those of our default mapping (assumed, as it is).
+    reference: dict[str, list[dict[str, str]]] = {
+        "standard_items": [
+            {"itemType": "01", "itemCode": "JC0101", "itemName": "胸部CT平扫"},
+            {"itemType": "01", "itemCode": "JC0201", "itemName": "上腹部彩超"},
+            {"itemType": "02", "itemCode": "JY0001", "itemName": "血常规"},
+            {"itemType": "02", "itemCode": "JY0102", "itemName": "肝功能"},
+        ],
+        "institutions": [
+            {"regionCode": "341802", "orgCode": "XC0001", "orgName": "宣城市某某医院"},
+            {"regionCode": "341802", "orgCode": "XC0002", "orgName": "宣城市人民医院"},
+            {"regionCode": "341821", "orgCode": "XC0101", "orgName": "郎溪县人民医院"},
+        ],
+    }
 
 
 @dataclass
@@ -85,6 +100,7 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
         self.config = config
         self.mapping: MappingSet = load_mapping_set(config.mappings or DEFAULT_DIR)
         self._keys: dict[str, tuple[str, str, float]] = {}  # key -> (kind, study, expiry)
+        self._pdfs: dict[str, bytes] = {}  # SHA-256 -> the PDFs uploaded (memory only)
 
     @property
     def base_url(self) -> str:
@@ -95,6 +111,7 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
         """The token route and one route per endpoint of the mapping set."""
         prefix = self.config.path_prefix.rstrip("/")
         app.router.add_post(f"{prefix}/{self.mapping.platform.token.path}", self._token)
+        app.router.add_get(f"{prefix}/files/{{sha256:[0-9a-f]{{64}}}}", self._file)
         for name, endpoint in self.mapping.platform.endpoints.items():
             handler = self._handler(name, endpoint)
             app.router.add_post(f"{prefix}/{endpoint.path.lstrip('/')}", handler)
@@ -198,6 +215,7 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             self.received.uploads.append((name, body))
             if file is not None:
                 self.received.files[hashlib.sha256(file).hexdigest()] = len(file)
+                self._pdfs[hashlib.sha256(file).hexdigest()] = file
             self.arrived.notify_all()
         self.save()
         return self._answer(OK, "成功")
@@ -278,10 +296,29 @@ class ResultsSharingSimulator(SimulatedCloud[Received]):
             key = self.issue_key(query.issues, str(body.get(study_field, "")))
             data = {f"{query.issues}Key": key}
         else:
-            held = self.received.records.get(query.searches, {}).values()
+            records = self.received.records.get(query.searches)
+            held = records.values() if records else self.config.reference.get(query.searches, [])
             data = [r for r in held if all(r.get(f) == body.get(f) for f in query.by)]
+            if query.pdf:  # where each record's PDF is fetched (with a token), when held
+                data = [{**r, query.pdf: self._file_url(r)} if self._file_url(r) else r
+                        for r in data]  # fmt: skip
         answer = {shape.code: OK, shape.message: "成功", shape.data: data}
         return web.json_response(answer, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+    def _file_url(self, record: dict[str, Any]) -> str:
+        sha = next((v for v in record.values() if isinstance(v, str) and v in self._pdfs), "")
+        return f"{self.base_url}/files/{sha}" if sha else ""
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """A PDF uploaded here (检查5/检验8 downloads), with a valid token."""
+        auth = self.mapping.platform.auth
+        given = request.headers.get(auth.header, "")
+        if not given.startswith(auth.prefix) or not self.token_valid(given[len(auth.prefix) :]):
+            return web.Response(status=401, text=MSG_TOKEN)
+        pdf = self._pdfs.get(request.match_info["sha256"])
+        if pdf is None:
+            return web.Response(status=404, text="无此文件")
+        return web.Response(body=pdf, content_type="application/pdf")
 
     def _is_check(self, name: str) -> bool:
         daily = self.mapping.platform.daily

@@ -146,7 +146,8 @@ SHARING_QUERY = {
         "schema": {
             "type": "object",
             "description": "id_card_no, patient_name, start_date, end_date (YYYY-MM-DD),"
-            " other_org_code, exam_no, report_no, study_uid: what the query's map reads",
+            " other_org_code, exam_no, report_no, study_uid, domain (exam/lab), region_code:"
+            " what the query's map reads",
             "additionalProperties": {"type": "string"},
         }
     }
@@ -447,6 +448,20 @@ OPERATIONS = (
             "200": "{source: platform or local, data: the platform's data}",
             "404": "No such query, or no results_sharing uplink",
             "502": "The platform refused the query (its words)",
+            "503": "The platform cannot be reached",
+        },
+    ),
+    Operation(
+        "post",
+        "/api/v1/sharing/queries/{name}/pdf",
+        "A report PDF through a PDF query (exam_pdf, lab_pdf): the first answered record's PDF,"
+        " fetched from the platform with its token, or decoded when given in Base64",
+        parameters=[_in_path("name", {"type": "string"})],
+        content=SHARING_QUERY,
+        answers={
+            "200": "application/pdf: the report",
+            "404": "No such PDF query, no results_sharing uplink, or the platform has no PDF",
+            "502": "The platform refused, or what it gave is not a PDF it serves",
             "503": "The platform cannot be reached",
         },
     ),

@@ -33,7 +33,9 @@ WAIT = 60.0
 ACCESSION, PATIENT = "ACC2026120701", "P0088"
 
 
-def write_config(tmp_path: Path, platform: ResultsSharingSimulator, ports: dict[str, int]) -> Path:
+def write_config(
+    tmp_path: Path, platform: ResultsSharingSimulator, ports: dict[str, int], **sharing: Any
+) -> Path:
     config = {
         "agent": {"state_dir": "state", "shutdown_timeout": 1.0, "stats_interval": 0},
         "log": {"format": "json", "level": "info"},
@@ -60,6 +62,7 @@ def write_config(tmp_path: Path, platform: ResultsSharingSimulator, ports: dict[
                                  "allow": ["127.0.0.1/32"]},
                     "viewer_redirect": "http://pacs.local/viewer?study={study_uid}",
                 },
+                **sharing,
             }
         },
     }  # fmt: skip
@@ -165,3 +168,56 @@ async def test_everything_arrives_in_order_through_a_sigkill_and_an_outage(tmp_p
     assert lab == ["uploadLabReport", "uploadLabResults", "uploadLabReportPdf"]
     assert platform.received.files == {hashlib.sha256(PDF).hexdigest(): len(PDF)}
     assert key not in "\n".join(agent.lines)  # no key in any log line
+
+
+def indexed_exam(number: str) -> dict[str, Any]:
+    """An audited exam without images: only its index goes to the platform."""
+    body = exam("70", "1.2.826.0.1.3680043.8.498.77")
+    body["examNo"] = number
+    body["examInfo"] = {**body["examInfo"], "applyNo": f"A-{number}"}
+    return body
+
+
+async def test_the_next_reconciliation_resends_exactly_the_two_records_the_platform_lost(
+    tmp_path,
+):
+    ports = {name: free_port() for name in ("api", "dicom", "gate")}
+    platform = ResultsSharingSimulator(
+        "platform", ResultsSharingSimulatorConfig(type="results_sharing", port=0)
+    )
+    await platform.start()
+    platform.faults.lose_next = 2  # answered 200, kept nowhere
+    # Reported at 00:00 so that any moment is past it; two days looked back, so a run across
+    # midnight still finds today's deliveries.
+    daily = {"daily_report_time": "00:00", "daily_catch_up_days": 2, "daily_recheck_after": 0.1}
+    config = write_config(tmp_path, platform, ports, **daily)
+    agent = WatchedAgent(config, tmp_path)
+    numbers = [f"E2026120810{n}" for n in range(5)]
+    try:
+        await agent.start()
+        for number in numbers:
+            await post(ports["api"], "/api/v1/exams", indexed_exam(number))
+        async with asyncio.timeout(WAIT):
+            await platform.wait_until(lambda r: len(r.uploads) + len(r.lost) >= 5)
+        assert platform.received.checks == []  # today is not due before tomorrow
+        assert await agent.stop() == 0
+        # The next reconciliation: the agent restarted on a clock one day ahead reconciles
+        # today as its "yesterday", at start.
+        config = write_config(tmp_path, platform, ports, **daily, daily_clock_offset=86400.0)
+        agent = WatchedAgent(config, tmp_path)
+        await agent.start()
+        async with asyncio.timeout(WAIT):
+            await platform.wait_until(lambda r: len(r.checks) >= 2)
+        assert await agent.stop() == 0
+    finally:
+        if agent.proc is not None and agent.proc.returncode is None:
+            await agent.kill()
+        await platform.stop()
+    lost = sorted(body["examNo"] for _, body in platform.received.lost)
+    assert len(lost) == 2
+    indexes = [b["examNo"] for n, b in platform.received.uploads if n == "uploadExamIndex"]
+    assert len(indexes) == 5 and sorted(indexes[-2:]) == lost  # 3 kept at once, then the 2
+    assert sorted(platform.received.records["uploadExamIndex"]) == [f"XC0001|{n}" for n in numbers]
+    assert [len(check["missing"]) for check in platform.received.checks] == [2, 0]
+    report = next(b for n, b in platform.received.uploads if n == "uploadDailyReport")
+    assert report["items"] == [{"interface": "uploadExamIndex", "count": 5}]

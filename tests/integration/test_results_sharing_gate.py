@@ -171,7 +171,9 @@ async def test_the_platform_unreachable_means_503_and_the_cache_never_keeps_a_fa
         await platform.come_up()
         async with client.get(f"{url}/wado", params=wado(key)) as answer:
             assert answer.status == 200
-    assert [a["result"] for a in await accesses(journal)] == ["unverifiable"]
+        async with client.get(f"{url}/wado", params=wado(key, "2")) as answer:
+            assert answer.status == 200  # the key's answer cached: not journaled again
+    assert [a["result"] for a in await accesses(journal)] == ["unverifiable", "allowed"]
 
 
 async def test_the_viewer_gate_redirects_a_valid_viewer_key_and_refuses_the_rest(
@@ -223,3 +225,23 @@ async def test_the_simulator_as_another_hospital_downloads_the_study(platform, j
         f"{SERIES}.1": (tmp_path / "spool" / "ct.dcm").read_bytes(),
         f"{SERIES}.2": (tmp_path / "spool" / "sc.dcm").read_bytes(),
     }
+
+
+async def test_an_image_the_spool_purged_is_410_and_left_out_of_the_uid_query(
+    platform, journal, tmp_path
+):
+    await journal.run(  # what the spool's keeper leaves: the row, marked, and no file
+        lambda conn: conn.execute(
+            "UPDATE im_instances SET purged_at = '2026-12-01' WHERE sop_uid = ?", (f"{SERIES}.2",)
+        )
+    )
+    (tmp_path / "spool" / "sc.dcm").unlink()
+    config = gate_config(platform.base_url, tmp_path)
+    key = platform.issue_key("download", STUDY)
+    async with gate(journal, config) as url, aiohttp.ClientSession() as client:
+        async with client.get(f"{url}/uids", params={"studyUID": STUDY, "downloadKey": key}) as a:
+            listing = await a.json()
+        assert [i["objectUID"] for i in listing["series"][0]["instances"]] == [f"{SERIES}.1"]
+        async with client.get(f"{url}/wado", params=wado(key, "2")) as answer:
+            assert answer.status == 410
+            assert (await answer.json())["error"].startswith("purged: ")

@@ -124,10 +124,10 @@ def test_the_existing_platforms_plans():
     assert UPLINKS["mqtt"].plan == UPLINKS["zhejiang_endoscope"].plan == frozenset()
 
 
-def test_offers_nobody_produces_yet_do_not_count():
-    daily_only = {"sharing": frozenset({Offer.DAILY_REPORT})}
+def test_offers_imaging_does_not_produce_do_not_count():
+    lab_only = {"sharing": frozenset({"lab.reports"})}  # another domain's offer
     with pytest.raises(ValueError, match="sharing"):
-        resolve(["sharing"], daily_only)
+        resolve(["sharing"], lab_only)
     assert resolve(["gone"], {}) == {}  # not an uplink: the config reports that itself
 
 

@@ -49,6 +49,9 @@ class ResultsSharingConfig(HttpConnectionSection):
     daily_max_resends: Annotated[int, Field(ge=0, le=10)] = 2
     daily_recheck_after: Seconds = 600.0  # after re-sending, before asking again
     timezone: TimeZoneName = "Asia/Shanghai"  # the days are local days
+    # Seconds added to the clock the daily reconciliation reads: 0 in production; a drill or
+    # an end-to-end test sets 86400 to reconcile today (as "yesterday") after a restart.
+    daily_clock_offset: Annotated[float, Field(ge=-31 * 86400.0, le=31 * 86400.0)] = 0.0
     gate: ImageGate = ImageGate()  # 检查8-12: viewer gate, UID query, WADO-URI
     _mapping: MappingSet | None = PrivateAttr(default=None)
     _files_dir: Path | None = PrivateAttr(default=None)

@@ -224,7 +224,8 @@ def tasks(name: str, config: Any) -> list[Callable[[Any], Awaitable[None]]]:
     assert isinstance(config, ResultsSharingConfig)
     if not config.daily_report or config.mapping.platform.daily is None:
         return []
-    return [DailyReconciler(name, config).run]
+    offset = timedelta(seconds=config.daily_clock_offset)
+    return [DailyReconciler(name, config, now=lambda: utcnow() + offset).run]
 
 
 def handlers(name: str, config: Any) -> list[Reconciliation]:

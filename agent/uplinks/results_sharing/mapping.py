@@ -100,11 +100,15 @@ class Query(_Strict):
 
     map: str  # the map that makes the request from the posted parameters
     cache_seconds: Annotated[float, Field(ge=0)] = 0.0  # answers kept and answered locally
-    # How the simulator answers: the records of endpoint `searches` whose `by` fields equal the
-    # request's, or a new key of kind `issues` ("viewer", "download").
+    # How the simulator answers: the records of endpoint `searches` (or of its reference list
+    # of that name: standard_items, institutions) whose `by` fields equal the request's, or a
+    # new key of kind `issues` ("viewer", "download").
     searches: str = ""
     by: list[str] = []
     issues: Literal["", "viewer", "download"] = ""
+    # The field of each answered record that holds its PDF: a URL under the platform's base
+    # URL (fetched with the token) or the file in Base64; POST .../queries/<name>/pdf answers it.
+    pdf: str = ""
 
 
 class PlatformFile(_Strict):

@@ -46,6 +46,10 @@ FILE_KINDS = frozenset({"report.file", "lab.pdf"})  # messages whose `file` is s
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 
+class DownloadError(Exception):
+    """A file the platform named could not be fetched (the reason, without the address)."""
+
+
 def answer_rules(mapping: MappingSet) -> AnswerRules:
     """The mapping set's [answer] as the kit's answer rules."""
     shape = mapping.platform.answer
@@ -191,6 +195,27 @@ class ResultsSharingUplink(HttpPlatformUplink):
             return last
         assert last is not None
         return last
+
+    async def download(self, url: str, limit: int) -> bytes:
+        """GET a file the platform named (a report PDF), with the token: only under one of its
+        base URLs (the token must not go elsewhere); DownloadError says why not."""
+        index = next((i for i, base in enumerate(self._urls) if url.startswith(f"{base}/")), None)
+        if index is None:
+            raise DownloadError("its address is not under the platform's base URLs")
+        assert self._session is not None, "open() first"
+        auth = self.mapping.platform.auth
+        try:
+            token = await self._caches[index].get()
+            headers = {auth.header: f"{auth.prefix}{token}"}
+            async with self._session.get(url, headers=headers) as answer:
+                if answer.status != 200:
+                    raise DownloadError(f"HTTP {answer.status}")
+                data = await answer.content.read(limit + 1)
+        except TRANSPORT_ERRORS as err:
+            raise DownloadError(f"not reachable ({type(err).__name__})") from None
+        if len(data) > limit:
+            raise DownloadError(f"larger than {limit} bytes")
+        return data
 
     def _use(self, index: int, now: float) -> None:
         log.warning("results_sharing.platform_switched", uplink=self.name, to=self._urls[index])
