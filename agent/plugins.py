@@ -46,6 +46,7 @@ from drivers import mqtt, report_folder, synthetic
 from drivers.dicom import capture as image_capture
 from drivers.dicom import scp as dicom_scp
 from drivers.dicom.capture_config import ImageCaptureConfig
+from drivers.dicom.forward import FORWARDING
 from drivers.rfid import reader as rfid_reader
 from drivers.washer import folder as washer_folder
 from drivers.washer import printer as washer_printer
@@ -98,7 +99,12 @@ UPLINKS = {
         ),
     ),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
-    "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
+    # Its C-STORE forwarding is the DICOM driver's lean storage association, handed over here.
+    "remote_imaging": Plugin(
+        RemoteImagingConfig,
+        partial(remote_imaging_uplink.build, forwarding=FORWARDING),
+        plan=SEED_003_PLAN,
+    ),
     # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for
     # each audited report's QR link.
     "insurance_imaging": Plugin(

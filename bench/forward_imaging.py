@@ -27,6 +27,7 @@ from agent.journal.writer import Journal
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from bench import flushdelay
 from bench.ingest import _cpu_model, _display, command_line, cpu_count, filesystem, record
+from drivers.dicom.forward import FORWARDING
 from tests.integration.test_remote_imaging import (
     UPLINK,
     QueueMessages,
@@ -113,7 +114,7 @@ async def drain(args: argparse.Namespace, corpus: list[dict[str, Any]], key: str
         send_run=args.send_run,
         public_key=key,
     )
-    uplink = RemoteImagingUplink(UPLINK, config)
+    uplink = RemoteImagingUplink(UPLINK, config, FORWARDING)
     settings = DispatchSettings(
         concurrency=args.concurrency,
         send_run=args.send_run,

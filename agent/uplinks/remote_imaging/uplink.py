@@ -27,11 +27,12 @@ from agent.uplinks.remote_imaging import codec
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.dicom import (
     AssociationError,
+    Forwarding,
     NoCodecError,
     NoContextError,
     decompressed,
     file_tags,
-    read_instance,
+    identity,
 )
 from agent.uplinks.remote_imaging.report_image import secondary_capture
 from agent.uplinks.remote_imaging.scu_pool import ScuPool
@@ -55,6 +56,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
         self,
         name: str,
         config: RemoteImagingConfig,
+        forwarding: Forwarding,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -67,7 +69,9 @@ class RemoteImagingUplink(HttpPlatformUplink):
         self._idle_check: asyncio.TimerHandle | None = None
         self._idle_tasks: set[asyncio.Task[bool]] = set()
         host = config.dicom_host or config.base_url.host or "localhost"
-        self.scu = ScuPool(config, host, config.concurrency)  # one association per study
+        # One association per study; `forwarding` is the driver's lean C-STORE (the wiring's).
+        self.forwarding = forwarding
+        self.scu = ScuPool(config, host, config.concurrency, forwarding)
 
     async def close(self) -> None:
         """Close the HTTP session and release the DICOM association."""
@@ -168,7 +172,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
         except OSError as err:
             return Retry(f"report.image {name}: cannot read the file ({err.strerror or err})")
         try:
-            status, comment = self.scu.store(key, ds, ds)
+            status, comment = self.scu.store(key, identity(ds), ds)
         except NoContextError as err:
             return Reject(f"report.image {name}: {err}")
         except (AssociationError, OSError) as err:
@@ -179,29 +183,38 @@ class RemoteImagingUplink(HttpPlatformUplink):
         path = Path(str(payload.get("path") or ""))
         sop = str(payload.get("sop_uid") or "")
         try:
-            ds = read_instance(path)
+            header = self.forwarding.header(path)
         except FileNotFoundError:
             return Reject(f"dicom.instance {sop}: file missing from the spool", alert=MISSING_ALERT)
-        except (InvalidDicomError, ValueError, EOFError) as err:
-            reason = f"dicom.instance {sop}: unreadable DICOM file ({type(err).__name__})"
+        except ValueError as err:
+            reason = f"dicom.instance {sop}: unreadable DICOM file ({err})"
             return Reject(reason, alert=UNREADABLE_ALERT)
         except OSError as err:  # a disk hiccup, not a lost file
             return Retry(f"dicom.instance {sop}: cannot read the file ({err.strerror or err})")
         expect = payload.get("expect")
-        differ = codec.tag_mismatches(expect if isinstance(expect, Mapping) else {}, file_tags(ds))
+        differ = codec.tag_mismatches(
+            expect if isinstance(expect, Mapping) else {}, file_tags(header)
+        )
         if differ:
             verb = "differs" if len(differ) == 1 else "differ"
             return Reject(f"{', '.join(differ)} {verb} from the pushed exam")
+        syntax = str(header.get("transfer_syntax") or "")
+        instance = (
+            str(header.get("sop_class_uid") or ""),
+            str(header.get("sop_instance_uid") or ""),
+            syntax,
+        )
         source: Path | Dataset = path
-        if self.config.decompress and UID(ds.file_meta.TransferSyntaxUID).is_compressed:
+        if self.config.decompress and UID(syntax).is_compressed:
             try:
-                ds = source = decompressed(dcmread(path))
+                ds = decompressed(dcmread(path))
             except NoCodecError as err:
                 return Reject(f"dicom.instance {sop}: {err} (decompress = true)", alert=CODEC_ALERT)
             except (OSError, InvalidDicomError, ValueError, EOFError) as err:
                 return Retry(f"dicom.instance {sop}: cannot read the file ({type(err).__name__})")
+            instance, source = identity(ds), ds
         try:
-            status, comment = self.scu.store(key, ds, source)
+            status, comment = self.scu.store(key, instance, source)
         except NoContextError as err:
             return Reject(f"dicom.instance {sop}: {err}")
         except (AssociationError, OSError) as err:
@@ -209,6 +222,6 @@ class RemoteImagingUplink(HttpPlatformUplink):
         return codec.dicom_outcome(status, comment)
 
 
-def build(name: str, config: RemoteImagingConfig) -> RemoteImagingUplink:
-    """Make the uplink from its validated config."""
-    return RemoteImagingUplink(name, config)
+def build(name: str, config: RemoteImagingConfig, forwarding: Forwarding) -> RemoteImagingUplink:
+    """Make the uplink from its validated config and the wiring's C-STORE forwarding."""
+    return RemoteImagingUplink(name, config, forwarding)
