@@ -2,7 +2,7 @@
 
 An uplink never imports a driver: the wiring hands it `FORWARDING` (agent.plugins), which
 it uses through its own protocol (agent/uplinks/remote_imaging/dicom.py). Per image this costs
-one header read without pydicom (`tags.read_identity`), one command set, the data set streamed
+one header read without pydicom (`tags.read_routing`), one command set, the data set streamed
 from the spool file as stored, and one response read, all in the calling thread: no
 pynetdicom threads, no reactor to pause, nothing re-encoded when the stored syntax was accepted.
 """
@@ -21,7 +21,7 @@ from pynetdicom.presentation import PresentationContext
 from drivers.dicom import wire
 from drivers.dicom.retrieve import NotSent, StoredInstance, payload_for
 from drivers.dicom.store_link import LinkError, LinkSettings, StoreLink
-from drivers.dicom.tags import UnreadableDataset, read_identity
+from drivers.dicom.tags import UnreadableDataset, read_routing
 
 
 class NoContext(LookupError):
@@ -33,19 +33,28 @@ class ForwardLink:
 
     def __init__(self, link: StoreLink) -> None:
         self._link = link
+        self._exact = {  # (SOP class, transfer syntax) -> its accepted context
+            (str(cx.abstract_syntax), str(cx.transfer_syntax[0])): int(cx.context_id or 0)
+            for cx in reversed(link.accepted)
+        }
 
-    def store(self, instance: tuple[str, str, str], source: Path | Dataset, msg_id: int) -> Any:
+    def store(
+        self, instance: tuple[str, str, str], source: Path | Dataset, msg_id: int
+    ) -> tuple[int, str]:
         """C-STORE `source` (a spool file as stored, or a data set) of `instance` (SOP class,
-        SOP instance, transfer syntax); the response (Status, ErrorComment). NoContext: nothing
-        accepted fits; OSError: the association broke (it is closed) or the file is unreadable."""
+        SOP instance, transfer syntax); the response's Status and ErrorComment. NoContext:
+        nothing accepted fits; OSError: the association broke (it is closed) or the file is
+        unreadable (nothing was sent)."""
         sop_class, sop_instance, syntax = instance
         payload: Path | bytes
         if isinstance(source, Dataset):
             context_id, payload = self._encoded(sop_class, source)
+        elif (context_id := self._exact.get((sop_class, syntax), 0)) != 0:
+            payload = source  # the stored syntax was accepted: the file's bytes as they are
         else:
             stored = StoredInstance(source, sop_class, sop_instance, syntax)
             try:
-                context, payload = payload_for(self._link.accepted, stored)
+                context, payload = payload_for(self._link.accepted, stored)  # a conversion
             except NotSent as err:
                 raise NoContext(str(err)) from err
             context_id = int(context.context_id or 0)
@@ -95,7 +104,7 @@ class Forwarding:
     def header(self, path: Path) -> dict[str, Any]:
         """Transfer syntax and identifying tags of a spool file (ValueError when unreadable)."""
         try:
-            return read_identity(path)
+            return read_routing(path)
         except UnreadableDataset as err:
             if isinstance(err.__cause__, OSError):
                 raise err.__cause__ from err

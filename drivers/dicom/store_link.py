@@ -189,14 +189,21 @@ class StoreLink:
             msg_id, str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), priority, originator
         )
         try:
-            return self.store(int(context.context_id or 0), command, payload, msg_id)
+            status, comment = self.store(int(context.context_id or 0), command, payload, msg_id)
         except NotSent as err:
             log.warning("qr.instance_not_sent", sop_class=str(dataset.SOPClassUID), reason=str(err))
             raise
+        response = Dataset()
+        response.Status = status
+        if comment:
+            response.ErrorComment = comment
+        return response
 
-    def store(self, context_id: int, command: bytes, payload: Payload, msg_id: int) -> Dataset:
+    def store(
+        self, context_id: int, command: bytes, payload: Payload, msg_id: int
+    ) -> tuple[int, str]:
         """Write a C-STORE request (`payload`: a spool file's data set, or encoded bytes) and
-        return its response's Status (and ErrorComment); LinkError when the link broke, NotSent
+        return its response's Status and ErrorComment; LinkError when the link broke, NotSent
         when the file could not be read (nothing was sent)."""
         if self.sock is None:
             raise LinkError("the storage association is closed")
@@ -211,7 +218,7 @@ class StoreLink:
                 raise
             raise LinkError(f"storage association lost: {_lost(err)}") from err
 
-    def _response(self, msg_id: int) -> Dataset:
+    def _response(self, msg_id: int) -> tuple[int, str]:
         command = bytearray()
         while True:
             kind, body = self._read_pdu()
@@ -230,12 +237,9 @@ class StoreLink:
                         wire.command_us(elements, wire.MESSAGE_ID_RESPONDED) != msg_id
                     ):
                         raise wire.ProtocolError("the response is not for this C-STORE")
-                    status = Dataset()
-                    status.Status = wire.command_us(elements, wire.STATUS)
                     comment = elements.get(ERROR_COMMENT, b"").rstrip(b"\0 ")
-                    if comment:
-                        status.ErrorComment = comment.decode("ascii", "replace")
-                    return status
+                    status = wire.command_us(elements, wire.STATUS)
+                    return status, comment.decode("ascii", "replace")
 
     def _read_pdu(self) -> tuple[int, bytes]:
         assert self.sock is not None

@@ -42,8 +42,10 @@ class Link(Protocol):
     @property
     def is_open(self) -> bool: ...
 
-    def store(self, instance: tuple[str, str, str], source: Path | Dataset, msg_id: int) -> Any:
-        """The response (Status, ErrorComment); LookupError: no context; OSError: broke."""
+    def store(
+        self, instance: tuple[str, str, str], source: Path | Dataset, msg_id: int
+    ) -> tuple[int, str]:
+        """The response's (Status, ErrorComment); LookupError: no context; OSError: broke."""
 
     def release(self) -> None: ...
 
@@ -199,7 +201,7 @@ class StoreScu:
         assert link is not None
         self._message_id = self._message_id % 0xFFFF + 1
         try:
-            status = link.store(instance, source, self._message_id)
+            status, comment = link.store(instance, source, self._message_id)
         except LookupError as err:  # no accepted context for this SOP class / transfer syntax
             raise NoContextError(str(err)) from err
         except OSError as err:
@@ -208,9 +210,7 @@ class StoreScu:
             self._drop()
             raise AssociationError(f"association with {self._peer()} ended: {err}") from err
         self._last_used = time.monotonic()
-        if "Status" not in status:
-            return None, ""
-        return int(status.Status), str(status.get("ErrorComment", "") or "")
+        return status, comment
 
     def _drop(self, release: bool = False) -> None:
         link, self._link = self._link, None
