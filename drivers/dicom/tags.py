@@ -51,7 +51,7 @@ CHARSET = Tag(0x0008, 0x0005)
 REQUIRED = ("sop_class_uid", "sop_instance_uid", "study_uid", "series_uid")
 WANTED = frozenset({CHARSET, *TEXT_TAGS.values(), *INT_TAGS.values()})
 ROUTING_KEYS = ("sop_class_uid", "sop_instance_uid", "study_uid", "patient_id", "accession_number")
-ROUTING = frozenset(TEXT_TAGS[key] for key in ROUTING_KEYS)
+ROUTING = frozenset(int(TEXT_TAGS[key]) for key in ROUTING_KEYS)  # ints: hashed and compared in C
 UNDEFINED = 0xFFFFFFFF
 DEFER = 4096  # values larger than this are skipped by seeking, never read
 HEAD = 65_536  # the fast path reads this much at once; the identifying tags come before it
@@ -203,7 +203,7 @@ def _fast(
         if tag == 0x0002_0010:
             syntax = head[start : start + length].decode("ascii").rstrip("\0 ")
         pos = start + length
-    implicit = FAST_SYNTAXES.get(UID(syntax))
+    implicit = FAST_SYNTAXES.get(syntax)  # type: ignore[call-overload]  # a UID is a str
     if implicit is None:
         raise _Slow
     found: dict[int, bytes] = {}
