@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pynetdicom.association import Association
 
 from agent.dispatch.outcomes import Delivered, Reject, Retry
 from agent.journal.outbox import OutboxMessage
@@ -150,3 +151,23 @@ async def test_each_image_s_status_becomes_its_outcome(platform, tmp_path):
     )
     assert isinstance(stored, Delivered) and "0x0000" in str(stored.response)
     assert uplink.scu.associations == 1  # statuses, even refusals, keep the association
+
+
+async def test_forwarding_runs_no_pynetdicom_association_of_its_own(platform, tmp_path):
+    uplink = Observed(uplink_config(platform))
+    payload = new_study()
+    path = write_instance(tmp_path, payload["study"])
+    await uplink.open()
+    try:
+        assert isinstance(await uplink.send(message(payload, "exam.push")), Delivered)
+        outcome = await uplink.send(message({"path": str(path), "sop_uid": path.stem}))
+        assert isinstance(outcome, Delivered) and uplink.scu.kept  # its association is open
+        # Only the platform's side (the simulator, in this process) has pynetdicom threads: the
+        # sender has no reactor that could take its responses (reactor_pause is not needed).
+        requestors = [
+            t for t in threading.enumerate() if isinstance(t, Association) and t.is_requestor
+        ]
+    finally:
+        await uplink.close()
+    assert requestors == []
+    assert platform.received.associations == 1
