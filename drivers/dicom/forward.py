@@ -51,7 +51,9 @@ class ForwardLink:
             context_id, payload = self._encoded(sop_class, source)
         elif (context_id := self._exact.get((sop_class, syntax), 0)) != 0:
             payload = source  # the stored syntax was accepted: the file's bytes as they are
-        else:
+        elif UID(syntax).is_compressed:  # decoded only when asked to (the uplink's decompress)
+            raise NoContext(f"the platform accepted no context for {sop_class} in {syntax}")
+        else:  # another uncompressed syntax: converted, as for a C-MOVE peer
             stored = StoredInstance(source, sop_class, sop_instance, syntax)
             try:
                 context, payload = payload_for(self._link.accepted, stored)  # a conversion

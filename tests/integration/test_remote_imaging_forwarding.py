@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from tests.integration.test_remote_imaging import (
     UPLINK,
     Observed,
     city_platform,
+    dataset_bytes,
     dispatching,
     instance,
     journal_with,
@@ -27,6 +29,9 @@ from tests.integration.test_remote_imaging import (
     uplink_config,
     write_instance,
 )
+from tests.integration.test_remote_imaging_decompress import jpeg2000
+from tests.mosquitto import free_port
+from tests.peers import dcmtk
 
 
 @pytest.fixture
@@ -171,3 +176,58 @@ async def test_forwarding_runs_no_pynetdicom_association_of_its_own(platform, tm
         await uplink.close()
     assert requestors == []
     assert platform.received.associations == 1
+
+
+@pytest.fixture
+async def storescp(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
+    """dcmtk `storescp` (uncompressed transfer syntaxes only, its default) writing into a
+    folder; (port, folder)."""
+    folder = tmp_path / "storescp"
+    folder.mkdir()
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        dcmtk("storescp"), "-aet", "CITYPACS", "-od", str(folder), str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: _listening(port))
+        yield port, folder
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def _listening(port: int) -> bool | None:
+    """True once storescp answers a C-ECHO (a bare connection would hold its only thread)."""
+    echo = await asyncio.create_subprocess_exec(
+        dcmtk("echoscu"), "-aec", "CITYPACS", "127.0.0.1", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    return True if await echo.wait() == 0 else None
+
+
+async def test_storescp_gets_the_stored_bytes_and_a_refused_compressed_syntax_is_a_dead_letter(
+    platform, storescp, tmp_path
+):
+    port, folder = storescp
+    payload = new_study()
+    plain = write_instance(tmp_path, payload["study"])
+    compressed = jpeg2000(tmp_path, payload["study"])
+    # storescp serves one association at a time: each uplink releases its own before the next.
+    uplink = Observed(uplink_config(platform, dicom_port=port))
+    try:
+        sent = await uplink.send(message({"path": str(plain), "sop_uid": plain.stem}))
+        refused = await uplink.send(message({"path": str(compressed), "sop_uid": "j2k"}))
+    finally:
+        await uplink.close()
+    decoding = Observed(uplink_config(platform, dicom_port=port, decompress=True))
+    try:
+        decoded = await decoding.send(message({"path": str(compressed), "sop_uid": "j2k"}))
+    finally:
+        await decoding.close()
+    assert isinstance(sent, Delivered)
+    (received,) = [f for f in folder.iterdir() if plain.stem in f.name]
+    assert dataset_bytes(received) == dataset_bytes(plain)  # as stored, not re-encoded
+    assert isinstance(refused, Reject) and "accepted no context" in refused.reason
+    assert isinstance(decoded, Delivered)
+    assert len(list(folder.iterdir())) == 2
