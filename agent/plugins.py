@@ -77,7 +77,7 @@ class Registry(MutableMapping[str, Plugin]):
     is loaded only by an agent whose config names it."""
 
     def __init__(self, entries: dict[str, Plugin | Callable[[], Plugin]]) -> None:
-        self._entries = dict(entries)
+        self._entries = entries  # the table itself: what is made replaces its function there
 
     def __getitem__(self, name: str) -> Plugin:
         entry = self._entries[name]
@@ -149,105 +149,98 @@ def _demo_traffic() -> Plugin:
 SEED_003_PLAN = frozenset(
     {Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS, Offer.EXAM_WITHOUT_IMAGES}
 )
-UPLINKS = Registry(
-    {
-        # The generic JSON POST forwards what it is given: what imaging offered before plans.
-        "http": Plugin(
-            http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
+_UPLINKS: dict[str, Plugin | Callable[[], Plugin]] = {
+    # The generic JSON POST forwards what it is given: what imaging offered before plans.
+    "http": Plugin(
+        http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
+    ),
+    # Seed 000's tables also check what the reprocessing domain's config feeds into records.
+    "zhejiang_endoscope": Plugin(
+        ZhejiangEndoscopeConfig,
+        zhejiang_endoscope_uplink.build,
+        check_feeder=lambda uplink, domain: zhejiang_endoscope_feeders.check(
+            uplink, reprocessing.fed_values(domain) if reprocessing.feeds_records(domain) else ()
         ),
-        # Seed 000's tables also check what the reprocessing domain's config feeds into records.
-        "zhejiang_endoscope": Plugin(
-            ZhejiangEndoscopeConfig,
-            zhejiang_endoscope_uplink.build,
-            check_feeder=lambda uplink, domain: zhejiang_endoscope_feeders.check(
-                uplink,
-                reprocessing.fed_values(domain) if reprocessing.feeds_records(domain) else (),
-            ),
+    ),
+    "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
+    "remote_imaging": _remote_imaging,
+    # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for
+    # each audited report's QR link.
+    "insurance_imaging": Plugin(
+        InsuranceImagingConfig,
+        insurance_imaging_uplink.build,
+        # 4.3: a QR link asked for each audited report; 4.5: deletions notified
+        plan=frozenset({Offer.REPORT_AUDITED, Offer.STUDY_DELETED}),
+        endpoints=partial(
+            insurance_imaging_uplink.endpoints,
+            exams=imaging_exams.QUERIES,
+            images=imaging_instances.QUERIES,
         ),
-        "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
-        "remote_imaging": _remote_imaging,
-        # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for
-        # each audited report's QR link.
-        "insurance_imaging": Plugin(
-            InsuranceImagingConfig,
-            insurance_imaging_uplink.build,
-            # 4.3: a QR link asked for each audited report; 4.5: deletions notified
-            plan=frozenset({Offer.REPORT_AUDITED, Offer.STUDY_DELETED}),
-            endpoints=partial(
-                insurance_imaging_uplink.endpoints,
-                exams=imaging_exams.QUERIES,
-                images=imaging_instances.QUERIES,
-            ),
-        ),
-        # Seed 002: signed page links and WebApis for HIS/PACS; print flags and the daily
-        # recognition statistics through the outbox.
-        "idcas_archive": Plugin(
-            IdcasArchiveConfig,
-            idcas_archive_uplink.build,
-            handlers=idcas_archive_statistics.handlers,
-            tasks=idcas_archive_statistics.tasks,
-            api_routes=idcas_archive_routes.api_routes,
-            uplink_endpoints=idcas_archive_routes.endpoints,
-        ),
-        # Seed 001: each audited report's index (again on correction), then its report PDFs.
-        "results_sharing": Plugin(
-            ResultsSharingConfig,
-            results_sharing_uplink.build,
-            handlers=results_sharing_daily.handlers,
-            tasks=results_sharing_daily.tasks,
-            # 检查8-12: the viewer gate, UID query and WADO-URI other hospitals call
-            endpoints=partial(results_sharing_gate.endpoints, images=imaging_instances.QUERIES),
-            plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
-        ),
-    }
-)
-SOURCES = Registry(
-    {
-        "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
-        "rfid_reader": Plugin(rfid_reader.RfidReaderConfig, rfid_reader.build),
-        "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
-        "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
-        "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
-        # Report PDFs exported into a folder (seed 001: systems that can only export files).
-        "report_folder": Plugin(report_folder.ReportFolderConfig, report_folder.build),
-        "dicom_scp": _dicom_scp,
-        "image_capture": _image_capture,
-    }
-)
-SIMULATORS = Registry(
-    {
-        "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
-        "rfid_readers": Plugin(rfid_readers.RfidReadersConfig, rfid_readers.build),
-        "zhejiang_endoscope": Plugin(
-            zhejiang_endoscope_sim.ZhejiangEndoscopeSimulatorConfig, zhejiang_endoscope_sim.build
-        ),
-        "remote_imaging": _remote_imaging_simulator,
-        "insurance_imaging": _insurance_imaging_simulator,
-        "results_sharing": Plugin(
-            results_sharing_sim.ResultsSharingSimulatorConfig, results_sharing_sim.build
-        ),
-        "demo_traffic": _demo_traffic,
-        "idcas_archive": Plugin(
-            idcas_archive_sim.IdcasArchiveSimulatorConfig, idcas_archive_sim.build
-        ),
-    }
-)
-DOMAINS = Registry(
-    {
-        "imaging": Plugin(
-            imaging.ImagingConfig,
-            handlers=imaging.handlers,
-            tasks=imaging.tasks,
-            startup=imaging.startup,
-        ),
-        "lab": Plugin(lab.LabConfig, handlers=lab.handlers),
-        "reprocessing": Plugin(
-            reprocessing.ReprocessingConfig,
-            handlers=reprocessing.handlers,
-            startup=reprocessing.startup,
-        ),
-    }
-)
+    ),
+    # Seed 002: signed page links and WebApis for HIS/PACS; print flags and the daily
+    # recognition statistics through the outbox.
+    "idcas_archive": Plugin(
+        IdcasArchiveConfig,
+        idcas_archive_uplink.build,
+        handlers=idcas_archive_statistics.handlers,
+        tasks=idcas_archive_statistics.tasks,
+        api_routes=idcas_archive_routes.api_routes,
+        uplink_endpoints=idcas_archive_routes.endpoints,
+    ),
+    # Seed 001: each audited report's index (again on correction), then its report PDFs.
+    "results_sharing": Plugin(
+        ResultsSharingConfig,
+        results_sharing_uplink.build,
+        handlers=results_sharing_daily.handlers,
+        tasks=results_sharing_daily.tasks,
+        # 检查8-12: the viewer gate, UID query and WADO-URI other hospitals call
+        endpoints=partial(results_sharing_gate.endpoints, images=imaging_instances.QUERIES),
+        plan=frozenset({Offer.REPORT_AUDITED, Offer.REPORT_FILES}) | lab_config.ALL,
+    ),
+}
+UPLINKS = Registry(_UPLINKS)
+_SOURCES: dict[str, Plugin | Callable[[], Plugin]] = {
+    "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
+    "rfid_reader": Plugin(rfid_reader.RfidReaderConfig, rfid_reader.build),
+    "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
+    "washer_printer": Plugin(washer_printer.WasherPrinterConfig, washer_printer.build),
+    "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
+    # Report PDFs exported into a folder (seed 001: systems that can only export files).
+    "report_folder": Plugin(report_folder.ReportFolderConfig, report_folder.build),
+    "dicom_scp": _dicom_scp,
+    "image_capture": _image_capture,
+}
+SOURCES = Registry(_SOURCES)
+_SIMULATORS: dict[str, Plugin | Callable[[], Plugin]] = {
+    "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
+    "rfid_readers": Plugin(rfid_readers.RfidReadersConfig, rfid_readers.build),
+    "zhejiang_endoscope": Plugin(
+        zhejiang_endoscope_sim.ZhejiangEndoscopeSimulatorConfig, zhejiang_endoscope_sim.build
+    ),
+    "remote_imaging": _remote_imaging_simulator,
+    "insurance_imaging": _insurance_imaging_simulator,
+    "results_sharing": Plugin(
+        results_sharing_sim.ResultsSharingSimulatorConfig, results_sharing_sim.build
+    ),
+    "demo_traffic": _demo_traffic,
+    "idcas_archive": Plugin(idcas_archive_sim.IdcasArchiveSimulatorConfig, idcas_archive_sim.build),
+}
+SIMULATORS = Registry(_SIMULATORS)
+_DOMAINS: dict[str, Plugin | Callable[[], Plugin]] = {
+    "imaging": Plugin(
+        imaging.ImagingConfig,
+        handlers=imaging.handlers,
+        tasks=imaging.tasks,
+        startup=imaging.startup,
+    ),
+    "lab": Plugin(lab.LabConfig, handlers=lab.handlers),
+    "reprocessing": Plugin(
+        reprocessing.ReprocessingConfig,
+        handlers=reprocessing.handlers,
+        startup=reprocessing.startup,
+    ),
+}
+DOMAINS = Registry(_DOMAINS)
 PLUGIN_KINDS: dict[str, Registry] = {
     "uplinks": UPLINKS,
     "sources": SOURCES,

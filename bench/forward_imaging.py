@@ -27,7 +27,15 @@ from agent.journal.writer import Journal
 from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from bench import flushdelay
-from bench.ingest import _cpu_model, _display, command_line, cpu_count, filesystem, record
+from bench.ingest import (
+    _cpu_model,
+    _display,
+    command_line,
+    cpu_count,
+    filesystem,
+    load_average,
+    record,
+)
 from drivers.dicom.forward import FORWARDING
 from tests.integration.test_remote_imaging import (
     UPLINK,
@@ -221,10 +229,6 @@ def medians(results: list[Drain]) -> list[Drain]:
     return found
 
 
-def _load() -> float:
-    return os.getloadavg()[0]
-
-
 def _flushes(d: Drain) -> str:
     return "?" if d.flushes is None else f"{d.flushes / d.images:.3f}"
 
@@ -293,7 +297,7 @@ is drained {args.rounds} times (one row each); the targets are checked on the me
 simulator's CPU (the parent: its pynetdicom storage SCP and HTTP server) is counted while
 each child runs (start-up and backlog included: an upper bound); both share the machine's
 {cpu_count()} cores, with whatever else runs on them (load average before / after:
-{args.load_before} / {_load():.2f}).
+{args.load_before} / {load_average():.2f}).
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
@@ -354,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         corpus.write_text(json.dumps(make_corpus(folder, args.studies, args.images)))
         corpus.with_name("key.pem").write_text(key_pair().public_key().export_key().decode())
         library = flushdelay.build(folder)
-        args.load_before = f"{_load():.2f}"
+        args.load_before = f"{load_average():.2f}"
         results = asyncio.run(run_all(args, corpus, library))
     for name, measured, met in targets(args, results):
         print(f"{'PASS' if met else 'FAIL'}  {name}: {measured}")
