@@ -11,6 +11,8 @@ from typing import Any
 
 from pynetdicom import association, dul
 
+from agent import reactor_pause
+
 _ENDING = frozenset({"Sta1", "Sta13"})  # over, or awaiting the close after a release/reject/abort
 DUL_IDLE = 0.05  # seconds: a bound for what might not wake the DUL thread; nothing known
 
@@ -118,9 +120,12 @@ class Wakeups:
 
 
 def use_wakeups() -> None:
-    """Route pynetdicom's DUL and association sleeps through `_Sleep` (process-wide)."""
+    """Route pynetdicom's DUL and association sleeps through `_Sleep`, and give every
+    association from now on `reactor_pause`'s checkpoint (process-wide, idempotent): call it
+    before making any pynetdicom association."""
     for module in (dul, association):
         setattr(module, "time", _Sleep())  # noqa: B010
+    reactor_pause.install()  # a DIMSE response reaches the thread that sent its request
 
 
 def wake_on_work(assoc: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -14,15 +14,12 @@ from agent.imaging import exams as imaging_exams
 from agent.imaging import instances as imaging_instances
 from agent.imaging import plugin as imaging
 from agent.imaging.plans import CLASSIC, Offer
-from agent.imaging.study_index import StudyIndexReader
 from agent.lab import config as lab_config
 from agent.lab import plugin as lab
 from agent.reprocessing import plugin as reprocessing
-from agent.simulators import demo_traffic, http_cloud, rfid_readers
+from agent.simulators import http_cloud, rfid_readers
 from agent.simulators import idcas_archive as idcas_archive_sim
-from agent.simulators import insurance_imaging as insurance_imaging_sim
 from agent.simulators import provincial_imaging as provincial_imaging_sim
-from agent.simulators import remote_imaging as remote_imaging_sim
 from agent.simulators import results_sharing as results_sharing_sim
 from agent.simulators import zhejiang_endoscope as zhejiang_endoscope_sim
 from agent.uplinks.http import uplink as http_uplink
@@ -38,8 +35,6 @@ from agent.uplinks.provincial_imaging import orders as provincial_orders
 from agent.uplinks.provincial_imaging import routes as provincial_routes
 from agent.uplinks.provincial_imaging import uplink as provincial_imaging_uplink
 from agent.uplinks.provincial_imaging.config import ProvincialImagingConfig
-from agent.uplinks.remote_imaging import uplink as remote_imaging_uplink
-from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing import daily as results_sharing_daily
 from agent.uplinks.results_sharing import gate as results_sharing_gate
 from agent.uplinks.results_sharing import uplink as results_sharing_uplink
@@ -48,9 +43,6 @@ from agent.uplinks.zhejiang_endoscope import feeders as zhejiang_endoscope_feede
 from agent.uplinks.zhejiang_endoscope import uplink as zhejiang_endoscope_uplink
 from agent.uplinks.zhejiang_endoscope.config import ZhejiangEndoscopeConfig
 from drivers import mqtt, report_folder, synthetic
-from drivers.dicom import capture as image_capture
-from drivers.dicom import scp as dicom_scp
-from drivers.dicom.capture_config import ImageCaptureConfig
 from drivers.rfid import reader as rfid_reader
 from drivers.washer import folder as washer_folder
 from drivers.washer import printer as washer_printer
@@ -84,12 +76,85 @@ class Plugin:
     uplink_endpoints: Callable[[str, Any, Any], Endpoints] | None = None
 
 
+class Registry(MutableMapping[str, Plugin]):
+    """Plugin types by name. A type given as a function returning its Plugin is made on its
+    first lookup, so what it imports (the DICOM stack: pydicom, pynetdicom, Pillow, the codecs)
+    is loaded only by an agent whose config names it."""
+
+    def __init__(self, entries: dict[str, Plugin | Callable[[], Plugin]]) -> None:
+        self._entries = entries  # the table itself: what is made replaces its function there
+
+    def __getitem__(self, name: str) -> Plugin:
+        entry = self._entries[name]
+        if not isinstance(entry, Plugin):
+            entry = self._entries[name] = entry()
+        return entry
+
+    def __setitem__(self, name: str, plugin: Plugin) -> None:
+        self._entries[name] = plugin
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _remote_imaging() -> Plugin:
+    # Its C-STORE forwarding is the DICOM driver's lean storage association, handed over here.
+    from agent.uplinks.remote_imaging import uplink
+    from agent.uplinks.remote_imaging.config import RemoteImagingConfig
+    from drivers.dicom.forward import FORWARDING
+
+    return Plugin(
+        RemoteImagingConfig, partial(uplink.build, forwarding=FORWARDING), plan=SEED_003_PLAN
+    )
+
+
+def _dicom_scp() -> Plugin:
+    # The Q/R SCP and image capture read the imaging domain's study index (drivers never import
+    # domains: the wiring hands it to them).
+    from agent.imaging.study_index import StudyIndexReader
+    from drivers.dicom import scp
+
+    return Plugin(scp.DicomScpConfig, partial(scp.build, study_index=StudyIndexReader))
+
+
+def _image_capture() -> Plugin:
+    from agent.imaging.study_index import StudyIndexReader
+    from drivers.dicom import capture
+    from drivers.dicom.capture_config import ImageCaptureConfig
+
+    return Plugin(ImageCaptureConfig, partial(capture.build, study_index=StudyIndexReader))
+
+
+def _remote_imaging_simulator() -> Plugin:
+    from agent.simulators import remote_imaging
+
+    return Plugin(remote_imaging.RemoteImagingSimulatorConfig, remote_imaging.build)
+
+
+def _insurance_imaging_simulator() -> Plugin:
+    from agent.simulators import insurance_imaging
+
+    return Plugin(insurance_imaging.InsuranceImagingSimulatorConfig, insurance_imaging.build)
+
+
+def _demo_traffic() -> Plugin:
+    from agent.simulators import demo_traffic
+
+    return Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build)
+
+
 # Seed 003: each exam pushed once its study is stable, then the study's images by C-STORE, and
 # the statistics slots.
 SEED_003_PLAN = frozenset(
     {Offer.EXAM_PUSH, Offer.IMAGES, Offer.STATISTICS, Offer.EXAM_WITHOUT_IMAGES}
 )
-UPLINKS = {
+_UPLINKS: dict[str, Plugin | Callable[[], Plugin]] = {
     # The generic JSON POST forwards what it is given: what imaging offered before plans.
     "http": Plugin(
         http_uplink.HttpUplinkConfig, http_uplink.build, http_uplink.handlers, plan=CLASSIC
@@ -103,7 +168,7 @@ UPLINKS = {
         ),
     ),
     "mqtt": Plugin(MqttUplinkConfig, mqtt_uplink.build),
-    "remote_imaging": Plugin(RemoteImagingConfig, remote_imaging_uplink.build, plan=SEED_003_PLAN),
+    "remote_imaging": _remote_imaging,
     # Seed 004: the cloud's front-end pulls reports and images from its listener; we ask it for
     # each audited report's QR link.
     "insurance_imaging": Plugin(
@@ -147,7 +212,8 @@ UPLINKS = {
         endpoints=provincial_routes.endpoints,
     ),
 }
-SOURCES = {
+UPLINKS = Registry(_UPLINKS)
+_SOURCES: dict[str, Plugin | Callable[[], Plugin]] = {
     "synthetic": Plugin(synthetic.SyntheticConfig, synthetic.build),
     "rfid_reader": Plugin(rfid_reader.RfidReaderConfig, rfid_reader.build),
     "mqtt_rfid": Plugin(mqtt.MqttRfidConfig, mqtt.build),
@@ -155,37 +221,29 @@ SOURCES = {
     "washer_folder": Plugin(washer_folder.WasherFolderConfig, washer_folder.build),
     # Report PDFs exported into a folder (seed 001: systems that can only export files).
     "report_folder": Plugin(report_folder.ReportFolderConfig, report_folder.build),
-    # The Q/R SCP and image capture read the imaging domain's study index (drivers never import
-    # domains: the wiring hands it to them).
-    "dicom_scp": Plugin(
-        dicom_scp.DicomScpConfig, partial(dicom_scp.build, study_index=StudyIndexReader)
-    ),
-    "image_capture": Plugin(
-        ImageCaptureConfig, partial(image_capture.build, study_index=StudyIndexReader)
-    ),
+    "dicom_scp": _dicom_scp,
+    "image_capture": _image_capture,
 }
-SIMULATORS = {
+SOURCES = Registry(_SOURCES)
+_SIMULATORS: dict[str, Plugin | Callable[[], Plugin]] = {
     "http_cloud": Plugin(http_cloud.HttpCloudConfig, http_cloud.build),
     "rfid_readers": Plugin(rfid_readers.RfidReadersConfig, rfid_readers.build),
     "zhejiang_endoscope": Plugin(
         zhejiang_endoscope_sim.ZhejiangEndoscopeSimulatorConfig, zhejiang_endoscope_sim.build
     ),
-    "remote_imaging": Plugin(
-        remote_imaging_sim.RemoteImagingSimulatorConfig, remote_imaging_sim.build
-    ),
-    "insurance_imaging": Plugin(
-        insurance_imaging_sim.InsuranceImagingSimulatorConfig, insurance_imaging_sim.build
-    ),
+    "remote_imaging": _remote_imaging_simulator,
+    "insurance_imaging": _insurance_imaging_simulator,
     "results_sharing": Plugin(
         results_sharing_sim.ResultsSharingSimulatorConfig, results_sharing_sim.build
     ),
-    "demo_traffic": Plugin(demo_traffic.DemoTrafficConfig, demo_traffic.build),
+    "demo_traffic": _demo_traffic,
     "idcas_archive": Plugin(idcas_archive_sim.IdcasArchiveSimulatorConfig, idcas_archive_sim.build),
     "provincial_imaging": Plugin(
         provincial_imaging_sim.ProvincialImagingSimulatorConfig, provincial_imaging_sim.build
     ),
 }
-DOMAINS = {
+SIMULATORS = Registry(_SIMULATORS)
+_DOMAINS: dict[str, Plugin | Callable[[], Plugin]] = {
     "imaging": Plugin(
         imaging.ImagingConfig,
         handlers=imaging.handlers,
@@ -199,7 +257,8 @@ DOMAINS = {
         startup=reprocessing.startup,
     ),
 }
-PLUGIN_KINDS: dict[str, dict[str, Plugin]] = {
+DOMAINS = Registry(_DOMAINS)
+PLUGIN_KINDS: dict[str, Registry] = {
     "uplinks": UPLINKS,
     "sources": SOURCES,
     "simulators": SIMULATORS,

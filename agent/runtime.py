@@ -86,7 +86,7 @@ def dispatch_settings(section: UplinkSection) -> DispatchSettings:
     )
 
 
-def build(registry: dict[str, Plugin], name: str, section: PluginSection) -> Any:
+def build(registry: Mapping[str, Plugin], name: str, section: PluginSection) -> Any:
     """Make the component a config table describes."""
     factory = registry[section.type].build
     assert factory is not None, f"{section.type} builds no component"
@@ -403,7 +403,7 @@ class Agent:
         ]
 
     def _start_tasks(
-        self, registry: dict[str, Plugin], sections: Mapping[str, PluginSection], label: str
+        self, registry: Mapping[str, Plugin], sections: Mapping[str, PluginSection], label: str
     ) -> None:
         """Supervise the background jobs of plugins (a domain's scheduler, an uplink's slots)."""
         for name, section in sections.items():
@@ -412,7 +412,7 @@ class Agent:
                 self.supervisor.start(f"source:{name}:{label}{n}", partial(task, self))
 
     async def _start_listeners(
-        self, kinds: list[tuple[dict[str, Plugin], Mapping[str, PluginSection]]]
+        self, kinds: list[tuple[Mapping[str, Plugin], Mapping[str, PluginSection]]]
     ) -> None:
         """Serve the endpoints of every plugin whose listener is enabled, each on its own port."""
         for registry, sections in kinds:

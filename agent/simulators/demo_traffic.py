@@ -31,6 +31,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 from pynetdicom import AE, build_context
 
 from agent.config import ConfigPath, PluginSection, Secret, TimeZoneName
+from agent.dicom_wakeups import use_wakeups
 from agent.errors import AgentError
 
 log = structlog.get_logger(__name__)
@@ -140,6 +141,7 @@ class DemoTraffic:
     def _c_store(self, datasets: list[Dataset]) -> None:
         """Blocking: one association, every dataset; AgentError on any failure."""
         config = self.config
+        use_wakeups()  # with reactor_pause: our C-STORE's response comes back to this thread
         ae = AE(ae_title=config.calling_ae_title)
         context = build_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         assoc = ae.associate(

@@ -14,6 +14,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from agent.dicom_wakeups import use_wakeups
 from agent.simulators.remote_imaging_scp import _dataset_bytes
 
 
@@ -46,6 +47,7 @@ def pull_study(host: str, port: int, called_ae: str, study_uid: str, portal: Por
             pulled.images[str(event.request.AffectedSOPInstanceUID)] = _dataset_bytes(event)
         return 0x0000
 
+    use_wakeups()  # with reactor_pause: our requests' responses come back to this thread
     ae = AE(portal.ae_title)
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)

@@ -17,7 +17,6 @@ from agent.dicom_wakeups import use_wakeups
 from agent.vocabulary.spool import SpoolLayout
 from agent.vocabulary.study_index import StudyIndexFactory
 from drivers.base import Driver, DriverContext
-from drivers.dicom import reactor_pause
 from drivers.dicom.fast_store import FastStore
 from drivers.dicom.gate import ConnectionGate, GateLimits
 from drivers.dicom.peer_log import route_library_records
@@ -290,8 +289,7 @@ def _configure_pynetdicom(spool: Spool, receive: Literal["file", "memory"]) -> N
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.STORE_RECV_CHUNKED_DATASET = receive == "file"
-    use_wakeups()
-    reactor_pause.install()  # a C-STORE's response reaches the thread that sent it
+    use_wakeups()  # and reactor_pause: a C-STORE's response reaches the thread that sent it
     # pynetdicom has no per-AE temporary folder; its factory is replaced so that the received
     # bytes land on the spool's filesystem (a rename, not a copy) and a full disk is answered.
     setattr(dimse_messages, "NamedTemporaryFile", lambda *_, **__: spool.new_file())  # noqa: B010

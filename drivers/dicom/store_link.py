@@ -32,12 +32,13 @@ from pynetdicom.presentation import PresentationContext
 from agent.logs import peer_text
 from drivers.dicom import wire
 from drivers.dicom.fast_store import user_information
-from drivers.dicom.retrieve import NotSent, StoredInstance, chosen, write_c_store
+from drivers.dicom.retrieve import NotSent, Payload, StoredInstance, chosen, write_c_store
 
 log = structlog.get_logger(__name__)
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 C_STORE_RSP = 0x8001
+ERROR_COMMENT = 0x0902  # (0000,0902) of a response's command set
 MAX_RESPONSE = 65_536  # a C-STORE response is a few hundred bytes
 _RELEASE_RQ = bytes([wire.A_RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0])
 
@@ -56,6 +57,7 @@ class LinkSettings:
     implementation_version: str
     acse_timeout: float | None
     dimse_timeout: float | None
+    connect_timeout: float | None = None  # None: the ACSE timeout
 
     @classmethod
     def of(cls, ae: AE) -> LinkSettings:
@@ -104,6 +106,21 @@ class StoreLink:
         settings: LinkSettings,
     ) -> StoreLink:
         """Request the association; a link that is not established when it was refused or failed."""
+        try:
+            return cls.open(address, called_ae, contexts, settings)
+        except LinkError as err:
+            _log_failed(address, called_ae, str(err))
+            return cls(None)
+
+    @classmethod
+    def open(
+        cls,
+        address: tuple[str, int],
+        called_ae: str,
+        contexts: list[PresentationContext],
+        settings: LinkSettings,
+    ) -> StoreLink:
+        """Request the association; LinkError (with the reason) when it was refused or failed."""
         proposed = []
         for number, context in enumerate(contexts):
             offered = PresentationContext()
@@ -111,13 +128,16 @@ class StoreLink:
             offered.abstract_syntax = context.abstract_syntax
             offered.transfer_syntax = list(context.transfer_syntax)
             proposed.append(offered)
+        connect = (
+            settings.acse_timeout if settings.connect_timeout is None else settings.connect_timeout
+        )
         try:
-            sock = socket.create_connection(address, timeout=settings.acse_timeout)
+            sock = socket.create_connection(address, timeout=connect)
         except OSError as err:
-            _log_failed(address, called_ae, err.strerror or type(err).__name__)
-            return cls(None)
+            raise LinkError(err.strerror or type(err).__name__) from err
         link = cls(sock, settings.acse_timeout)
         try:
+            sock.settimeout(settings.acse_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(_request_pdu(called_ae, proposed, settings))
             kind, body = link._read_pdu()
@@ -125,9 +145,10 @@ class StoreLink:
                 raise LinkError(_refusal(kind, body))
             link._accepted(body, proposed)
         except (OSError, ValueError) as err:
-            _log_failed(address, called_ae, str(err) or type(err).__name__)
             link.close()
-            return cls(None)
+            if isinstance(err, LinkError):
+                raise
+            raise LinkError(str(err) or type(err).__name__) from err
         sock.settimeout(settings.dimse_timeout)
         return link
 
@@ -168,16 +189,36 @@ class StoreLink:
             msg_id, str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), priority, originator
         )
         try:
-            write_c_store(self.sock, int(context.context_id or 0), self.peer_max, command, payload)
-            return self._response(msg_id)
+            status, comment = self.store(int(context.context_id or 0), command, payload, msg_id)
         except NotSent as err:
             log.warning("qr.instance_not_sent", sop_class=str(dataset.SOPClassUID), reason=str(err))
             raise
+        response = Dataset()
+        response.Status = status
+        if comment:
+            response.ErrorComment = comment
+        return response
+
+    def store(
+        self, context_id: int, command: bytes, payload: Payload, msg_id: int
+    ) -> tuple[int, str]:
+        """Write a C-STORE request (`payload`: a spool file's data set, or encoded bytes) and
+        return its response's Status and ErrorComment; LinkError when the link broke, NotSent
+        when the file could not be read (nothing was sent)."""
+        if self.sock is None:
+            raise LinkError("the storage association is closed")
+        try:
+            write_c_store(self.sock, context_id, self.peer_max, command, payload)
+            return self._response(msg_id)
+        except NotSent:
+            raise
         except (OSError, wire.ProtocolError) as err:
             self.close()
-            raise LinkError(f"storage association lost: {type(err).__name__}") from err
+            if isinstance(err, LinkError):
+                raise
+            raise LinkError(f"storage association lost: {_lost(err)}") from err
 
-    def _response(self, msg_id: int) -> Dataset:
+    def _response(self, msg_id: int) -> tuple[int, str]:
         command = bytearray()
         while True:
             kind, body = self._read_pdu()
@@ -196,9 +237,9 @@ class StoreLink:
                         wire.command_us(elements, wire.MESSAGE_ID_RESPONDED) != msg_id
                     ):
                         raise wire.ProtocolError("the response is not for this C-STORE")
-                    status = Dataset()
-                    status.Status = wire.command_us(elements, wire.STATUS)
-                    return status
+                    comment = elements.get(ERROR_COMMENT, b"").rstrip(b"\0 ")
+                    status = wire.command_us(elements, wire.STATUS)
+                    return status, comment.decode("ascii", "replace")
 
     def _read_pdu(self) -> tuple[int, bytes]:
         assert self.sock is not None
@@ -275,6 +316,12 @@ def _log_failed(address: tuple[str, int], called_ae: str, reason: str) -> None:
         called_ae=peer_text(called_ae),
         reason=reason,
     )
+
+
+def _lost(err: Exception) -> str:
+    if isinstance(err, wire.ProtocolError) and str(err).startswith("PDU type 0x07"):
+        return "aborted by the peer"
+    return type(err).__name__
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,6 +50,8 @@ REJECTION_CODES = frozenset({"113001", "113037", "113038", "113039"})
 CHARSET = Tag(0x0008, 0x0005)
 REQUIRED = ("sop_class_uid", "sop_instance_uid", "study_uid", "series_uid")
 WANTED = frozenset({CHARSET, *TEXT_TAGS.values(), *INT_TAGS.values()})
+ROUTING_KEYS = ("sop_class_uid", "sop_instance_uid", "study_uid", "patient_id", "accession_number")
+ROUTING = frozenset(int(TEXT_TAGS[key]) for key in ROUTING_KEYS)  # ints: hashed and compared in C
 UNDEFINED = 0xFFFFFFFF
 DEFER = 4096  # values larger than this are skipped by seeking, never read
 HEAD = 65_536  # the fast path reads this much at once; the identifying tags come before it
@@ -107,6 +110,25 @@ def read_identity(path: Path) -> dict[str, Any]:
         raise UnreadableDataset(f"unparseable: {type(err).__name__}") from err
 
 
+def read_routing(path: Path) -> dict[str, Any]:
+    """What forwarding a spool file needs: transfer syntax, SOP class and instance, study,
+    patient ID and accession number. Without pydicom whenever these are plain ASCII (whatever
+    the other tags hold, e.g. a UTF-8 patient name); `read_identity`'s values otherwise."""
+    with path.open("rb") as fp:
+        try:
+            return _fast(fp, path.stat().st_size, ROUTING, _routing_values)
+        except (_Slow, struct.error, UnicodeDecodeError):
+            pass
+    return read_identity(path)
+
+
+def _routing_values(found: dict[int, bytes]) -> dict[str, Any]:
+    values = {key: _ascii(found.get(TEXT_TAGS[key], b"")) for key in ROUTING_KEYS}
+    if not values["sop_class_uid"] or not values["sop_instance_uid"]:
+        raise _Slow  # let read_identity say what is missing
+    return values
+
+
 def _with_rejections(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     """`identity`, with `rejected` when the file is an IOCM rejection note (a KOS)."""
     if identity.get("sop_class_uid") == KEY_OBJECT_SELECTION:
@@ -159,9 +181,17 @@ def _walk(fp: BinaryIO, syntax: str, size: int) -> Dataset:
     return Dataset(raw)  # only text values are wanted: the byte order does not matter
 
 
-def _fast(fp: BinaryIO, size: int) -> dict[str, Any]:
+def _fast(
+    fp: BinaryIO,
+    size: int,
+    wanted: frozenset[int] = WANTED,
+    values: Callable[[dict[int, bytes]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The common case without pydicom: Explicit/Implicit VR Little Endian, defined lengths,
-    ASCII values. Anything else raises `_Slow`, so the result is always pydicom's."""
+    ASCII values. Anything else raises `_Slow`, so the result is always pydicom's. `wanted`
+    tags are decoded by `values` (the identity's, after checking the whole file is there, by
+    default; with `values` the walk ends after the last wanted tag)."""
+    last = max(wanted) if values is not None else 0xFFFFFFFF
     head = fp.read(HEAD)
     if head[128:132] != b"DICM":
         raise _Slow
@@ -173,7 +203,7 @@ def _fast(fp: BinaryIO, size: int) -> dict[str, Any]:
         if tag == 0x0002_0010:
             syntax = head[start : start + length].decode("ascii").rstrip("\0 ")
         pos = start + length
-    implicit = FAST_SYNTAXES.get(UID(syntax))
+    implicit = FAST_SYNTAXES.get(syntax)  # type: ignore[call-overload]  # a UID is a str
     if implicit is None:
         raise _Slow
     found: dict[int, bytes] = {}
@@ -184,19 +214,22 @@ def _fast(fp: BinaryIO, size: int) -> dict[str, Any]:
         else:
             chunk, base = head, 0
         tag, vr, start, length = _header(chunk, pos - base, implicit)
+        if tag > last:  # elements are in ascending tag order: no wanted one follows
+            pos = size
+            break
         start += base
         if length == UNDEFINED or tag >> 16 in (0x0002, 0xFFFE):
             raise _Slow  # sequences/encapsulated pixel data of undefined length, stray items
         if start + length > size:
             raise UnreadableDataset("truncated")
-        if tag in WANTED:
+        if tag in wanted:
             if start + length > len(head) or (vr and vr not in TEXT_VRS):
                 raise _Slow
             found[tag] = head[start : start + length]
         pos = start + length
     if pos != size or not found:
         raise _Slow  # let pydicom decide what is wrong with it
-    return {"transfer_syntax": syntax, **_ascii_values(found)}
+    return {"transfer_syntax": syntax, **(values or _ascii_values)(found)}
 
 
 def _header(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:

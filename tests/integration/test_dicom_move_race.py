@@ -39,8 +39,8 @@ from pynetdicom import (
 from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 
+from agent import reactor_pause
 from agent.imaging.study_index import StudyIndexReader
-from drivers.dicom import reactor_pause
 from drivers.dicom.qr import STUDY_ROOT_MOVE, QueryRetrieve
 from drivers.dicom.scp import _configure_pynetdicom
 from drivers.dicom.store import Spool

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+from agent import reactor_pause
 from agent.imaging.study_index import StudyIndexReader
 from agent.simulators.insurance_imaging import (
     InsuranceImagingSimulator,
     InsuranceImagingSimulatorConfig,
 )
-from drivers.dicom import reactor_pause
 from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.retrieve import dataset_offset
 from drivers.dicom.store_link import LinkSettings, MovingAE

@@ -20,6 +20,7 @@ from agent.uplinks.remote_imaging import jiwei
 from agent.uplinks.remote_imaging.jiwei import JiweiError, JiweiSection, parse_answer
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from agent.web.api import make_app
+from drivers.dicom.forward import FORWARDING
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import eventually
 from tests.integration.test_remote_imaging import FAST, city_platform, uplink_config
@@ -66,7 +67,7 @@ async def test_a_lookup_feeds_apply_no_of_an_exam_posted_without_one(open_journa
 
     settings = ApiSection(enabled=True, token=SecretStr(TOKEN), max_body=64 * 1024)
     app = make_app(settings, emit, index.journal.run, apply_forms=lookup)
-    uplink = RemoteImagingUplink("remote_imaging", uplink_config(platform))
+    uplink = RemoteImagingUplink("remote_imaging", uplink_config(platform), FORWARDING)
     async with TestClient(TestServer(app)) as client, run_dispatcher(index.journal, uplink, FAST):
         asked = {"medicarecode": "330100198001010011", "type": "2"}
         response = await client.post("/api/v1/apply-forms/lookup", json=asked, headers=AUTH)

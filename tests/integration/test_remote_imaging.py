@@ -39,6 +39,7 @@ from agent.simulators.remote_imaging import (
 )
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
+from drivers.dicom.forward import FORWARDING
 from tests.dispatching import outbox_rows as rows
 from tests.dispatching import run_dispatcher
 from tests.helpers import eventually
@@ -79,7 +80,7 @@ class Observed(RemoteImagingUplink):
     """The real uplink, recording each outcome."""
 
     def __init__(self, config: RemoteImagingConfig) -> None:
-        super().__init__(UPLINK, config)
+        super().__init__(UPLINK, config, FORWARDING)
         self.outcomes: list[tuple[str, Outcome]] = []
 
     async def send(self, message: OutboxMessage) -> Outcome:
@@ -448,7 +449,10 @@ async def test_expired_token_is_refreshed(open_journal, platform):
 async def test_token_is_refreshed_before_it_expires(platform):
     now = [0.0]
     uplink = RemoteImagingUplink(
-        UPLINK, uplink_config(platform, token_refresh_margin=60), monotonic=lambda: now[0]
+        UPLINK,
+        uplink_config(platform, token_refresh_margin=60),
+        FORWARDING,
+        monotonic=lambda: now[0],
     )
     await uplink.open()
     try:
@@ -487,7 +491,7 @@ async def test_time_in_the_sign_is_checked(platform):
     )
     config = uplink_config(platform, sign_fields=["appId", "license", "time"])
     clock = [0.0]
-    uplink = RemoteImagingUplink(UPLINK, config, clock=lambda: clock[0])
+    uplink = RemoteImagingUplink(UPLINK, config, FORWARDING, clock=lambda: clock[0])
     await uplink.open()
     try:
         assert not await uplink.healthcheck()  # 1970: far outside time_skew
@@ -511,7 +515,7 @@ def dcmtk(tool: str) -> str:
 
 
 async def test_the_simulator_scp_takes_dcmtk_storescu_after_a_push(platform, tmp_path):
-    uplink = RemoteImagingUplink(UPLINK, uplink_config(platform))
+    uplink = RemoteImagingUplink(UPLINK, uplink_config(platform), FORWARDING)
     await uplink.open()
     payload = new_study()
     try:
@@ -549,6 +553,7 @@ async def test_serve_runs_until_cancelled():
             license="simulator-license",
             public_key=simulator.public_key,
         ),
+        FORWARDING,
     )
     await uplink.open()
     try:

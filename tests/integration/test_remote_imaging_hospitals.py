@@ -12,6 +12,7 @@ from agent.imaging.handler import ImagingHandler
 from agent.journal.writer import Journal
 from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
+from drivers.dicom.forward import FORWARDING
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import eventually
 from tests.integration.test_remote_imaging import FAST, city_platform, uplink_config
@@ -46,6 +47,7 @@ async def test_two_hospitals_statistics_run(open_journal, platform):
     uplink = RemoteImagingUplink(
         "remote_imaging",
         uplink_config(platform, statistics_classes=["CT", "MR"], hospital_codes=[OTHER]),
+        FORWARDING,
     )
     due = {"date": "2026-11-23", "slot": "20:00"}
     async with run_dispatcher(journal, uplink, FAST):

@@ -23,6 +23,7 @@ from agent.journal.writer import Journal
 from agent.plugins import UPLINKS
 from agent.simulators.remote_imaging import RemoteImagingSimulator
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
+from drivers.dicom.forward import FORWARDING
 from tests.dicom_files import JPEG_8X8
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import eventually
@@ -42,7 +43,9 @@ class Site:
     async def run(self, *events: Event, mode: str = "store", **uplink: Any) -> dict[str, Any]:
         """Ingest `events` (a stable study among them if it says so) and deliver everything."""
         settings = {"image_mode": mode, "image_url_template": VIEWER, **uplink}
-        up = RemoteImagingUplink("remote_imaging", uplink_config(self.platform, **settings))
+        up = RemoteImagingUplink(
+            "remote_imaging", uplink_config(self.platform, **settings), FORWARDING
+        )
         async with run_dispatcher(self.index.journal, up, FAST):
             await self.index.ingest(*events)
             return await eventually(lambda: settled(self.index.journal))

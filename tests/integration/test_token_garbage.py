@@ -26,6 +26,7 @@ from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from agent.uplinks.results_sharing.uplink import ResultsSharingUplink
 from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
+from drivers.dicom.forward import FORWARDING
 from tests.dispatching import run_dispatcher
 from tests.helpers import eventually
 from tests.integration import test_remote_imaging as imaging
@@ -85,7 +86,7 @@ async def case(
         up = ZhejiangEndoscopeUplink("zj", zhejiang.uplink_config(url))
         return journal, up, [message("zj", "rinseWater", dict(EXAMPLES["rinseWater"]))]
     if kind == "remote_imaging":
-        up = RemoteImagingUplink("city", config_for(base_url=f"{url}/openapi"))
+        up = RemoteImagingUplink("city", config_for(base_url=f"{url}/openapi"), FORWARDING)
         return journal, up, [message("city", "exam.push", imaging.new_study())]
     config_idcas = IDCAS.model_copy(update={"auth_url": f"{url}/auth", "doc_gateway_url": url})
     flag = {"params": {"accession_number": "CT-1", "print_type": "Result"}}

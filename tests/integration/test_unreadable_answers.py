@@ -39,6 +39,7 @@ from agent.uplinks.provincial_imaging.uplink import APPLY_KIND
 from agent.uplinks.remote_imaging.uplink import RemoteImagingUplink
 from agent.uplinks.zhejiang_endoscope.examples import EXAMPLES
 from agent.uplinks.zhejiang_endoscope.uplink import ZhejiangEndoscopeUplink
+from drivers.dicom.forward import FORWARDING
 from tests.dispatching import outbox_rows, run_dispatcher
 from tests.helpers import ZHEJIANG_KEY, ZHEJIANG_SECRET, eventually
 from tests.integration import test_provincial_imaging as provincial
@@ -115,7 +116,7 @@ async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
         await sim.stop()
     elif kind == "remote_imaging":
         async with imaging.city_platform() as city:
-            up = RemoteImagingUplink("city", imaging.uplink_config(city))
+            up = RemoteImagingUplink("city", imaging.uplink_config(city), FORWARDING)
             yield Case(city, up, message("city", "exam.push", imaging.new_study()))
     elif kind == "provincial_imaging":
         async with provincial.platform_and_uplink() as (province, up):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from drivers.dicom import reactor_pause
+from agent import reactor_pause
 from drivers.dicom.store_link import MovingAE
 from tests.helpers import eventually
 from tests.integration.test_dicom_move_race import (

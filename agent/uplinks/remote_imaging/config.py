@@ -95,7 +95,7 @@ class RemoteImagingConfig(TokenPlatformSection):
     connect_timeout: Seconds = 10.0
     acse_timeout: Seconds = 30.0
     dimse_timeout: Seconds = 30.0
-    network_timeout: Seconds = 60.0
+    network_timeout: Seconds = 60.0  # the silence the platform tolerates (association_idle < it)
     max_pdu: Annotated[int, Field(ge=0)] = 16382  # what we receive; 0 = unlimited
     association_idle: Seconds = 30.0  # release an association unused this long (< network_timeout)
     # A study's images go out one after another on its own association, settled per run.

@@ -1,26 +1,27 @@
-"""Blocking C-STORE SCU (call it in a thread): one association reused across sends."""
+"""Blocking C-STORE sender (call it in a thread): one association reused across sends.
+
+The association is the driver's lean storage link (drivers/dicom/forward.py), handed to the
+uplink by the wiring as a `Forwarding`: a platform never imports a driver.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context, evt
-from pynetdicom import _config as pynetdicom_config
-from pynetdicom.association import Association
 
-from agent.dicom_wakeups import close_wakeups, use_wakeups, wake_on_work
 from agent.errors import AgentError
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 
 LITTLE_ENDIAN = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 MAX_PAIRS = 40  # (SOP class, transfer syntax) pairs remembered: ≤ 120 of the 128 contexts
+EXPECTED = ("PatientID", "StudyInstanceUID", "AccessionNumber")
+_HEADER_KEYS = {"PatientID": "patient_id", "StudyInstanceUID": "study_uid",
+                "AccessionNumber": "accession_number"}  # fmt: skip
 
 
 class AssociationError(AgentError):
@@ -35,9 +36,47 @@ class NoCodecError(AgentError):
     """No installed codec decodes the instance's compressed pixel data."""
 
 
+class Link(Protocol):
+    """A storage association (drivers.dicom.forward.ForwardLink)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def store(
+        self, instance: tuple[str, str, str], source: Path | Dataset, msg_id: int
+    ) -> tuple[int, str]:
+        """The response's (Status, ErrorComment); LookupError: no context; OSError: broke."""
+
+    def release(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Forwarding(Protocol):
+    """Header reads and storage associations (drivers.dicom.forward.Forwarding)."""
+
+    def header(self, path: Path) -> dict[str, Any]:
+        """transfer_syntax, sop_class_uid, sop_instance_uid, patient_id, study_uid,
+        accession_number of a file; ValueError when it is not readable DICOM."""
+
+    def associate(
+        self,
+        address: tuple[str, int],
+        called_ae: str,
+        calling_ae: str,
+        pairs: list[tuple[str, str]],
+        *,
+        timeouts: tuple[float, float, float],
+        max_pdu: int,
+    ) -> Link:
+        """An established association; OSError with the reason when refused or unreachable."""
+
+
 def decompressed(ds: Dataset) -> Dataset:
     """The data set in Explicit VR Little Endian with native pixels (the same SOP Instance UID);
     unchanged when not compressed. NoCodecError when no installed codec decodes it."""
+    from pydicom.pixels.decoders.base import get_decoder  # the codecs: only when decompressing
+
     syntax = UID(ds.file_meta.TransferSyntaxUID)
     if not syntax.is_compressed:
         return ds
@@ -54,93 +93,82 @@ def decompressed(ds: Dataset) -> Dataset:
     return ds
 
 
-def read_instance(path: Path) -> Dataset:
-    """The file's meta and its elements before the pixel data (enough to check and route it)."""
-    return dcmread(path, stop_before_pixels=True)
+def file_tags(header: dict[str, Any]) -> dict[str, str]:
+    """PatientID, StudyInstanceUID, AccessionNumber of a `Forwarding.header` ("" when absent)."""
+    return {tag: str(header.get(key) or "") for tag, key in _HEADER_KEYS.items()}
 
 
-def file_tags(ds: Dataset) -> dict[str, str]:
-    """PatientID, StudyInstanceUID, AccessionNumber as text ("" when absent)."""
-    return {
-        tag: str(ds.get(tag, "") or "")
-        for tag in ("PatientID", "StudyInstanceUID", "AccessionNumber")
-    }
+def identity(ds: Dataset) -> tuple[str, str, str]:
+    """(SOP class, SOP instance, transfer syntax) of a data set with its file meta."""
+    meta = ds.file_meta
+    sop_class = str(ds.get("SOPClassUID") or meta.MediaStorageSOPClassUID)
+    sop_instance = str(ds.get("SOPInstanceUID") or meta.MediaStorageSOPInstanceUID)
+    return sop_class, sop_instance, str(meta.TransferSyntaxUID)
 
 
 class StoreScu:
-    """Sends datasets to the platform's SCP, keeping the association between sends."""
+    """Sends instances to the platform's SCP, keeping the association between sends."""
 
-    def __init__(self, config: RemoteImagingConfig, host: str) -> None:
+    def __init__(self, config: RemoteImagingConfig, host: str, forwarding: Forwarding) -> None:
         self.config = config
         self.host = host
+        self.forwarding = forwarding
         self.associations = 0  # opened so far (tests prove reuse with it)
-        use_wakeups()  # process-wide, idempotent: only the threads _link_opened marks change
-        # Process-wide as well; it only concerns a file path given to send_c_store.
-        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
-        self._ae = AE(ae_title=config.calling_ae_title)
-        self._ae.connection_timeout = config.connect_timeout
-        self._ae.acse_timeout = config.acse_timeout
-        self._ae.dimse_timeout = config.dimse_timeout
-        self._ae.network_timeout = config.network_timeout
-        self._ae.maximum_pdu_size = config.max_pdu
         self._lock = threading.Lock()
-        self._assoc: Association | None = None
+        self._link: Link | None = None
         self._known: dict[tuple[str, str], None] = {}  # pairs seen, oldest first
         self._pairs: frozenset[tuple[str, str]] = frozenset()  # requested on the current one
         self._last_used = 0.0
         self._message_id = 0
 
-    def store(self, ds: Dataset, source: Path | Dataset) -> tuple[int | None, str]:
-        """(status, error comment) of one C-STORE of `source`: a spool file (`ds` its header, as
-        `read_instance` gives it) or a whole data set (`ds` itself, e.g. decompressed or made
-        here); status None when no response came."""
-        sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
-        syntax = str(ds.file_meta.TransferSyntaxUID)
+    def store(
+        self, instance: tuple[str, str, str], source: Path | Dataset
+    ) -> tuple[int | None, str]:
+        """(status, error comment) of one C-STORE of `source`: a spool file as stored or a whole
+        data set, `instance` its (SOP class, SOP instance, transfer syntax); status None when no
+        response came."""
+        pair = (instance[0], instance[2])
         with self._lock:
-            reused = self._reusable((sop_class, syntax))
+            reused = self._reusable(pair)
             if not reused:
-                self._associate((sop_class, syntax))
-            result = self._send((sop_class, syntax), source)
-            if result[0] is None and reused:
-                # A kept association the platform dropped meanwhile: one fresh try.
-                self._drop()
-                self._associate((sop_class, syntax))
-                result = self._send((sop_class, syntax), source)
-            if result[0] is None:
-                self._drop()
-            return result
+                self._associate(pair)
+            try:
+                return self._send(instance, source)
+            except AssociationError:
+                if not reused:
+                    raise
+            # A kept association the platform dropped meanwhile: one fresh try.
+            self._drop()
+            self._associate(pair)
+            return self._send(instance, source)
 
     def close(self) -> None:
         """Release the association (abort it if the release is not answered)."""
         with self._lock:
-            assoc, self._assoc = self._assoc, None
-            if assoc is not None and assoc.is_established:
-                assoc.release()
-            if assoc is not None and assoc.is_alive():
-                assoc.abort()
+            self._drop(release=True)
 
     @property
     def kept(self) -> bool:
         """Whether an association is being kept open for the next send."""
-        return self._assoc is not None
+        return self._link is not None
 
     def close_if_idle(self) -> bool:
         """Release the association if unused for `association_idle` (before the network timeout
         would abort it); True if it did."""
         with self._lock:
-            assoc = self._assoc
-            if assoc is None or time.monotonic() - self._last_used < self.config.association_idle:
+            link = self._link
+            if link is None or time.monotonic() - self._last_used < self.config.association_idle:
                 return False
-        self.close()
-        return True
+            self._drop(release=True)
+            return True
 
     def _reusable(self, pair: tuple[str, str]) -> bool:
-        assoc = self._assoc
-        if assoc is None:
+        link = self._link
+        if link is None:
             return False
         idle = time.monotonic() - self._last_used > self.config.association_idle
-        if idle or not assoc.is_established or pair not in self._pairs:
-            self._drop(release=assoc.is_established)
+        if idle or not link.is_open or pair not in self._pairs:
+            self._drop(release=link.is_open)
             return False
         return True
 
@@ -150,67 +178,52 @@ class StoreScu:
         while len(self._known) > MAX_PAIRS:
             del self._known[next(iter(self._known))]
         requested = context_pairs(list(self._known))
-        assoc = self._ae.associate(
-            self.host,
-            self.config.dicom_port,
-            contexts=[build_context(sop, UID(syntax)) for sop, syntax in requested],
-            ae_title=self.config.called_ae_title,
-            max_pdu=self.config.max_pdu,
-            evt_handlers=[(evt.EVT_CONN_OPEN, _link_opened), (evt.EVT_CONN_CLOSE, _link_closed)],
-        )
+        config = self.config
         self.associations += 1
-        if not assoc.is_established:
-            if assoc.is_rejected:
-                raise AssociationError(f"association rejected by {self._peer()}")
-            raise AssociationError(f"no association with {self._peer()} (refused or timed out)")
-        self._assoc = assoc
-        self._pairs = frozenset(requested)
-
-    def _send(self, pair: tuple[str, str], source: Path | Dataset) -> tuple[int | None, str]:
-        assoc = self._assoc
-        assert assoc is not None
-        self._message_id = self._message_id % 0xFFFF + 1
-        exact = any(
-            (str(cx.abstract_syntax), str(cx.transfer_syntax[0])) == pair
-            for cx in assoc.accepted_contexts
-        )
-        # The file's own syntax accepted: its bytes after the meta go out as they are, read in
-        # chunks (no decode, no encode: most of a forwarded image's CPU). Otherwise the full
-        # dataset, which pynetdicom converts to an accepted little-endian syntax.
-        what = source if exact or isinstance(source, Dataset) else dcmread(source)
         try:
-            status = assoc.send_c_store(what, msg_id=self._message_id)
-        except ValueError as err:  # no accepted context for this SOP class / transfer syntax
+            self._link = self.forwarding.associate(
+                (self.host, config.dicom_port),
+                config.called_ae_title,
+                config.calling_ae_title,
+                requested,
+                timeouts=(config.connect_timeout, config.acse_timeout, config.dimse_timeout),
+                max_pdu=config.max_pdu,
+            )
+        except OSError as err:
+            raise AssociationError(f"no association with {self._peer()}: {err}") from err
+        self._pairs = frozenset(requested)
+        self._last_used = time.monotonic()
+
+    def _send(
+        self, instance: tuple[str, str, str], source: Path | Dataset
+    ) -> tuple[int | None, str]:
+        link = self._link
+        assert link is not None
+        self._message_id = self._message_id % 0xFFFF + 1
+        try:
+            status, comment = link.store(instance, source, self._message_id)
+        except LookupError as err:  # no accepted context for this SOP class / transfer syntax
             raise NoContextError(str(err)) from err
-        except RuntimeError as err:  # the association ended under us
+        except OSError as err:
+            if link.is_open:  # the file, not the association: nothing was sent
+                raise
+            self._drop()
             raise AssociationError(f"association with {self._peer()} ended: {err}") from err
         self._last_used = time.monotonic()
-        if "Status" not in status:
-            return None, ""
-        return int(status.Status), str(status.get("ErrorComment", "") or "")
+        return status, comment
 
     def _drop(self, release: bool = False) -> None:
-        assoc, self._assoc = self._assoc, None
+        link, self._link = self._link, None
         self._pairs = frozenset()
-        if assoc is None:
+        if link is None:
             return
-        if release:
-            assoc.release()
-        if assoc.is_alive():
-            assoc.abort()
+        if release and link.is_open:
+            link.release()
+        if link.is_open:
+            link.abort()
 
     def _peer(self) -> str:
         return f"{self.config.called_ae_title}@{self.host}:{self.config.dicom_port}"
-
-
-def _link_opened(event: Any) -> None:
-    # Without TCP_NODELAY a C-STORE's last segment waits for the platform's delayed ACK (40 ms);
-    # pynetdicom's polling threads were about half the CPU of a forwarded image (py-spy).
-    wake_on_work(event.assoc)
-
-
-def _link_closed(event: Any) -> None:
-    close_wakeups(event.assoc)
 
 
 def context_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

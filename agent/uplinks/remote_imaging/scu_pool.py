@@ -9,16 +9,19 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
-from agent.uplinks.remote_imaging.dicom import StoreScu
+from agent.uplinks.remote_imaging.dicom import Forwarding, StoreScu
 
 
 class ScuPool:
     """`StoreScu`s by key (a study), at most `size` kept; blocking, call it from threads."""
 
-    def __init__(self, config: RemoteImagingConfig, host: str, size: int) -> None:
+    def __init__(
+        self, config: RemoteImagingConfig, host: str, size: int, forwarding: Forwarding
+    ) -> None:
         self.config = config
         self.host = host
         self.size = size
+        self.forwarding = forwarding
         self._lock = threading.Lock()
         self._scus: OrderedDict[str, StoreScu] = OrderedDict()  # least recently used first
         self._busy: dict[str, int] = {}
@@ -36,17 +39,19 @@ class ScuPool:
         with self._lock:
             return any(scu.kept for scu in self._scus.values())
 
-    def store(self, key: str, ds: Dataset, source: Path | Dataset) -> tuple[int | None, str]:
+    def store(
+        self, key: str, instance: tuple[str, str, str], source: Path | Dataset
+    ) -> tuple[int | None, str]:
         """(status, error comment) of one C-STORE on `key`'s association (opened if need be)."""
         with self._lock:
-            scu = self._scus.pop(key, None) or StoreScu(self.config, self.host)
+            scu = self._scus.pop(key, None) or StoreScu(self.config, self.host, self.forwarding)
             self._scus[key] = scu
             self._busy[key] = self._busy.get(key, 0) + 1
             evicted = self._evict()
         for old in evicted:  # the least recently used idle studies: release theirs
             old.close()
         try:
-            return scu.store(ds, source)
+            return scu.store(instance, source)
         finally:
             with self._lock:
                 self._busy[key] -= 1

@@ -1,5 +1,9 @@
 """pynetdicom 3.0's reactor pause made safe: a DIMSE reply goes to the thread that asked for it.
 
+Installed process-wide by `agent.dicom_wakeups.use_wakeups`, which everything that makes a
+pynetdicom association calls first (the SCP, the simulators' SCPs and SCUs): an agent that
+sends with pynetdicom's SCU without running the DICOM SCP is covered too.
+
 Before a `send_*` from another thread (the C-MOVE handler storing over the move's association,
 an uplink's C-STORE), pynetdicom clears the association's `_reactor_checkpoint` Event and spins
 until the reactor thread says `_is_paused`. The reactor sets `_is_paused = True`, waits on the
