@@ -171,6 +171,11 @@ class JournalSection(Section):
     retention_days: Annotated[int, Field(ge=1)] = 1096
     purge_interval: Seconds = 3600.0
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1024
+    # The retention deletes this many rows per transaction, pausing purge_pause s between two,
+    # then returns vacuum_pages free pages per step to the filesystem (0: never).
+    purge_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+    purge_pause: Annotated[float, Field(ge=0, le=60)] = 0.05
+    vacuum_pages: Annotated[int, Field(ge=0, le=1_000_000)] = 256
 
 
 class SupervisorSection(Section):
