@@ -246,6 +246,11 @@ class Agent:
         assert self.journal is not None
         return await self.journal.run(fn)
 
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A domain task's read on a read-only connection: never waits behind the writer."""
+        assert self.readers is not None
+        return await self.readers.run(fn)
+
     async def emit(self, event: Event) -> bool:
         """The drivers' `ctx.emit`: journal the event; returns only after the commit."""
         assert self.journal is not None

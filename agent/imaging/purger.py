@@ -17,7 +17,15 @@ from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.handler import utc_text
 from agent.imaging.plans import Offer
-from agent.imaging.retention import PRESSURE, PURGE, Policy, candidates, purged_files, select
+from agent.imaging.retention import (
+    PRESSURE,
+    PURGE,
+    Policy,
+    candidates,
+    last_purged,
+    purged_files,
+    select,
+)
 from agent.imaging.scheduler import Clock, SystemClock
 from agent.tasks import TaskContext
 from agent.vocabulary.spool import SpoolLayout, spool_file
@@ -35,8 +43,9 @@ def free_mb(path: Path) -> float:
 
 
 class SpoolKeeper:
-    """Every purge_interval: the disk level (an event when it changes), then one retention pass
-    (at the critical level, one that ignores keep_days)."""
+    """At start, the files a stop left behind; then every purge_interval: the disk level (an
+    event when it changes), then one retention pass (at the critical level, one that ignores
+    keep_days). It reads through the journal's read-only connections, never its writer."""
 
     def __init__(
         self,
@@ -54,6 +63,7 @@ class SpoolKeeper:
 
     async def run(self, ctx: TaskContext) -> None:
         """Check and purge until cancelled."""
+        await self.remove_leftovers(ctx, SpoolLayout.of(ctx.state_dir).root)
         while True:
             await self.tick(ctx)
             await self.clock.sleep(self.config.purge_interval)
@@ -68,6 +78,15 @@ class SpoolKeeper:
         if deleted and level != "ok":
             await self.check(ctx, root)  # purging may have brought the level down
         return deleted
+
+    async def remove_leftovers(self, ctx: TaskContext, root: Path) -> int:
+        """Delete the files of the latest purge that still exist (the agent stopped between its
+        commit and the deletes); how many."""
+        files = [spool_file(f, root) for f in await ctx.read(last_purged)]
+        count = await asyncio.to_thread(_unlink_existing, files)
+        if count:
+            log.info("imaging.purge_completed", files=count)
+        return count
 
     def level_of(self, free: float) -> str:
         """The pressure level at `free` MiB."""
@@ -115,7 +134,7 @@ class SpoolKeeper:
         after = ("", "")
         deleted = 0
         while True:
-            batch, chosen = await ctx.query(
+            batch, chosen = await ctx.read(
                 partial(_batch, after=after, policy=policy, limit=self.config.purge_batch)
             )
             if not batch:
@@ -146,7 +165,7 @@ class SpoolKeeper:
         }
         await ctx.emit(Event(PURGE, self.name, payload, occurred_at=now))
         # Only files the journal now says are purged: the handler checked each again.
-        files = await ctx.query(partial(purged_files, proposed=proposed))
+        files = await ctx.read(partial(purged_files, proposed=proposed))
         count = await asyncio.to_thread(_unlink, [spool_file(f, root) for f in files])
         self.purged += count
         return count
@@ -157,6 +176,17 @@ def _batch(
 ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     rows = candidates(conn, after, policy.received_before, limit)
     return rows, select(conn, rows, policy)
+
+
+def _unlink_existing(files: list[str]) -> int:
+    """Delete those of `files` that exist; how many did."""
+    count = 0
+    for file in files:
+        path = Path(file)
+        if path.exists():
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def _unlink(files: list[str]) -> int:

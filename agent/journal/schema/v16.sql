@@ -8,3 +8,7 @@ CREATE INDEX outbox_open_event ON outbox (event_id)
     WHERE state IN ('pending', 'inflight', 'dead');
 
 CREATE INDEX handler_failures_event ON handler_failures (event_id) WHERE resolved_at IS NULL;
+
+-- The spool's keeper finds at start the images of the latest purge (whose files a stop between
+-- the commit and the deletes left behind) without scanning the index.
+CREATE INDEX im_instances_purged ON im_instances (purged_at) WHERE purged_at IS NOT NULL;
