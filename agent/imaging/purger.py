@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -20,6 +20,7 @@ from agent.imaging.plans import Offer
 from agent.imaging.retention import (
     PRESSURE,
     PURGE,
+    Candidate,
     Policy,
     candidates,
     last_purged,
@@ -131,19 +132,25 @@ class SpoolKeeper:
         """Walk the unpurged images old enough, batch by batch; delete what may go."""
         now = self.clock.now()
         policy = self.policy(now, critical=critical)
-        after = ("", "")
         deleted = 0
+        async for chosen in self.eligible(ctx, policy):
+            deleted += await self._purge(ctx, root, policy, chosen, now=now, critical=critical)
+        if deleted:  # once a pass, not once a batch
+            log.info("imaging.purged", files=deleted, critical=critical or None)
+        return deleted
+
+    async def eligible(self, ctx: TaskContext, policy: Policy) -> AsyncIterator[list[Candidate]]:
+        """The images `policy` lets go, a batch at a time (read off the writer)."""
+        after = ("", "")
         while True:
             batch, chosen = await ctx.read(
                 partial(_batch, after=after, policy=policy, limit=self.config.purge_batch)
             )
             if not batch:
-                if deleted:  # once a pass, not once a batch
-                    log.info("imaging.purged", files=deleted, critical=critical or None)
-                return deleted
+                return
             after = batch[-1][:2]
             if chosen:
-                deleted += await self._purge(ctx, root, policy, chosen, now=now, critical=critical)
+                yield chosen
 
     async def _purge(
         self,
