@@ -173,9 +173,9 @@ class JournalSection(Section):
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1024
     # The retention deletes this many rows per transaction, pausing purge_pause s between two,
     # then returns vacuum_pages free pages per step to the filesystem (0: never).
-    purge_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
-    purge_pause: Annotated[float, Field(ge=0, le=60)] = 0.05
-    vacuum_pages: Annotated[int, Field(ge=0, le=1_000_000)] = 256
+    purge_batch: Annotated[int, Field(ge=1, le=100_000)] = 100
+    purge_pause: Annotated[float, Field(ge=0, le=60)] = 0.1
+    vacuum_pages: Annotated[int, Field(ge=0, le=1_000_000)] = 64
 
 
 class SupervisorSection(Section):

@@ -25,9 +25,9 @@ class Settings:
     """How long the journal's own records are kept and how the purge paces itself."""
 
     days: float  # raw events, settled messages, resolved failures, acknowledged alerts, audit
-    batch: int = 500  # rows per transaction
-    pause: float = 0.05  # seconds between two transactions of a pass: intake commits between
-    vacuum_pages: int = 256  # pages returned to the filesystem per step; 0: never
+    batch: int = 100  # rows per transaction
+    pause: float = 0.1  # seconds between two transactions of a pass: intake commits between
+    vacuum_pages: int = 64  # pages returned to the filesystem per step; 0: never
 
 
 def iso(moment: float) -> str:
@@ -148,11 +148,19 @@ def vacuum_step(conn: sqlite3.Connection, pages: int) -> int:
 
 @dataclass(slots=True)
 class Pass:
-    """What one retention pass removed: rows per record kind, pages returned, transactions."""
+    """What one retention pass removed: rows per record kind, pages returned, transactions, and
+    the longest transaction of each kind (seconds, with its wait for the writer)."""
 
     rows: dict[str, int] = field(default_factory=dict)
     pages: int = 0
     writes: int = 0
+    slowest: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, kind: str, started: float) -> None:
+        """Count one transaction of `kind` begun at `started` (perf_counter)."""
+        self.writes += 1
+        took = time.perf_counter() - started
+        self.slowest[kind] = max(self.slowest.get(kind, 0.0), took)
 
 
 class JournalKeeper:
@@ -190,8 +198,9 @@ class JournalKeeper:
         for kind, days, purge in self.kinds():
             before = now - days * 86400
             while True:
+                started = time.perf_counter()
                 deleted, more = await self.run(partial(_batch, purge, before, self.settings.batch))
-                done.writes += 1
+                done.timed(kind, started)
                 if deleted:
                     done.rows[kind] = done.rows.get(kind, 0) + deleted
                 if not more:
@@ -199,8 +208,9 @@ class JournalKeeper:
                 await asyncio.sleep(self.settings.pause)
         pages = self.settings.vacuum_pages
         while pages:
+            started = time.perf_counter()
             freed = await self.run(partial(vacuum_step, pages=pages))
-            done.writes += 1
+            done.timed("vacuum", started)
             done.pages += freed
             if freed < pages:
                 break
