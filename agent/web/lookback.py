@@ -28,6 +28,7 @@ from agent.web.context import answer as json_answer
 
 log = structlog.get_logger(__name__)
 FIELDS = ("kind", "subject", "since", "until", "cycle", "by", "format", "full")
+CHOICES = {"format": ("json", "csv"), "full": ("true", "false", "1", "0")}
 LOOKBACK_CONFIGS: web.AppKey[tuple[ReprocessingConfig, ...]] = web.AppKey("lookback_configs")
 
 
@@ -69,6 +70,10 @@ async def get_lookback(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/lookback?kind=&subject=&since=&until=&cycle=&by=[&format=csv][&full=true]:
     the entries (patient masked unless full=true), or the CSV export."""
     only_query(request, *FIELDS)
+    for name, allowed in CHOICES.items():  # each once, and one of its values
+        given = request.query.getall(name, [])
+        if len(given) > 1 or (given and given[0] not in allowed):
+            raise Refused(400, [f"{name}: once, one of {', '.join(allowed)}"])
     configs = request.app[LOOKBACK_CONFIGS]
     question, by = ask(request.query, configs)
     full = request.query.get("full", "") in ("1", "true")
