@@ -22,7 +22,7 @@ from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.endpoints import RouteDef
-from agent.errors import AgentError, JournalClosedError, StateDirLockedError
+from agent.errors import AgentError, JournalClosedError, JournalError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
 from agent.journal import alerts, outbox, retention
@@ -475,9 +475,15 @@ class Agent:
         )
         keeper = retention.JournalKeeper(self.journal.run, settings, self._domain_retention())
         while True:
-            done = await keeper.run_pass()
-            if done.rows or done.pages:
-                log.info("journal.purged", pages_returned=done.pages, **done.rows)
+            try:
+                done = await keeper.run_pass()
+            except JournalClosedError:
+                return
+            except (JournalError, sqlite3.Error) as err:  # a full disk: again at the next interval
+                log.warning("journal.purge_failed", error=str(err))
+            else:
+                if done.rows or done.pages:
+                    log.info("journal.purged", pages_returned=done.pages, **done.rows)
             await asyncio.sleep(section.purge_interval)
 
     def _domain_retention(self) -> dict[str, tuple[float, Callable[[], retention.Purge]]]:

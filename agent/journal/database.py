@@ -52,7 +52,8 @@ DAMAGED = ("malformed", "not a database", "corrupt")
 
 
 # An existing journal without incremental auto-vacuum is converted (one VACUUM) when the agent
-# starts if it is at most this big (seconds); a bigger one waits for `edge-agent journal compact`.
+# starts if it is at most this big (a second or two); a bigger one waits for `edge-agent journal
+# compact`.
 CONVERT_AT_START_BYTES = 64 * 1024 * 1024
 INCREMENTAL = 2  # PRAGMA auto_vacuum
 
