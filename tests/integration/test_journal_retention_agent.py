@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from agent.config import load_config
 from agent.journal.database import incremental, open_database
+from agent.journal.retention import JournalKeeper, Pass
 from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
 from tests.helpers import eventually
@@ -68,3 +69,32 @@ async def test_the_agent_purges_old_events_and_reprocessing_records_by_their_per
     assert purged and purged[0]["events"] == 1 and purged[0]["reprocessing.uses"] == 1
     with closing(sqlite3.connect(state / "journal.db")) as conn:
         assert incremental(conn)  # created by this build
+
+
+async def test_a_failed_pass_is_logged_and_the_next_interval_tries_again(tmp_path, monkeypatch):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[agent]\nstate_dir = "state"\n[journal]\npurge_interval = 0.1\n' + config_text(),
+        encoding="utf-8",
+    )
+    passes = []
+    run_pass = JournalKeeper.run_pass
+
+    async def failing_once(self: JournalKeeper) -> Pass:
+        passes.append(1)
+        if len(passes) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return await run_pass(self)
+
+    monkeypatch.setattr(JournalKeeper, "run_pass", failing_once)
+    notifier = ReadyNotifier()
+    agent = Agent(load_config(path, PLUGIN_KINDS), notifier)
+    with capture_logs() as logs:
+        running = asyncio.create_task(agent.run())
+        try:
+            await eventually(lambda: asyncio.sleep(0.01, result=len(passes) >= 3))
+        finally:
+            agent.request_stop()
+            await running
+    failed = [e for e in logs if e["event"] == "journal.purge_failed"]
+    assert [e["error"] for e in failed] == ["database or disk is full"]
