@@ -134,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent import lookback_commands  # it uses this module's helpers
 
     lookback_commands.add_parser(commands)
+    from agent import retention_commands  # it uses this module's helpers
+
+    retention_commands.add_parser(commands)  # edge-agent journal compact
     add_service_parser(commands)  # edge-agent service install|start|stop|remove|status
     return parser
 
@@ -215,6 +218,9 @@ def _add_spool(commands: Any) -> None:
         help="delete unreferenced copies of instances the index has in another file",
     )
     audit.set_defaults(func=cmd_spool_audit)
+    from agent import retention_commands  # it uses this module's helpers
+
+    retention_commands.add_spool_purge(actions)
 
 
 def config_option(parser: argparse.ArgumentParser) -> None:

@@ -171,6 +171,11 @@ class JournalSection(Section):
     retention_days: Annotated[int, Field(ge=1)] = 1096
     purge_interval: Seconds = 3600.0
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1024
+    # The retention deletes this many rows per transaction, pausing purge_pause s between two,
+    # then returns vacuum_pages free pages per step to the filesystem (0: never).
+    purge_batch: Annotated[int, Field(ge=1, le=100_000)] = 100
+    purge_pause: Annotated[float, Field(ge=0, le=60)] = 0.1
+    vacuum_pages: Annotated[int, Field(ge=0, le=1_000_000)] = 64
 
 
 class SupervisorSection(Section):
@@ -380,6 +385,7 @@ def load_config(
             else:
                 table[name] = model
     problems.extend(_check_feeders(path, raw, plugins))
+    problems.extend(_check_disk_levels(path, raw))
     try:
         config = Config.model_validate({**raw, "path": path}, context=context)
     except ValidationError as err:
@@ -408,6 +414,41 @@ def _check_feeders(path: Path, raw: dict[str, Any], plugins: PluginKinds) -> lis
                 lines = check(uplink, feeder) if check is not None else []
                 problems.extend(f"{path}: {section}.{name}.{line}" for line in lines)
     return problems
+
+
+def _check_disk_levels(path: Path, raw: dict[str, Any]) -> list[str]:
+    """The spool's disk alerts must fire before intake refuses images: each domain's lowest
+    level (disk_critical_free_mb, else disk_warning_free_mb) above every source's C-STORE
+    reserve (min_free_mb), since they share the state directory's disk."""
+    reserves = [
+        (name, reserve)
+        for name, section in _enabled(raw, "sources")
+        if isinstance(reserve := getattr(section, "min_free_mb", None), int | float)
+    ]
+    problems: list[str] = []
+    for name, section in _enabled(raw, "domains"):
+        for key in ("disk_critical_free_mb", "disk_warning_free_mb"):
+            level = getattr(section, key, 0)
+            if not isinstance(level, int | float) or not level:
+                continue
+            problems.extend(
+                f"{path}: domains.{name}.{key}: must be above sources.{source}.min_free_mb"
+                f" ({reserve} MiB): the alert must come before C-STORE answers 0xA700"
+                for source, reserve in reserves
+                if reserve >= level
+            )
+            break  # the warning level is above the critical one (checked by the domain)
+    return problems
+
+
+def _enabled(raw: dict[str, Any], section: str) -> list[tuple[str, PluginSection]]:
+    """The validated, enabled plugin tables of `section`."""
+    table = raw.get(section)
+    return [
+        (name, entry)
+        for name, entry in (table.items() if isinstance(table, dict) else ())
+        if isinstance(entry, PluginSection) and entry.enabled
+    ]
 
 
 def _state_dir_of(raw: dict[str, Any], base: Path) -> Path:

@@ -22,10 +22,10 @@ from agent.config import Config, PluginSection, UplinkSection
 from agent.dispatch.dispatcher import Dispatcher, DispatchSettings
 from agent.dispatch.policy import Backoff
 from agent.endpoints import RouteDef
-from agent.errors import AgentError, JournalClosedError, StateDirLockedError
+from agent.errors import AgentError, JournalClosedError, JournalError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
-from agent.journal import alerts, outbox
+from agent.journal import alerts, outbox, retention
 from agent.journal.publish import publish, set_publish_routes
 from agent.journal.readers import Readers
 from agent.journal.writer import Journal
@@ -43,6 +43,7 @@ from agent.observe import (
 from agent.plugins import DOMAINS, SIMULATORS, SOURCES, UPLINKS, Plugin
 from agent.reprocessing.config import ReprocessingConfig
 from agent.reprocessing.lookback import LookbackAudit
+from agent.reprocessing.retention import purges as reprocessing_purges
 from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
@@ -67,7 +68,6 @@ else:
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-PURGE_CHUNK = 5000
 PROBE_TIMEOUT = 5.0  # seconds: a journal that cannot answer a query in this is unhealthy
 REPLAY_POLL = 2.0  # seconds: how soon `edge-agent handlers replay` is acted on
 
@@ -245,6 +245,11 @@ class Agent:
         """A domain task's read (or small write) on the journal, in its writer thread."""
         assert self.journal is not None
         return await self.journal.run(fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A domain task's read on a read-only connection: never waits behind the writer."""
+        assert self.readers is not None
+        return await self.readers.run(fn)
 
     async def emit(self, event: Event) -> bool:
         """The drivers' `ctx.emit`: journal the event; returns only after the commit."""
@@ -461,20 +466,37 @@ class Agent:
 
     async def _purge_loop(self) -> None:
         assert self.journal is not None
-        retention = self.config.journal.retention_days * 86400
+        section = self.config.journal
+        settings = retention.Settings(
+            days=section.retention_days,
+            batch=section.purge_batch,
+            pause=section.purge_pause,
+            vacuum_pages=section.vacuum_pages,
+        )
+        keeper = retention.JournalKeeper(self.journal.run, settings, self._domain_retention())
         while True:
-            removed = 0
-            while True:
-                cutoff = time.time() - retention
-                count = await self.journal.run(
-                    partial(outbox.purge, older_than=cutoff, limit=PURGE_CHUNK)
-                )
-                removed += count
-                if count < PURGE_CHUNK:
-                    break
-            if removed:
-                log.info("journal.purged", rows=removed, retention_days=retention // 86400)
-            await asyncio.sleep(self.config.journal.purge_interval)
+            try:
+                done = await keeper.run_pass()
+            except JournalClosedError:
+                return
+            except (JournalError, sqlite3.Error) as err:  # a full disk: again at the next interval
+                log.warning("journal.purge_failed", error=str(err))
+            else:
+                if done.rows or done.pages:
+                    log.info("journal.purged", pages_returned=done.pages, **done.rows)
+            await asyncio.sleep(section.purge_interval)
+
+    def _domain_retention(self) -> dict[str, tuple[float, Callable[[], retention.Purge]]]:
+        """The records the domains own and keep for a period of their own (reprocessing: the
+        longest any centre's config asks for, since they share the tables)."""
+        days = [
+            s.record_days
+            for s in self.config.domains.values()
+            if isinstance(s, ReprocessingConfig) and s.enabled
+        ]
+        if not days:
+            return {}
+        return {kind: (max(days), make) for kind, make in reprocessing_purges().items()}
 
     async def _stats_loop(self) -> None:
         interval = self.config.agent.stats_interval

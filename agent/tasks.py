@@ -27,3 +27,7 @@ class TaskContext(Protocol):
     async def query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the journal's connection (in its writer) and return its result."""
         ...
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on a read-only connection, off the writer (it must not write)."""
+        ...

@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agent.events import Event
+from agent.journal.readers import Readers
 from agent.journal.writer import Journal
 from bench.ingest import (
     _cpu_model,
@@ -85,11 +87,22 @@ def dcmtk(tool: str) -> str:
 
 
 class JournalContext:
-    """What the runtime gives the SCP: emit = a durable journal ingest."""
+    """What the runtime gives the SCP: emit = a durable journal ingest; read = a read-only
+    connection of the journal's readers (opened on first use, closed by `close`)."""
 
     def __init__(self, state_dir: Path, journal: Journal) -> None:
         self.state_dir = state_dir
         self.journal = journal
+        self._readers: Readers | None = None
+
+    async def read(self, fn: Any) -> Any:
+        if self._readers is None:
+            self._readers = Readers(self.journal.path)
+        return await self._readers.run(fn)
+
+    async def close(self) -> None:
+        if self._readers is not None:
+            await self._readers.close()
 
     async def emit(self, event: Event) -> bool:
         return (await self.journal.ingest([event]))[0]

@@ -147,6 +147,7 @@ async def run(directory: Path, images: int, stores: int, batch: int) -> dict[str
     finally:
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
+        await ctx.close()
         await journal.close()
     return {
         "quiet": quiet,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,16 @@ from agent.events import Event
 from agent.imaging.config import ImagingConfig
 from agent.imaging.handler import utc_text
 from agent.imaging.plans import Offer
-from agent.imaging.retention import PRESSURE, PURGE, Policy, candidates, purged_files, select
+from agent.imaging.retention import (
+    PRESSURE,
+    PURGE,
+    Candidate,
+    Policy,
+    candidates,
+    last_purged,
+    purged_files,
+    select,
+)
 from agent.imaging.scheduler import Clock, SystemClock
 from agent.tasks import TaskContext
 from agent.vocabulary.spool import SpoolLayout, spool_file
@@ -35,8 +44,9 @@ def free_mb(path: Path) -> float:
 
 
 class SpoolKeeper:
-    """Every purge_interval: the disk level (an event when it changes), then one retention pass
-    (at the critical level, one that ignores keep_days)."""
+    """At start, the files a stop left behind; then every purge_interval: the disk level (an
+    event when it changes), then one retention pass (at the critical level, one that ignores
+    keep_days). It reads through the journal's read-only connections, never its writer."""
 
     def __init__(
         self,
@@ -54,6 +64,7 @@ class SpoolKeeper:
 
     async def run(self, ctx: TaskContext) -> None:
         """Check and purge until cancelled."""
+        await self.remove_leftovers(ctx, SpoolLayout.of(ctx.state_dir).root)
         while True:
             await self.tick(ctx)
             await self.clock.sleep(self.config.purge_interval)
@@ -68,6 +79,15 @@ class SpoolKeeper:
         if deleted and level != "ok":
             await self.check(ctx, root)  # purging may have brought the level down
         return deleted
+
+    async def remove_leftovers(self, ctx: TaskContext, root: Path) -> int:
+        """Delete the files of the latest purge that still exist (the agent stopped between its
+        commit and the deletes); how many."""
+        files = [spool_file(f, root) for f in await ctx.read(last_purged)]
+        count = await asyncio.to_thread(_unlink_existing, files)
+        if count:
+            log.info("imaging.purge_completed", files=count)
+        return count
 
     def level_of(self, free: float) -> str:
         """The pressure level at `free` MiB."""
@@ -112,19 +132,25 @@ class SpoolKeeper:
         """Walk the unpurged images old enough, batch by batch; delete what may go."""
         now = self.clock.now()
         policy = self.policy(now, critical=critical)
-        after = ("", "")
         deleted = 0
+        async for chosen in self.eligible(ctx, policy):
+            deleted += await self._purge(ctx, root, policy, chosen, now=now, critical=critical)
+        if deleted:  # once a pass, not once a batch
+            log.info("imaging.purged", files=deleted, critical=critical or None)
+        return deleted
+
+    async def eligible(self, ctx: TaskContext, policy: Policy) -> AsyncIterator[list[Candidate]]:
+        """The images `policy` lets go, a batch at a time (read off the writer)."""
+        after = ("", "")
         while True:
-            batch, chosen = await ctx.query(
+            batch, chosen = await ctx.read(
                 partial(_batch, after=after, policy=policy, limit=self.config.purge_batch)
             )
             if not batch:
-                if deleted:  # once a pass, not once a batch
-                    log.info("imaging.purged", files=deleted, critical=critical or None)
-                return deleted
+                return
             after = batch[-1][:2]
             if chosen:
-                deleted += await self._purge(ctx, root, policy, chosen, now=now, critical=critical)
+                yield chosen
 
     async def _purge(
         self,
@@ -146,7 +172,7 @@ class SpoolKeeper:
         }
         await ctx.emit(Event(PURGE, self.name, payload, occurred_at=now))
         # Only files the journal now says are purged: the handler checked each again.
-        files = await ctx.query(partial(purged_files, proposed=proposed))
+        files = await ctx.read(partial(purged_files, proposed=proposed))
         count = await asyncio.to_thread(_unlink, [spool_file(f, root) for f in files])
         self.purged += count
         return count
@@ -157,6 +183,17 @@ def _batch(
 ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     rows = candidates(conn, after, policy.received_before, limit)
     return rows, select(conn, rows, policy)
+
+
+def _unlink_existing(files: list[str]) -> int:
+    """Delete those of `files` that exist; how many did."""
+    count = 0
+    for file in files:
+        path = Path(file)
+        if path.exists():
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def _unlink(files: list[str]) -> int:

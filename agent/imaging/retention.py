@@ -113,6 +113,18 @@ def purged_files(conn: sqlite3.Connection, proposed: Sequence[Sequence[str]]) ->
     return files
 
 
+def last_purged(conn: sqlite3.Connection) -> list[str]:
+    """The stored paths of the images the latest purge marked: a stop between its commit and
+    the deletes leaves their files behind."""
+    return [
+        str(path)
+        for (path,) in conn.execute(
+            "SELECT path FROM im_instances WHERE purged_at ="
+            " (SELECT MAX(purged_at) FROM im_instances WHERE purged_at IS NOT NULL)"
+        )
+    ]
+
+
 def spool_totals(conn: sqlite3.Connection) -> tuple[int, int]:
     """(images whose file is kept, images purged) in the index."""
     row = conn.execute(

@@ -51,14 +51,26 @@ def latest_version() -> int:
 DAMAGED = ("malformed", "not a database", "corrupt")
 
 
-def open_database(path: Path, *, check_integrity: bool = True) -> sqlite3.Connection:
+# An existing journal without incremental auto-vacuum is converted (one VACUUM) when the agent
+# starts if it is at most this big (a second or two); a bigger one waits for `edge-agent journal
+# compact`.
+CONVERT_AT_START_BYTES = 64 * 1024 * 1024
+INCREMENTAL = 2  # PRAGMA auto_vacuum
+
+
+def open_database(
+    path: Path, *, check_integrity: bool = True, convert_vacuum: bool = False
+) -> sqlite3.Connection:
     """Open (or create) the journal at `path`, verify it and migrate it to the latest schema;
-    JournalCorruptError, saying how to recover, if it fails the integrity check."""
+    JournalCorruptError, saying how to recover, if it fails the integrity check. With
+    `convert_vacuum` (the agent's start), a small journal is converted to incremental vacuum."""
     try:
         new = not path.exists() or path.stat().st_size == 0
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         if new:  # fixed when the first table is written; an existing journal keeps its own
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            # Pages freed by the retention go back to the filesystem a few at a time.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         for pragma in PRAGMAS:
             conn.execute(pragma)
         if check_integrity:
@@ -67,6 +79,8 @@ def open_database(path: Path, *, check_integrity: bool = True) -> sqlite3.Connec
                 conn.close()
                 raise JournalCorruptError(refusal(path, "; ".join(problems[:5])))
         migrate(conn)
+        if convert_vacuum and path.stat().st_size <= CONVERT_AT_START_BYTES:
+            compact(conn)
     except sqlite3.DatabaseError as err:
         if any(word in str(err) for word in DAMAGED):
             raise JournalCorruptError(refusal(path, str(err))) from err
@@ -117,6 +131,26 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         current = version
     return current
+
+
+def incremental(conn: sqlite3.Connection) -> bool:
+    """Whether the journal returns freed pages to the filesystem (auto_vacuum=INCREMENTAL)."""
+    return bool(conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL)
+
+
+def compact(conn: sqlite3.Connection) -> bool:
+    """Convert the journal to incremental auto-vacuum if it is not yet (a full VACUUM: it
+    rewrites the file, needing as much free space again, and blocks every writer meanwhile);
+    whether it ran."""
+    if incremental(conn):
+        return False
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    conn.execute("PRAGMA temp_store=FILE")  # the copy VACUUM builds: on disk, not in memory
+    try:
+        conn.execute("VACUUM")
+    finally:
+        conn.execute("PRAGMA temp_store=MEMORY")
+    return True
 
 
 def split_statements(sql: str) -> list[str]:

@@ -7,7 +7,6 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 OPEN_STATES = ("pending", "inflight")
@@ -189,24 +188,6 @@ def save_uplink_state(
             now,
         ),
     )
-
-
-def purge(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
-    """Delete up to `limit` raw events and settled messages older than the retention; count them."""
-    cutoff = datetime.fromtimestamp(older_than, UTC).isoformat(timespec="microseconds")
-    # Oldest first by seq, without an index on received_at (v11): an event journaled while the
-    # clock was ahead only delays the purge of the ones behind it, never removes one too early.
-    events = conn.execute(
-        "DELETE FROM events WHERE seq IN (SELECT seq FROM"
-        " (SELECT seq, received_at FROM events ORDER BY seq LIMIT ?) WHERE received_at < ?)",
-        (limit, cutoff),
-    ).rowcount
-    messages = conn.execute(
-        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-        " WHERE state IN ('delivered', 'discarded') AND settled_at < ? LIMIT ?)",
-        (older_than, limit),
-    ).rowcount
-    return int(events + messages)
 
 
 # (uplink, state, count) without a full scan: each uplink found by one index probe (a loose scan

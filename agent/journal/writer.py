@@ -22,7 +22,7 @@ import structlog
 from agent.errors import JournalClosedError, JournalError, UnstorableEventError
 from agent.events import Event
 from agent.journal import failures
-from agent.journal.database import open_database
+from agent.journal.database import incremental, open_database
 from agent.journal.transaction import Handler, Transaction, to_json
 
 log = structlog.get_logger(__name__)
@@ -88,7 +88,13 @@ class Journal:
         cls, path: Path, handlers: Iterable[Handler] = (), *, max_batch: int = 1024
     ) -> Journal:
         """Open, check and migrate the database at `path` and start the writer."""
-        conn = await asyncio.to_thread(open_database, path)
+        conn = await asyncio.to_thread(partial(open_database, path, convert_vacuum=True))
+        if not incremental(conn):  # too big to convert at start: freed pages are only reused
+            log.warning(
+                "journal.compact_needed",
+                pages=conn.execute("PRAGMA page_count").fetchone()[0],
+                command="edge-agent journal compact (with the agent stopped)",
+            )
         journal = cls(conn, path, handlers, asyncio.get_running_loop(), max_batch)
         journal._thread.start()
         return journal

@@ -119,6 +119,9 @@ class ReprocessingConfig(PluginSection):
     washers: list[Washer] = []
     rules: RulesConfig = RulesConfig()
     quality: QualityConfig = QualityConfig()  # quality records people enter
+    # Uses, cycles (steps, violations, washer runs) and quality tests are kept this long
+    # (WS 507-2016 §7.6: at least 3 years); what a lookback in the period reaches stays.
+    record_days: Annotated[int, Field(ge=1)] = 1096
 
     @field_validator("patient_code_pattern")
     @classmethod

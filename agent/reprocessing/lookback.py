@@ -131,12 +131,37 @@ def answer(conn: sqlite3.Connection, question: Question) -> list[dict[str, Any]]
     uses_of: dict[str, list[dict[str, Any]]] = {}
     for use in _uses(conn, "clean_id IN (SELECT value FROM json_each(?))", (_list(clean_ids),)):
         uses_of.setdefault(use["clean_id"], []).append(use)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for cycle in sorted(cycles.values(), key=lambda c: (c["opened_at"], c["clean_id"])):
         followed: list[dict[str, Any] | None] = [*uses_of.get(cycle["clean_id"], [])]
         for follower in followed or [None]:
             entries.append({"use": follower, "cycle": cycle})
+    if question.kind == "washer":
+        entries += _unlinked_runs(conn, question.subject, since, until)
+        entries.sort(key=_started)  # stable: a cycle's uses stay together, in order
     return entries
+
+
+def _unlinked_runs(
+    conn: sqlite3.Connection, washer: str, since: str, until: str
+) -> list[dict[str, Any]]:
+    """The washer's runs in the period that no cycle claimed (no scope tapped with them): each
+    an entry of its own, `unlinked_run`, without a use or a cycle."""
+    columns = ("scope", *WASHER_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {', '.join(columns)} FROM washer_cycles WHERE washer = ? AND started_at >= ?"
+        " AND started_at < ? AND clean_id IS NULL ORDER BY started_at, id",
+        (washer, since, until),
+    )
+    return [
+        {"use": None, "cycle": None, "unlinked_run": dict(zip(columns, row, strict=True))}
+        for row in rows
+    ]
+
+
+def _started(entry: dict[str, Any]) -> str:
+    run = entry.get("unlinked_run")
+    return str(run["started_at"] if run is not None else entry["cycle"]["opened_at"])
 
 
 def _iso(moment: datetime | None) -> str | None:

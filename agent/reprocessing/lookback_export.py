@@ -37,6 +37,7 @@ VERDICTS = {
     "pending": "待判定",
 }
 NO_CYCLE = "无洗消记录"  # used without a cycle since the previous use
+UNLINKED = "未关联洗消周期"  # a washer run no reprocessing cycle claimed
 
 
 def flat_rows(
@@ -56,7 +57,11 @@ def flat_rows(
             "use_station": use.get("station") or "",
             "use_operator": use.get("operator") or "",
         }
-        row.update(cycle_cells(cycle, when) if cycle else {"clean_id": NO_CYCLE if use else ""})
+        run = entry.get("unlinked_run")
+        if run is not None:
+            row.update(unlinked_cells(run, when))
+        else:
+            row.update(cycle_cells(cycle, when) if cycle else {"clean_id": NO_CYCLE if use else ""})
         rows.append({key: row.get(key, "") for key, _, _ in COLUMNS})
     return rows
 
@@ -84,6 +89,18 @@ def cycle_cells(cycle: dict[str, Any], when: Callable[[str | None], str]) -> dic
         "batches": "; ".join(sorted({s["ratio_number"] for s in steps if s["ratio_number"]})),
         "operators": "; ".join(sorted({s["operator"] for s in steps if s["operator"]})),
         "violations": "; ".join(f"{v['clause']} {v['message']}" for v in cycle["violations"]),
+    }
+
+
+def unlinked_cells(run: dict[str, Any], when: Callable[[str | None], str]) -> dict[str, str]:
+    """A washer run no cycle claimed: said so in the cycle column, the run in its own."""
+    return {
+        "scope": run["scope"] or "",
+        "clean_id": UNLINKED,
+        "washers": f"{run['washer']} #{run['cycle_number']} {run['result']}"
+        f" {when(run['started_at'])}–{when(run['ended_at'])}"
+        + (f" {run['operator']}" if run["operator"] else ""),
+        "operators": run["operator"] or "",
     }
 
 

@@ -28,6 +28,7 @@ from agent.web.context import answer as json_answer
 
 log = structlog.get_logger(__name__)
 FIELDS = ("kind", "subject", "since", "until", "cycle", "by", "format", "full")
+CHOICES = {"format": ("json", "csv"), "full": ("true", "false", "1", "0")}
 LOOKBACK_CONFIGS: web.AppKey[tuple[ReprocessingConfig, ...]] = web.AppKey("lookback_configs")
 
 
@@ -69,8 +70,10 @@ async def get_lookback(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/lookback?kind=&subject=&since=&until=&cycle=&by=[&format=csv][&full=true]:
     the entries (patient masked unless full=true), or the CSV export."""
     only_query(request, *FIELDS)
-    _one_of(request, "format", ("json", "csv"))
-    _one_of(request, "full", ("true", "false"))
+    for name, allowed in CHOICES.items():  # each once, and one of its values
+        given = request.query.getall(name, [])
+        if len(given) > 1 or (given and given[0] not in allowed):
+            raise Refused(400, [f"{name}: once, one of {', '.join(allowed)}"])
     configs = request.app[LOOKBACK_CONFIGS]
     question, by = ask(request.query, configs)
     full = request.query.get("full", "") in ("1", "true")
@@ -83,13 +86,6 @@ async def get_lookback(request: web.Request) -> web.StreamResponse:
     return json_answer(
         {"question": question.audit_detail(), "entries": entries if full else masked(entries)}
     )
-
-
-def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> None:
-    """Refuse (422) a repeated `name`, or a value not in `allowed` (it was taken as the default)."""
-    given = request.query.getall(name, [])
-    if len(given) > 1 or (given and given[0] not in allowed):
-        raise Refused(422, [f"{name}: once, one of {', '.join(allowed)}"])
 
 
 def csv_response(text: str, question: Question) -> web.Response:

@@ -358,7 +358,8 @@ OPERATIONS = (
         "/api/v1/lookback",
         "Clinical lookback (audited): every use of a scope since a time or cycle with the cycle"
         " before it; a patient's scopes; a washer's or disinfectant batch's cycles over a period"
-        " and the uses after them. Patients masked unless full=true",
+        " and the uses after them (a washer's runs no cycle claimed too: unlinked_run)."
+        " Patients masked unless full=true",
         parameters=[
             {
                 "name": "kind",
@@ -389,7 +390,7 @@ OPERATIONS = (
                 )
             ),
             {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
-            {"name": "full", "in": "query", "schema": {"enum": ["true", "false"]}},
+            {"name": "full", "in": "query", "schema": {"enum": ["true", "false", "1", "0"]}},
         ],
         answers={
             "200": "{question, entries} or the CSV export (Chinese headings)",

@@ -221,4 +221,5 @@ async def test_a_small_disk_filled_with_images(
             assert site.keeper.level == "ok"
             assert all(not still_open for _, still_open in await site.alert_log())
     finally:
+        await ctx.close()
         await journal.close()

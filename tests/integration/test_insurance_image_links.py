@@ -112,6 +112,23 @@ async def test_a_purged_image_is_410_gone_with_the_reason(journal, tmp_path):
             assert (await answer.json())["error"].startswith("purged: ")
 
 
+async def purge(journal: Journal, sop: str) -> None:
+    await journal.run(  # what the spool's keeper leaves: the row, marked (its file deleted)
+        lambda conn: conn.execute(
+            "UPDATE im_instances SET purged_at = '2026-12-01' WHERE sop_uid = ?", (sop,)
+        )
+    )
+
+
+async def test_the_report_answer_lists_no_link_for_a_purged_image(journal):
+    await purge(journal, f"{STUDY}.1.1")
+    async with getway(journal, settings()) as ask:
+        links = await links_of(ask)
+        assert [parse_qs(urlsplit(link).query)["objectUID"] for link in links] == [[f"{STUDY}.1.2"]]
+    async with getway(journal, settings(per="study")) as ask:
+        assert await links_of(ask) == []  # its ZIP would lack the purged image
+
+
 async def test_signed_links_need_their_token_and_expire(journal):
     signed = settings(link_key=KEY, link_lifetime=600)
     async with getway(journal, signed) as ask, aiohttp.ClientSession() as client:

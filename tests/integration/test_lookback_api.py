@@ -72,6 +72,17 @@ async def test_full_csv_export_names_the_patient_for_the_token_holder(client, ce
     assert len(audit(centre)) == 1
 
 
+async def test_an_unknown_format_or_full_is_refused_before_anything_is_audited(client, centre):
+    for params in (
+        {**ASK, "format": "xml"},
+        {**ASK, "full": "yes"},
+        [*ASK.items(), ("format", "csv"), ("format", "json")],
+    ):
+        response = await client.get("/api/v1/lookback", params=params, headers=AUTH)
+        assert response.status == 400
+    assert audit(centre) == []
+
+
 async def test_without_the_token_or_without_a_name_nothing_is_answered(client, centre):
     assert (await client.get("/api/v1/lookback", params=ASK)).status == 401
     response = await client.get(

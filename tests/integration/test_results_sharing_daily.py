@@ -38,6 +38,9 @@ class Context:
     async def query(self, fn: Any) -> Any:
         return await self.journal.run(fn)
 
+    async def read(self, fn: Any) -> Any:
+        return await self.journal.run(fn)  # these tasks read little: the writer is fine here
+
 
 async def quick(seconds: float) -> None:
     await asyncio.sleep(0.01)  # the reconciler's pauses (recheck, settle polls), shortened

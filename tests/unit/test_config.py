@@ -238,3 +238,37 @@ def test_numbers_must_be_finite(tmp_path, value):
     path = write(tmp_path, UPLINK + f"send_timeout = {value}\n")
     (line,) = problems(path)
     assert line.startswith(f"{path}: uplinks.cloud.send_timeout: Input should be a finite number")
+
+
+def test_the_spool_disk_alerts_must_come_before_the_c_store_reserve(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[sources.pacs_in]
+type = "dicom_scp"
+ae_title = "EDGE"
+allowed_calling_aes = ["PACS"]
+min_free_mb = 3000
+
+[domains.imaging]
+type = "imaging"
+forward_to = []
+disk_warning_free_mb = 4096
+disk_critical_free_mb = 2048
+""",
+    )
+    assert problems(path) == [
+        f"{path}: domains.imaging.disk_critical_free_mb: must be above"
+        " sources.pacs_in.min_free_mb (3000 MiB): the alert must come before C-STORE answers"
+        " 0xA700"
+    ]
+    path.write_text(
+        path.read_text().replace("disk_critical_free_mb = 2048", "disk_critical_free_mb = 3500")
+    )
+    load_config(path, PLUGIN_KINDS, environ={})  # reserve < critical < warning
+    path.write_text(
+        path.read_text().replace("disk_critical_free_mb = 3500", "disk_critical_free_mb = 4096")
+    )
+    assert problems(path) == [
+        f"{path}: domains.imaging: disk_critical_free_mb must be below disk_warning_free_mb"
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from contextlib import closing
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 
 from agent.errors import JournalCorruptError, JournalError, UnstorableEventError
 from agent.events import Event
-from agent.journal import database, failures, outbox
+from agent.journal import database, failures
 from agent.journal.database import latest_version, open_database
 from agent.journal.transaction import Transaction
 
@@ -223,33 +223,6 @@ def test_corrupt_database_fails_the_integrity_check(tmp_path):
     assert f"cp -a {tmp_path}" in steps and "edge-agent restore" in steps and ".recover" in steps
 
 
-async def test_retention_purges_old_events_and_settled_messages_only(open_journal, tmp_path):
-    journal = await open_journal.open(handlers=(Forward(),))
-    old = datetime.now(UTC) - timedelta(days=1200)
-    events = [Event("test.tap", f"r{i}", {"n": i}, received_at=old) for i in range(4)]
-    await journal.ingest(events)
-    leased = await journal.run(lambda c: outbox.lease(c, "cloud", 4, block_on_dead=False, now=9e12))
-    await journal.run(lambda c: outbox.mark_delivered(c, leased[0].id, "ok"))
-    await journal.run(lambda c: outbox.mark_dead(c, leased[1].id, "bad", None))
-    await journal.run(lambda c: outbox.release(c, [leased[2].id, leased[3].id]))
-    await journal.run(lambda c: c.execute("UPDATE outbox SET settled_at = 1"))  # long ago
-    recent = Event("test.tap", "r9", {"n": 9})
-    await journal.ingest([recent])
-
-    cutoff = datetime.now(UTC).timestamp() - 1096 * 86400
-    removed = await journal.run(lambda c: outbox.purge(c, older_than=cutoff, limit=100))
-    db = tmp_path / "journal.db"
-    assert removed == 5  # four old events and the one delivered message
-    assert rows(db, "SELECT id FROM events") == [(recent.id,)]
-    # Undelivered work is never purged, however old: pending and dead stay.
-    assert sorted(str(r[0]) for r in rows(db, "SELECT state FROM outbox")) == [
-        "dead",
-        "pending",
-        "pending",
-        "pending",
-    ]
-
-
 async def test_a_thread_ingests_straight_to_the_writer_and_returns_after_the_commit(
     open_journal, tmp_path
 ):
@@ -326,24 +299,3 @@ def test_a_new_journal_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_pa
     assert upgraded.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert upgraded.execute("PRAGMA user_version").fetchone()[0] == latest_version()
     upgraded.close()
-
-
-async def test_purge_never_removes_an_event_early_when_the_clock_was_ahead(open_journal, tmp_path):
-    journal = await open_journal.open(handlers=(Forward(),))
-    now = datetime.now(UTC)
-    old, ahead = now - timedelta(days=1200), now + timedelta(days=30)
-    ordered = [
-        Event("test.tap", "r1", {"n": 1}, received_at=old),
-        Event("test.tap", "r2", {"n": 2}, received_at=ahead),  # journaled while the clock ran fast
-        Event("test.tap", "r3", {"n": 3}, received_at=old),
-        Event("test.tap", "r4", {"n": 4}),
-    ]
-    for event in ordered:
-        await journal.ingest([event])
-    cutoff = now.timestamp() - 1096 * 86400
-
-    removed = await journal.run(lambda c: outbox.purge(c, older_than=cutoff, limit=100))
-
-    assert removed == 2  # the two old events; no message is settled
-    kept = {r[0] for r in rows(tmp_path / "journal.db", "SELECT id FROM events")}
-    assert kept == {ordered[1].id, ordered[3].id}

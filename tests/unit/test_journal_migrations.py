@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.journal.alerts import open_alerts
-from agent.journal.database import latest_version, open_database
+from agent.journal.database import latest_version, migrations, open_database, split_statements
 from agent.observe import outbox_counts
 from agent.reprocessing.lookback import Question, answer
 from agent.reprocessing.state import scope_states
@@ -62,5 +62,57 @@ def test_a_journal_of_each_version_migrates_with_its_data(fixture: Path, tmp_pat
                 "SELECT payload FROM outbox WHERE kind = 'report.image'"
             ).fetchone()
             assert json.loads(payload)["state_path"] == "exam-files/cd.jpg"
+    finally:
+        conn.close()
+
+
+WINDOWS = {  # as a Windows agent stored them, and what the index keeps after the migration
+    r"C:\ProgramData\edge-agent\spool\2026\11\24\a.dcm": "2026/11/24/a.dcm",
+    r"D:\state\spool\2025\01\02\sub\b.dcm": "2025/01/02/sub/b.dcm",
+    r"\\nas\share\edge\spool\2026\11\24\c.dcm": "2026/11/24/c.dcm",
+    "C:/ProgramData/edge-agent/spool/2026/11/24/d.dcm": "2026/11/24/d.dcm",
+    r"C:\elsewhere\e.dcm": r"C:\elsewhere\e.dcm",  # not in a spool: left as it is
+    r"C:\spool\x\spool\2026\11\24\f.dcm": r"C:\spool\x\spool\2026\11\24\f.dcm",  # ambiguous
+    "2026/11/24/g.dcm": "2026/11/24/g.dcm",  # relative already
+}
+
+
+def test_windows_absolute_spool_paths_become_relative_as_posix_ones_did(tmp_path):
+    conn = open_database(tmp_path / "journal.db")
+    # The migration holding the Windows conversion, found by what it does (the lead may
+    # renumber it); each of its statements can run again.
+    (sql,) = [sql for _, sql in migrations() if r"replace(path, '\', '/')" in sql]
+    try:
+        for n, stored in enumerate(WINDOWS):
+            conn.execute(
+                "INSERT INTO im_instances (sop_uid, series_uid, study_uid, sop_class,"
+                " transfer_syntax, path, size, received_at, calling_ae, event_id)"
+                " VALUES (?, 's', 't', 'c', 'ts', ?, 1, '2026-11-24', 'AE', 'e')",
+                (f"1.{n}", stored),
+            )
+            conn.execute(
+                "INSERT INTO im_deleted (sop_uid, series_uid, study_uid, path, deleted_at,"
+                " event_id) VALUES (?, 's', 't', ?, '2026-11-25', 'e')",
+                (f"1.{n}", stored),
+            )
+            conn.execute(
+                "INSERT INTO outbox (uplink, kind, order_key, dedupe_key, payload, created_at,"
+                " next_attempt_at) VALUES ('city', 'dicom.instance', 'k', ?, ?, 1, 1)",
+                (f"d{n}", json.dumps({"path": stored, "sop_uid": f"1.{n}"})),
+            )
+        for statement in split_statements(sql):
+            conn.execute(statement)
+
+        expected = list(WINDOWS.values())
+        assert [r[0] for r in conn.execute("SELECT path FROM im_instances ORDER BY sop_uid")] == (
+            expected
+        )
+        assert [r[0] for r in conn.execute("SELECT path FROM im_deleted ORDER BY sop_uid")] == (
+            expected
+        )
+        queued = [json.loads(r[0]) for r in conn.execute("SELECT payload FROM outbox ORDER BY id")]
+        converted = [p.get("spool_path") for p in queued[:4]]
+        assert converted == expected[:4]  # undelivered images say where they are in the spool
+        assert [p.get("spool_path") for p in queued[4:6]] == [None, None]
     finally:
         conn.close()

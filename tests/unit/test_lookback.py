@@ -102,6 +102,36 @@ async def test_batch_lookback_lists_cycles_in_the_period_and_the_uses_after_them
         ask(centre, Question("washer", "W1", since=T0))
 
 
+async def test_washer_lookback_lists_its_cycles_and_the_runs_no_cycle_claimed(centre):
+    await centre.cycle()
+    await use(centre, "PAT-0001")
+    with sqlite3.connect(centre.path) as conn:
+        (clean_id,) = conn.execute("SELECT clean_id FROM rp_cycles").fetchone()
+        run = "INSERT INTO washer_cycles (washer, cycle_number, started_at, ended_at, operator,"
+        run += " scope, clean_id, result, event_id) VALUES (?, ?, ?, ?, '王护士', ?, ?, ?, 'e')"
+        at = [(T0 + timedelta(minutes=m)).isoformat() for m in (5, 30, 90, 120, 20000)]
+        conn.executemany(
+            run,
+            [
+                ("W1", "11", at[0], at[1], "GIF-001", clean_id, "pass"),
+                ("W1", "12", at[2], at[3], None, None, "fail"),  # nobody tapped a scope
+                ("W2", "13", at[2], at[3], None, None, "pass"),  # another washer
+                ("W1", "14", at[4], at[4], None, None, "pass"),  # after the period
+            ],
+        )
+
+    period = Question("washer", "W1", since=T0, until=T0 + timedelta(days=1))
+    found = ask(centre, period)
+
+    assert [(e["cycle"] or {}).get("clean_id") for e in found] == [clean_id, None]
+    assert found[0]["use"]["patient_id"] == "PAT-0001"
+    assert found[1]["use"] is None and found[1]["unlinked_run"]["cycle_number"] == "12"
+    rows = flat_rows(found, SHANGHAI, full=False)
+    assert rows[1]["clean_id"] == "未关联洗消周期"
+    assert rows[1]["washers"].startswith("W1 #12 fail 2026-11-23 10:30:00")
+    assert "未关联洗消周期" in to_csv(rows)
+
+
 async def test_scope_is_found_by_rfid_and_an_unknown_cycle_is_refused(centre):
     assert resolve_scope([make_config()], "00D507D0") == "GIF-001"
     assert resolve_scope([make_config()], "GIF-001") == "GIF-001"

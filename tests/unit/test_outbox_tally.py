@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent.journal import outbox, queries
 from agent.journal.database import open_database
+from agent.journal.retention import settled_messages
 from agent.journal.transaction import Transaction
 from agent.journal.writer import Journal
 from agent.observe import outbox_counts
@@ -57,7 +58,8 @@ async def test_every_transition_keeps_the_tally_equal_to_a_full_count(tmp_path: 
         "bus": {"pending": 3},
     }
     assert set(oldest) == {"cloud", "bus"}
-    assert await journal.run(lambda c: outbox.purge(c, older_than=time.time() + 60, limit=100)) == 4
+    purged = await journal.run(lambda c: settled_messages(c, time.time() + 60, 100))
+    assert purged == (4, False)
     await journal.close()
 
     async with queries.connect(path) as db:

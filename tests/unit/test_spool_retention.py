@@ -3,6 +3,7 @@ does, and the disk pressure levels (the free space is faked at the statvfs bound
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from agent.imaging.audit import audit_spool
 from agent.imaging.handler import ImagingHandler
 from agent.imaging.purger import SpoolKeeper
 from agent.journal.alerts import open_alerts
+from agent.journal.readers import Readers
 from agent.journal.writer import Journal
 from tests.unit.test_imaging_index import STUDY, config, exam, exam_doc, stored
 
@@ -41,13 +43,17 @@ class Site:
 
     journal: Journal
     state_dir: Path
+    readers: Readers
     free: float = 100_000.0  # MiB the fake statvfs reports
 
     async def emit(self, event: Event) -> bool:
         return (await self.journal.ingest([event]))[0]
 
     async def query(self, fn: Any) -> Any:
-        return await self.journal.run(fn)
+        raise AssertionError("the keeper reads off the writer: ctx.read, not ctx.query")
+
+    async def read(self, fn: Any) -> Any:
+        return await self.readers.run(fn)
 
     async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await self.journal.run(lambda conn: conn.execute(sql, args).fetchall())
@@ -91,9 +97,12 @@ class Site:
 
 
 @pytest.fixture
-async def site(open_journal, tmp_path) -> Site:
+async def site(open_journal, tmp_path) -> AsyncIterator[Site]:
     handler = ImagingHandler("imaging", config())
-    return Site(await open_journal.open(handlers=(handler,)), tmp_path)
+    journal = await open_journal.open(handlers=(handler,))
+    readers = Readers(journal.path)
+    yield Site(journal, tmp_path, readers)
+    await readers.close()
 
 
 def keeper(site: Site, clock: Clock, **options: Any) -> SpoolKeeper:
@@ -191,6 +200,24 @@ async def test_an_image_received_again_after_its_purge_takes_the_new_file(site):
     await site.emit(stored("1", path=str(again), at=T0 + timedelta(days=32)))
     assert await site.purged() == []
     assert await site.rows("SELECT path FROM im_instances") == [("again.dcm",)]
+
+
+async def test_a_purged_file_left_behind_by_a_stop_is_deleted_when_the_keeper_starts(site):
+    files = await site.receive("1", "2", "3")
+    await site.settle("1", "delivered", T0)
+    await keeper(site, Clock(T0 + timedelta(days=31))).tick(site)
+    await site.settle("2", "delivered", T0)
+    await keeper(site, Clock(T0 + timedelta(days=32))).tick(site)
+    for sop in ("1", "2"):  # the agent stopped after the commit, before the deletes
+        files[sop].write_bytes(b"DICM")
+
+    started = keeper(site, Clock(T0 + timedelta(days=33)))
+    assert await started.remove_leftovers(site, site.state_dir / "spool") == 1
+
+    # The latest purge's file is gone; image 1's, from an earlier (completed) purge, is not
+    # looked at again; image 3 is not purged and keeps its file.
+    assert [sop for sop, file in files.items() if file.exists()] == ["1", "3"]
+    assert await site.purged() == ["1", "2"]
 
 
 async def test_a_purged_file_left_behind_by_a_stop_is_an_audit_copy_not_missing(site):

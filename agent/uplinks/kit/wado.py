@@ -47,10 +47,14 @@ class WadoLinks(Section):
         return self
 
     def links(self, images: list[InstanceFile], now: float) -> list[str]:
-        """The links of a study's images: one an image, or one ZIP of them all (`per`)."""
+        """The links of a study's images: one an image, or one ZIP of them all (`per`). An
+        image whose file the spool retention deleted has none (its link would only say 410),
+        nor a study missing one (its ZIP would be incomplete)."""
+        kept = [i for i in images if not i.purged]
         if self.per == "study":
-            return [self.link((images[0].study_uid, "", ""), ZIP, now)] if images else []
-        return [self.link((i.study_uid, i.series_uid, i.sop_uid), DICOM, now) for i in images]
+            whole = kept and len(kept) == len(images)
+            return [self.link((images[0].study_uid, "", ""), ZIP, now)] if whole else []
+        return [self.link((i.study_uid, i.series_uid, i.sop_uid), DICOM, now) for i in kept]
 
     def link(self, uids: Uids, content: str, now: float) -> str:
         """The URL of an instance (or, without series and object, a study), signed if set."""
