@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import date
-from typing import Any, ClassVar
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # A record's date outside these years is a typo or a reset device clock, never a record to keep;
 # it also keeps every date far from the calendar's ends, where arithmetic overflows.
@@ -33,6 +33,26 @@ def year_problem(day: date, years: range = YEARS) -> str | None:
     if plausible_year(day, years):
         return None
     return f"year {day.year} is outside {years.start}-{years.stop - 1}"
+
+
+def _moment(value: str) -> str:
+    moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")  # a local time, as written
+    if problem := year_problem(moment):
+        raise ValueError(problem)
+    return value
+
+
+def _birth_day(value: str) -> str:
+    if problem := year_problem(date.fromisoformat(value), BIRTH_YEARS):
+        raise ValueError(problem)
+    return value
+
+
+# "YYYY-MM-DD HH:MM:SS" (local time, as hospital systems write it), a real time in 2000-2099.
+Moment = Annotated[
+    str, Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), AfterValidator(_moment)
+]
+BirthDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_birth_day)]
 
 
 def control_problem(text: str, multiline: bool = False) -> str | None:

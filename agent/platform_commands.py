@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -22,6 +23,8 @@ from agent.uplinks.idcas_archive.uplink import IdcasArchiveUplink
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher
 from agent.uplinks.kit.request import TRANSPORT_ERRORS
+
+T = TypeVar("T")
 
 
 def add_parser(commands: Any) -> None:
@@ -43,23 +46,12 @@ def add_parser(commands: Any) -> None:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """Read the doctor's JSON from stdin, print the launch forms (or one of them)."""
-    try:
-        config = load_config(args.config, PLUGIN_KINDS)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
+    found = _only_uplink(
+        args, InsuranceImagingConfig, "insurance_imaging uplink with [viewer] on", _with_viewer
+    )
+    if found is None:
         return EXIT_CONFIG
-    found = {
-        name: section
-        for name, section in config.uplinks.items()
-        if isinstance(section, InsuranceImagingConfig) and section.viewer.enabled
-    }
-    if args.uplink is not None:
-        found = {n: s for n, s in found.items() if n == args.uplink}
-    if len(found) != 1:
-        which = "no" if not found else "more than one (name one with --uplink)"
-        print(f"{args.config}: {which} insurance_imaging uplink with [viewer] on", file=sys.stderr)
-        return EXIT_CONFIG
-    (section,) = found.values()
+    _, section = found
     try:
         forms = launcher(section)(json.loads(sys.stdin.read()))
     except (ValueError, ValidationError) as err:
@@ -87,21 +79,10 @@ def _add_idcas(commands: Any) -> None:
 
 def cmd_idcas_link(args: argparse.Namespace) -> int:
     """Read the page's parameters from stdin, print its signed URL."""
-    try:
-        config = load_config(args.config, PLUGIN_KINDS)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
+    found = _only_uplink(args, IdcasArchiveConfig, "idcas_archive uplink")
+    if found is None:
         return EXIT_CONFIG
-    found = {
-        name: section
-        for name, section in config.uplinks.items()
-        if isinstance(section, IdcasArchiveConfig) and (args.uplink in (None, name))
-    }
-    if len(found) != 1:
-        which = "no" if not found else "more than one (name one with --uplink)"
-        print(f"{args.config}: {which} idcas_archive uplink", file=sys.stderr)
-        return EXIT_CONFIG
-    ((name, section),) = found.items()
+    name, section = found
     try:
         values = json.loads(sys.stdin.read() or "{}")
         if not isinstance(values, dict):
@@ -115,6 +96,35 @@ def cmd_idcas_link(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(url)
     return 0
+
+
+def _only_uplink(
+    args: argparse.Namespace,
+    kind: type[T],
+    what: str,
+    wanted: Callable[[T], bool] = lambda _: True,
+) -> tuple[str, T] | None:
+    """The config's one uplink of `kind` that is `wanted` (named by --uplink if several), or
+    None after saying why on stderr."""
+    try:
+        config = load_config(args.config, PLUGIN_KINDS)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return None
+    found = [
+        (name, section)
+        for name, section in config.uplinks.items()
+        if isinstance(section, kind) and wanted(section) and args.uplink in (None, name)
+    ]
+    if len(found) != 1:
+        which = "no" if not found else "more than one (name one with --uplink)"
+        print(f"{args.config}: {which} {what}", file=sys.stderr)
+        return None
+    return found[0]
+
+
+def _with_viewer(section: InsuranceImagingConfig) -> bool:
+    return section.viewer.enabled
 
 
 async def _link(uplink: IdcasArchiveUplink, page: str, values: dict[str, Any]) -> str:

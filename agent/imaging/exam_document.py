@@ -7,12 +7,11 @@ the neutral record made of it (agent/imaging/exam_record.py).
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from agent.inputs import BIRTH_YEARS, Body, year_problem
+from agent.inputs import BirthDate, Body, Moment
 
 
 def _vc(n: int, required: bool = False) -> Any:
@@ -20,29 +19,11 @@ def _vc(n: int, required: bool = False) -> Any:
     return Field(min_length=1 if required else 0, max_length=n)
 
 
-def _moment(value: str) -> str:
-    moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")  # a local time, as written
-    if problem := year_problem(moment):
-        raise ValueError(problem)
-    return value
-
-
-def _day(value: str) -> str:
-    if problem := year_problem(date.fromisoformat(value), BIRTH_YEARS):
-        raise ValueError(problem)
-    return value
-
-
 Text32 = Annotated[str, _vc(32)]
 Text64 = Annotated[str, _vc(64)]
 Text128 = Annotated[str, _vc(128)]
 Text512 = Annotated[str, _vc(512)]
 Required32 = Annotated[str, _vc(32, required=True)]
-# C(19) "YYYY-MM-DD HH:MM:SS" and C(10) "YYYY-MM-DD", checked as real dates.
-Moment = Annotated[
-    str, Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), AfterValidator(_moment)
-]
-BirthDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_day)]
 Amount = Annotated[str, Field(pattern=r"^\d{1,6}(\.\d{1,2})?$")]  # N(8,2)
 
 

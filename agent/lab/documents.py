@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from agent.inputs import BIRTH_YEARS, Body, year_problem
+from agent.inputs import BirthDate, Body, Moment
 
 MAX_RESULTS = 500
 MAX_CATALOGUE = 20_000
-
-
-def _moment(value: str) -> str:
-    moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")  # a local time, as written
-    if problem := year_problem(moment):
-        raise ValueError(problem)
-    return value
-
-
-def _day(value: str) -> str:
-    if problem := year_problem(date.fromisoformat(value), BIRTH_YEARS):
-        raise ValueError(problem)
-    return value
 
 
 def _text(n: int, required: bool = False) -> Any:
@@ -38,11 +24,6 @@ Code = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\s]+$")]
 Name = Annotated[str, _text(128, required=True)]
 Text64 = Annotated[str, _text(64)]
 Text128 = Annotated[str, _text(128)]
-# "YYYY-MM-DD HH:MM:SS" (local time), checked as a real time in 2000-2099.
-Moment = Annotated[
-    str, Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), AfterValidator(_moment)
-]
-BirthDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_day)]
 IdCard = Annotated[str, Field(pattern=r"^[0-9]{17}[0-9Xx]$")]
 Sex = Literal["male", "female", "other", "unknown"]
 Source = Literal["outpatient", "emergency", "inpatient", "physical_exam", "other"]
