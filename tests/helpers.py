@@ -26,15 +26,24 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
 
 
 def demo_port_offset(*more: int) -> int:
-    """A random offset at which every port of config/demo.toml (and `more`) is free now."""
+    """A random offset at which every port of config/demo.toml (and `more`) is free now, all
+    below the ephemeral range (where any outgoing connection may take a port meanwhile)."""
     # Random, not fixed: two test runs on one machine (or a running demo) must not collide.
     text = DEMO.read_text(encoding="utf-8")
     ports = {int(p) for p in re.findall(r"(?:port = |127\.0\.0\.1:)(\d+)", text)} | set(more)
+    steps = (_ephemeral_low() - max(ports)) // 100
     for _ in range(100):
-        offset = random.randrange(100, 400) * 100
+        offset = random.randrange(100, max(steps, 101)) * 100
         if all(_free(port + offset) for port in ports):
             return offset
     raise RuntimeError("no free range of ports for the demo's configuration")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; Windows starts at 49152
 
 
 def _free(port: int) -> bool:
