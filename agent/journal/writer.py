@@ -24,6 +24,7 @@ from agent.events import Event
 from agent.journal import failures
 from agent.journal.database import open_database
 from agent.journal.transaction import Handler, Transaction, to_json
+from agent.vocabulary.kill_points import kill_point
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -120,14 +121,20 @@ class Journal:
         through the loop that `run_coroutine_threadsafe(ingest)` costs (a DICOM image waits
         for its commit before the next is sent). TimeoutError if the commit takes longer.
         """
-        if self._closed:
-            raise JournalClosedError(f"{self.path}: journal is closed")
-        future: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
-        self._queue.put([_Job(None, events, future)])
+        future = self.submit_from_thread(events)
         try:
             return future.result(timeout)
         finally:
             future.cancel()  # after a timeout: the writer then leaves it unanswered
+
+    def submit_from_thread(self, events: Sequence[Event]) -> concurrent.futures.Future[list[bool]]:
+        """`ingest` for another thread that does not wait: the future is answered after the
+        commit (jobs of every thread share it). JournalClosedError if it surely never runs."""
+        if self._closed:
+            raise JournalClosedError(f"{self.path}: journal is closed")
+        future: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
+        self._queue.put([_Job(None, events, future)])
+        return future
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer thread within the next group commit; return its result."""
@@ -246,6 +253,7 @@ class Journal:
                     end += 1
                 start = end
             conn.execute("COMMIT")
+            kill_point("journal.committed")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
