@@ -24,7 +24,6 @@ from agent.events import Event
 from agent.journal import failures
 from agent.journal.database import open_database
 from agent.journal.transaction import Handler, Transaction, to_json
-from agent.vocabulary.kill_points import kill_point
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -253,7 +252,6 @@ class Journal:
                     end += 1
                 start = end
             conn.execute("COMMIT")
-            kill_point("journal.committed")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

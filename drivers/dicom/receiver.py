@@ -246,6 +246,7 @@ class Receiver:
         except JournalClosedError:  # the agent is stopping: surely not journaled, the peer resends
             path.unlink(missing_ok=True)
             return OUT_OF_RESOURCES, None
+        commit.add_done_callback(lambda _: kill_point("dicom.committed"))  # the writer's thread
         with self._lock:
             self.stored += 1
         return SUCCESS, commit

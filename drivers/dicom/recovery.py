@@ -18,7 +18,7 @@ from agent.vocabulary.study_index import SpoolIndex
 from drivers.dicom.reservoir import LIVE
 from drivers.dicom.seal import Sealed, read_seal
 from drivers.dicom.store import Spool
-from drivers.dicom.tags import UnreadableDataset, read_identity
+from drivers.dicom.tags import UnreadableDataset, read_identity, read_sop_uid
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,8 @@ class Recovery:
     """What the scan found in the files without an index row."""
 
     journaled: int = 0  # complete (sealed, or written before seals): `dicom.stored` now
-    deleted: int = 0  # reserved or never sealed: never acknowledged
+    deleted: int = 0  # never sealed: never acknowledged
+    reserved: int = 0  # created ahead and never used (deleted too)
     quarantined: int = 0  # unreadable, or a seal its bytes do not match
     copies: int = 0  # its SOP instance is indexed with another file (`spool audit` lists it)
     events: list[Event] = field(default_factory=list)
@@ -88,7 +89,10 @@ def _judge(
         return
     if state in ("reserved", "unsealed"):
         path.unlink(missing_ok=True)
-        found.deleted += 1
+        if state == "reserved":
+            found.reserved += 1
+        else:
+            found.deleted += 1
         return
     if isinstance(state, Sealed):
         received, calling = state.received, state.calling_ae
@@ -109,6 +113,14 @@ def _judge(
     payload = {"reason": reason, "quarantined": str(kept), "calling_ae": calling, "size": size}
     found.events.append(Event("dicom.rejected", source, payload, occurred_at=received))
     log.warning("dicom.spool_file_quarantined", source=source, reason=reason, file=kept.name)
+
+
+def complete_sop_uid(path: Path) -> str | None:
+    """The SOP Instance UID of a spool file that is complete (sealed and intact, or written
+    before seals); None for one never finished or torn (`spool audit`: unreadable)."""
+    if read_seal(path) in ("reserved", "unsealed", "torn"):
+        return None
+    return read_sop_uid(path)
 
 
 def _folders(root: Path, changed_since: float | None) -> list[Path]:
@@ -153,6 +165,7 @@ async def recover_spool(
             source=source,
             journaled=found.journaled,
             deleted=found.deleted,
+            reserved=found.reserved,
             quarantined=found.quarantined,
             copies=found.copies,
         )

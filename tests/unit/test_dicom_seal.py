@@ -168,7 +168,8 @@ def test_the_scan_journals_what_the_journal_lacks_and_nothing_acknowledged_is_lo
     assert event.payload["sop_instance_uid"] == dcmread(images[0]).SOPInstanceUID
     rejected = [e.payload for e in found.events if e.kind == "dicom.rejected"]
     assert len(rejected) == 2 and "torn" in {r["reason"] for r in rejected}
-    assert found.quarantined == 2 and found.deleted == 2 and found.copies == 1
+    assert found.quarantined == 2 and found.copies == 1
+    assert found.deleted == 1 and found.reserved >= 1  # and the others created ahead
     assert not torn.path.exists() and not garbage.exists()
     assert not unsealed.path.exists() and not reserved.exists()
     assert indexed.path.exists() and purged.exists() and copy.path.exists()  # indexed, or a copy
