@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import statistics
@@ -97,6 +98,9 @@ class JournalContext:
     def emit_from_thread(self, event: Event, timeout: float) -> bool:
         return self.journal.ingest_from_thread([event], timeout)[0]
 
+    def submit_from_thread(self, event: Event) -> concurrent.futures.Future[list[bool]]:
+        return self.journal.submit_from_thread([event])
+
 
 async def serve(state_dir: Path, receive: str) -> None:
     """The agent side (a child process): a real journal and the SCP; prints its port."""
@@ -133,17 +137,23 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def send(storescu: str, port: int, corpus: Path) -> float:
-    """Seconds storescu takes to send every file of `corpus` over one association."""
+def send(storescu: str, port: int, corpus: Path, associations: int = 1) -> float:
+    """Seconds storescu takes to send every file of `corpus` over one association (or as many
+    storescu processes at once, each sending every file)."""
     env = {**os.environ, "TCP_NODELAY": "1"}
     files = sorted(str(p) for p in corpus.iterdir())
     start = time.perf_counter()
-    subprocess.run(
-        [storescu, "-aet", "BENCH", "-aec", "EDGE", "127.0.0.1", str(port), *files],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    senders = [
+        subprocess.Popen(
+            [storescu, "-aet", f"BENCH{n}", "-aec", "EDGE", "127.0.0.1", str(port), *files],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for n in range(associations)
+    ]
+    for sender in senders:
+        if sender.wait() != 0:
+            raise RuntimeError(f"storescu exited with {sender.returncode}")
     return time.perf_counter() - start
 
 
@@ -169,8 +179,18 @@ def run_storescp(workdir: Path, corpus: Path, name: str) -> Run:
     return Run("dcmtk storescp", name, *_size(corpus), seconds, rss)
 
 
-def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str = "") -> Run:
-    """Send `corpus` to the agent's SCP (fresh process, fresh journal in `workdir`)."""
+def run_agent(
+    workdir: Path,
+    corpus: Path,
+    name: str,
+    receive: str,
+    label: str = "",
+    *,
+    env: dict[str, str] | None = None,
+    associations: int = 1,
+) -> Run:
+    """Send `corpus` to the agent's SCP (fresh process, fresh journal in `workdir`; `env`: its
+    environment, e.g. the flush-delay shim), over `associations` associations at once."""
     state = Path(tempfile.mkdtemp(prefix="agent-", dir=workdir))
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.dicom_store", "--serve", str(state), "--receive", receive],
@@ -178,6 +198,7 @@ def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str =
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=env,
     )
     try:
         assert process.stdout is not None and process.stdin is not None
@@ -187,7 +208,7 @@ def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str =
             if not line:
                 raise RuntimeError("the agent SCP exited before listening")
         port = int(line.split()[1])
-        seconds = send(dcmtk("storescu"), port, corpus)
+        seconds = send(dcmtk("storescu"), port, corpus, associations)
         rss = _peak_rss_mb(process.pid)
         process.stdin.close()
         process.wait(30)
@@ -195,7 +216,9 @@ def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str =
         if process.poll() is None:
             process.kill()
         shutil.rmtree(state, ignore_errors=True)
-    return Run(label or MODES[receive], name, *_size(corpus), seconds, rss)
+    images, megabytes = _size(corpus)
+    receiver = label or MODES[receive]
+    return Run(receiver, name, images * associations, megabytes * associations, seconds, rss)
 
 
 @dataclass(frozen=True, slots=True)
