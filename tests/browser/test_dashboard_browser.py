@@ -1,6 +1,6 @@
 """Issue 6 acceptance: the dashboard of a real running demo agent in headless Chromium.
 
-The agent runs config/demo.toml at test speed (ports + 10000) with three additions: a third
+The agent runs config/demo.toml at test speed (on free ports) with three additions: a third
 scope, a reader at the disinfection station that connects over TCP to a server this test plays
 (RDM6300 frames), and an HTTP uplink to a cloud simulator in this process that refuses one
 probe record for good (a real dead letter). Debian's Chromium is driven by Playwright with the
@@ -22,6 +22,7 @@ from playwright.async_api import Browser, FilePayload, Page, async_playwright, e
 
 from agent.simulators.http_cloud import HttpCloud, HttpCloudConfig
 from drivers.rfid.rdm6300 import encode
+from tests.helpers import demo_port_offset
 from tests.integration.test_endoscopy_e2e import TcpReaderPeer
 from tests.peers import required_tool
 from tests.watched_agent import WatchedAgent
@@ -30,7 +31,8 @@ ROOT = Path(__file__).parents[2]
 DEMO = ROOT / "config" / "demo.toml"
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 TOKEN = "demo-token-not-for-production"
-BASE = "http://127.0.0.1:18770"
+OFFSET = demo_port_offset()
+BASE = f"http://127.0.0.1:{8770 + OFFSET}"
 SCOPE, SCOPE_TAG = "BF-1T0-03", "07BEEF1234"
 PROBE = "dead-letter-probe"
 PAGES = {
@@ -56,7 +58,7 @@ class ReaderPeer(TcpReaderPeer):
 
 
 def demo_config(tmp_path: Path, reader_port: int, cloud_port: int) -> Path:
-    """config/demo.toml at test speed on ports + 10000, plus this test's reader, scope, uplink."""
+    """config/demo.toml at test speed on free ports, plus this test's reader, scope, uplink."""
     text = DEMO.read_text(encoding="utf-8")
     text = text.replace('state_dir = "../var/demo"', f'state_dir = "{tmp_path / "state"}"')
     # Test speed, except the compliant scope's 8 s soak: OPA keeps its demo minimum (6 s), so the
@@ -68,7 +70,7 @@ def demo_config(tmp_path: Path, reader_port: int, cloud_port: int) -> Path:
         '[[simulators.station_readers.script]]\nreader = "room_1"\ntag = "00D507D0"\nafter = 0.1\n',
         "",
     )
-    text = re.sub(r"\b(87[789]0|91\d\d)\b", lambda m: str(int(m.group(1)) + 10000), text)
+    text = re.sub(r"\b(87[789]0|91\d\d)\b", lambda m: str(int(m.group(1)) + OFFSET), text)
     text = text.replace(f'token = "{TOKEN}"', f'token = "{TOKEN}"\ndashboard_read_only_open = true')
     text += f"""
 [[domains.endoscopy.endoscopes]]

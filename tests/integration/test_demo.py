@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.agent_process import AgentProcess
+from tests.helpers import demo_port_offset
 
 DEMO = Path(__file__).parents[2] / "config" / "demo.toml"
 
@@ -20,7 +21,8 @@ async def test_demo_reprocesses_both_scopes_and_delivers_every_record(tmp_path):
     text = text.replace("opa = 0.1 }", "opa = 0.005 }").replace("= 0.02 ", "= 0.0005 ")
     text = text.replace("repeat = true", "repeat = false")
     # Ports of their own, so a demo running on this machine does not collide with the test.
-    text = re.sub(r"\b(87[789]0|91\d\d)\b", lambda m: str(int(m.group(1)) + 10000), text)
+    offset = demo_port_offset()
+    text = re.sub(r"\b(87[789]0|91\d\d)\b", lambda m: str(int(m.group(1)) + offset), text)
     config = tmp_path / "demo.toml"
     config.write_text(text, encoding="utf-8")
     agent = AgentProcess(config, tmp_path)

@@ -1,7 +1,7 @@
 """`edge-agent demo` (the README's run command) shows the whole story, here three times faster.
 
-The real command runs as a subprocess on ports + 20000 (so a demo running on this machine and the
-config/demo.toml tests on + 10000 do not collide): within a minute the generated study reaches the
+The real command runs as a subprocess with its ports moved to a free range (so a demo running on
+this machine and other test runs do not collide): within a minute the generated study reaches the
 city platform, the washer's receipt joins the third scope's cycle, the scope taken out of the
 disinfectant too early is used and raises a critical alert, and the Zhejiang outage is retried
 through and drained.
@@ -20,8 +20,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.demo import WASHER_SCOPE
+from tests.helpers import demo_port_offset
 
-OFFSET = 20000
+OFFSET = demo_port_offset(11112, 11113)  # + the imaging ports `edge-agent demo` adds
 API = f"http://127.0.0.1:{8770 + OFFSET}"
 TOKEN = "demo-token-not-for-production"
 ROOT = Path(__file__).parents[2]

@@ -26,11 +26,12 @@ from tests.integration.test_dicom_hostile import (
     gate_of,
     library_records,
 )
-from tests.integration.test_dicom_lean import command, p_data, request
+from tests.integration.test_dicom_lean import command, p_data
 from tests.integration.test_dicom_scp import (
     RecordingContext,
     dataset_bytes,
     make_scp,
+    request,
     send_files,
     serving,
 )

@@ -16,11 +16,11 @@ import drivers.dicom.gate
 from drivers.dicom import wire
 from tests.dicom_files import make_ct_slices
 from tests.integration.test_dicom_hostile import closed_by_agent, gate_of
-from tests.integration.test_dicom_lean import request
 from tests.integration.test_dicom_scp import (
     RecordingContext,
     associate,
     make_scp,
+    request,
     run_tool,
     serving,
 )

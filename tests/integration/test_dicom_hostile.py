@@ -22,11 +22,11 @@ from drivers.dicom.scp import DicomScp
 from tests.agent_process import AgentProcess
 from tests.dicom_files import make_ct_slices
 from tests.helpers import eventually
-from tests.integration.test_dicom_lean import request
 from tests.integration.test_dicom_scp import (
     RecordingContext,
     associate,
     make_scp,
+    request,
     run_tool,
     send_files,
     serving,

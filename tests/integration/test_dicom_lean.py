@@ -11,14 +11,9 @@ from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dsutils import decode, encode
-from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
     SCP_SCU_RoleSelectionNegotiation,
 )
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from drivers.dicom import wire
@@ -28,31 +23,13 @@ from tests.integration.test_dicom_scp import (
     RecordingContext,
     dataset_bytes,
     make_scp,
+    rejection,
+    request,
     send_files,
     serving,
 )
 
 CT = str(CTImageStorage)
-
-
-def request(max_pdu: int = 16_384, calling: str = "RAW") -> bytes:
-    """An A-ASSOCIATE-RQ for CT storage (context 1) and verification (context 3)."""
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = calling
-    primitive.called_ae_title = "EDGE"
-    contexts = [build_context(CT, ExplicitVRLittleEndian), build_context(Verification)]
-    for number, context in zip((1, 3), contexts, strict=True):
-        context.context_id = number
-    primitive.presentation_context_definition_list = contexts
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = max_pdu
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.3.4"
-    primitive.user_information = [max_length, implementation]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(primitive)
-    return pdu.encode()
 
 
 def command(field: int, message_id: int, with_data: bool, **uids: str) -> bytes:
@@ -213,15 +190,7 @@ async def test_beyond_max_associations_a_request_is_rejected_transiently(tmp_pat
         holder = await asyncio.to_thread(RawPeer, port)
         await asyncio.to_thread(holder.associate)
 
-        def second() -> tuple[int, int, int]:
-            ae = AE(ae_title="SECOND")
-            ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-            assoc = ae.associate("127.0.0.1", port, ae_title="EDGE")
-            rj = assoc.acceptor.primitive
-            assert assoc.is_rejected and rj is not None
-            return int(rj.result or 0), int(rj.result_source or 0), int(rj.diagnostic or 0)
-
-        assert await asyncio.to_thread(second) == (0x02, 0x03, 0x02)
+        assert await asyncio.to_thread(rejection, port, "SECOND") == (0x02, 0x03, 0x02)
         holder.sock.close()
 
         async def freed() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -13,13 +14,22 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 from structlog.testing import capture_logs
 
 from agent.errors import JournalClosedError
 from agent.events import Event
 from drivers.base import DriverContext
+from drivers.dicom import wire
 from drivers.dicom.scp import DicomScp, DicomScpConfig
 from tests.dicom_files import by_storescu_options, make_ct_slices, make_jpeg_baseline, make_study
 
@@ -143,6 +153,40 @@ def send_files(port: int, paths: list[Path], calling: str = "PYSCU") -> list[int
         assoc.release()
 
 
+def request(max_pdu: int = 16_384, calling: str = "RAW") -> bytes:
+    """An A-ASSOCIATE-RQ for CT storage (context 1) and verification (context 3)."""
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = calling
+    primitive.called_ae_title = "EDGE"
+    ct = build_context(str(CTImageStorage), ExplicitVRLittleEndian)
+    contexts = [ct, build_context(Verification)]
+    for number, context in zip((1, 3), contexts, strict=True):
+        context.context_id = number
+    primitive.presentation_context_definition_list = contexts
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = max_pdu
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = "1.2.3.4"
+    primitive.user_information = [max_length, implementation]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return pdu.encode()
+
+
+def rejection(port: int, calling: str) -> tuple[int, int, int]:
+    """Ask by hand and read the answer: the A-ASSOCIATE-RJ's (result, source, reason)."""
+    # By hand because pynetdicom's requestor can report a fast rejection as an abort: its
+    # association thread may look at the connection only after its DUL thread closed it.
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(request(calling=calling))
+        answer = b""
+        while len(answer) < 10 and (chunk := sock.recv(10 - len(answer))):
+            answer += chunk
+    assert answer[:1] == bytes([wire.A_ASSOCIATE_RJ]), answer
+    return answer[7], answer[8], answer[9]
+
+
 def associate(port: int, calling: str) -> Any:
     ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
@@ -210,13 +254,10 @@ async def test_calling_ae_and_address_not_allowed_are_rejected_once_logged(tmp_p
     scp = make_scp(allowed_calling_aes=["CT1"])
     with capture_logs() as logs:
         async with serving(scp, RecordingContext(tmp_path)) as port:
-            first = await asyncio.to_thread(associate, port, "INTRUDER")
-            again = await asyncio.to_thread(associate, port, "INTRUDER")
+            first = await asyncio.to_thread(rejection, port, "INTRUDER")
+            again = await asyncio.to_thread(rejection, port, "INTRUDER")
             good = await asyncio.to_thread(associate, port, "CT1")
-    for assoc in (first, again):
-        assert assoc.is_rejected
-        rj = assoc.acceptor.primitive
-        assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x03)
+    assert first == again == (0x01, 0x01, 0x03)
     assert good.is_released
     rejected = [e for e in logs if e["event"] == "dicom.association_rejected"]
     assert len(rejected) == 1 and rejected[0]["reason"] == "calling_ae_not_allowed"
@@ -224,10 +265,8 @@ async def test_calling_ae_and_address_not_allowed_are_rejected_once_logged(tmp_p
     async with serving(
         make_scp(allowed_addresses=["10.0.0.0/8"]), RecordingContext(tmp_path)
     ) as port:
-        outsider = await asyncio.to_thread(associate, port, "CT1")
-    assert outsider.is_rejected
-    rj = outsider.acceptor.primitive
-    assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x01)
+        outsider = await asyncio.to_thread(rejection, port, "CT1")
+    assert outsider == (0x01, 0x01, 0x01)
     async with serving(
         make_scp(allowed_addresses=["127.0.0.0/8"]), RecordingContext(tmp_path)
     ) as port:
