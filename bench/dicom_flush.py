@@ -187,7 +187,7 @@ def targets(results: list[AtDelay]) -> list[tuple[str, str, bool]]:
     if (disk := by_delay.get(0.0)) is not None:
         ratio = disk.rate("small", LEAN) / disk.rate("small", "dcmtk storescp")
         found.append(
-            (f"small, this disk ≥ {TARGET_SMALL_DISK:g}× storescp", f"{ratio:.2f}×",
+            (f"small, this disk ≥ {TARGET_SMALL_DISK:g}× storescp", f"{ratio:.3f}×",
              ratio >= TARGET_SMALL_DISK)
         )  # fmt: skip
     for m in results:
@@ -213,7 +213,7 @@ def targets(results: list[AtDelay]) -> list[tuple[str, str, bool]]:
             (f"small, {at}: ≥ {TARGET_ONE_FLUSH:g}× the one-flush floor", f"{of_floor:.2f}×",
              of_floor >= TARGET_ONE_FLUSH),
             (f"small, {at}: {ASSOCIATIONS} associations ≥ {TARGET_SCALING:g}× one",
-             f"{scaling:.2f}×", scaling >= TARGET_SCALING),
+             f"{scaling:.3f}×", scaling >= TARGET_SCALING),
         ]  # fmt: skip
     return found
 
