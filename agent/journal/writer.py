@@ -357,9 +357,14 @@ class Journal:
         return found
 
     def _post(self, jobs: list[_Job], outcome: _Outcome) -> None:
+        on_loop = False
         for job in jobs:
             if isinstance(job.future, concurrent.futures.Future):
                 _answer_thread(job)
+            else:
+                on_loop = True
+        if not (on_loop or outcome.touched or outcome.alerts or outcome.handler_failures):
+            return  # only threads were waiting (DICOM images): no need to wake the loop
         try:
             self._loop.call_soon_threadsafe(self._settle, jobs, outcome)
         except RuntimeError:
