@@ -61,6 +61,8 @@ class Floors:
 
 def _floors_child(directory: Path, large: Path, trials: int) -> None:
     """In a child process (with the shim): print the flush time and the durable-write rate."""
+    if sys.platform == "win32":  # fdatasync, sync
+        raise SystemExit("bench/dicom_flush.py needs Linux")
     scratch = Path(tempfile.mkdtemp(prefix="floor-", dir=directory))
     try:
         data = os.urandom(525_000)
@@ -128,6 +130,8 @@ def measure(
     workdir: Path, corpora: dict[str, Path], delay: float, library: Path | None, rounds: int
 ) -> AtDelay:
     """Every receiver `rounds` times, interleaved, at `delay` ms per flush."""
+    if sys.platform == "win32":  # sync
+        raise SystemExit("bench/dicom_flush.py needs Linux")
     env = None if library is None or delay == 0 else flushdelay.environment(library, delay)
     trials: dict[tuple[str, str], list[Run]] = {}
     for round_no in range(1, rounds + 1):
