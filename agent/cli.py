@@ -518,10 +518,10 @@ def _say_unchanged(done: str, ids: list[int], changed: list[int], found: dict[in
 def cmd_spool_audit(args: argparse.Namespace) -> int:
     """Report what the spool and the index disagree on; 1 when an image may be lost."""
     from agent.imaging.audit import audit_spool, delete_copies
-    from drivers.dicom.tags import read_sop_uid
+    from drivers.dicom.recovery import complete_sop_uid
 
     state_dir = _database(args.config).parent
-    result = audit_spool(state_dir, read_sop_uid=read_sop_uid, min_age=args.min_age)
+    result = audit_spool(state_dir, read_sop_uid=complete_sop_uid, min_age=args.min_age)
     deleted = delete_copies(result) if args.delete_copies else 0
     if args.json:
         found = {**dataclasses.asdict(result), "healthy": result.healthy, "deleted": deleted}
@@ -529,7 +529,8 @@ def cmd_spool_audit(args: argparse.Namespace) -> int:
         return 0 if result.healthy else EXIT_FAILURE
     print(
         f"spool: {result.files} files, {result.megabytes:.1f} MB;"
-        f" {result.temporary} in tmp/, {result.quarantined} quarantined"
+        f" {result.temporary} in tmp/, {result.quarantined} quarantined,"
+        f" {result.reserved} reserved (empty, for the images to come)"
     )
     copies = f"{len(result.copies)}" + (f" ({deleted} deleted)" if args.delete_copies else "")
     _print_table(

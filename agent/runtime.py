@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
@@ -260,6 +261,11 @@ class Agent:
         """`emit` for a driver's own thread (the DICOM SCP): straight to the journal's writer."""
         assert self.journal is not None
         return self.journal.ingest_from_thread([event], timeout)[0]
+
+    def submit_from_thread(self, event: Event) -> concurrent.futures.Future[list[bool]]:
+        """Journal `event` from a driver's thread without waiting: the future answers the commit."""
+        assert self.journal is not None
+        return self.journal.submit_from_thread([event])
 
     async def run(self) -> None:
         """Run until asked to stop, then stop within `agent.shutdown_timeout` (plus closing)."""

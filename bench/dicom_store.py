@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import statistics
@@ -110,6 +111,9 @@ class JournalContext:
     def emit_from_thread(self, event: Event, timeout: float) -> bool:
         return self.journal.ingest_from_thread([event], timeout)[0]
 
+    def submit_from_thread(self, event: Event) -> concurrent.futures.Future[list[bool]]:
+        return self.journal.submit_from_thread([event])
+
 
 async def serve(state_dir: Path, receive: str) -> None:
     """The agent side (a child process): a real journal and the SCP; prints its port."""
@@ -146,17 +150,23 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def send(storescu: str, port: int, corpus: Path) -> float:
-    """Seconds storescu takes to send every file of `corpus` over one association."""
+def send(storescu: str, port: int, corpus: Path, associations: int = 1) -> float:
+    """Seconds storescu takes to send every file of `corpus` over one association (or as many
+    storescu processes at once, each sending every file)."""
     env = {**os.environ, "TCP_NODELAY": "1"}
     files = sorted(str(p) for p in corpus.iterdir())
     start = time.perf_counter()
-    subprocess.run(
-        [storescu, "-aet", "BENCH", "-aec", "EDGE", "127.0.0.1", str(port), *files],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    senders = [
+        subprocess.Popen(
+            [storescu, "-aet", f"BENCH{n}", "-aec", "EDGE", "127.0.0.1", str(port), *files],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for n in range(associations)
+    ]
+    for sender in senders:
+        if sender.wait() != 0:
+            raise RuntimeError(f"storescu exited with {sender.returncode}")
     return time.perf_counter() - start
 
 
@@ -182,8 +192,18 @@ def run_storescp(workdir: Path, corpus: Path, name: str) -> Run:
     return Run("dcmtk storescp", name, *_size(corpus), seconds, rss)
 
 
-def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str = "") -> Run:
-    """Send `corpus` to the agent's SCP (fresh process, fresh journal in `workdir`)."""
+def run_agent(
+    workdir: Path,
+    corpus: Path,
+    name: str,
+    receive: str,
+    label: str = "",
+    *,
+    env: dict[str, str] | None = None,
+    associations: int = 1,
+) -> Run:
+    """Send `corpus` to the agent's SCP (fresh process, fresh journal in `workdir`; `env`: its
+    environment, e.g. the flush-delay shim), over `associations` associations at once."""
     state = Path(tempfile.mkdtemp(prefix="agent-", dir=workdir))
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.dicom_store", "--serve", str(state), "--receive", receive],
@@ -191,6 +211,7 @@ def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str =
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=env,
     )
     try:
         assert process.stdout is not None and process.stdin is not None
@@ -200,7 +221,7 @@ def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str =
             if not line:
                 raise RuntimeError("the agent SCP exited before listening")
         port = int(line.split()[1])
-        seconds = send(dcmtk("storescu"), port, corpus)
+        seconds = send(dcmtk("storescu"), port, corpus, associations)
         rss = _peak_rss_mb(process.pid)
         process.stdin.close()
         process.wait(30)
@@ -208,7 +229,9 @@ def run_agent(workdir: Path, corpus: Path, name: str, receive: str, label: str =
         if process.poll() is None:
             process.kill()
         shutil.rmtree(state, ignore_errors=True)
-    return Run(label or MODES[receive], name, *_size(corpus), seconds, rss)
+    images, megabytes = _size(corpus)
+    receiver = label or MODES[receive]
+    return Run(receiver, name, images * associations, megabytes * associations, seconds, rss)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,9 +384,9 @@ def flush_share(runs: list[Run], costs: DiskCosts) -> str:
         f" flush. The lean path takes {per_image['ram']:.2f} ms with its state on tmpfs"
         f" ({ram.rate / reference.rate:.2f}× storescp) and {per_image['disk']:.2f} ms on this"
         f" disk: the {per_image['disk'] - per_image['ram']:.2f} ms between them is what making"
-        f" each image durable costs here, three flushes one after the other (measured alone: the"
-        f" file {costs.file:.2f} ms, its folder {costs.folder:.2f} ms, the journal commit"
-        f" {costs.commit:.2f} ms; {flushes:.2f} ms together)."
+        f" each image durable costs here, one flush on its path (measured alone: the file"
+        f" {costs.file:.2f} ms; pynetdicom's path also waits for its folder {costs.folder:.2f} ms"
+        f" and the journal commit {costs.commit:.2f} ms, {flushes:.2f} ms together)."
     )
 
 
@@ -380,11 +403,13 @@ def report(
 
 dcmtk `storescu` (one association, `TCP_NODELAY=1`) sends a corpus over loopback to (a) dcmtk
 `storescp` in one process writing files (no fsync), the reference, and (b) the agent's SCP in its
-own process as the agent runs it: per image a spool file fsynced and renamed (directory fsynced),
-its identifying tags read without decoding pixel data, and one `dicom.stored` event durably
-committed by a real `Journal` before the C-STORE response. The agent is measured on its *lean
-path* (the default for plain storage associations, `drivers/dicom/fast_store.py`) and, for
-comparison, through pynetdicom (`fast_store = false`) with chunked and in-memory receive. The
+own process as the agent runs it, on its *lean path* (the default for plain storage
+associations, `drivers/dicom/fast_store.py`): per image its identifying tags read without
+decoding pixel data, a file created ahead sealed and fdatasynced once before the C-STORE
+response, and one `dicom.stored` event committed by a real `Journal` in group commits (the
+release waits for them); for comparison, through pynetdicom (`fast_store = false`, a spool file
+fsynced, renamed, its folder fsynced and the event committed before the response) with chunked
+and in-memory receive. The
 lean path runs once more with its spool and journal on tmpfs (`/dev/shm`), where every fsync
 returns at once: the same work without the disk's flush latency, to tell the two apart (it is
 not a configuration to run: nothing there survives a power cut). Times are storescu's wall

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -28,6 +29,16 @@ class ThreadEmitter(Protocol):
 
     def emit_from_thread(self, event: Event, timeout: float) -> bool:
         """`emit`, called off the loop: blocks until the commit (TimeoutError after `timeout`)."""
+        ...
+
+
+@runtime_checkable
+class ThreadSubmitter(Protocol):
+    """A context that journals from a driver's thread without waiting for the commit."""
+
+    def submit_from_thread(self, event: Event) -> concurrent.futures.Future[list[bool]]:
+        """Queue `event` for the next group commit; the future is answered after it
+        (JournalClosedError at once if the journal is closed)."""
         ...
 
 

@@ -42,6 +42,7 @@ class SpoolAudit:
     unindexed: list[str] = field(default_factory=list)  # unreferenced; its SOP UID is not indexed
     unreadable: list[str] = field(default_factory=list)  # unreferenced, not a complete dataset
     recent: int = 0  # unreferenced but younger than `min_age`: its event may be committing now
+    reserved: int = 0  # empty: created ahead for the images to come (docs/dicom.md)
     temporary: int = 0  # in spool/tmp: being received, or a stopped run's (deleted at start)
     quarantined: int = 0
 
@@ -90,6 +91,9 @@ def audit_spool(
     for path in sorted(set(on_disk) - referenced):
         stat = _stat(path)
         if stat is None:  # deleted since the listing
+            continue
+        if stat.st_size == 0:
+            result.reserved += 1
             continue
         if stat.st_mtime > oldest_unjudged:
             result.recent += 1

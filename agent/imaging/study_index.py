@@ -47,6 +47,29 @@ class StudyIndexReader:
         )
         return None if not rows else (rows[0][0], rows[0][1])
 
+    def indexed_files(self, folder: str) -> set[str]:
+        """Stored paths of the instances (purged or not) whose file is in the spool `folder`."""
+        if not self.db_path.exists():
+            return set()
+        prefix = folder.rstrip("/") + "/"
+        rows = self._rows(  # a range on the path index: "0" sorts right after "/"
+            "SELECT path FROM im_instances WHERE path >= ? AND path < ?",
+            [prefix, prefix[:-1] + "0"],
+        )
+        return {row[0] for row in rows}
+
+    def indexed_instances(self, sop_uids: list[str]) -> set[str]:
+        """Which of `sop_uids` are indexed, purged or not."""
+        found: set[str] = set()
+        if not self.db_path.exists():
+            return found
+        for start in range(0, len(sop_uids), 500):
+            chunk = sop_uids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT sop_uid FROM im_instances WHERE sop_uid IN ({marks})"
+            found.update(row[0] for row in self._rows(sql, list(chunk)))
+        return found
+
     def _connect(self) -> sqlite3.Connection:
         uri = f"file:{pathname2url(str(self.db_path))}?mode=ro"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False)

@@ -22,14 +22,12 @@ import structlog
 from agent.errors import JournalClosedError, JournalError, UnstorableEventError
 from agent.events import Event
 from agent.journal import failures
+from agent.journal.checkpointer import Checkpointer
 from agent.journal.database import incremental, open_database
 from agent.journal.transaction import Handler, Transaction, to_json
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-# Checkpoint when about this many WAL frames (pages) have accumulated. Half SQLite's default:
-# a smaller checkpoint mostly finishes while the loop is still handling the commit's answers.
-CHECKPOINT_FRAMES = 500
 
 
 @dataclass(slots=True)
@@ -72,13 +70,11 @@ class Journal:
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self.commits = 0
         self._busy_since: float | None = None  # monotonic start of the commit under way
-        self.wal_frames = 0  # pages written to the WAL, counted at each checkpoint
-        # SQLite's auto-checkpoint runs inside COMMIT, before the waiters can be answered; the
-        # writer checkpoints itself right after answering them instead (see `_checkpoint`).
+        # SQLite's auto-checkpoint runs inside COMMIT, before the waiters can be answered, and
+        # flushes twice; a thread of its own checkpoints instead, asked after enough commits.
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = Checkpointer(path)
         self._since_checkpoint = 0
-        self._checkpoint_every = 16  # commits; re-estimated from the WAL size at each checkpoint
-        self._checkpoint_failing = False
         self._last_alert: int = conn.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[
             0
         ]
@@ -96,6 +92,7 @@ class Journal:
                 command="edge-agent journal compact (with the agent stopped)",
             )
         journal = cls(conn, path, handlers, asyncio.get_running_loop(), max_batch)
+        journal._checkpointer.start()
         journal._thread.start()
         return journal
 
@@ -109,6 +106,11 @@ class Journal:
         waits for the writer, so /healthz can say it is stuck without being stuck behind it."""
         since = self._busy_since
         return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def wal_frames(self) -> int:
+        """Pages written to the WAL so far, counted at each checkpoint."""
+        return self._checkpointer.wal_frames
 
     def on_commit(self, listener: Callable[[set[str]], None]) -> None:
         """Call `listener(uplinks)` on the loop after each commit that queued messages for them."""
@@ -126,14 +128,20 @@ class Journal:
         through the loop that `run_coroutine_threadsafe(ingest)` costs (a DICOM image waits
         for its commit before the next is sent). TimeoutError if the commit takes longer.
         """
-        if self._closed:
-            raise JournalClosedError(f"{self.path}: journal is closed")
-        future: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
-        self._queue.put([_Job(None, events, future)])
+        future = self.submit_from_thread(events)
         try:
             return future.result(timeout)
         finally:
             future.cancel()  # after a timeout: the writer then leaves it unanswered
+
+    def submit_from_thread(self, events: Sequence[Event]) -> concurrent.futures.Future[list[bool]]:
+        """`ingest` for another thread that does not wait: the future is answered after the
+        commit (jobs of every thread share it). JournalClosedError if it surely never runs."""
+        if self._closed:
+            raise JournalClosedError(f"{self.path}: journal is closed")
+        future: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
+        self._queue.put([_Job(None, events, future)])
+        return future
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer thread within the next group commit; return its result."""
@@ -164,7 +172,8 @@ class Journal:
         self._flush()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
-        await asyncio.to_thread(self._conn.close)
+        await asyncio.to_thread(self._checkpointer.close)
+        await asyncio.to_thread(self._conn.close)  # the last connection: checkpoints the rest
 
     # --- writer thread -------------------------------------------------------------------
 
@@ -202,8 +211,9 @@ class Journal:
             self._post(jobs, outcome)
             self._busy_since = None
             self._since_checkpoint += 1
-            if self._since_checkpoint >= self._checkpoint_every:
-                self._checkpoint()
+            if self._since_checkpoint >= self._checkpointer.every:
+                self._checkpointer.request(self._since_checkpoint)
+                self._since_checkpoint = 0
         self._refuse_late_jobs()
 
     def _refuse_late_jobs(self) -> None:
@@ -217,24 +227,6 @@ class Journal:
                 job.error = JournalClosedError(f"{self.path}: journal is closed")
                 if isinstance(job.future, concurrent.futures.Future):
                     _answer_thread(job)
-
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database (PASSIVE: never waits for readers); pace the next one."""
-        commits, self._since_checkpoint = self._since_checkpoint, 0
-        try:
-            _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as err:
-            if not self._checkpoint_failing:  # the WAL only grows meanwhile: say so once
-                log.warning("journal.checkpoint_failed", error=str(err))
-                self._checkpoint_failing = True
-            return
-        if self._checkpoint_failing:
-            log.info("journal.checkpoint_recovered")
-            self._checkpoint_failing = False
-        # `frames` counts the WAL since it last restarted, normally since the last checkpoint.
-        self.wal_frames += frames
-        per_commit = max(1.0, frames / commits)
-        self._checkpoint_every = max(1, min(CHECKPOINT_FRAMES, int(CHECKPOINT_FRAMES / per_commit)))
 
     def _commit(self, jobs: list[_Job], outcome: _Outcome) -> None:
         conn = self._conn
@@ -371,9 +363,14 @@ class Journal:
         return found
 
     def _post(self, jobs: list[_Job], outcome: _Outcome) -> None:
+        on_loop = False
         for job in jobs:
             if isinstance(job.future, concurrent.futures.Future):
                 _answer_thread(job)
+            else:
+                on_loop = True
+        if not (on_loop or outcome.touched or outcome.alerts or outcome.handler_failures):
+            return  # only threads were waiting (DICOM images): no need to wake the loop
         try:
             self._loop.call_soon_threadsafe(self._settle, jobs, outcome)
         except RuntimeError:

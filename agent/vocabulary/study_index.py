@@ -36,7 +36,20 @@ class Matches:
     response: Callable[[tuple[Any, ...], str], Dataset]  # (row, retrieve AE title)
 
 
-class StudyIndex(Protocol):
+class SpoolIndex(Protocol):
+    """What the DICOM start-up scan asks the study index (IndexUnavailable when it fails)."""
+
+    def indexed_files(self, folder: str) -> set[str]:
+        """The paths (as stored: relative to the spool root) of the instances, purged or not,
+        whose file is in the spool folder `folder` (e.g. `2026/12/08`)."""
+        ...
+
+    def indexed_instances(self, sop_uids: list[str]) -> set[str]:
+        """Which of `sop_uids` the index has, purged or not."""
+        ...
+
+
+class StudyIndex(SpoolIndex, Protocol):
     """Read-only queries on the study index; BadIdentifier or IndexUnavailable when they fail
     (any other exception: the identifier could not be decoded)."""
 

@@ -15,7 +15,6 @@ import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -31,10 +30,12 @@ from pynetdicom.presentation import PresentationContext
 
 from agent.events import utcnow
 from agent.logs import peer_text
+from agent.vocabulary.kill_points import kill_point
 from drivers.dicom import wire
 from drivers.dicom.peer_log import OncePer
-from drivers.dicom.receiver import SUCCESS, Receiver
-from drivers.dicom.store import SpoolFile
+from drivers.dicom.receiver import SUCCESS, Commit, Receiver
+from drivers.dicom.seal import meta_elements
+from drivers.dicom.store import SealedFile
 from drivers.dicom.syntaxes import SyntaxPolicy
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,10 @@ log = structlog.get_logger(__name__)
 MAX_REQUEST = 32_768  # larger A-ASSOCIATE-RQs are left to pynetdicom (peeking needs buffer room)
 MAX_COMMAND = 65_536  # a command set is a few hundred bytes
 BUFFER = 262_144
+# Acknowledged images of one association whose commit may be outstanding: the journal's group
+# commit keeps up unless it is failing, and then the association slows down instead of growing.
+MAX_UNCOMMITTED = 256
+_SEAL_ELEMENTS = meta_elements()
 _PLAIN_USER_ITEMS = (
     MaximumLengthNotification,
     ImplementationClassUIDNotification,
@@ -205,7 +210,7 @@ class _Pending:
     message_id: int
     sop_class: str
     sop_instance: str
-    file: SpoolFile | None
+    file: SealedFile | None
     error: OSError | None = None
 
 
@@ -229,6 +234,7 @@ class _Association:
         self.command = bytearray()
         self.pending: _Pending | None = None
         self.view = memoryview(bytearray(BUFFER))
+        self.commits: list[Commit] = []  # of images answered, awaited before the release
 
     def run(self) -> None:
         """Serve PDUs until the peer releases or aborts the association."""
@@ -238,6 +244,10 @@ class _Association:
                 self._p_data(length)
             elif kind == wire.A_RELEASE_RQ:
                 self._recv(length)
+                # Journaled when the association ends, as long as the journal keeps up: a peer
+                # that queries right after sending finds its images.
+                self.fast.receiver.await_commits(self.commits)
+                self.commits.clear()
                 self.sock.sendall(wire.release_rp())
                 await_close(self.sock, self.fast.acse_timeout)
                 return
@@ -288,17 +298,16 @@ class _Association:
             self._respond(pending, status)
             return
         if command == wire.C_STORE_RQ:
+            meta = wire.file_meta(
+                sop_class,
+                sop_instance,
+                self.contexts[context_id],
+                self.fast.implementation_uid,
+                self.fast.implementation_version,
+                extra=_SEAL_ELEMENTS,
+            )
             try:
-                pending.file = self.fast.receiver.spool.new_file()
-                pending.file.write(
-                    wire.file_meta(
-                        sop_class,
-                        sop_instance,
-                        self.contexts[context_id],
-                        self.fast.implementation_uid,
-                        self.fast.implementation_version,
-                    )
-                )
+                pending.file = self.fast.receiver.spool.sealed_file(meta)
             except OSError as err:
                 pending.error = err
         self.pending = pending
@@ -315,19 +324,30 @@ class _Association:
 
     def _data_done(self, pending: _Pending) -> None:
         receiver = self.fast.receiver
+        commit = None
         if pending.command != wire.C_STORE_RQ:
             status = wire.UNRECOGNIZED_OPERATION
         elif pending.file is None:
             assert pending.error is not None
             status = receiver.write_failed(pending.error)
+        elif pending.file.error is not None:
+            pending.file.discard()
+            status = receiver.write_failed(pending.file.error)
         else:
-            pending.file.close()
-            if pending.file.error is not None:
-                pending.file.discard()
-                status = receiver.write_failed(pending.file.error)
-            else:
-                status = receiver.store(Path(pending.file.name), self.calling, utcnow())
+            status, commit = receiver.store_sealed(pending.file, self.calling, utcnow())
         self._respond(pending, status)
+        if commit is not None:
+            kill_point("dicom.answered")  # answered, the commit may be outstanding
+            self._keep(commit)
+
+    def _keep(self, commit: Commit) -> None:
+        commits = self.commits
+        commits.append(commit)
+        if len(commits) >= MAX_UNCOMMITTED:
+            commits[:] = [c for c in commits if not c.done()]
+            if len(commits) >= MAX_UNCOMMITTED:
+                self.fast.receiver.await_commits(commits[: MAX_UNCOMMITTED // 2])
+                del commits[: MAX_UNCOMMITTED // 2]
 
     def _respond(self, request: _Pending, status: int) -> None:
         response = wire.encode_response(
@@ -372,7 +392,7 @@ class _Association:
             )
 
     def discard_pending(self) -> None:
-        """Delete the temporary file of a data set that never completed."""
+        """Delete the reserved file of a data set that never completed."""
         pending, self.pending = self.pending, None
         if pending is not None and pending.file is not None:
             pending.file.discard()

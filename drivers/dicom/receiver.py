@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +20,8 @@ from agent.dicom_wakeups import Wakeups
 from agent.errors import JournalClosedError
 from agent.events import Event, utcnow
 from agent.logs import peer_text
-from drivers.base import DriverContext, ThreadEmitter
+from agent.vocabulary.kill_points import kill_point
+from drivers.base import DriverContext, ThreadEmitter, ThreadSubmitter
 from drivers.dicom.acceptor_threads import (
     bound_pdu_reads,
     close_when_done,
@@ -26,11 +29,13 @@ from drivers.dicom.acceptor_threads import (
 )
 from drivers.dicom.gate import MAX_REQUEST
 from drivers.dicom.peer_log import OncePer
-from drivers.dicom.store import Spool, SpoolFile
+from drivers.dicom.reservoir import release
+from drivers.dicom.store import SealedFile, Spool, SpoolFile
 from drivers.dicom.tags import UnreadableDataset, read_identity
 
 log = structlog.get_logger(__name__)
 
+Commit = concurrent.futures.Future[list[bool]] | concurrent.futures.Future[bool]
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
@@ -70,6 +75,7 @@ class Receiver:
         self.commit_timeout = commit_timeout
         self.receive = receive
         self._direct = ctx if isinstance(ctx, ThreadEmitter) else None
+        self._submitter = ctx if isinstance(ctx, ThreadSubmitter) else None
         self.stored = 0
         self.refused: dict[str, int] = {}
         self.associations = 0  # connections accepted since start
@@ -201,6 +207,70 @@ class Receiver:
         with self._lock:
             self.stored += 1
         return SUCCESS
+
+    def store_sealed(
+        self, file: SealedFile, calling: str, received: datetime
+    ) -> tuple[int, Commit | None]:
+        """The lean path: check the reserve, identify, seal (the one flush), queue the event;
+        the status, and the commit to await before the association ends (docs/dicom.md)."""
+        path = file.path
+        free = self.spool.free_mb()
+        if free < self.min_free_mb:
+            file.discard()
+            return self._out_of_space(None, free), None
+        self._set_disk_low(False, free)
+        try:
+            identity = read_identity(path)
+        except UnreadableDataset as err:
+            file.close()
+            release(file.name)
+            return self._quarantine(path, err.reason, calling, received), None
+        kill_point("dicom.received")  # complete in the page cache, not sealed
+        try:
+            file.seal(received, calling)
+        except OSError as err:
+            file.discard()
+            return self._out_of_space(f"seal failed: {err.strerror or err}"), None
+        kill_point("dicom.synced")  # durable, not answered
+        payload = {
+            "path": str(path.absolute()),
+            "size": file.size,
+            **identity,
+            "calling_ae": calling,
+            "received_via": "c-store",
+        }
+        # The file's name is the event's id: the start-up scan journals the same event again.
+        event = Event("dicom.stored", self.source, payload, occurred_at=received, id=path.stem)
+        try:
+            commit = self._submit(event)
+        except JournalClosedError:  # the agent is stopping: surely not journaled, the peer resends
+            path.unlink(missing_ok=True)
+            return OUT_OF_RESOURCES, None
+        commit.add_done_callback(lambda _: kill_point("dicom.committed"))  # the writer's thread
+        with self._lock:
+            self.stored += 1
+        return SUCCESS, commit
+
+    def _submit(self, event: Event) -> Commit:
+        if self._submitter is not None:
+            return self._submitter.submit_from_thread(event)
+        try:
+            return asyncio.run_coroutine_threadsafe(self.ctx.emit(event), self.loop)
+        except RuntimeError as err:  # the loop is closed
+            raise JournalClosedError("the agent is stopping") from err
+
+    def await_commits(self, commits: list[Commit]) -> None:
+        """Wait for acknowledged images' commits (at most `commit_timeout` in all); a failure is
+        logged: the sealed file stays and the next start journals it."""
+        deadline = time.monotonic() + self.commit_timeout
+        for commit in commits:
+            try:
+                commit.result(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                log.error("dicom.commit_timeout", source=self.source, timeout=self.commit_timeout)
+                return
+            except BaseException as err:  # the journal failed: the start-up scan repairs it
+                log.error("dicom.commit_failed", source=self.source, error=type(err).__name__)
 
     def write_failed(self, err: OSError) -> int:
         """The status for a received data set that could not be written (disk full)."""

@@ -15,13 +15,14 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from agent.config import PluginSection, Seconds, Section
 from agent.dicom_wakeups import use_wakeups
 from agent.vocabulary.spool import SpoolLayout
-from agent.vocabulary.study_index import StudyIndexFactory
+from agent.vocabulary.study_index import IndexUnavailable, StudyIndexFactory
 from drivers.base import Driver, DriverContext
 from drivers.dicom.fast_store import FastStore
 from drivers.dicom.gate import ConnectionGate, GateLimits
 from drivers.dicom.peer_log import route_library_records
 from drivers.dicom.qr import QueryRetrieve
 from drivers.dicom.receiver import Network, Receiver
+from drivers.dicom.recovery import recover_spool
 from drivers.dicom.server import GatedServer
 from drivers.dicom.store import Spool
 from drivers.dicom.store_link import LinkSettings, MovingAE
@@ -164,6 +165,7 @@ class DicomScp(Driver):
         """Serve until cancelled; a port that cannot be bound is retried with backoff."""
         spool = Spool(ctx.state_dir, reserve_mb=self.config.min_free_mb)
         await asyncio.to_thread(spool.prepare)
+        await self._recover(spool, ctx)
         self.receiver = Receiver(
             self.name,
             ctx,
@@ -188,8 +190,19 @@ class DicomScp(Driver):
             if fast is not None:
                 fast.stop()
             await asyncio.to_thread(ae.shutdown)
+            await asyncio.to_thread(spool.reservoir.close)
             self.ready.clear()
             log.info("dicom.scp_stopped", source=self.name, port=server.server_address[1])
+
+    async def _recover(self, spool: Spool, ctx: DriverContext) -> None:
+        """Before listening: journal the spool files a crash or a failed commit left unknown."""
+        if self.study_index is None:
+            return
+        index = self.study_index(ctx.state_dir / "journal.db")
+        try:
+            await recover_spool(spool, index, self.name, ctx.emit)
+        except (OSError, IndexUnavailable) as err:  # intake must not wait for it: said, then on
+            log.error("dicom.spool_scan_failed", source=self.name, error=str(err))
 
     def _make_ae(self, ctx: DriverContext) -> tuple[AE, list[Any], FastStore | None]:
         assert self.receiver is not None

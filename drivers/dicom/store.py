@@ -5,11 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from agent.vocabulary.kill_points import kill_point
 from agent.vocabulary.spool import SpoolLayout
+from drivers.dicom.reservoir import Reservoir, durable_mkdir, release
+from drivers.dicom.seal import SEAL_SIZE, seal_value
 from drivers.files import BINARY, NO_INHERIT, free_bytes, fsync_dir, rename_durably, sync_file
 
 TMP_SUFFIX = ".part"
@@ -28,13 +32,20 @@ class SpoolFile:
     answered by the handler. The data set keeps arriving; it is no longer written.
     """
 
-    def __init__(self, directory: Path, below_reserve: Callable[[], bool] = lambda: False) -> None:
-        self.name = str(directory / f"{RUN}-{uuid.uuid4().hex}{TMP_SUFFIX}")
+    def __init__(
+        self,
+        directory: Path,
+        below_reserve: Callable[[], bool] = lambda: False,
+        *,
+        name: Path | None = None,
+    ) -> None:
+        self.name = str(name or directory / f"{RUN}-{uuid.uuid4().hex}{TMP_SUFFIX}")
         self.error: OSError | None = None
         self.size = 0
         self.below_reserve = below_reserve
         self._next_check = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY | NO_INHERIT
+        flags = os.O_WRONLY | BINARY | NO_INHERIT
+        flags |= os.O_TRUNC if name is not None else os.O_CREAT | os.O_EXCL
         self._fd = os.open(self.name, flags, 0o600)
         self.file = self  # pynetdicom calls `.file.flush()` after each fragment
 
@@ -55,6 +66,7 @@ class SpoolFile:
                 self.discard()  # give the space back now, not when the peer is done sending
                 return len(data)
         view = memoryview(data)
+        self._written(view)
         try:
             while view:
                 written = os.write(self._fd, view)
@@ -63,6 +75,9 @@ class SpoolFile:
         except OSError as err:
             self.error = err
         return len(data)
+
+    def _written(self, data: memoryview) -> None:
+        """Called with each piece of data before it is written."""
 
     def flush(self) -> None:
         """Nothing to flush: every write already reached the kernel."""
@@ -79,6 +94,44 @@ class SpoolFile:
         Path(self.name).unlink(missing_ok=True)
 
 
+class SealedFile(SpoolFile):
+    """A reserved spool file received into in place: the File Meta (ending with the zeroed seal,
+    `seal.meta_elements`), then the data set; `seal` makes it complete and durable in one flush."""
+
+    def __init__(self, path: Path, meta: bytes, below_reserve: Callable[[], bool]) -> None:
+        super().__init__(path.parent, below_reserve, name=path)
+        self.path = path
+        self._crc = 0
+        self._seal_at = len(meta) - SEAL_SIZE
+        self.write(meta)
+
+    def _written(self, data: memoryview) -> None:
+        if self.size == 0:  # the File Meta: every byte but the seal's own
+            self._crc = zlib.crc32(data[: self._seal_at])
+            self._crc = zlib.crc32(data[self._seal_at + SEAL_SIZE :], self._crc)
+        else:
+            self._crc = zlib.crc32(data, self._crc)
+
+    def seal(self, received: datetime, calling_ae: str) -> None:
+        """Write the seal over its zeros and fdatasync the file: then it is durable; OSError."""
+        value = seal_value(self.size, self._crc, received, calling_ae)
+        os.lseek(self._fd, self._seal_at, os.SEEK_SET)  # not pwrite: Windows has none
+        if os.write(self._fd, value) != len(value):
+            raise OSError(errno.EIO, "short write of the seal")
+        kill_point("dicom.sealed")  # sealed in the page cache, not yet on disk
+        _sync_data(self._fd)
+        self.close()
+        release(self.name)
+
+    def discard(self) -> None:
+        """Close and delete the file (an unsealed file is never acknowledged)."""
+        super().discard()
+        release(self.name)
+
+
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
+
 class Spool:
     """`<state_dir>/spool` (dated folders, `tmp/`) and `<state_dir>/quarantine/dicom`."""
 
@@ -86,6 +139,17 @@ class Spool:
         layout = SpoolLayout.of(state_dir)
         self.root, self.tmp, self.quarantine_dir = layout.root, layout.tmp, layout.quarantine_dir
         self.reserve_mb = reserve_mb  # receiving files stop below this much free space
+        self.reservoir = Reservoir(self.root)
+
+    def sealed_file(self, meta: bytes) -> SealedFile:
+        """A reserved file in its dated folder with `meta` written; OSError."""
+        path = self.reservoir.take()
+        try:
+            return SealedFile(path, meta, self.below_reserve)
+        except OSError:
+            path.unlink(missing_ok=True)
+            release(str(path))
+            raise
 
     def prepare(self) -> int:
         """Create the folders; delete earlier processes' leftovers in `tmp/`; return how many."""
@@ -126,7 +190,7 @@ class Spool:
         """Fsync `temp`, rename it durably to `Y/M/D/<uuid>.dcm` (UTC date); return the path."""
         sync_file(temp)
         folder = self.root / f"{received:%Y}" / f"{received:%m}" / f"{received:%d}"
-        _durable_mkdir(folder, self.root)
+        durable_mkdir(folder, self.root)
         target = folder / f"{uuid.uuid4()}.dcm"
         rename_durably(temp, target)
         return target
@@ -145,18 +209,3 @@ class Spool:
             temp.unlink()
             fsync_dir(self.quarantine_dir)
         return target
-
-
-def _durable_mkdir(folder: Path, root: Path) -> None:
-    """Create `folder` below `root`, fsyncing each parent whose entry was added."""
-    if folder.is_dir():
-        return
-    missing = []
-    current = folder
-    while current != root and not current.is_dir():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        # Another association may have just made it: fsync its parent all the same.
-        directory.mkdir(exist_ok=True)
-        fsync_dir(directory.parent)

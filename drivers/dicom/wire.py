@@ -164,9 +164,16 @@ def abort(reason: int) -> bytes:
 
 
 def file_meta(
-    sop_class: str, sop_instance: str, transfer_syntax: str, impl_uid: str, impl_version: str
+    sop_class: str,
+    sop_instance: str,
+    transfer_syntax: str,
+    impl_uid: str,
+    impl_version: str,
+    *,
+    extra: bytes = b"",
 ) -> bytes:
-    """Preamble, `DICM` and the File Meta Information, byte for byte as pydicom writes them."""
+    """Preamble, `DICM` and the File Meta Information, byte for byte as pydicom writes them,
+    followed by the encoded `extra` elements of group 0002 (counted in its group length)."""
     group = b"".join(
         [
             struct.pack("<HH2sHL", 2, 1, b"OB", 0, 2) + b"\0\1",
@@ -175,6 +182,7 @@ def file_meta(
             _explicit(0x0010, "UI", transfer_syntax, b"\0"),
             _explicit(0x0012, "UI", impl_uid, b"\0"),
             _explicit(0x0013, "SH", impl_version, b" ") if impl_version else b"",
+            extra,
         ]
     )
     length = struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(group))

@@ -363,6 +363,9 @@ async def test_a_full_filesystem_answers_out_of_resources(tmp_path: Path, chunke
         assert [r["reason"] for r in ctx.kinds("dicom.rejected")] == ["disk_low"]
 
 
+# pynetdicom's path only: the lean path answers after the seal and releases after the commit
+# (tests/integration/test_dicom_sealed.py).
+@pytest.mark.parametrize("acceptor", ["pynetdicom"], indirect=True)
 async def test_the_response_waits_for_the_commit(tmp_path: Path, chunked_send: None):
     files = make_ct_slices(tmp_path / "in", 2, rows=32, columns=32)
     ctx = RecordingContext(tmp_path / "state")

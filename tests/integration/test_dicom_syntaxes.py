@@ -169,7 +169,8 @@ def stored_file(agent: Agent, sop_uid: str) -> Path:
     found = [
         p
         for p in (agent.state / "spool").rglob("*.dcm")
-        if str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) == sop_uid
+        if p.stat().st_size  # not one of the empty files created ahead for the next images
+        and str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) == sop_uid
     ]
     assert found, f"{sop_uid} is not in the spool"
     return max(found, key=lambda p: p.stat().st_mtime_ns)

@@ -299,3 +299,29 @@ def test_a_new_journal_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_pa
     assert upgraded.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert upgraded.execute("PRAGMA user_version").fetchone()[0] == latest_version()
     upgraded.close()
+
+
+async def test_commits_go_on_while_a_checkpoint_flushes(open_journal, monkeypatch, tmp_path):
+    # A checkpoint flushes the WAL and then the database: the writer must not wait for it.
+    from agent.journal.checkpointer import Checkpointer
+
+    entered, held = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real = Checkpointer._checkpoint
+
+    def slow_checkpoint(self: Checkpointer, conn: sqlite3.Connection, commits: int) -> None:
+        loop.call_soon_threadsafe(entered.set)
+        asyncio.run_coroutine_threadsafe(held.wait(), loop).result()
+        real(self, conn, commits)
+
+    monkeypatch.setattr(Checkpointer, "_checkpoint", slow_checkpoint)
+    journal = await open_journal.open(handlers=(Forward(),))
+    for n in range(20):  # the first checkpoint is asked for after 16 commits
+        await journal.ingest([Event("test.tap", "reader-1", {"n": n})])
+    await asyncio.wait_for(entered.wait(), 10)
+    for n in range(20, 40):  # every one committed while the checkpoint is held
+        assert await journal.ingest([Event("test.tap", "reader-1", {"n": n})]) == [True]
+    assert rows(tmp_path / "journal.db", "SELECT COUNT(*) FROM events") == [(40,)]
+    held.set()
+    await journal.close()
+    assert journal.wal_frames > 0
