@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,7 +227,7 @@ async def _send_file(request: web.Request, path: str, sop_uid: str) -> web.Strea
     try:
         # On the loop, as nginx does: opening a spool file is microseconds, less than the thread
         # hop it would cost; sendfile reads the page cache from the loop anyway (as FileResponse).
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # Windows: no CRLF games
     except FileNotFoundError:
         return _json(404, {"error": "no such instance"})
     try:
@@ -259,6 +260,8 @@ def _send_now(out: int, fd: int, size: int) -> int:
     """Bytes of the file that sendfile puts in the socket before it would block. What fits
     leaves in this call: loop.sendfile would pause the transport and wait a turn of the loop for
     each call, ~0.1 ms per 0.5 MB image (docs/platforms/results_sharing.md, benchmark)."""
+    if sys.platform == "win32":  # no os.sendfile: loop.sendfile (TransmitFile) sends it all
+        return 0
     sent = 0
     while sent < size:
         try:
