@@ -1,6 +1,7 @@
 """Seed 001's WADO-URI (the results-sharing gate, downloadKey checked with the platform and then
 cached) against nginx serving the same files, in the same run: 0.5 MB and 25 MB instances, 1 and
-16 concurrent clients, with the agent's peak memory.
+16 concurrent clients, with the agent's peak memory and each server's CPU time per image (the
+figure the machine's load moves least).
 
 Run from the repository root: `.venv/bin/python -m bench.results_sharing_wado` (needs nginx). The
 agent side is a process of its own: the gate's routes on a platform listener, with the
@@ -41,6 +42,24 @@ DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- bench.results_sharing_wado:begin -->"
 END = "<!-- bench.results_sharing_wado:end -->"
 CASES = ((0.5, 64), (25, 8))  # (MB per instance, instances)
+Row = tuple[float, int, float, float, float, float]  # MB, clients, MB/s and ms CPU/image, each
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of all of `pid`'s threads (the scheduler's nanoseconds, not clock ticks)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
+
+
+def nginx_worker(master: int) -> int:
+    """The pid of nginx's one worker (the master only waits)."""
+    for _ in range(200):
+        children = Path(f"/proc/{master}/task/{master}/children")
+        found = children.read_text().split()
+        if found:
+            return int(found[0])
+        time.sleep(0.01)
+    raise SystemExit("nginx started no worker")
 
 
 def make_sized(folder: Path, count: int, megabytes: float) -> list[Path]:
@@ -123,23 +142,32 @@ async def fetch_all(urls: list[str], clients: int) -> float:
 
 
 async def rounds(
-    agent_urls: list[str], nginx_urls: list[str], total_mb: float, count: int, clients: int
-) -> tuple[float, float]:
-    """Median MB/s, the agent's and nginx's, over `count` alternating rounds."""
-    await wait_listening(nginx_urls[0])
-    await fetch_all(agent_urls[:1], 1)  # the key's one check with the platform: then cached
-    ours, theirs = [], []
+    agent: tuple[list[str], int],
+    nginx: tuple[list[str], int],
+    total_mb: float,
+    count: int,
+    clients: int,
+) -> tuple[float, float, float, float]:
+    """Median MB/s and ms of CPU per image, the agent's and nginx's (urls and the pid doing the
+    work), over `count` alternating rounds."""
+    await wait_listening(nginx[0][0])
+    await fetch_all(agent[0][:1], 1)  # the key's one check with the platform: then cached
+    speed: tuple[list[float], list[float]] = ([], [])
+    cpu: tuple[list[float], list[float]] = ([], [])
     for _ in range(count):
-        ours.append(total_mb / await fetch_all(agent_urls, clients))
-        theirs.append(total_mb / await fetch_all(nginx_urls, clients))
-    return statistics.median(ours), statistics.median(theirs)
+        for n, (urls, pid) in enumerate((agent, nginx)):
+            before = cpu_seconds(pid)
+            speed[n].append(total_mb / await fetch_all(urls, clients))
+            cpu[n].append((cpu_seconds(pid) - before) * 1000 / len(urls))
+    ours, theirs = (statistics.median(v) for v in speed)
+    our_cpu, their_cpu = (statistics.median(v) for v in cpu)
+    return ours, theirs, our_cpu, their_cpu
 
 
-def measure(
-    args: argparse.Namespace, work: Path
-) -> tuple[list[tuple[float, int, float, float]], float]:
-    """Rows (MB, clients, agent MB/s, nginx MB/s) and the agent's peak RSS (MB)."""
-    rows: list[tuple[float, int, float, float]] = []
+def measure(args: argparse.Namespace, work: Path) -> tuple[list[Row], float]:
+    """Rows (MB, clients, agent and nginx MB/s, their ms CPU per image) and the agent's peak
+    RSS (MB)."""
+    rows: list[Row] = []
     rss = 0.0
     for megabytes, count in CASES:
         case = work / f"case-{megabytes}"
@@ -170,11 +198,13 @@ def measure(
                 for sop in sops
             ]
             nginx_urls = [f"http://127.0.0.1:{nginx_port}/{p.name}" for p in paths]
+            worker = nginx_worker(nginx.pid)
             for clients in (1, 16):
-                ours, theirs = asyncio.run(
-                    rounds(agent_urls, nginx_urls, total_mb, args.rounds, clients)
-                )
-                rows.append((megabytes, clients, ours, theirs))
+                found = asyncio.run(
+                    rounds((agent_urls, agent.pid), (nginx_urls, worker), total_mb, args.rounds,
+                           clients)
+                )  # fmt: skip
+                rows.append((megabytes, clients, *found))
             rss = max(rss, peak_rss_mb(agent.pid))
         finally:
             agent.terminate()
@@ -184,8 +214,8 @@ def measure(
     return rows, rss
 
 
-def report(command: str, args: argparse.Namespace, rows: list[tuple[float, int, float, float]],
-           rss: float, load: tuple[float, float]) -> str:  # fmt: skip
+def report(command: str, args: argparse.Namespace, rows: list[Row], rss: float,
+           load: tuple[float, float]) -> str:  # fmt: skip
     lines = [
         BEGIN,
         "## Seed 001 WADO-URI (results-sharing gate) beside nginx",
@@ -194,6 +224,8 @@ def report(command: str, args: argparse.Namespace, rows: list[tuple[float, int, 
         "a process of its own; the downloadKey verified once with the simulator, then cached) and",
         "from nginx (sendfile) serving the same folder, alternately, the median of",
         f"{args.rounds} rounds per row. Targets (issue 19): ≥ 0.7× nginx, peak RSS ≤ 150 MB.",
+        "CPU: each server's (all threads, /proc schedstat) per image, median of the rounds; what",
+        "bounds the 0.5 MB single-client row: docs/platforms/results_sharing.md (Benchmark).",
         "",
         f"* Command: `{command}`",
         f"* Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -202,12 +234,13 @@ def report(command: str, args: argparse.Namespace, rows: list[tuple[float, int, 
         f"* Load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f}"
         " (other sessions share this VM: ratios move with it)",
         "",
-        "| instance | clients | agent MB/s | nginx MB/s | × nginx |",
-        "|---|---:|---:|---:|---:|",
+        "| instance | clients | agent MB/s | nginx MB/s | × nginx | agent ms CPU/image"
+        " | nginx ms CPU/image |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {mb:g} MB × {dict(CASES)[mb]} | {clients} | {ours:,.0f} | {theirs:,.0f} |"
-            f" {ours / theirs:.2f} |"
-            for mb, clients, ours, theirs in rows
+            f" {ours / theirs:.2f} | {our_cpu:.3f} | {their_cpu:.3f} |"
+            for mb, clients, ours, theirs, our_cpu, their_cpu in rows
         ),
         END,
     ]

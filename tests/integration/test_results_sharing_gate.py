@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -245,3 +246,21 @@ async def test_an_image_the_spool_purged_is_410_and_left_out_of_the_uid_query(
         async with client.get(f"{url}/wado", params=wado(key, "2")) as answer:
             assert answer.status == 410
             assert (await answer.json())["error"].startswith("purged: ")
+
+
+async def test_an_image_larger_than_the_socket_takes_at_once_arrives_whole(
+    platform, journal, tmp_path
+):
+    # 12 MB: more than a socket's send buffer (at most 4 MB by default) and the reader's
+    # window, so the send waits for room part way; the connection then serves the next image.
+    big = tmp_path / "spool" / "big.dcm"
+    big.write_bytes(b"\0" * 128 + b"DICM" + random.randbytes(12 << 20))
+    await journal.ingest([stored("3", number=3, path=str(big))])
+    config = gate_config(platform.base_url, tmp_path)
+    key = platform.issue_key("download", STUDY)
+    async with gate(journal, config) as url, aiohttp.ClientSession() as client:
+        for sop, file in (("3", big), ("1", tmp_path / "spool" / "ct.dcm"), ("3", big)):
+            async with client.get(f"{url}/wado", params=wado(key, sop)) as answer:
+                assert answer.status == 200
+                assert answer.content_length == file.stat().st_size
+                assert await answer.read() == file.read_bytes()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +33,6 @@ JPEG = "image/jpeg"
 Verdict = Literal["valid", "invalid", "unverifiable"]
 KeyKind = Literal["viewer", "download"]
 VALID = (True, 1, "1", "true", "True")
-CORK = getattr(socket, "TCP_CORK", None)  # Linux: the headers leave with the file's first bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +192,7 @@ class ImageGate:
         if image.purged:
             return _json(410, {"error": PURGED})
         if dicom:  # as received (a file gone from the spool: 404)
-            return await _send_file(request, Path(image.path), image.sop_uid)
+            return await _send_file(request, image.path, image.sop_uid)
         try:
             data = await asyncio.to_thread(render_jpeg, Path(image.path))
         except FileNotFoundError:
@@ -223,16 +222,16 @@ class ImageGate:
         log.info("results_sharing.image_access", what=what, result=result)
 
 
-async def _send_file(request: web.Request, path: Path, sop_uid: str) -> web.StreamResponse:
-    """The file as received, by sendfile (zero copy), its headers corked with its first bytes."""
+async def _send_file(request: web.Request, path: str, sop_uid: str) -> web.StreamResponse:
+    """The file as received, by sendfile (zero copy) right after its headers."""
     try:
         # On the loop, as nginx does: opening a spool file is microseconds, less than the thread
         # hop it would cost; sendfile reads the page cache from the loop anyway (as FileResponse).
-        file = open(path, "rb")  # noqa: ASYNC230, SIM115
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # Windows: no CRLF games
     except FileNotFoundError:
         return _json(404, {"error": "no such instance"})
-    with file:
-        size = os.fstat(file.fileno()).st_size
+    try:
+        size = os.fstat(fd).st_size
         headers = {"Content-Type": DICOM,
                    "Content-Disposition": f'attachment; filename="{sop_uid}.dcm"'}  # fmt: skip
         response = web.StreamResponse(headers=headers)
@@ -240,18 +239,39 @@ async def _send_file(request: web.Request, path: Path, sop_uid: str) -> web.Stre
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("the client went away")
+        # Not corked: TCP_CORK around headers and file cost the agent 0.38 ms of CPU per 0.5 MB
+        # image read by aiohttp against 0.24 without (docs/platforms/results_sharing.md).
+        await response.prepare(request)
         sock = transport.get_extra_info("socket")
-        cork = CORK is not None and sock is not None and not transport.get_extra_info("sslcontext")
-        if cork:
-            sock.setsockopt(socket.IPPROTO_TCP, CORK, 1)
-        try:
-            await response.prepare(request)
-            await asyncio.get_running_loop().sendfile(transport, file, 0, size)
-        finally:
-            if cork and not transport.is_closing():
-                sock.setsockopt(socket.IPPROTO_TCP, CORK, 0)
+        sent = 0
+        plain = sock is not None and not transport.get_extra_info("sslcontext")
+        if plain and transport.get_write_buffer_size() == 0:  # the headers are in the socket
+            sent = _send_now(sock.fileno(), fd, size)
+        if sent < size:  # the socket is full: asyncio waits for room, the rest follows
+            with open(fd, "rb", closefd=False) as file:  # noqa: ASYNC230 (no I/O: a wrapper)
+                await asyncio.get_running_loop().sendfile(transport, file, sent, size - sent)
         await response.write_eof()
+    finally:
+        os.close(fd)
     return response
+
+
+def _send_now(out: int, fd: int, size: int) -> int:
+    """Bytes of the file that sendfile puts in the socket before it would block. What fits
+    leaves in this call: loop.sendfile would pause the transport and wait a turn of the loop for
+    each call, ~0.1 ms per 0.5 MB image (docs/platforms/results_sharing.md, benchmark)."""
+    if sys.platform == "win32":  # no os.sendfile: loop.sendfile (TransmitFile) sends it all
+        return 0
+    sent = 0
+    while sent < size:
+        try:
+            count = os.sendfile(out, fd, sent, size - sent)
+        except (BlockingIOError, InterruptedError):
+            break
+        if count == 0:  # the file shrank under us: loop.sendfile ends the same way
+            break
+        sent += count
+    return sent
 
 
 def _result(check: Check) -> str:
