@@ -22,6 +22,7 @@ from agent.simulators.base import Counts, DownMode, Faults, SimulatedCloud
 from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 from agent.simulators.jiwei import add_jiwei_route
 from agent.simulators.ledger import Verdict
+from agent.simulators.remote_imaging_lean import LeanStorageScp
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.kit.fields import LengthUnit
 from agent.uplinks.remote_imaging.dictionaries import EXAM_CLASSES, MODALITIES
@@ -46,6 +47,7 @@ class RemoteImagingSimulatorConfig(ControlOptions):
     path_prefix: str = "/openapi"  # the uplink's base_url is http://host:port<path_prefix>
     dicom_port: Annotated[int, Field(ge=0, le=65535)] = 11113
     ae_title: str = "CITYPACS"  # the only called AE title it accepts
+    dicom_lean: bool = False  # the SCP on the event loop, not pynetdicom (benchmarks: cheap peer)
     app_id: str = "edge-agent"
     org_id: str = "0001"
     license: Secret
@@ -103,7 +105,8 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         self.config = config
         pem = config.private_key.get_secret_value() if config.private_key else None
         self._key = load_key(pem) if pem else _key_pair(state_dir)
-        self._scp = StorageScp(config, self.faults, self.received, self.arrived)
+        scp = LeanStorageScp if config.dicom_lean else StorageScp
+        self._scp = scp(config, self.faults, self.received, self.arrived)
         self._scp.record = self.record
         self.apply_forms: list[dict[str, str]] = []  # what 基卫 answers, when served
 
@@ -135,7 +138,7 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
     async def _listen(self) -> None:
         """Listen for HTTP and DICOM (port 0: a free port, kept across down/up)."""
         await super()._listen()
-        self._scp.start()
+        await self._scp.start()
 
     async def _unlisten(self) -> None:
         """Refuse HTTP and DICOM connections."""
