@@ -19,9 +19,12 @@ from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext
 
 from drivers.dicom import wire
-from drivers.dicom.retrieve import NotSent, StoredInstance, payload_for
+from drivers.dicom.retrieve import MAX_FRAGMENT, NotSent, StoredInstance, fragments, payload_for
 from drivers.dicom.store_link import LinkError, LinkSettings, StoreLink
 from drivers.dicom.tags import UnreadableDataset, read_routing
+
+ON_LOOP_MAX = 262_144  # larger spool files are streamed by a thread, not read whole on the loop
+_META_START = b"DICM\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL 4, as the spool writes it
 
 
 class NoContext(LookupError):
@@ -65,6 +68,31 @@ class ForwardLink:
             return self._link.store(context_id, command, payload, msg_id)
         except NotSent as err:  # the file could not be read: nothing went out
             raise OSError(str(err)) from err
+
+    async def store_on_loop(
+        self, instance: tuple[str, str, str], path: Path, msg_id: int
+    ) -> tuple[int, str] | None:
+        """`store` of a small spool file whose stored syntax was accepted, from the event loop
+        without a thread; None (nothing sent) when it is not such a file: `store` it then.
+        OSError: the association broke (it is closed)."""
+        sop_class, sop_instance, syntax = instance
+        context_id = self._exact.get((sop_class, syntax), 0)
+        if context_id == 0:
+            return None
+        try:  # a small local file, most likely in the page cache: read on the loop
+            with path.open("rb") as file:
+                raw = file.read(ON_LOOP_MAX + 1)
+        except OSError:
+            return None  # `store` says what is wrong with it
+        if len(raw) > ON_LOOP_MAX or raw[128:140] != _META_START or len(raw) < 144:
+            return None
+        data = memoryview(raw)[144 + int.from_bytes(raw[140:144], "little") :]
+        peer_max = self._link.peer_max
+        room = min(peer_max - 6, MAX_FRAGMENT) if peer_max > 6 else MAX_FRAGMENT
+        command = wire.encode_store_request(msg_id, sop_class, sop_instance)
+        parts: list[bytes | memoryview] = [wire.p_data_command(context_id, command, peer_max)]
+        parts += fragments(context_id, room, data, True)
+        return await self._link.store_on_loop(parts, msg_id)
 
     def _encoded(self, sop_class: str, ds: Dataset) -> tuple[int, bytes]:
         syntax = UID(ds.file_meta.TransferSyntaxUID)

@@ -47,6 +47,11 @@ class Link(Protocol):
     ) -> tuple[int, str]:
         """The response's (Status, ErrorComment); LookupError: no context; OSError: broke."""
 
+    async def store_on_loop(
+        self, instance: tuple[str, str, str], path: Path, msg_id: int
+    ) -> tuple[int, str] | None:
+        """`store` of a spool file from the event loop; None: nothing sent, use `store`."""
+
     def release(self) -> None: ...
 
     def abort(self) -> None: ...
@@ -141,6 +146,33 @@ class StoreScu:
             self._drop()
             self._associate(pair)
             return self._send(instance, source)
+
+    async def store_on_loop(
+        self, instance: tuple[str, str, str], path: Path
+    ) -> tuple[int | None, str] | None:
+        """`store` on the event loop when the kept association fits and is free; None when
+        nothing was sent (no such association, a large or converted file, or it broke: `store`
+        then opens a fresh one, as for a kept association that broke)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            link = self._link
+            idle = time.monotonic() - self._last_used > self.config.association_idle
+            if link is None or idle or not link.is_open or (instance[0], instance[2]) not in (
+                self._pairs
+            ):
+                return None
+            self._message_id = self._message_id % 0xFFFF + 1
+            try:
+                found = await link.store_on_loop(instance, path, self._message_id)
+            except OSError:
+                self._drop()  # broke: closed, nothing left to release
+                return None
+            if found is not None:
+                self._last_used = time.monotonic()
+            return found
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Release the association (abort it if the release is not answered)."""

@@ -39,6 +39,12 @@ class ScuPool:
         with self._lock:
             return any(scu.kept for scu in self._scus.values())
 
+    def kept_for(self, key: str) -> bool:
+        """Whether `key` has an association kept open (it may still turn out unusable)."""
+        with self._lock:
+            scu = self._scus.get(key)
+            return scu is not None and scu.kept
+
     def store(
         self, key: str, instance: tuple[str, str, str], source: Path | Dataset
     ) -> tuple[int | None, str]:
@@ -52,6 +58,25 @@ class ScuPool:
             old.close()
         try:
             return scu.store(instance, source)
+        finally:
+            with self._lock:
+                self._busy[key] -= 1
+                if not self._busy[key]:
+                    del self._busy[key]
+
+    async def store_on_loop(
+        self, key: str, instance: tuple[str, str, str], path: Path
+    ) -> tuple[int | None, str] | None:
+        """`store` on the event loop over `key`'s kept association; None when nothing was
+        sent (none kept, or not usable from the loop): `store` it in a thread then."""
+        with self._lock:  # held for dict operations only, never across a send
+            scu = self._scus.get(key)
+            if scu is None or not scu.kept:
+                return None
+            self._scus.move_to_end(key)
+            self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            return await scu.store_on_loop(instance, path)
         finally:
             with self._lock:
                 self._busy[key] -= 1

@@ -158,7 +158,18 @@ class RemoteImagingUplink(HttpPlatformUplink):
 
     async def _store(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         try:
-            return await self._in_thread(self._store_blocking, key, payload)
+            if not self.scu.kept_for(key):  # a study's first image: associate in a thread
+                return await self._in_thread(self._store_blocking, key, payload)
+            # Its association is kept: no thread hand-off per image (the header is small).
+            prepared = self._prepared(payload)
+            if not isinstance(prepared, tuple):
+                return prepared
+            instance, source = prepared
+            if isinstance(source, Path):
+                answer = await self.scu.store_on_loop(key, instance, source)
+                if answer is not None:
+                    return codec.dicom_outcome(*answer)
+            return await self._in_thread(self._send_blocking, key, payload, instance, source)
         finally:
             self._release_when_idle()
 
@@ -192,6 +203,15 @@ class RemoteImagingUplink(HttpPlatformUplink):
         return codec.dicom_outcome(status, comment)
 
     def _store_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
+        prepared = self._prepared(payload)
+        if not isinstance(prepared, tuple):
+            return prepared
+        return self._send_blocking(key, payload, *prepared)
+
+    def _prepared(
+        self, payload: Mapping[str, Any]
+    ) -> Outcome | tuple[tuple[str, str, str], Path | Dataset]:
+        """The instance (SOP class, SOP instance, syntax) and what to send, or why not."""
         path = Path(str(payload.get("path") or ""))
         sop = str(payload.get("sop_uid") or "")
         try:
@@ -225,6 +245,16 @@ class RemoteImagingUplink(HttpPlatformUplink):
             except (OSError, InvalidDicomError, ValueError, EOFError) as err:
                 return Retry(f"dicom.instance {sop}: cannot read the file ({type(err).__name__})")
             instance, source = identity(ds), ds
+        return instance, source
+
+    def _send_blocking(
+        self,
+        key: str,
+        payload: Mapping[str, Any],
+        instance: tuple[str, str, str],
+        source: Path | Dataset,
+    ) -> Outcome:
+        sop = str(payload.get("sop_uid") or "")
         try:
             status, comment = self.scu.store(key, instance, source)
         except NoContextError as err:
