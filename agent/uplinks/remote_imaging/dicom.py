@@ -158,8 +158,11 @@ class StoreScu:
         try:
             link = self._link
             idle = time.monotonic() - self._last_used > self.config.association_idle
-            if link is None or idle or not link.is_open or (instance[0], instance[2]) not in (
-                self._pairs
+            if (
+                link is None
+                or idle
+                or not link.is_open
+                or (instance[0], instance[2]) not in (self._pairs)
             ):
                 return None
             self._message_id = self._message_id % 0xFFFF + 1
