@@ -48,9 +48,9 @@ class Link(Protocol):
         """The response's (Status, ErrorComment); LookupError: no context; OSError: broke."""
 
     async def store_on_loop(
-        self, instance: tuple[str, str, str], path: Path, msg_id: int
+        self, instance: tuple[str, str, str], raw: bytes, msg_id: int
     ) -> tuple[int, str] | None:
-        """`store` of a spool file from the event loop; None: nothing sent, use `store`."""
+        """`store` of a spool file's bytes from the event loop; None: nothing sent, `store`."""
 
     def release(self) -> None: ...
 
@@ -63,6 +63,9 @@ class Forwarding(Protocol):
     def header(self, path: Path) -> dict[str, Any]:
         """transfer_syntax, sop_class_uid, sop_instance_uid, patient_id, study_uid,
         accession_number of a file; ValueError when it is not readable DICOM."""
+
+    def small(self, path: Path) -> tuple[dict[str, Any], bytes] | None:
+        """`header` and the bytes of a file small enough to send from the event loop."""
 
     def associate(
         self,
@@ -148,7 +151,7 @@ class StoreScu:
             return self._send(instance, source)
 
     async def store_on_loop(
-        self, instance: tuple[str, str, str], path: Path
+        self, instance: tuple[str, str, str], raw: bytes
     ) -> tuple[int | None, str] | None:
         """`store` on the event loop when the kept association fits and is free; None when
         nothing was sent (no such association, a large or converted file, or it broke: `store`
@@ -167,7 +170,7 @@ class StoreScu:
                 return None
             self._message_id = self._message_id % 0xFFFF + 1
             try:
-                found = await link.store_on_loop(instance, path, self._message_id)
+                found = await link.store_on_loop(instance, raw, self._message_id)
             except OSError:
                 self._drop()  # broke: closed, nothing left to release
                 return None

@@ -65,7 +65,7 @@ class ScuPool:
                     del self._busy[key]
 
     async def store_on_loop(
-        self, key: str, instance: tuple[str, str, str], path: Path
+        self, key: str, instance: tuple[str, str, str], raw: bytes
     ) -> tuple[int | None, str] | None:
         """`store` on the event loop over `key`'s kept association; None when nothing was
         sent (none kept, or not usable from the loop): `store` it in a thread then."""
@@ -76,7 +76,7 @@ class ScuPool:
             self._scus.move_to_end(key)
             self._busy[key] = self._busy.get(key, 0) + 1
         try:
-            return await scu.store_on_loop(instance, path)
+            return await scu.store_on_loop(instance, raw)
         finally:
             with self._lock:
                 self._busy[key] -= 1
