@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -74,6 +75,8 @@ class Drain:
     associations: int
     peak_rss_mb: float
     platform_cpu_seconds: float = 0.0  # the simulator's (this parent process's), same window
+    answer_ms: float = 0.0  # median: a data set's end to the platform's answer (lean SCP)
+    turnaround_ms: float = 0.0  # median: an answer to the next request on its association
 
     @property
     def platform_ms(self) -> float:
@@ -207,17 +210,27 @@ async def _drain_in_child(
             *child, env=flushdelay.environment(library, delay), cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        platform.dicom_timings()  # forget the previous drain's
         platform_cpu = await _platform_cpu(proc)
         if await proc.wait():
             raise RuntimeError(f"the drain at {flushdelay.label(delay)} failed")
         result = Drain(**json.loads(Path(out.name).read_text()))  # noqa: ASYNC240
         result = replace(result, platform_cpu_seconds=platform_cpu)
+        timings = platform.dicom_timings()
+        if timings is not None and timings[0] and timings[1]:
+            answers, turnarounds = timings
+            result = replace(
+                result,
+                answer_ms=statistics.median(answers) * 1000,
+                turnaround_ms=statistics.median(turnarounds) * 1000,
+            )
     print(
         f"{flushdelay.label(delay)}: {result.rate:,.1f} images/s,"
         f" {result.cpu_ms:.2f} ms CPU/message ({result.system_ms:.2f} in the kernel),"
         f" {_flushes(result)} flushes/image,"
         f" {result.associations} associations, peak RSS {result.peak_rss_mb:.0f} MB;"
-        f" the simulator ≤ {result.platform_ms:.2f} ms CPU/message",
+        f" the simulator {result.platform_ms:.2f} ms CPU/message; median answer"
+        f" {result.answer_ms:.1f} ms, turnaround {result.turnaround_ms:.2f} ms",
         flush=True,
     )
     return result
@@ -233,6 +246,13 @@ async def _platform_cpu(proc: asyncio.subprocess.Process) -> float:
         elif line.decode().strip() == DRAINED:
             end = time.process_time()
     return end - start
+
+
+def _bound(args: argparse.Namespace, r: Drain) -> str:
+    """× ideal that one C-STORE's measured answer + turnaround allow per association."""
+    if not r.answer_ms:
+        return "?"
+    return f"{args.scp_delay * 1000 / (r.answer_ms + r.turnaround_ms):.2f}"
 
 
 def medians(results: list[Drain]) -> list[Drain]:
@@ -290,13 +310,15 @@ def report(command: str, args: argparse.Namespace, results: list[Drain]) -> str:
         f"| {flushdelay.label(r.delay_ms)} | {r.images:,} | {r.seconds:.1f} | {r.rate:,.1f}"
         f" | {r.rate / ideal(args):.2f} | {r.cpu_ms:.2f} ({r.system_ms:.2f}) | {_flushes(r)}"
         f" | {r.associations}"
-        f" | {r.peak_rss_mb:.0f} | {r.platform_ms:.2f} |"
+        f" | {r.peak_rss_mb:.0f} | {r.platform_ms:.2f} | {r.answer_ms:.1f} | {r.turnaround_ms:.2f}"
+        f" | {_bound(args, r)} |"
         for r in results
     )
     verdicts = "\n".join(
         f"| {name} | {measured} | {'pass' if met else '**FAIL**'} |"
         for name, measured, met in targets(args, results)
     )
+    scp = "pynetdicom" if args.pynetdicom_scp else "lean (`dicom_lean = true`)"
     return f"""{BEGIN}
 ## Forwarding a backlog (remote imaging, C-STORE)
 
@@ -309,10 +331,15 @@ platform's round trip). The agent's side (journal, dispatcher, uplink; `concurre
 the first lease to the last settle. The ideal is every association always busy:
 {args.concurrency} ÷ {args.scp_delay * 1000:g} ms = {ideal(args):,.0f} images/s. Each flush delay
 is drained {args.rounds} times (one row each); the targets are checked on the median round. The
-simulator's CPU (the parent: its pynetdicom storage SCP and HTTP server) is counted while
-each child runs (start-up and backlog included: an upper bound); both share the machine's
-{cpu_count()} cores, with whatever else runs on them (load average before / after:
-{args.load_before} / {load_average():.2f}).
+platform is the simulator's {scp} storage SCP, in the parent process; its CPU (SCP and HTTP
+server) is counted over each drain. It also times, per C-STORE, the *answer* (from the data
+set's end to its response: the {args.scp_delay * 1000:g} ms delay plus its own lateness) and
+the agent's *turnaround* (from a response to the next request on that association: reading the
+response, settling, leasing, the next header and send — and any wait for a core); medians in
+the table. Their sum is what one association's C-STORE really takes, so
+{args.concurrency} ÷ (answer + turnaround) is the rate these latencies allow ("latency bound").
+Both processes share the machine's {cpu_count()} cores with whatever else runs on them (load
+average before / after: {args.load_before} / {load_average():.2f}).
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
@@ -320,8 +347,8 @@ each child runs (start-up and backlog included: an upper bound); both share the 
 * Filesystem: {filesystem(args.dir)} (`df -T {_display(args.dir)}`)
 
 | flush | images | s | images/s | × ideal | ms CPU/message (kernel) | flushes/image | associations \
-| peak RSS MB | simulator ms CPU/message |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| peak RSS MB | simulator ms CPU/message | answer ms | turnaround ms | latency bound × ideal |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
 | target | measured | result |

@@ -115,6 +115,17 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         """The storage SCP's port (the free one it got, if configured as 0)."""
         return self._scp.port
 
+    def dicom_timings(self) -> tuple[list[float], list[float]] | None:
+        """(answer, turnaround) seconds the lean SCP measured since the last call (see
+        `LeanStorageScp`), then forgotten; None with pynetdicom's SCP."""
+        scp = self._scp
+        if not isinstance(scp, LeanStorageScp):
+            return None
+        found = list(scp.answers), list(scp.turnarounds)
+        scp.answers.clear()
+        scp.turnarounds.clear()
+        return found
+
     @property
     def base_url(self) -> str:
         """The uplink's base_url for this simulator."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+from collections import deque
 from typing import Any
 
 from pydicom import dcmread
@@ -36,6 +37,7 @@ MAX_PDU = 16_382  # what pynetdicom's AE offers by default: the agent sends as i
 STORAGE = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 SYNTAXES = frozenset(str(uid) for uid in ALL_TRANSFER_SYNTAXES)
 MAX_PDU_IN = 4 * 1024 * 1024  # a longer PDU is a broken peer: abort
+TIMINGS = 200_000  # the latest kept of each (a benchmark's drain)
 _REJECT_CALLED_AE = bytes([wire.A_ASSOCIATE_RJ, 0, 0, 0, 0, 4, 0, 1, 1, 7])  # permanent, AE title
 
 
@@ -48,11 +50,20 @@ class LeanStorageScp(StorageScp):
 
     _listener: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter]
+    # Seconds, for benchmarks: from a data set's end to its answer (the delay and this SCP's
+    # lateness), and from an answer to the next request on the association (the requestor's).
+    answers: deque[float]
+    turnarounds: deque[float]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers = deque(maxlen=TIMINGS)
+        self.turnarounds = deque(maxlen=TIMINGS)
+        self._writers = set()
 
     async def start(self) -> None:
         """Listen (port 0: a free port, kept for the next start)."""
         self._loop = asyncio.get_running_loop()
-        self._writers = set()
         self._listener = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._listener.sockets[0].getsockname()[1]
 
@@ -61,7 +72,7 @@ class LeanStorageScp(StorageScp):
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-        for writer in list(getattr(self, "_writers", ())):
+        for writer in list(self._writers):
             with contextlib.suppress(OSError):
                 writer.write(wire.abort(0))
             writer.transport.abort()
@@ -111,8 +122,12 @@ class LeanStorageScp(StorageScp):
     ) -> None:
         command, data = bytearray(), bytearray()
         elements: dict[int, bytes] | None = None  # the command set, once complete
+        loop, answered = asyncio.get_running_loop(), 0.0
         while True:
             kind, body = await _read_pdu(reader)
+            if answered:
+                self.turnarounds.append(loop.time() - answered)
+                answered = 0.0
             if kind == wire.A_RELEASE_RQ:
                 writer.write(wire.release_rp())
                 await writer.drain()
@@ -147,8 +162,11 @@ class LeanStorageScp(StorageScp):
                     raise Abort
                 data += fragment
                 if control & 0x02:
+                    started = loop.time()
                     answer = await self._store(elements, bytes(data), contexts[context_id], calling)
                     writer.write(wire.p_data_command(context_id, answer, peer_max))
+                    answered = loop.time()
+                    self.answers.append(answered - started)
                     data.clear()
                     elements = None
 
