@@ -77,6 +77,8 @@ class Drain:
     platform_cpu_seconds: float = 0.0  # the simulator's (this parent process's), same window
     answer_ms: float = 0.0  # median: a data set's end to the platform's answer (lean SCP)
     turnaround_ms: float = 0.0  # median: an answer to the next request on its association
+    answer_mean_ms: float = 0.0
+    turnaround_mean_ms: float = 0.0
 
     @property
     def platform_ms(self) -> float:
@@ -223,6 +225,8 @@ async def _drain_in_child(
                 result,
                 answer_ms=statistics.median(answers) * 1000,
                 turnaround_ms=statistics.median(turnarounds) * 1000,
+                answer_mean_ms=statistics.fmean(answers) * 1000,
+                turnaround_mean_ms=statistics.fmean(turnarounds) * 1000,
             )
     print(
         f"{flushdelay.label(delay)}: {result.rate:,.1f} images/s,"
@@ -230,7 +234,8 @@ async def _drain_in_child(
         f" {_flushes(result)} flushes/image,"
         f" {result.associations} associations, peak RSS {result.peak_rss_mb:.0f} MB;"
         f" the simulator {result.platform_ms:.2f} ms CPU/message; median answer"
-        f" {result.answer_ms:.1f} ms, turnaround {result.turnaround_ms:.2f} ms",
+        f" {result.answer_ms:.1f} ms (mean {result.answer_mean_ms:.1f}), turnaround"
+        f" {result.turnaround_ms:.2f} ms (mean {result.turnaround_mean_ms:.2f})",
         flush=True,
     )
     return result
@@ -249,10 +254,10 @@ async def _platform_cpu(proc: asyncio.subprocess.Process) -> float:
 
 
 def _bound(args: argparse.Namespace, r: Drain) -> str:
-    """× ideal that one C-STORE's measured answer + turnaround allow per association."""
+    """× ideal that one C-STORE's mean answer + turnaround allow per association."""
     if not r.answer_ms:
         return "?"
-    return f"{args.scp_delay * 1000 / (r.answer_ms + r.turnaround_ms):.2f}"
+    return f"{args.scp_delay * 1000 / (r.answer_mean_ms + r.turnaround_mean_ms):.2f}"
 
 
 def medians(results: list[Drain]) -> list[Drain]:
@@ -310,7 +315,9 @@ def report(command: str, args: argparse.Namespace, results: list[Drain]) -> str:
         f"| {flushdelay.label(r.delay_ms)} | {r.images:,} | {r.seconds:.1f} | {r.rate:,.1f}"
         f" | {r.rate / ideal(args):.2f} | {r.cpu_ms:.2f} ({r.system_ms:.2f}) | {_flushes(r)}"
         f" | {r.associations}"
-        f" | {r.peak_rss_mb:.0f} | {r.platform_ms:.2f} | {r.answer_ms:.1f} | {r.turnaround_ms:.2f}"
+        f" | {r.peak_rss_mb:.0f} | {r.platform_ms:.2f}"
+        f" | {r.answer_ms:.1f} / {r.answer_mean_ms:.1f}"
+        f" | {r.turnaround_ms:.2f} / {r.turnaround_mean_ms:.2f}"
         f" | {_bound(args, r)} |"
         for r in results
     )
@@ -335,9 +342,10 @@ platform is the simulator's {scp} storage SCP, in the parent process; its CPU (S
 server) is counted over each drain. It also times, per C-STORE, the *answer* (from the data
 set's end to its response: the {args.scp_delay * 1000:g} ms delay plus its own lateness) and
 the agent's *turnaround* (from a response to the next request on that association: reading the
-response, settling, leasing, the next header and send — and any wait for a core); medians in
-the table. Their sum is what one association's C-STORE really takes, so
-{args.concurrency} ÷ (answer + turnaround) is the rate these latencies allow ("latency bound").
+response, settling, leasing, the next header and send — and any wait for a core). Their mean
+sum is what one association's C-STORE really takes, so {args.concurrency} ÷ (answer +
+turnaround) is the rate these latencies allow ("latency bound", in × ideal; the association
+set-up of each study and the exam pushes come on top).
 Both processes share the machine's {cpu_count()} cores with whatever else runs on them (load
 average before / after: {args.load_before} / {load_average():.2f}).
 
@@ -347,7 +355,8 @@ average before / after: {args.load_before} / {load_average():.2f}).
 * Filesystem: {filesystem(args.dir)} (`df -T {_display(args.dir)}`)
 
 | flush | images | s | images/s | × ideal | ms CPU/message (kernel) | flushes/image | associations \
-| peak RSS MB | simulator ms CPU/message | answer ms | turnaround ms | latency bound × ideal |
+| peak RSS MB | simulator ms CPU/message | answer ms p50 / mean | turnaround ms p50 / mean \
+| latency bound × ideal |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 

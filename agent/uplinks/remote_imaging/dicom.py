@@ -1,4 +1,5 @@
-"""Blocking C-STORE sender (call it in a thread): one association reused across sends.
+"""C-STORE sender: one association reused across sends; blocking (call it in a thread), but a
+kept association's small files are sent with `store_on_loop` from the event loop.
 
 The association is the driver's lean storage link (drivers/dicom/forward.py), handed to the
 uplink by the wiring as a `Forwarding`: a platform never imports a driver.

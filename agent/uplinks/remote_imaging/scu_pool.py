@@ -13,7 +13,8 @@ from agent.uplinks.remote_imaging.dicom import Forwarding, StoreScu
 
 
 class ScuPool:
-    """`StoreScu`s by key (a study), at most `size` kept; blocking, call it from threads."""
+    """`StoreScu`s by key (a study), at most `size` kept; `store` blocks (call it from threads),
+    `store_on_loop` runs on the event loop."""
 
     def __init__(
         self, config: RemoteImagingConfig, host: str, size: int, forwarding: Forwarding
