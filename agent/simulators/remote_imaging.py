@@ -160,6 +160,7 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         """Stop both listeners; held answers end now."""
         self._scp.released.set()
         self._scp.stop()
+        await self._scp.closed()
         await super().stop()
 
     async def go_down(self, mode: DownMode = "refuse") -> None:

@@ -60,6 +60,7 @@ class LeanStorageScp(StorageScp):
         self.answers = deque(maxlen=TIMINGS)
         self.turnarounds = deque(maxlen=TIMINGS)
         self._writers = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Listen (port 0: a free port, kept for the next start)."""
@@ -77,7 +78,18 @@ class LeanStorageScp(StorageScp):
                 writer.write(wire.abort(0))
             writer.transport.abort()
 
+    async def closed(self) -> None:
+        """After `stop`: until the associations' tasks have ended (a held C-STORE's too)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._writers.add(writer)
         try:
             await self._associate(reader, writer)

@@ -94,6 +94,9 @@ class StorageScp:
                 assoc.abort()
             server.shutdown()
 
+    async def closed(self) -> None:
+        """After `stop`: pynetdicom's threads end by themselves."""
+
     def _on_accepted(self, event: evt.Event) -> None:
         with self.lock:
             self.received.associations += 1
