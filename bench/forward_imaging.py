@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -57,6 +58,7 @@ TARGET_IDEAL_RATIO = 0.8
 TARGET_CPU_MS = 0.3
 TARGET_FLUSHES = 0.2  # per forwarded image, at +5 ms per flush
 SLOW_DELAY_MS = 5.0
+DRAINING, DRAINED = "forward_imaging: draining", "forward_imaging: drained"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,10 @@ class Drain:
     associations: int
     peak_rss_mb: float
     platform_cpu_seconds: float = 0.0  # the simulator's (this parent process's), same window
+    answer_ms: float = 0.0  # median: a data set's end to the platform's answer (lean SCP)
+    turnaround_ms: float = 0.0  # median: an answer to the next request on its association
+    answer_mean_ms: float = 0.0
+    turnaround_mean_ms: float = 0.0
 
     @property
     def platform_ms(self) -> float:
@@ -141,6 +147,7 @@ async def drain(args: argparse.Namespace, corpus: list[dict[str, Any]], key: str
     cpu: float = time.process_time()
     system = os.times().system
     start = time.perf_counter()
+    print(DRAINING, flush=True)  # the parent counts the platform's CPU from here
     task = asyncio.create_task(dispatcher.run())
     give_up = start + 60 + 10 * len(events) / ideal(args)
     # A benchmark's sampling, not a test's wait: the dispatcher has no "all done" to await.
@@ -149,6 +156,7 @@ async def drain(args: argparse.Namespace, corpus: list[dict[str, Any]], key: str
             raise RuntimeError(f"stalled: {dispatcher.counters} after {give_up - start:.0f} s")
         await asyncio.sleep(0.05)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(DRAINED, flush=True)
     system = os.times().system - system
     after = flushdelay.flushes_so_far()
     await dispatcher.stop(grace=5.0)
@@ -175,7 +183,7 @@ async def drain(args: argparse.Namespace, corpus: list[dict[str, Any]], key: str
 async def run_all(args: argparse.Namespace, corpus: Path, library: Path) -> list[Drain]:
     """Start the platform, then drain the backlog once per flush delay, each in a child."""
     results = []
-    async with city_platform() as platform:
+    async with city_platform(dicom_lean=not args.pynetdicom_scp) as platform:
         platform.faults.dicom_delay = args.scp_delay
         platform.faults.dicom_keep = False
         for delay in args.flush_delays:
@@ -201,23 +209,55 @@ async def _drain_in_child(
             "--concurrency", str(args.concurrency), "--send-run", str(args.send_run),
         ]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
-            *child, env=flushdelay.environment(library, delay), cwd=ROOT
-        )
-        platform_cpu = time.process_time()  # the child's start-up and backlog too: an upper bound
+            *child, env=flushdelay.environment(library, delay), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        platform.dicom_timings()  # forget the previous drain's
+        platform_cpu = await _platform_cpu(proc)
         if await proc.wait():
             raise RuntimeError(f"the drain at {flushdelay.label(delay)} failed")
-        platform_cpu = time.process_time() - platform_cpu
         result = Drain(**json.loads(Path(out.name).read_text()))  # noqa: ASYNC240
         result = replace(result, platform_cpu_seconds=platform_cpu)
+        timings = platform.dicom_timings()
+        if timings is not None and timings[0] and timings[1]:
+            answers, turnarounds = timings
+            result = replace(
+                result,
+                answer_ms=statistics.median(answers) * 1000,
+                turnaround_ms=statistics.median(turnarounds) * 1000,
+                answer_mean_ms=statistics.fmean(answers) * 1000,
+                turnaround_mean_ms=statistics.fmean(turnarounds) * 1000,
+            )
     print(
         f"{flushdelay.label(delay)}: {result.rate:,.1f} images/s,"
         f" {result.cpu_ms:.2f} ms CPU/message ({result.system_ms:.2f} in the kernel),"
         f" {_flushes(result)} flushes/image,"
         f" {result.associations} associations, peak RSS {result.peak_rss_mb:.0f} MB;"
-        f" the simulator ≤ {result.platform_ms:.2f} ms CPU/message",
+        f" the simulator {result.platform_ms:.2f} ms CPU/message; median answer"
+        f" {result.answer_ms:.1f} ms (mean {result.answer_mean_ms:.1f}), turnaround"
+        f" {result.turnaround_ms:.2f} ms (mean {result.turnaround_mean_ms:.2f})",
         flush=True,
     )
     return result
+
+
+async def _platform_cpu(proc: asyncio.subprocess.Process) -> float:
+    """This process's CPU seconds (the platform's) while the child drains."""
+    assert proc.stdout is not None
+    start = end = 0.0
+    async for line in proc.stdout:
+        if line.decode().strip() == DRAINING:
+            start = time.process_time()
+        elif line.decode().strip() == DRAINED:
+            end = time.process_time()
+    return end - start
+
+
+def _bound(args: argparse.Namespace, r: Drain) -> str:
+    """× ideal that one C-STORE's mean answer + turnaround allow per association."""
+    if not r.answer_ms:
+        return "?"
+    return f"{args.scp_delay * 1000 / (r.answer_mean_ms + r.turnaround_mean_ms):.2f}"
 
 
 def medians(results: list[Drain]) -> list[Drain]:
@@ -275,13 +315,17 @@ def report(command: str, args: argparse.Namespace, results: list[Drain]) -> str:
         f"| {flushdelay.label(r.delay_ms)} | {r.images:,} | {r.seconds:.1f} | {r.rate:,.1f}"
         f" | {r.rate / ideal(args):.2f} | {r.cpu_ms:.2f} ({r.system_ms:.2f}) | {_flushes(r)}"
         f" | {r.associations}"
-        f" | {r.peak_rss_mb:.0f} | {r.platform_ms:.2f} |"
+        f" | {r.peak_rss_mb:.0f} | {r.platform_ms:.2f}"
+        f" | {r.answer_ms:.1f} / {r.answer_mean_ms:.1f}"
+        f" | {r.turnaround_ms:.2f} / {r.turnaround_mean_ms:.2f}"
+        f" | {_bound(args, r)} |"
         for r in results
     )
     verdicts = "\n".join(
         f"| {name} | {measured} | {'pass' if met else '**FAIL**'} |"
         for name, measured, met in targets(args, results)
     )
+    scp = "pynetdicom" if args.pynetdicom_scp else "lean (`dicom_lean = true`)"
     return f"""{BEGIN}
 ## Forwarding a backlog (remote imaging, C-STORE)
 
@@ -294,10 +338,16 @@ platform's round trip). The agent's side (journal, dispatcher, uplink; `concurre
 the first lease to the last settle. The ideal is every association always busy:
 {args.concurrency} ÷ {args.scp_delay * 1000:g} ms = {ideal(args):,.0f} images/s. Each flush delay
 is drained {args.rounds} times (one row each); the targets are checked on the median round. The
-simulator's CPU (the parent: its pynetdicom storage SCP and HTTP server) is counted while
-each child runs (start-up and backlog included: an upper bound); both share the machine's
-{cpu_count()} cores, with whatever else runs on them (load average before / after:
-{args.load_before} / {load_average():.2f}).
+platform is the simulator's {scp} storage SCP, in the parent process; its CPU (SCP and HTTP
+server) is counted over each drain. It also times, per C-STORE, the *answer* (from the data
+set's end to its response: the {args.scp_delay * 1000:g} ms delay plus its own lateness) and
+the agent's *turnaround* (from a response to the next request on that association: reading the
+response, settling, leasing, the next header and send — and any wait for a core). Their mean
+sum is what one association's C-STORE really takes, so {args.concurrency} ÷ (answer +
+turnaround) is the rate these latencies allow ("latency bound", in × ideal; the association
+set-up of each study and the exam pushes come on top).
+Both processes share the machine's {cpu_count()} cores with whatever else runs on them (load
+average before / after: {args.load_before} / {load_average():.2f}).
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
@@ -305,8 +355,9 @@ each child runs (start-up and backlog included: an upper bound); both share the 
 * Filesystem: {filesystem(args.dir)} (`df -T {_display(args.dir)}`)
 
 | flush | images | s | images/s | × ideal | ms CPU/message (kernel) | flushes/image | associations \
-| peak RSS MB | simulator ms CPU/message |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| peak RSS MB | simulator ms CPU/message | answer ms p50 / mean | turnaround ms p50 / mean \
+| latency bound × ideal |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
 | target | measured | result |
@@ -331,6 +382,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ms added to every flush of the agent's side, one drain each (0,5)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="drains per flush delay (3)")
+    parser.add_argument(
+        "--pynetdicom-scp",
+        action="store_true",
+        help="the simulator's pynetdicom SCP instead of its lean one (dicom_lean = false)",
+    )
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="work folder (var/bench)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown to update")
     parser.add_argument("--no-record", action="store_true", help="print only")

@@ -22,6 +22,7 @@ from agent.simulators.base import Counts, DownMode, Faults, SimulatedCloud
 from agent.simulators.control import ControlOptions, ControlServer, attach, run_until_cancelled
 from agent.simulators.jiwei import add_jiwei_route
 from agent.simulators.ledger import Verdict
+from agent.simulators.remote_imaging_lean import LeanStorageScp
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from agent.uplinks.kit.fields import LengthUnit
 from agent.uplinks.remote_imaging.dictionaries import EXAM_CLASSES, MODALITIES
@@ -46,6 +47,7 @@ class RemoteImagingSimulatorConfig(ControlOptions):
     path_prefix: str = "/openapi"  # the uplink's base_url is http://host:port<path_prefix>
     dicom_port: Annotated[int, Field(ge=0, le=65535)] = 11113
     ae_title: str = "CITYPACS"  # the only called AE title it accepts
+    dicom_lean: bool = False  # the SCP on the event loop, not pynetdicom (benchmarks: cheap peer)
     app_id: str = "edge-agent"
     org_id: str = "0001"
     license: Secret
@@ -103,7 +105,8 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         self.config = config
         pem = config.private_key.get_secret_value() if config.private_key else None
         self._key = load_key(pem) if pem else _key_pair(state_dir)
-        self._scp = StorageScp(config, self.faults, self.received, self.arrived)
+        scp = LeanStorageScp if config.dicom_lean else StorageScp
+        self._scp = scp(config, self.faults, self.received, self.arrived)
         self._scp.record = self.record
         self.apply_forms: list[dict[str, str]] = []  # what 基卫 answers, when served
 
@@ -111,6 +114,17 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
     def dicom_port(self) -> int:
         """The storage SCP's port (the free one it got, if configured as 0)."""
         return self._scp.port
+
+    def dicom_timings(self) -> tuple[list[float], list[float]] | None:
+        """(answer, turnaround) seconds the lean SCP measured since the last call (see
+        `LeanStorageScp`), then forgotten; None with pynetdicom's SCP."""
+        scp = self._scp
+        if not isinstance(scp, LeanStorageScp):
+            return None
+        found = list(scp.answers), list(scp.turnarounds)
+        scp.answers.clear()
+        scp.turnarounds.clear()
+        return found
 
     @property
     def base_url(self) -> str:
@@ -135,7 +149,7 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
     async def _listen(self) -> None:
         """Listen for HTTP and DICOM (port 0: a free port, kept across down/up)."""
         await super()._listen()
-        self._scp.start()
+        await self._scp.start()
 
     async def _unlisten(self) -> None:
         """Refuse HTTP and DICOM connections."""
@@ -146,6 +160,7 @@ class RemoteImagingSimulator(SimulatedCloud[Received]):
         """Stop both listeners; held answers end now."""
         self._scp.released.set()
         self._scp.stop()
+        await self._scp.closed()
         await super().stop()
 
     async def go_down(self, mode: DownMode = "refuse") -> None:

@@ -64,8 +64,8 @@ class StorageScp:
         self._server: ThreadedAssociationServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> None:
-        """Listen (port 0: a free port, kept for the next start); call it on the loop."""
+    async def start(self) -> None:
+        """Listen (port 0: a free port, kept for the next start)."""
         self._loop = asyncio.get_running_loop()
         ae = AE(ae_title=self.ae_title)
         ae.require_called_aet = True
@@ -94,6 +94,9 @@ class StorageScp:
                 assoc.abort()
             server.shutdown()
 
+    async def closed(self) -> None:
+        """After `stop`: pynetdicom's threads end by themselves."""
+
     def _on_accepted(self, event: evt.Event) -> None:
         with self.lock:
             self.received.associations += 1
@@ -109,7 +112,8 @@ class StorageScp:
             time.sleep(self.faults.dicom_delay)
         ds = event.dataset
         sop = str(ds.SOPInstanceUID)
-        status, why = self._verdict(ds)
+        found = (str(ds.get("PatientID", "") or ""), str(ds.get("AccessionNumber", "") or ""))
+        status, why = self._verdict(str(ds.get("StudyInstanceUID", "")), found)
         stored = status in (0x0000, 0x0001) or 0xB000 <= status <= 0xBFFF
         with self.lock:
             if stored:
@@ -126,8 +130,9 @@ class StorageScp:
             answer.ErrorComment = why[:64]
         return answer
 
-    def _verdict(self, ds: Dataset) -> tuple[int, str]:
-        """The status for this instance, and why when it is not success."""
+    def _verdict(self, study: str, found: tuple[str, str]) -> tuple[int, str]:
+        """The status for an instance of `study` with `found` (PatientID, AccessionNumber),
+        and why when it is not success."""
         faults = self.faults
         if self.unavailable:
             return OUT_OF_RESOURCES, "down (unavailable)"
@@ -135,8 +140,7 @@ class StorageScp:
             faults.dicom_status_next -= 1
             return faults.dicom_status, "fault switch dicom_status_next"
         with self.lock:
-            pushed = self.studies.get(str(ds.get("StudyInstanceUID", "")))
-        found = (str(ds.get("PatientID", "") or ""), str(ds.get("AccessionNumber", "") or ""))
+            pushed = self.studies.get(study)
         if pushed is None:
             return NOT_PUSHED, "no exam pushed for this StudyInstanceUID"
         if found != pushed:

@@ -9,6 +9,7 @@ pynetdicom threads, no reactor to pause, nothing re-encoded when the stored synt
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext
 
 from drivers.dicom import wire
-from drivers.dicom.retrieve import NotSent, StoredInstance, payload_for
+from drivers.dicom.retrieve import MAX_FRAGMENT, NotSent, StoredInstance, fragments, payload_for
 from drivers.dicom.store_link import LinkError, LinkSettings, StoreLink
-from drivers.dicom.tags import UnreadableDataset, read_routing
+from drivers.dicom.tags import UnreadableDataset, read_routing, routing_of
+
+ON_LOOP_MAX = 262_144  # larger spool files are streamed by a thread, not read whole on the loop
+_META_START = b"DICM\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL 4, as the spool writes it
 
 
 class NoContext(LookupError):
@@ -65,6 +69,24 @@ class ForwardLink:
             return self._link.store(context_id, command, payload, msg_id)
         except NotSent as err:  # the file could not be read: nothing went out
             raise OSError(str(err)) from err
+
+    async def store_on_loop(
+        self, instance: tuple[str, str, str], raw: bytes, msg_id: int
+    ) -> tuple[int, str] | None:
+        """`store` of a small spool file (`raw`: its bytes, from `Forwarding.small`) whose
+        stored syntax was accepted, from the event loop without a thread; None (nothing sent)
+        when it is not such a file: `store` it then. OSError: the association broke (closed)."""
+        sop_class, sop_instance, syntax = instance
+        context_id = self._exact.get((sop_class, syntax), 0)
+        if context_id == 0 or len(raw) < 144 or raw[128:140] != _META_START:
+            return None
+        data = memoryview(raw)[144 + int.from_bytes(raw[140:144], "little") :]
+        peer_max = self._link.peer_max
+        room = min(peer_max - 6, MAX_FRAGMENT) if peer_max > 6 else MAX_FRAGMENT
+        command = wire.encode_store_request(msg_id, sop_class, sop_instance)
+        parts: list[bytes | memoryview] = [wire.p_data_command(context_id, command, peer_max)]
+        parts += fragments(context_id, room, data, True)
+        return await self._link.store_on_loop(parts, msg_id)
 
     def _encoded(self, sop_class: str, ds: Dataset) -> tuple[int, bytes]:
         syntax = UID(ds.file_meta.TransferSyntaxUID)
@@ -111,6 +133,16 @@ class Forwarding:
             if isinstance(err.__cause__, OSError):
                 raise err.__cause__ from err
             raise ValueError(err.reason) from err
+
+    def small(self, path: Path) -> tuple[dict[str, Any], bytes] | None:
+        """`header` and the bytes of a spool file read once, when it is small enough to be
+        sent from the event loop (None otherwise); errors as `header`."""
+        with path.open("rb") as file:  # small and local, most likely in the page cache
+            raw = file.read(ON_LOOP_MAX + 1)
+        if len(raw) > ON_LOOP_MAX:
+            return None
+        found = routing_of(io.BytesIO(raw), len(raw))
+        return (self.header(path) if found is None else found), raw
 
     def associate(
         self,

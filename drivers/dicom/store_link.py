@@ -15,7 +15,9 @@ handling of statuses, failures and C-CANCEL stays pynetdicom's.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,7 @@ class StoreLink:
     def __init__(self, sock: socket.socket | None, release_timeout: float | None = None) -> None:
         self.sock = sock
         self.release_timeout = release_timeout
+        self.dimse_timeout: float | None = None
         self.accepted: list[PresentationContext] = []
         self.peer_max = 0
         self.dul = _Closer(self)
@@ -150,6 +153,7 @@ class StoreLink:
                 raise
             raise LinkError(str(err) or type(err).__name__) from err
         sock.settimeout(settings.dimse_timeout)
+        link.dimse_timeout = settings.dimse_timeout
         return link
 
     def _accepted(self, body: bytes, proposed: list[PresentationContext]) -> None:
@@ -218,28 +222,81 @@ class StoreLink:
                 raise
             raise LinkError(f"storage association lost: {_lost(err)}") from err
 
+    async def store_on_loop(
+        self, parts: Sequence[bytes | memoryview], msg_id: int
+    ) -> tuple[int, str]:
+        """`store` from the event loop, the socket non-blocking for the while: `parts` are the
+        request's PDUs (command and data set, whole in memory). LinkError: the link broke or
+        the DIMSE timeout passed (it is closed; so it is when the call is cancelled)."""
+        sock = self.sock
+        if sock is None:
+            raise LinkError("the storage association is closed")
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(self.dimse_timeout):
+                await loop.sock_sendall(sock, b"".join(parts))
+                return await self._response_on_loop(loop, sock, msg_id)
+        except (OSError, wire.ProtocolError) as err:  # TimeoutError is an OSError
+            self.close()
+            raise LinkError(f"storage association lost: {_lost(err)}") from err
+        except BaseException:
+            self.close()  # cancelled mid-exchange: the association's state is unknown
+            raise
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.dimse_timeout)
+
+    async def _response_on_loop(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, msg_id: int
+    ) -> tuple[int, str]:
+        buffer, command = bytearray(), bytearray()
+        while True:
+            while len(buffer) < 6 or len(buffer) < 6 + wire.pdu_header(bytes(buffer[:6]))[1]:
+                if len(buffer) >= 6 and wire.pdu_header(bytes(buffer[:6]))[1] > MAX_RESPONSE:
+                    raise wire.ProtocolError("PDU too long where a response was due")
+                chunk = await loop.sock_recv(sock, MAX_RESPONSE)
+                if not chunk:
+                    raise ConnectionResetError("the peer closed the connection")
+                buffer += chunk
+            kind, length = wire.pdu_header(bytes(buffer[:6]))
+            body = bytes(buffer[6 : 6 + length])
+            del buffer[: 6 + length]
+            found = self._answer(kind, body, msg_id, command)
+            if found is not None:
+                return found
+
     def _response(self, msg_id: int) -> tuple[int, str]:
         command = bytearray()
         while True:
             kind, body = self._read_pdu()
-            if kind != wire.P_DATA_TF:
-                raise wire.ProtocolError(f"PDU type 0x{kind:02X} instead of a C-STORE response")
-            pos = 0
-            while pos < len(body):
-                length, _context, control = wire.pdv_header(body[pos : pos + 6])
-                if not control & 0x01:
-                    raise wire.ProtocolError("a data set where a C-STORE response was due")
-                command += body[pos + 6 : pos + 6 + length]
-                pos += 6 + length
-                if control & 0x02:
-                    elements = wire.parse_command(bytes(command))
-                    if wire.command_us(elements, wire.COMMAND_FIELD) != C_STORE_RSP or (
-                        wire.command_us(elements, wire.MESSAGE_ID_RESPONDED) != msg_id
-                    ):
-                        raise wire.ProtocolError("the response is not for this C-STORE")
-                    comment = elements.get(ERROR_COMMENT, b"").rstrip(b"\0 ")
-                    status = wire.command_us(elements, wire.STATUS)
-                    return status, comment.decode("ascii", "replace")
+            found = self._answer(kind, body, msg_id, command)
+            if found is not None:
+                return found
+
+    def _answer(
+        self, kind: int, body: bytes, msg_id: int, command: bytearray
+    ) -> tuple[int, str] | None:
+        """The response's (Status, ErrorComment) once `command` is complete with this PDU."""
+        if kind != wire.P_DATA_TF:
+            raise wire.ProtocolError(f"PDU type 0x{kind:02X} instead of a C-STORE response")
+        pos = 0
+        while pos < len(body):
+            length, _context, control = wire.pdv_header(body[pos : pos + 6])
+            if not control & 0x01:
+                raise wire.ProtocolError("a data set where a C-STORE response was due")
+            command += body[pos + 6 : pos + 6 + length]
+            pos += 6 + length
+            if control & 0x02:
+                elements = wire.parse_command(bytes(command))
+                if wire.command_us(elements, wire.COMMAND_FIELD) != C_STORE_RSP or (
+                    wire.command_us(elements, wire.MESSAGE_ID_RESPONDED) != msg_id
+                ):
+                    raise wire.ProtocolError("the response is not for this C-STORE")
+                comment = elements.get(ERROR_COMMENT, b"").rstrip(b"\0 ")
+                status = wire.command_us(elements, wire.STATUS)
+                return status, comment.decode("ascii", "replace")
+        return None
 
     def _read_pdu(self) -> tuple[int, bytes]:
         assert self.sock is not None

@@ -122,6 +122,15 @@ def read_routing(path: Path) -> dict[str, Any]:
     return read_identity(path)
 
 
+def routing_of(fp: BinaryIO, size: int) -> dict[str, Any] | None:
+    """`read_routing`'s values from a Part 10 stream of `size` bytes without pydicom; None when
+    they need it (not plain ASCII, another transfer syntax, anything unusual)."""
+    try:
+        return _fast(fp, size, ROUTING, _routing_values)
+    except (_Slow, struct.error, UnicodeDecodeError):
+        return None
+
+
 def _routing_values(found: dict[int, bytes]) -> dict[str, Any]:
     values = {key: _ascii(found.get(TEXT_TAGS[key], b"")) for key in ROUTING_KEYS}
     if not values["sop_class_uid"] or not values["sop_instance_uid"]:

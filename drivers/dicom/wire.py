@@ -92,9 +92,17 @@ def command_uid(elements: dict[int, bytes], tag: int) -> str:
 
 
 def encode_response(
-    command: int, message_id: int, status: int, sop_class: str = "", sop_instance: str = ""
+    command: int,
+    message_id: int,
+    status: int,
+    sop_class: str = "",
+    sop_instance: str = "",
+    *,
+    error_comment: str = "",
 ) -> bytes:
-    """The command set of a DIMSE response without a data set."""
+    """The command set of a DIMSE response without a data set (ErrorComment: ASCII, ≤ 64)."""
+    comment = error_comment.encode("ascii", "replace")[:64]
+    comment += b" " * (len(comment) % 2)
     body = b"".join(
         [
             _uid_element(AFFECTED_SOP_CLASS, sop_class) if sop_class else b"",
@@ -102,6 +110,7 @@ def encode_response(
             _us_element(MESSAGE_ID_RESPONDED, message_id),
             _us_element(DATASET_TYPE, NO_DATASET),
             _us_element(STATUS, status),
+            _ELEMENT.pack(0, 0x0902, len(comment)) + comment if comment else b"",
             _uid_element(AFFECTED_SOP_INSTANCE, sop_instance) if sop_instance else b"",
         ]
     )

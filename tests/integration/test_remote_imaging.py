@@ -172,9 +172,10 @@ async def city_platform(**options: Any) -> AsyncIterator[RemoteImagingSimulator]
         await simulator.stop()
 
 
-@pytest.fixture
-async def platform() -> AsyncIterator[RemoteImagingSimulator]:
-    async with city_platform() as simulator:
+@pytest.fixture(params=[False, True], ids=["pynetdicom_scp", "lean_scp"])
+async def platform(request: pytest.FixtureRequest) -> AsyncIterator[RemoteImagingSimulator]:
+    """The simulator with each of its storage SCPs: both enforce the same seed rules."""
+    async with city_platform(dicom_lean=request.param) as simulator:
         yield simulator
 
 

@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pynetdicom.association import Association
@@ -34,9 +35,10 @@ from tests.mosquitto import free_port
 from tests.peers import dcmtk
 
 
-@pytest.fixture
-async def platform() -> AsyncIterator[RemoteImagingSimulator]:
-    async with city_platform() as simulator:
+@pytest.fixture(params=[False, True], ids=["pynetdicom_scp", "lean_scp"])
+async def platform(request: pytest.FixtureRequest) -> AsyncIterator[RemoteImagingSimulator]:
+    """The simulator with each of its storage SCPs: both enforce the same seed rules."""
+    async with city_platform(dicom_lean=request.param) as simulator:
         yield simulator
 
 
@@ -176,6 +178,54 @@ async def test_forwarding_runs_no_pynetdicom_association_of_its_own(platform, tm
         await uplink.close()
     assert requestors == []
     assert platform.received.associations == 1
+
+
+async def test_a_study_s_later_images_go_from_the_event_loop_without_a_thread(platform, tmp_path):
+    uplink = Observed(uplink_config(platform))
+    handed: list[str] = []  # what the uplink hands to its threads
+    submit = uplink._threads.submit
+
+    def counted(call: Any, *args: Any) -> Any:
+        handed.append(call.__name__)
+        return submit(call, *args)
+
+    uplink._threads.submit = counted  # type: ignore[method-assign,assignment]
+    payload = new_study()
+    paths = [write_instance(tmp_path, payload["study"]) for _ in range(5)]
+    await uplink.open()
+    try:
+        assert isinstance(await uplink.send(message(payload, "exam.push")), Delivered)
+        outcomes = [await uplink.send(message({"path": str(p), "sop_uid": p.stem})) for p in paths]
+    finally:
+        await uplink.close()
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    assert set(platform.received.instances) == {p.stem for p in paths}
+    assert platform.received.associations == 1
+    assert handed.count("_store_blocking") == 1  # the association; four images from the loop
+    assert "_send_blocking" not in handed
+
+
+async def test_an_unanswered_c_store_on_the_loop_is_a_retry_on_a_fresh_association(
+    platform, tmp_path
+):
+    uplink = Observed(uplink_config(platform, dimse_timeout=0.3))
+    payload = new_study()
+    first, second = (write_instance(tmp_path, payload["study"]) for _ in range(2))
+    await uplink.open()
+    try:
+        assert isinstance(await uplink.send(message(payload, "exam.push")), Delivered)
+        assert isinstance(
+            await uplink.send(message({"path": str(first), "sop_uid": first.stem})), Delivered
+        )
+        platform.faults.hold = True  # the platform takes the next C-STOREs and never answers
+        outcome = await uplink.send(message({"path": str(second), "sop_uid": second.stem}))
+        platform.release_held()
+        platform.faults.hold = False
+    finally:
+        await uplink.close()
+    # The kept association timed out (closed); one fresh one was tried and timed out too.
+    assert isinstance(outcome, Retry)
+    assert platform.received.associations == 2
 
 
 @pytest.fixture

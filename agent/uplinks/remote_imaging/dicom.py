@@ -1,4 +1,5 @@
-"""Blocking C-STORE sender (call it in a thread): one association reused across sends.
+"""C-STORE sender: one association reused across sends; blocking (call it in a thread), but a
+kept association's small files are sent with `store_on_loop` from the event loop.
 
 The association is the driver's lean storage link (drivers/dicom/forward.py), handed to the
 uplink by the wiring as a `Forwarding`: a platform never imports a driver.
@@ -47,6 +48,11 @@ class Link(Protocol):
     ) -> tuple[int, str]:
         """The response's (Status, ErrorComment); LookupError: no context; OSError: broke."""
 
+    async def store_on_loop(
+        self, instance: tuple[str, str, str], raw: bytes, msg_id: int
+    ) -> tuple[int, str] | None:
+        """`store` of a spool file's bytes from the event loop; None: nothing sent, `store`."""
+
     def release(self) -> None: ...
 
     def abort(self) -> None: ...
@@ -58,6 +64,9 @@ class Forwarding(Protocol):
     def header(self, path: Path) -> dict[str, Any]:
         """transfer_syntax, sop_class_uid, sop_instance_uid, patient_id, study_uid,
         accession_number of a file; ValueError when it is not readable DICOM."""
+
+    def small(self, path: Path) -> tuple[dict[str, Any], bytes] | None:
+        """`header` and the bytes of a file small enough to send from the event loop."""
 
     def associate(
         self,
@@ -141,6 +150,36 @@ class StoreScu:
             self._drop()
             self._associate(pair)
             return self._send(instance, source)
+
+    async def store_on_loop(
+        self, instance: tuple[str, str, str], raw: bytes
+    ) -> tuple[int | None, str] | None:
+        """`store` on the event loop when the kept association fits and is free; None when
+        nothing was sent (no such association, a large or converted file, or it broke: `store`
+        then opens a fresh one, as for a kept association that broke)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            link = self._link
+            idle = time.monotonic() - self._last_used > self.config.association_idle
+            if (
+                link is None
+                or idle
+                or not link.is_open
+                or (instance[0], instance[2]) not in (self._pairs)
+            ):
+                return None
+            self._message_id = self._message_id % 0xFFFF + 1
+            try:
+                found = await link.store_on_loop(instance, raw, self._message_id)
+            except OSError:
+                self._drop()  # broke: closed, nothing left to release
+                return None
+            if found is not None:
+                self._last_used = time.monotonic()
+            return found
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Release the association (abort it if the release is not answered)."""

@@ -13,7 +13,8 @@ from agent.uplinks.remote_imaging.dicom import Forwarding, StoreScu
 
 
 class ScuPool:
-    """`StoreScu`s by key (a study), at most `size` kept; blocking, call it from threads."""
+    """`StoreScu`s by key (a study), at most `size` kept; `store` blocks (call it from threads),
+    `store_on_loop` runs on the event loop."""
 
     def __init__(
         self, config: RemoteImagingConfig, host: str, size: int, forwarding: Forwarding
@@ -39,6 +40,12 @@ class ScuPool:
         with self._lock:
             return any(scu.kept for scu in self._scus.values())
 
+    def kept_for(self, key: str) -> bool:
+        """Whether `key` has an association kept open (it may still turn out unusable)."""
+        with self._lock:
+            scu = self._scus.get(key)
+            return scu is not None and scu.kept
+
     def store(
         self, key: str, instance: tuple[str, str, str], source: Path | Dataset
     ) -> tuple[int | None, str]:
@@ -52,6 +59,25 @@ class ScuPool:
             old.close()
         try:
             return scu.store(instance, source)
+        finally:
+            with self._lock:
+                self._busy[key] -= 1
+                if not self._busy[key]:
+                    del self._busy[key]
+
+    async def store_on_loop(
+        self, key: str, instance: tuple[str, str, str], raw: bytes
+    ) -> tuple[int | None, str] | None:
+        """`store` on the event loop over `key`'s kept association; None when nothing was
+        sent (none kept, or not usable from the loop): `store` it in a thread then."""
+        with self._lock:  # held for dict operations only, never across a send
+            scu = self._scus.get(key)
+            if scu is None or not scu.kept:
+                return None
+            self._scus.move_to_end(key)
+            self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            return await scu.store_on_loop(instance, raw)
         finally:
             with self._lock:
                 self._busy[key] -= 1

@@ -69,6 +69,7 @@ class RemoteImagingUplink(HttpPlatformUplink):
         self._zone = ZoneInfo(config.timezone)
         self._license = config.license.get_secret_value()
         self._idle_check: asyncio.TimerHandle | None = None
+        self._last_store = 0.0  # loop time of the last C-STORE
         self._idle_tasks: set[asyncio.Task[bool]] = set()
         host = config.dicom_host or config.base_url.host or "localhost"
         # One association per study; `forwarding` is the driver's lean C-STORE (the wiring's).
@@ -91,13 +92,17 @@ class RemoteImagingUplink(HttpPlatformUplink):
     def _release_when_idle(self) -> None:
         """Release the kept association once idle: an unused one would be aborted (and logged as
         an error by pynetdicom) when its network timeout runs out."""
-        if self._idle_check is not None:
-            self._idle_check.cancel()
-        self._idle_check = asyncio.get_running_loop().call_later(
-            self.config.association_idle, self._check_idle
-        )
+        loop = asyncio.get_running_loop()
+        self._last_store = loop.time()
+        if self._idle_check is None:  # one timer re-armed when it fires, not one per image
+            self._idle_check = loop.call_later(self.config.association_idle, self._check_idle)
 
     def _check_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_store + self.config.association_idle - loop.time()
+        if wait > 0:
+            self._idle_check = loop.call_later(wait, self._check_idle)
+            return
         self._idle_check = None
         task = asyncio.get_running_loop().create_task(self._in_thread(self.scu.close_if_idle))
         self._idle_tasks.add(task)
@@ -158,7 +163,18 @@ class RemoteImagingUplink(HttpPlatformUplink):
 
     async def _store(self, key: str, payload: Mapping[str, Any]) -> Outcome:
         try:
-            return await self._in_thread(self._store_blocking, key, payload)
+            if not self.scu.kept_for(key):  # a study's first image: associate in a thread
+                return await self._in_thread(self._store_blocking, key, payload)
+            # Its association is kept: no thread hand-off per image (the header is small).
+            prepared = self._prepared(payload, whole=True)
+            if not isinstance(prepared, tuple):
+                return prepared
+            instance, source, raw = prepared
+            if raw is not None:
+                answer = await self.scu.store_on_loop(key, instance, raw)
+                if answer is not None:
+                    return codec.dicom_outcome(*answer)
+            return await self._in_thread(self._send_blocking, key, payload, instance, source)
         finally:
             self._release_when_idle()
 
@@ -192,10 +208,22 @@ class RemoteImagingUplink(HttpPlatformUplink):
         return codec.dicom_outcome(status, comment)
 
     def _store_blocking(self, key: str, payload: Mapping[str, Any]) -> Outcome:
+        prepared = self._prepared(payload)
+        if not isinstance(prepared, tuple):
+            return prepared
+        return self._send_blocking(key, payload, *prepared[:2])
+
+    def _prepared(
+        self, payload: Mapping[str, Any], *, whole: bool = False
+    ) -> Outcome | tuple[tuple[str, str, str], Path | Dataset, bytes | None]:
+        """The instance (SOP class, SOP instance, syntax), what to send and, `whole`: the
+        file's bytes when small (read once with its header); or why it is not sent."""
         path = Path(str(payload.get("path") or ""))
         sop = str(payload.get("sop_uid") or "")
+        raw: bytes | None = None
         try:
-            header = self.forwarding.header(path)
+            small = self.forwarding.small(path) if whole else None
+            header, raw = small if small is not None else (self.forwarding.header(path), None)
         except FileNotFoundError:
             return Reject(f"dicom.instance {sop}: file missing from the spool", alert=MISSING_ALERT)
         except ValueError as err:
@@ -224,7 +252,17 @@ class RemoteImagingUplink(HttpPlatformUplink):
                 return Reject(f"dicom.instance {sop}: {err} (decompress = true)", alert=CODEC_ALERT)
             except (OSError, InvalidDicomError, ValueError, EOFError) as err:
                 return Retry(f"dicom.instance {sop}: cannot read the file ({type(err).__name__})")
-            instance, source = identity(ds), ds
+            instance, source, raw = identity(ds), ds, None
+        return instance, source, raw
+
+    def _send_blocking(
+        self,
+        key: str,
+        payload: Mapping[str, Any],
+        instance: tuple[str, str, str],
+        source: Path | Dataset,
+    ) -> Outcome:
+        sop = str(payload.get("sop_uid") or "")
         try:
             status, comment = self.scu.store(key, instance, source)
         except NoContextError as err:
