@@ -54,6 +54,8 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
+from agent.uplinks.provincial_imaging.config import ProvincialImagingConfig
+from agent.uplinks.provincial_imaging.orders import order_purges
 from agent.uplinks.remote_imaging import jiwei, viewer
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
@@ -484,10 +486,16 @@ class Agent:
             pause=section.purge_pause,
             vacuum_pages=section.vacuum_pages,
         )
+        kinds = self._domain_retention()
+        if any(
+            isinstance(s, ProvincialImagingConfig) and s.enabled
+            for s in self.config.uplinks.values()
+        ):
+            kinds |= {kind: (settings.days, make) for kind, make in order_purges().items()}
         keeper = retention.JournalKeeper(
             self.journal.run,
             settings,
-            self._domain_retention(),
+            kinds,
             files_root=self.config.agent.state_dir,
         )
         while True:

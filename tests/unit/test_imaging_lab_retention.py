@@ -1,7 +1,8 @@
 """The imaging index and lab records through the journal's keeper: an image's index row goes a
 period after its file was purged (its series, study, patient once empty), exams and lab reports
 after their record period with the agent's copies of their files, never while a message that
-carries them is open, never a file another record still names."""
+carries them is open, never a file another record still names; the provincial platform's orders
+like the messages they were posted by."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from agent.imaging.index_retention import purges as imaging_purges
 from agent.journal.retention import JournalKeeper, Purge, Settings, remove_files
 from agent.journal.writer import Journal
 from agent.lab.retention import purges as lab_purges
+from agent.uplinks.provincial_imaging.orders import order_purges
 from tests.unit.test_journal import rows
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
@@ -217,3 +219,31 @@ def test_a_file_outside_the_root_is_never_removed(tmp_path):
     (root / "exam-files" / "a.pdf").write_bytes(b"x")
     assert remove_files(root, ["../keep.pdf", "exam-files/a.pdf", "exam-files/gone.pdf"]) == 1
     assert outside.exists() and not (root / "exam-files" / "a.pdf").exists()
+
+
+async def test_provincial_orders_go_with_their_messages_period_unless_still_open(
+    open_journal, tmp_path
+):
+    journal = await open_journal.open()
+    old, late = (NOW - timedelta(days=1200)).timestamp(), (NOW - timedelta(days=10)).timestamp()
+
+    def fill(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO pi_orders (uplink, apply_no, action, event_id, posted_at, status_at)"
+            " VALUES ('prov', ?, 'INSERT', ?, ?, ?)",
+            [
+                ("A-old", "ev-1", old, None),
+                ("A-dead", "ev-2", old, None),  # its message is still dead: kept
+                ("A-status", "ev-3", old, late),  # the platform's status came lately
+            ],
+        )
+        open_message(conn, "order", event_id="ev-2")
+
+    await journal.run(fill)
+    kinds = {kind: (1096.0, make) for kind, make in order_purges().items()}
+
+    done = await keeper(journal, kinds).run_pass()
+
+    assert done.rows == {"provincial_imaging.orders": 1}
+    kept = rows(tmp_path / "journal.db", "SELECT apply_no FROM pi_orders ORDER BY 1")
+    assert kept == [("A-dead",), ("A-status",)]
