@@ -19,6 +19,7 @@ T = TypeVar("T")
 Purge = Callable[[sqlite3.Connection, float, int], tuple[int, bool]]
 Run = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 INCREMENTAL = 2  # PRAGMA auto_vacuum
+FRESH = 3600.0  # seconds: a file stored again this recently is not removed by the retention
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,15 +143,20 @@ class LeavesFiles(Protocol):
         ...
 
 
-def remove_files(root: Path, paths: Iterable[str]) -> int:
-    """Delete the files at `paths` relative to `root` (never one outside it); how many went."""
+def remove_files(root: Path, paths: Iterable[str], now: float | None = None) -> int:
+    """Delete the files at `paths` relative to `root` (never one outside it, nor one written or
+    stored again in the last FRESH seconds: a record naming it may be on its way to the
+    journal); how many went."""
     base = root.resolve()
+    since = (time.time() if now is None else now) - FRESH
     removed = 0
     for relative in paths:
         target = (base / relative).resolve()
         if not target.is_relative_to(base) or target == base:
             continue
         try:
+            if target.stat().st_mtime > since:
+                continue
             target.unlink()
         except FileNotFoundError:
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import MutableMapping
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
 from tests.helpers import eventually
 from tests.integration.test_runtime import ReadyNotifier
-from tests.unit.test_imaging_lab_retention import add_exam, add_image
+from tests.unit.test_imaging_lab_retention import add_exam, add_image, stored_long_ago
 from tests.unit.test_zhejiang_feeders import config_text
 
 
@@ -78,6 +79,13 @@ async def test_the_agent_purges_old_events_and_reprocessing_records_by_their_per
         assert incremental(conn)  # created by this build
 
 
+async def passed(logs: list[MutableMapping[str, Any]]) -> None:
+    """Once a retention pass has logged what it removed (after its last kind and vacuum)."""
+    await eventually(
+        lambda: asyncio.sleep(0.01, result=any(e["event"] == "journal.purged" for e in logs))
+    )
+
+
 async def test_a_failed_pass_is_logged_and_the_next_interval_tries_again(tmp_path, monkeypatch):
     path = tmp_path / "agent.toml"
     path.write_text(
@@ -118,7 +126,7 @@ async def test_the_agent_purges_old_image_index_rows_exams_and_their_files(tmp_p
     )
     state = tmp_path / "state"
     (state / "exam-files").mkdir(parents=True)
-    (state / "exam-files" / "old.pdf").write_bytes(b"%PDF")
+    stored_long_ago(state / "exam-files" / "old.pdf")
     now = datetime.now(UTC)
     old, recent = (now - timedelta(days=400)).isoformat(), now.isoformat()
     with closing(open_database(state / "journal.db")) as conn:
@@ -134,12 +142,8 @@ async def test_the_agent_purges_old_image_index_rows_exams_and_their_files(tmp_p
     agent = Agent(load_config(path, PLUGIN_KINDS), ReadyNotifier())
     with capture_logs() as logs:
         running = asyncio.create_task(agent.run())
-        try:  # the pass logs what it removed once it is over
-            await eventually(
-                lambda: asyncio.sleep(
-                    0.01, result=any(e["event"] == "journal.purged" for e in logs)
-                )
-            )
+        try:
+            await passed(logs)
         finally:
             agent.request_stop()
             await running

@@ -6,7 +6,9 @@ like the messages they were posted by."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from agent.journal.retention import JournalKeeper, Purge, Settings, remove_files
 from agent.journal.writer import Journal
 from agent.lab.retention import purges as lab_purges
 from agent.uplinks.provincial_imaging.orders import order_purges
+from agent.web.files import FileStore
 from tests.unit.test_journal import rows
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
@@ -24,6 +27,13 @@ OLD = (NOW - timedelta(days=400)).isoformat(timespec="microseconds")
 LATE = (NOW - timedelta(days=10)).isoformat(timespec="microseconds")
 Kind = tuple[float, Callable[[], Purge]]
 ANCIENT = (NOW - timedelta(days=1200)).isoformat(timespec="microseconds")
+
+
+def stored_long_ago(path: Path) -> None:
+    """A file the API stored two days ago (the retention leaves files stored lately alone)."""
+    path.write_bytes(b"%PDF-" + path.name.encode())
+    then = time.time() - 2 * 86400
+    os.utime(path, (then, then))
 
 
 def keeper(journal: Journal, kinds: dict[str, Kind], root: Path | None = None) -> JournalKeeper:
@@ -118,7 +128,7 @@ async def test_exams_go_after_their_period_with_their_own_files_unless_still_car
     files = tmp_path / "exam-files"
     files.mkdir()
     for name in ("a.pdf", "shared.pdf", "b.jpg", "kept.pdf", "lab.pdf"):
-        (files / name).write_bytes(b"%PDF")
+        stored_long_ago(files / name)
 
     def fill(conn: sqlite3.Connection) -> None:
         add_exam(conn, "E1", ANCIENT, ["a.pdf", "shared.pdf"])
@@ -176,7 +186,7 @@ async def test_lab_records_go_after_their_period_unless_an_open_message_carries_
     files = tmp_path / "exam-files"
     files.mkdir()
     for name in ("old.pdf", "open.pdf"):
-        (files / name).write_bytes(b"%PDF")
+        stored_long_ago(files / name)
 
     def fill(conn: sqlite3.Connection) -> None:
         for no, at, pdf in (("L-old", ANCIENT, "old.pdf"), ("L-open", ANCIENT, "open.pdf")):
@@ -211,14 +221,23 @@ async def test_lab_records_go_after_their_period_unless_an_open_message_carries_
     assert rows(db, "SELECT record_id FROM lab_records ORDER BY 1") == [("Q-new",), ("Q-open",)]
 
 
-def test_a_file_outside_the_root_is_never_removed(tmp_path):
+async def test_a_file_outside_the_root_or_stored_again_lately_is_never_removed(tmp_path):
     outside = tmp_path / "keep.pdf"
-    outside.write_bytes(b"x")
-    root = tmp_path / "state"
-    (root / "exam-files").mkdir(parents=True)
-    (root / "exam-files" / "a.pdf").write_bytes(b"x")
-    assert remove_files(root, ["../keep.pdf", "exam-files/a.pdf", "exam-files/gone.pdf"]) == 1
-    assert outside.exists() and not (root / "exam-files" / "a.pdf").exists()
+    stored_long_ago(outside)
+    folder = tmp_path / "state" / "exam-files"
+    folder.mkdir(parents=True)
+    stored_long_ago(folder / "a.pdf")
+    store = FileStore(folder, 1024)
+    again = await store.save(b"%PDF-1.4 report")
+    then = time.time() - 2 * 86400
+    os.utime(folder / again, (then, then))
+    # The API stores the same content again: the file is fresh, a row naming it is on its way.
+    assert await store.save(b"%PDF-1.4 report") == again
+
+    paths = ["../keep.pdf", "exam-files/a.pdf", f"exam-files/{again}", "exam-files/gone.pdf"]
+    assert remove_files(tmp_path / "state", paths) == 1
+
+    assert [p.name for p in folder.iterdir()] == [again] and outside.exists()
 
 
 async def test_provincial_orders_go_with_their_messages_period_unless_still_open(
