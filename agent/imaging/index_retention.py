@@ -15,13 +15,15 @@ from agent.journal.retention import Purge, Walk, iso
 OPEN = "('pending', 'inflight', 'dead')"
 FILES_DIR = "exam-files/"  # the agent's own copies, relative to the state directory
 # An exam an open message still carries: produced by its event or one of its files' events, or
-# queued under its order key (a report, its files).
+# queued under its order key (a report, its files) or its study's (its pushes, its images).
 EXAM_OPEN = (
     f"EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = im_exams.event_id AND o.state IN {OPEN})"
     " OR EXISTS (SELECT 1 FROM im_exam_files f JOIN outbox o ON o.event_id = f.event_id"
     f" WHERE f.exam_no = im_exams.exam_no AND o.state IN {OPEN})"
     " OR 'exam:' || im_exams.exam_no IN"
     f" (SELECT order_key FROM outbox WHERE state IN {OPEN})"
+    " OR (im_exams.study_uid IS NOT NULL AND 'study:' || im_exams.study_uid IN"
+    f" (SELECT order_key FROM outbox WHERE state IN {OPEN}))"
 )
 
 

@@ -158,7 +158,7 @@ def remove_files(root: Path, paths: Iterable[str], now: float | None = None) -> 
             if target.stat().st_mtime > since:
                 continue
             target.unlink()
-        except FileNotFoundError:
+        except OSError:  # gone already, or not ours to delete: the row went all the same
             continue
         removed += 1
     return removed

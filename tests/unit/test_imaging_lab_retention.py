@@ -137,6 +137,9 @@ async def test_exams_go_after_their_period_with_their_own_files_unless_still_car
         add_exam(conn, "E4", ANCIENT, ["kept.pdf"])  # its report is still dead in the outbox
         open_message(conn, "exam:E4")
         add_exam(conn, "E5", ANCIENT, ["lab.pdf"])  # the same PDF a lab report has
+        add_exam(conn, "E6", ANCIENT, [])  # its study's push is still pending
+        conn.execute("UPDATE im_exams SET study_uid = '1.2.6' WHERE exam_no = 'E6'")
+        open_message(conn, "study:1.2.6")
         conn.execute(
             "INSERT INTO lab_reports (report_no, patient_id, reported_at, record, digest,"
             " updated_at, event_id) VALUES ('L1', 'P', ?, '{}', 'd', ?, 'ev-L1')",
@@ -169,7 +172,7 @@ async def test_exams_go_after_their_period_with_their_own_files_unless_still_car
     }
     assert done.files == 2
     db = tmp_path / "journal.db"
-    assert rows(db, "SELECT exam_no FROM im_exams ORDER BY 1") == [("E3",), ("E4",)]
+    assert rows(db, "SELECT exam_no FROM im_exams ORDER BY 1") == [("E3",), ("E4",), ("E6",)]
     assert rows(db, "SELECT exam_no, name FROM im_exam_files ORDER BY 1") == [
         ("E3", "shared.pdf"),
         ("E4", "kept.pdf"),
