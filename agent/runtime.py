@@ -60,6 +60,7 @@ from agent.uplinks.remote_imaging import jiwei, viewer
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.queries import queries as sharing_queries
+from agent.uplinks.results_sharing.retention import purges as sharing_purges
 from agent.vocabulary.spool import SpoolLayout
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
@@ -492,6 +493,10 @@ class Agent:
             for s in self.config.uplinks.values()
         ):
             kinds |= {kind: (settings.days, make) for kind, make in order_purges().items()}
+        if any(
+            isinstance(s, ResultsSharingConfig) and s.enabled for s in self.config.uplinks.values()
+        ):
+            kinds |= sharing_purges(settings.days)
         keeper = retention.JournalKeeper(
             self.journal.run,
             settings,

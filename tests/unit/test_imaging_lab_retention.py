@@ -2,7 +2,7 @@
 period after its file was purged (its series, study, patient once empty), exams and lab reports
 after their record period with the agent's copies of their files, never while a message that
 carries them is open, never a file another record still names; the provincial platform's orders
-like the messages they were posted by."""
+and the results-sharing daily rows like the messages, expired cached answers at once."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from agent.journal.retention import JournalKeeper, Purge, Settings, remove_files
 from agent.journal.writer import Journal
 from agent.lab.retention import purges as lab_purges
 from agent.uplinks.provincial_imaging.orders import order_purges
+from agent.uplinks.results_sharing.retention import purges as sharing_purges
 from agent.web.files import FileStore
 from tests.unit.test_journal import rows
 
@@ -269,3 +270,29 @@ async def test_provincial_orders_go_with_their_messages_period_unless_still_open
     assert done.rows == {"provincial_imaging.orders": 1}
     kept = rows(tmp_path / "journal.db", "SELECT apply_no FROM pi_orders ORDER BY 1")
     assert kept == [("A-dead",), ("A-status",)]
+
+
+async def test_expired_answers_and_old_daily_rows_of_results_sharing_go(open_journal, tmp_path):
+    journal = await open_journal.open()
+    now = NOW.timestamp()
+
+    def fill(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO rs_query_cache (uplink, query, params_hash, data, fetched_at, expires_at)"
+            " VALUES ('rs', 'labs', ?, '[]', ?, ?)",
+            [("expired", now - 7200, now - 3600), ("fresh", now - 60, now + 3600)],
+        )
+        conn.executemany(
+            "INSERT INTO rs_daily (uplink, day, state, records, updated_at)"
+            " VALUES ('rs', ?, 'complete', 10, ?)",
+            [("2026-01-01", ANCIENT), ("2030-05-20", LATE)],
+        )
+
+    await journal.run(fill)
+
+    done = await keeper(journal, sharing_purges(1096.0)).run_pass()
+
+    assert done.rows == {"results_sharing.query_cache": 1, "results_sharing.daily": 1}
+    db = tmp_path / "journal.db"
+    assert rows(db, "SELECT params_hash FROM rs_query_cache") == [("fresh",)]
+    assert rows(db, "SELECT day FROM rs_daily") == [("2030-05-20",)]
