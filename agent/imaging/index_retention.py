@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from agent.imaging.index import refresh_modalities
-from agent.journal.retention import Purge, Walk, iso
+from agent.journal.retention import FileWalk, Purge, Walk, iso
 
 OPEN = "('pending', 'inflight', 'dead')"
 FILES_DIR = "exam-files/"  # the agent's own copies, relative to the state directory
@@ -74,40 +73,19 @@ def _tidy(conn: sqlite3.Connection, study_uid: str) -> None:
         )
 
 
-@dataclass(slots=True)
-class ExamWalk:
-    """Exams last updated before the cut-off, with their files' rows; the agent's copies of
-    files no row names any more are handed to the keeper to delete after the batch."""
-
-    walk: Walk = field(init=False)
-    left: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.walk = Walk("im_exams", "updated_at", keep=EXAM_OPEN, cascade=self._drop_files)
-
-    def __call__(self, conn: sqlite3.Connection, before: float, limit: int) -> tuple[int, bool]:
-        """One batch of the walk."""
-        return self.walk(conn, before, limit)
-
-    def take_files(self) -> list[str]:
-        """The files the batches so far left without a row, each given once."""
-        taken, self.left = self.left, []
-        return taken
-
-    def _drop_files(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
-        marks = ", ".join("?" * len(rowids))
-        exams = [
-            no
-            for (no,) in conn.execute(
-                f"SELECT exam_no FROM im_exams WHERE rowid IN ({marks})", rowids
-            )
-        ]
-        named = ", ".join("?" * len(exams))
-        files = conn.execute(
-            f"SELECT name, path FROM im_exam_files WHERE exam_no IN ({named})", exams
-        ).fetchall()
-        conn.executemany("DELETE FROM im_exam_files WHERE exam_no = ?", [(no,) for no in exams])
-        self.left += [path for name, path in files if _orphan(conn, name, path)]
+def drop_exam_files(conn: sqlite3.Connection, rowids: list[int]) -> list[str]:
+    """The files' rows of the exams about to go; the agent's copies nothing names any more."""
+    marks = ", ".join("?" * len(rowids))
+    exams = [
+        no
+        for (no,) in conn.execute(f"SELECT exam_no FROM im_exams WHERE rowid IN ({marks})", rowids)
+    ]
+    named = ", ".join("?" * len(exams))
+    files = conn.execute(
+        f"SELECT name, path FROM im_exam_files WHERE exam_no IN ({named})", exams
+    ).fetchall()
+    conn.executemany("DELETE FROM im_exam_files WHERE exam_no = ?", [(no,) for no in exams])
+    return [path for name, path in files if _orphan(conn, name, path)]
 
 
 def _orphan(conn: sqlite3.Connection, name: str, path: str | None) -> bool:
@@ -125,7 +103,7 @@ def _orphan(conn: sqlite3.Connection, name: str, path: str | None) -> bool:
 def purges() -> dict[str, Callable[[], Purge]]:
     """The exam records' kinds (kept `record_days`) in the order a pass runs them."""
     return {
-        "imaging.exams": ExamWalk,
+        "imaging.exams": lambda: FileWalk("im_exams", "updated_at", EXAM_OPEN, drop_exam_files),
         "imaging.apply_forms": lambda: Walk("im_apply_forms", "received_at"),
         "imaging.statistics_days": lambda: Walk("im_statistics_days", "date"),
     }

@@ -143,6 +143,38 @@ class LeavesFiles(Protocol):
         ...
 
 
+# (conn, rowids about to go) -> files (relative to the state directory) no row names after them
+DropFiles = Callable[[sqlite3.Connection, list[int]], list[str]]
+
+
+@dataclass(slots=True)
+class FileWalk:
+    """A Walk whose rows name files: `drop` removes what depends on the rows about to go and
+    says which files nothing names any more; the keeper deletes them (LeavesFiles)."""
+
+    table: str
+    at: str
+    keep: str
+    drop: DropFiles
+    walk: Walk = field(init=False)
+    left: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.walk = Walk(self.table, self.at, keep=self.keep, cascade=self._cascade)
+
+    def __call__(self, conn: sqlite3.Connection, before: float, limit: int) -> tuple[int, bool]:
+        """One batch of the walk."""
+        return self.walk(conn, before, limit)
+
+    def take_files(self) -> list[str]:
+        """The files the batches so far left without a row, each given once."""
+        taken, self.left = self.left, []
+        return taken
+
+    def _cascade(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
+        self.left += self.drop(conn, rowids)
+
+
 def remove_files(root: Path, paths: Iterable[str], now: float | None = None) -> int:
     """Delete the files at `paths` relative to `root` (never one outside it, nor one written or
     stored again in the last FRESH seconds: a record naming it may be on its way to the

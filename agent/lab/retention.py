@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from agent.journal.retention import Purge, Walk
+from agent.journal.retention import FileWalk, Purge, Walk
 
 OPEN = "('pending', 'inflight', 'dead')"
 FILES_DIR = "exam-files/"  # where the local API stores the PDFs, relative to the state directory
@@ -26,54 +25,38 @@ RECORD_OPEN = (
 )
 
 
-@dataclass(slots=True)
-class ReportWalk:
-    """Reports last updated before the cut-off with their files' rows; the PDFs no report or
-    exam names any more are handed to the keeper to delete after the batch."""
-
-    walk: Walk = field(init=False)
-    left: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.walk = Walk("lab_reports", "updated_at", keep=REPORT_OPEN, cascade=self._drop_files)
-
-    def __call__(self, conn: sqlite3.Connection, before: float, limit: int) -> tuple[int, bool]:
-        """One batch of the walk."""
-        return self.walk(conn, before, limit)
-
-    def take_files(self) -> list[str]:
-        """The files the batches so far left without a row, each given once."""
-        taken, self.left = self.left, []
-        return taken
-
-    def _drop_files(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
-        marks = ", ".join("?" * len(rowids))
-        reports = [
-            (no,)
-            for (no,) in conn.execute(
-                f"SELECT report_no FROM lab_reports WHERE rowid IN ({marks})", rowids
-            )
-        ]
-        names = {
-            name
-            for (no,) in reports
-            for (name,) in conn.execute("SELECT name FROM lab_files WHERE report_no = ?", (no,))
-        }
-        conn.executemany("DELETE FROM lab_files WHERE report_no = ?", reports)
-        self.left += [
-            FILES_DIR + name
-            for name in sorted(names)
-            if not conn.execute(
-                "SELECT 1 FROM lab_files WHERE name = ?"
-                " UNION ALL SELECT 1 FROM im_exam_files WHERE name = ? LIMIT 1",
-                (name, name),
-            ).fetchone()
-        ]
+def drop_report_files(conn: sqlite3.Connection, rowids: list[int]) -> list[str]:
+    """The PDFs' rows of the reports about to go; the agent's copies nothing names any more
+    (files are stored by their digest: an exam may share one)."""
+    marks = ", ".join("?" * len(rowids))
+    reports = [
+        (no,)
+        for (no,) in conn.execute(
+            f"SELECT report_no FROM lab_reports WHERE rowid IN ({marks})", rowids
+        )
+    ]
+    names = {
+        name
+        for (no,) in reports
+        for (name,) in conn.execute("SELECT name FROM lab_files WHERE report_no = ?", (no,))
+    }
+    conn.executemany("DELETE FROM lab_files WHERE report_no = ?", reports)
+    return [
+        FILES_DIR + name
+        for name in sorted(names)
+        if not conn.execute(
+            "SELECT 1 FROM lab_files WHERE name = ?"
+            " UNION ALL SELECT 1 FROM im_exam_files WHERE name = ? LIMIT 1",
+            (name, name),
+        ).fetchone()
+    ]
 
 
 def purges() -> dict[str, Callable[[], Purge]]:
     """Each lab record kind's purge for one pass."""
     return {
-        "lab.reports": ReportWalk,
+        "lab.reports": lambda: FileWalk(
+            "lab_reports", "updated_at", REPORT_OPEN, drop_report_files
+        ),
         "lab.records": lambda: Walk("lab_records", "updated_at", keep=RECORD_OPEN),
     }
