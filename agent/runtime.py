@@ -26,10 +26,15 @@ from agent.endpoints import RouteDef
 from agent.errors import AgentError, JournalClosedError, JournalError, StateDirLockedError
 from agent.event_loop import handle_stop_signals
 from agent.events import Event
+from agent.imaging.config import ImagingConfig
+from agent.imaging.index_retention import index_purges as imaging_index_purges
+from agent.imaging.index_retention import purges as imaging_purges
 from agent.journal import alerts, outbox, retention
 from agent.journal.publish import publish, set_publish_routes
 from agent.journal.readers import Readers
 from agent.journal.writer import Journal
+from agent.lab.config import LabConfig
+from agent.lab.retention import purges as lab_purges
 from agent.observe import (
     DiskState,
     ListenerState,
@@ -49,10 +54,13 @@ from agent.sdnotify import Notifier
 from agent.supervisor import Supervisor
 from agent.uplinks.insurance_imaging.config import InsuranceImagingConfig
 from agent.uplinks.insurance_imaging.uplink import launcher as insurance_launcher
+from agent.uplinks.provincial_imaging.config import ProvincialImagingConfig
+from agent.uplinks.provincial_imaging.orders import order_purges
 from agent.uplinks.remote_imaging import jiwei, viewer
 from agent.uplinks.remote_imaging.config import RemoteImagingConfig
 from agent.uplinks.results_sharing.config import ResultsSharingConfig
 from agent.uplinks.results_sharing.queries import queries as sharing_queries
+from agent.uplinks.results_sharing.retention import purges as sharing_purges
 from agent.vocabulary.spool import SpoolLayout
 from agent.web.api import make_app
 from agent.web.dashboard.routes import add_dashboard_routes
@@ -479,7 +487,22 @@ class Agent:
             pause=section.purge_pause,
             vacuum_pages=section.vacuum_pages,
         )
-        keeper = retention.JournalKeeper(self.journal.run, settings, self._domain_retention())
+        kinds = self._domain_retention()
+        if any(
+            isinstance(s, ProvincialImagingConfig) and s.enabled
+            for s in self.config.uplinks.values()
+        ):
+            kinds |= {kind: (settings.days, make) for kind, make in order_purges().items()}
+        if any(
+            isinstance(s, ResultsSharingConfig) and s.enabled for s in self.config.uplinks.values()
+        ):
+            kinds |= sharing_purges(settings.days)
+        keeper = retention.JournalKeeper(
+            self.journal.run,
+            settings,
+            kinds,
+            files_root=self.config.agent.state_dir,
+        )
         while True:
             try:
                 done = await keeper.run_pass()
@@ -488,21 +511,34 @@ class Agent:
             except (JournalError, sqlite3.Error) as err:  # a full disk: again at the next interval
                 log.warning("journal.purge_failed", error=str(err))
             else:
-                if done.rows or done.pages:
-                    log.info("journal.purged", pages_returned=done.pages, **done.rows)
+                if done.rows or done.pages or done.files:
+                    log.info(
+                        "journal.purged",
+                        pages_returned=done.pages,
+                        files_removed=done.files,
+                        **done.rows,
+                    )
             await asyncio.sleep(section.purge_interval)
 
     def _domain_retention(self) -> dict[str, tuple[float, Callable[[], retention.Purge]]]:
-        """The records the domains own and keep for a period of their own (reprocessing: the
-        longest any centre's config asks for, since they share the tables)."""
-        days = [
-            s.record_days
-            for s in self.config.domains.values()
-            if isinstance(s, ReprocessingConfig) and s.enabled
-        ]
-        if not days:
-            return {}
-        return {kind: (max(days), make) for kind, make in reprocessing_purges().items()}
+        """The records the domains own and keep for a period of their own (the longest any
+        section of a domain asks for, since its sections share the tables)."""
+        enabled = [s for s in self.config.domains.values() if s.enabled]
+        kinds: dict[str, tuple[float, Callable[[], retention.Purge]]] = {}
+        rp = [s.record_days for s in enabled if isinstance(s, ReprocessingConfig)]
+        if rp:
+            kinds |= {kind: (max(rp), make) for kind, make in reprocessing_purges().items()}
+        im = [s for s in enabled if isinstance(s, ImagingConfig)]
+        if im:
+            index = max(s.index_keep_days for s in im)
+            kinds |= {kind: (index, make) for kind, make in imaging_index_purges().items()}
+            # The pull services may ask for an exam as long as for its images.
+            exams = max(max(s.record_days, s.pull_keep_days) for s in im)
+            kinds |= {kind: (exams, make) for kind, make in imaging_purges().items()}
+        lab = [s.record_days for s in enabled if isinstance(s, LabConfig)]
+        if lab:
+            kinds |= {kind: (max(lab), make) for kind, make in lab_purges().items()}
+        return kinds
 
     async def _stats_loop(self) -> None:
         interval = self.config.agent.stats_interval

@@ -51,6 +51,13 @@ class ImagingConfig(PluginSection):
     pull_keep_days: Annotated[float, Field(ge=0)] = 0.0
     purge_batch: Annotated[int, Field(ge=1, le=10_000)] = 200  # images looked at per step
     purge_interval: Seconds = 60.0  # between passes over the spool (and disk checks)
+    # Journal retention (run by [journal]'s keeper): an image's index row (with its series, study
+    # and patient once empty) goes index_keep_days after its file was purged; exams with their
+    # report files (the agent's copies in exam-files/ too), apply forms and statistics days go
+    # record_days after they last changed (never before pull_keep_days, nor while a message
+    # that carries them is pending, in flight or dead).
+    index_keep_days: Annotated[int, Field(ge=1)] = 365
+    record_days: Annotated[int, Field(ge=1)] = 1096
     # Disk pressure on the spool's filesystem (free MiB), above the DICOM sources' min_free_mb
     # reserve: warning raises an alert; critical also purges what is delivered at once,
     # ignoring keep_days. 0 turns a level off.

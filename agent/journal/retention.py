@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 # (conn, the cut-off in unix seconds, at most this many rows) -> (rows deleted, more may be due)
 Purge = Callable[[sqlite3.Connection, float, int], tuple[int, bool]]
 Run = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 INCREMENTAL = 2  # PRAGMA auto_vacuum
+FRESH = 3600.0  # seconds: a file stored again this recently is not removed by the retention
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,69 @@ def audit_records(conn: sqlite3.Connection, before: float, limit: int) -> tuple[
     return deleted, deleted == limit
 
 
+@runtime_checkable
+class LeavesFiles(Protocol):
+    """A purge whose deleted rows named the agent's own copies of files (paths relative to the
+    state directory): the keeper removes them off the writer, after the batch committed."""
+
+    def take_files(self) -> list[str]:
+        """The files the batches so far left without a row, each given once."""
+        ...
+
+
+# (conn, rowids about to go) -> files (relative to the state directory) no row names after them
+DropFiles = Callable[[sqlite3.Connection, list[int]], list[str]]
+
+
+@dataclass(slots=True)
+class FileWalk:
+    """A Walk whose rows name files: `drop` removes what depends on the rows about to go and
+    says which files nothing names any more; the keeper deletes them (LeavesFiles)."""
+
+    table: str
+    at: str
+    keep: str
+    drop: DropFiles
+    walk: Walk = field(init=False)
+    left: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.walk = Walk(self.table, self.at, keep=self.keep, cascade=self._cascade)
+
+    def __call__(self, conn: sqlite3.Connection, before: float, limit: int) -> tuple[int, bool]:
+        """One batch of the walk."""
+        return self.walk(conn, before, limit)
+
+    def take_files(self) -> list[str]:
+        """The files the batches so far left without a row, each given once."""
+        taken, self.left = self.left, []
+        return taken
+
+    def _cascade(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
+        self.left += self.drop(conn, rowids)
+
+
+def remove_files(root: Path, paths: Iterable[str], now: float | None = None) -> int:
+    """Delete the files at `paths` relative to `root` (never one outside it, nor one written or
+    stored again in the last FRESH seconds: a record naming it may be on its way to the
+    journal); how many went."""
+    base = root.resolve()
+    since = (time.time() if now is None else now) - FRESH
+    removed = 0
+    for relative in paths:
+        target = (base / relative).resolve()
+        if not target.is_relative_to(base) or target == base:
+            continue
+        try:
+            if target.stat().st_mtime > since:
+                continue
+            target.unlink()
+        except OSError:  # gone already, or not ours to delete: the row went all the same
+            continue
+        removed += 1
+    return removed
+
+
 def vacuum_step(conn: sqlite3.Connection, pages: int) -> int:
     """Return up to `pages` free pages to the filesystem, keeping `pages` for the next inserts;
     how many were returned (0 without incremental auto-vacuum)."""
@@ -154,6 +219,7 @@ class Pass:
     rows: dict[str, int] = field(default_factory=dict)
     pages: int = 0
     writes: int = 0
+    files: int = 0  # the agent's copies of files deleted with their rows
     slowest: dict[str, float] = field(default_factory=dict)
 
     def timed(self, kind: str, started: float) -> None:
@@ -173,11 +239,13 @@ class JournalKeeper:
         settings: Settings,
         domains: Mapping[str, tuple[float, Callable[[], Purge]]] | None = None,
         clock: Callable[[], float] = time.time,
+        files_root: Path | None = None,
     ) -> None:
         self.run = run
         self.settings = settings
         self.domains = dict(domains or {})  # kind -> (days, a pass's purge): a domain's records
         self.clock = clock
+        self.files_root = files_root  # where LeavesFiles paths are; None: files are left alone
 
     def kinds(self) -> list[tuple[str, float, Purge]]:
         """(kind, days kept, purge) in the order a pass runs them."""
@@ -203,6 +271,10 @@ class JournalKeeper:
                 done.timed(kind, started)
                 if deleted:
                     done.rows[kind] = done.rows.get(kind, 0) + deleted
+                if isinstance(purge, LeavesFiles) and self.files_root is not None:
+                    left = purge.take_files()
+                    if left:  # file I/O off the writer thread and the event loop
+                        done.files += await asyncio.to_thread(remove_files, self.files_root, left)
                 if not more:
                     break
                 await asyncio.sleep(self.settings.pause)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from agent.config import PluginSection
 
@@ -31,6 +31,9 @@ class LabConfig(PluginSection):
     """The lab domain: what the LIS and HIS post, forwarded to each uplink by its plan."""
 
     forward_to: list[str] = []  # uplinks (each gets what its type's plan asks of the lab domain)
+    # Reports (with their PDFs) and the other lab records go record_days after they last
+    # changed (run by [journal]'s keeper), never while a message carrying them is still open.
+    record_days: Annotated[int, Field(ge=1)] = 1096
     _plans: dict[str, frozenset[Offer]] | None = PrivateAttr(default=None)
 
     def uplinks_used(self) -> list[str]:

@@ -64,8 +64,11 @@ class FileStore:
 def _write_durably(directory: Path, name: str, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
-    if target.exists():
-        return  # content-addressed, and only complete files are ever renamed into place
+    try:  # content-addressed, and only complete files are ever renamed into place
+        os.utime(target)  # fresh again: the journal's retention leaves a file touched lately
+        return
+    except FileNotFoundError:
+        pass
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:

@@ -1,10 +1,12 @@
 """The running agent applies the journal's retention at start and every purge_interval: raw
-events after [journal] retention_days, reprocessing records after the domain's record_days."""
+events after [journal] retention_days, reprocessing records after the domain's record_days, the
+imaging index, exams and lab records after theirs."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import MutableMapping
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from agent.plugins import PLUGIN_KINDS
 from agent.runtime import Agent
 from tests.helpers import eventually
 from tests.integration.test_runtime import ReadyNotifier
+from tests.unit.test_imaging_lab_retention import add_exam, add_image, stored_long_ago
 from tests.unit.test_zhejiang_feeders import config_text
 
 
@@ -76,6 +79,13 @@ async def test_the_agent_purges_old_events_and_reprocessing_records_by_their_per
         assert incremental(conn)  # created by this build
 
 
+async def passed(logs: list[MutableMapping[str, Any]]) -> None:
+    """Once a retention pass has logged what it removed (after its last kind and vacuum)."""
+    await eventually(
+        lambda: asyncio.sleep(0.01, result=any(e["event"] == "journal.purged" for e in logs))
+    )
+
+
 async def test_a_failed_pass_is_logged_and_the_next_interval_tries_again(tmp_path, monkeypatch):
     path = tmp_path / "agent.toml"
     path.write_text(
@@ -103,3 +113,44 @@ async def test_a_failed_pass_is_logged_and_the_next_interval_tries_again(tmp_pat
             await running
     failed = [e for e in logs if e["event"] == "journal.purge_failed"]
     assert [e["error"] for e in failed] == ["database or disk is full"]
+
+
+async def test_the_agent_purges_old_image_index_rows_exams_and_their_files(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[agent]\nstate_dir = "state"\n[uplinks.city]\ntype = "http"\n'
+        'url = "https://cloud.example/ingest"\n[domains.imaging]\ntype = "imaging"\n'
+        'forward_to = ["city"]\nindex_keep_days = 30\nrecord_days = 365\n'
+        '[domains.lab]\ntype = "lab"\nrecord_days = 365\n',
+        encoding="utf-8",
+    )
+    state = tmp_path / "state"
+    (state / "exam-files").mkdir(parents=True)
+    stored_long_ago(state / "exam-files" / "old.pdf")
+    now = datetime.now(UTC)
+    old, recent = (now - timedelta(days=400)).isoformat(), now.isoformat()
+    with closing(open_database(state / "journal.db")) as conn:
+        for sop, purged in (("1.1", old), ("1.2", None)):
+            add_image(conn, sop, f"S{sop}", f"ST{sop}", "P1", purged)
+        for no, at in (("E-old", old), ("E-new", recent)):
+            add_exam(conn, no, at, ["old.pdf"] if no == "E-old" else [])
+        conn.execute(
+            "INSERT INTO lab_records (kind, record_id, record, digest, updated_at, event_id)"
+            " VALUES ('qc', 'Q-old', '{}', 'd', ?, 'e')",
+            (old,),
+        )
+    agent = Agent(load_config(path, PLUGIN_KINDS), ReadyNotifier())
+    with capture_logs() as logs:
+        running = asyncio.create_task(agent.run())
+        try:
+            await passed(logs)
+        finally:
+            agent.request_stop()
+            await running
+    done = next(e for e in logs if e["event"] == "journal.purged")
+    assert done["imaging.index"] == 1 and done["imaging.exams"] == 1 and done["lab.records"] == 1
+    with closing(sqlite3.connect(state / "journal.db")) as conn:
+        assert conn.execute("SELECT sop_uid FROM im_instances").fetchall() == [("1.2",)]
+        assert conn.execute("SELECT patient_id FROM im_patients").fetchall() == [("P1",)]
+        assert conn.execute("SELECT exam_no FROM im_exams").fetchall() == [("E-new",)]
+    assert done["files_removed"] == 1 and not (state / "exam-files" / "old.pdf").exists()

@@ -5,9 +5,11 @@ it in `pi_orders`, where the local API reads both."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from agent.events import Event
+from agent.journal.retention import Purge, Walk
 from agent.journal.transaction import Transaction
 from agent.uplinks.provincial_imaging.config import ProvincialImagingConfig
 from agent.uplinks.provincial_imaging.uplink import APPLY_KIND
@@ -101,3 +103,17 @@ def handlers(name: str, config: Any) -> list[Any]:
     """The handler a provincial_imaging uplink needs."""
     assert isinstance(config, ProvincialImagingConfig)
     return [ProvincialOrders(name)]
+
+
+def order_purges() -> dict[str, Callable[[], Purge]]:
+    """The orders' rows, kept as long as the journal keeps the messages they were posted by
+    (`[journal] retention_days` after they last changed), never while that message is open."""
+    keep = (
+        "EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = pi_orders.event_id"
+        " AND o.state IN ('pending', 'inflight', 'dead'))"
+    )
+    return {
+        "provincial_imaging.orders": lambda: Walk(
+            "pi_orders", "MAX(COALESCE(posted_at, 0), COALESCE(status_at, 0))", keep, seconds=True
+        )
+    }
