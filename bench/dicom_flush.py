@@ -241,8 +241,8 @@ storescu processes at once, each sending the whole corpus (images/s counts all o
 agent runs with `bench/flushdelay.c` preloaded adding the stated delay to every flush (storescp
 makes none). The floors are measured in the same run with the same shim (see the module's
 docstring). Each receiver runs {rounds} times, interleaved, after `sync`; the median run is
-shown (range: slowest–fastest). The machine is shared with other sessions and was loaded
-while this ran: compare the ratios, measured side by side, rather than absolute rates.
+shown (range: slowest–fastest). The machine may be shared with other work (see the load
+average): compare the ratios, measured side by side, rather than absolute rates.
 
 * Command: `{command}`
 * Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
