@@ -24,13 +24,13 @@ from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_VERSION,
     AllStoragePresentationContexts,
 )
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import MaximumLengthNotification
 from pynetdicom.presentation import PresentationContext
 
 from agent.simulators.remote_imaging_scp import StorageScp, Stored
 from drivers.dicom import wire
-from drivers.dicom.fast_store import user_information
+from drivers.dicom.fast_store import association_accept
 from drivers.dicom.tags import routing_of
 
 MAX_PDU = 16_382  # what pynetdicom's AE offers by default: the agent sends as it would to it
@@ -117,7 +117,15 @@ class LeanStorageScp(StorageScp):
         for item in request.user_information:
             if isinstance(item, MaximumLengthNotification):
                 peer_max = int(item.maximum_length_received or 0)
-        writer.write(_accept(request, results))
+        writer.write(
+            association_accept(
+                request,
+                results,
+                MAX_PDU,
+                PYNETDICOM_IMPLEMENTATION_UID,
+                PYNETDICOM_IMPLEMENTATION_VERSION,
+            )
+        )
         with self.lock:
             self.received.associations += 1
         self._notify()
@@ -247,22 +255,6 @@ def _negotiate(
             accepted[int(cx.context_id or 0)] = syntax
         results.append(result)
     return accepted, results
-
-
-def _accept(request: A_ASSOCIATE, results: list[PresentationContext]) -> bytes:
-    accept = A_ASSOCIATE()
-    accept.application_context_name = request.application_context_name
-    accept.calling_ae_title = request.calling_ae_title
-    accept.called_ae_title = request.called_ae_title
-    accept.result = 0x00
-    accept.result_source = 0x01
-    accept.presentation_context_definition_results_list = results
-    accept.user_information = user_information(
-        MAX_PDU, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-    )
-    pdu = A_ASSOCIATE_AC()
-    pdu.from_primitive(accept)
-    return bytes(pdu.encode())
 
 
 def _routing(sop_class: str, sop: str, syntax: str, data: bytes) -> dict[str, Any]:

@@ -171,7 +171,15 @@ class FastStore:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.network_timeout)
         try:
-            sock.sendall(self._accept(request, results))
+            sock.sendall(
+                association_accept(
+                    request,
+                    results,
+                    self.max_pdu,
+                    self.implementation_uid,
+                    self.implementation_version,
+                )
+            )
             association.run()
         except wire.ProtocolError as err:
             association.abort(wire.ABORT_UNEXPECTED_PDU, str(err))
@@ -185,20 +193,26 @@ class FastStore:
         finally:
             association.discard_pending()
 
-    def _accept(self, request: A_ASSOCIATE, results: list[PresentationContext]) -> bytes:
-        accept = A_ASSOCIATE()
-        accept.application_context_name = request.application_context_name
-        accept.calling_ae_title = request.calling_ae_title
-        accept.called_ae_title = request.called_ae_title
-        accept.result = 0x00
-        accept.result_source = 0x01
-        accept.presentation_context_definition_results_list = results
-        accept.user_information = user_information(
-            self.max_pdu, self.implementation_uid, self.implementation_version
-        )
-        pdu = A_ASSOCIATE_AC()
-        pdu.from_primitive(accept)
-        return pdu.encode()
+
+def association_accept(
+    request: A_ASSOCIATE,
+    results: list[PresentationContext],
+    max_pdu: int,
+    implementation_uid: str,
+    implementation_version: str,
+) -> bytes:
+    """The A-ASSOCIATE-AC PDU accepting `request` with `results`, our user information in it."""
+    accept = A_ASSOCIATE()
+    accept.application_context_name = request.application_context_name
+    accept.calling_ae_title = request.calling_ae_title
+    accept.called_ae_title = request.called_ae_title
+    accept.result = 0x00
+    accept.result_source = 0x01
+    accept.presentation_context_definition_results_list = results
+    accept.user_information = user_information(max_pdu, implementation_uid, implementation_version)
+    pdu = A_ASSOCIATE_AC()
+    pdu.from_primitive(accept)
+    return bytes(pdu.encode())
 
 
 @dataclass(slots=True)
